@@ -1,0 +1,1 @@
+//! Examples of skytrace live in `examples/`.

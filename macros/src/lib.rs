@@ -1,0 +1,1 @@
+//! Attribute macros for skytrace. Use them through the `skytrace` crate.

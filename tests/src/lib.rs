@@ -1,0 +1,1 @@
+//! Integration tests of skytrace live in `tests/`.

@@ -1,1 +1,59 @@
-//! skytrace
+//! # skytrace
+//!
+//! A SkyWalking agent for Rust. Annotate functions, add one layer, set the same `SW_AGENT_*`
+//! variables the Java, Go and Python agents read, and Rust services appear in the same traces.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Reads SW_AGENT_NAME, SW_AGENT_COLLECTOR_BACKEND_SERVICES, SW_AGENT_SAMPLE, …
+//! let _guard = skytrace::init(skytrace::Config::from_env()?)?;
+//!
+//! let request = skytrace::Span::entry_new("nightly-job");
+//! let _in = request.enter();
+//! {
+//!     let step = skytrace::Span::local("load");
+//!     let _in = step.enter();
+//!     // … work …
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! - [`Span`]: entry, local and exit spans; [`Instrument::in_span`] for futures.
+//! - [`inject`], [`Extractor`], [`Injector`], [`Sw8Header`]: propagation (`sw8`,
+//!   `sw8-correlation`, `sw8-x`).
+//! - [`snapshot`] / [`ContextSnapshot::continue_span`]: continue a trace in another task.
+//! - [`Config`], [`init`], [`Tracer`]: configuration and the reporter ([`GrpcReporter`],
+//!   [`ConsoleReporter`]).
+#![warn(missing_docs)]
+
+pub mod component;
+mod config;
+mod context;
+mod host;
+mod id;
+mod instrument;
+mod propagation;
+mod reporter;
+mod sampler;
+mod segment;
+mod span;
+mod time;
+mod tracer;
+
+pub use config::{Config, ConfigBuilder, ConfigError, DEFAULT_IGNORE_SUFFIX, ReporterKind};
+pub use context::{
+    ContextSnapshot, current_trace_id, get_correlation, inject, put_correlation, snapshot,
+};
+pub use instrument::{InSpan, Instrument};
+pub use propagation::{
+    Correlation, Extractor, Injector, SW8_MAX_LEN, Sw8Error, Sw8Extension, Sw8Header,
+};
+#[cfg(feature = "grpc")]
+pub use reporter::GrpcReporter;
+pub use reporter::{ConsoleReporter, DiscardReporter, Reporter, ReporterStats};
+pub use segment::{Segment, SpanKind, SpanLayer};
+pub use span::{EnteredSpan, Span};
+pub use tracer::{DEFAULT_SHUTDOWN_TIMEOUT, InitError, Tracer, TracerGuard, init};
+
+/// The protocol types, for custom reporters.
+pub use skytrace_proto as proto;

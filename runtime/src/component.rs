@@ -1,0 +1,23 @@
+//! Component ids from OAP's component-libraries list: they pick the icon and analysis OAP uses.
+//! Rust's own range is `[11000, 12000)`.
+
+/// Not known.
+pub const UNKNOWN: i32 = 0;
+/// Rust code with no more specific component.
+pub const RUST: i32 = 11000;
+/// Any HTTP client or server.
+pub const HTTP: i32 = 49;
+/// Any RPC framework.
+pub const RPC: i32 = 50;
+/// gRPC.
+pub const GRPC: i32 = 23;
+/// MySQL.
+pub const MYSQL: i32 = 5;
+/// PostgreSQL.
+pub const POSTGRESQL: i32 = 22;
+/// Redis.
+pub const REDIS: i32 = 7;
+/// Kafka.
+pub const KAFKA: i32 = 27;
+/// Plain TCP.
+pub const TCP: i32 = 110;

@@ -1,0 +1,47 @@
+//! Facts about this host that OAP shows for a service instance.
+
+/// The host name, or `localhost` when it cannot be read.
+pub(crate) fn hostname() -> String {
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
+    if name.is_empty() {
+        "localhost".to_owned()
+    } else {
+        name
+    }
+}
+
+/// Every non-loopback IPv4 address of this host.
+pub(crate) fn ipv4_addresses() -> Vec<String> {
+    if_addrs::get_if_addrs()
+        .map(|ifaces| {
+            ifaces
+                .into_iter()
+                .filter(|i| !i.is_loopback())
+                .filter_map(|i| match i.ip() {
+                    std::net::IpAddr::V4(v4) => Some(v4.to_string()),
+                    std::net::IpAddr::V6(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The instance properties the official agents report at start.
+pub(crate) fn instance_properties() -> Vec<(String, String)> {
+    let mut props = vec![
+        ("language".to_owned(), "rust".to_owned()),
+        ("hostname".to_owned(), hostname()),
+        ("Process No.".to_owned(), std::process::id().to_string()),
+        ("OS Name".to_owned(), std::env::consts::OS.to_owned()),
+        (
+            "agent version".to_owned(),
+            format!("skytrace {}", env!("CARGO_PKG_VERSION")),
+        ),
+    ];
+    props.extend(
+        ipv4_addresses()
+            .into_iter()
+            .map(|ip| ("ipv4".to_owned(), ip)),
+    );
+    props
+}

@@ -1,0 +1,88 @@
+//! Running a future inside a span.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::span::Span;
+
+/// Attaches a span to any future.
+///
+/// ```
+/// use skytrace::{Instrument, Span};
+///
+/// async fn fetch() -> u32 { 42 }
+///
+/// # async fn demo() -> u32 {
+/// fetch().in_span(Span::local("fetch")).await
+/// # }
+/// ```
+pub trait Instrument: Future + Sized {
+    /// Enters `span` around every poll of this future, wherever it is polled, and ends it when
+    /// the future completes. If the future is dropped first the span is tagged `cancelled` and
+    /// ended; if a poll panics the span is marked as failed.
+    fn in_span(self, span: Span) -> InSpan<Self> {
+        InSpan {
+            inner: self,
+            span: Some(span),
+            polling: false,
+        }
+    }
+}
+
+impl<F: Future> Instrument for F {}
+
+pin_project! {
+    /// A future running inside a span: see [`Instrument::in_span`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct InSpan<F> {
+        #[pin]
+        inner: F,
+        span: Option<Span>,
+        // True only during a poll: seen from `drop`, it means the poll unwound.
+        polling: bool,
+    }
+
+    impl<F> PinnedDrop for InSpan<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(span) = this.span.take() {
+                if !*this.polling {
+                    span.add_tag("cancelled", "true");
+                }
+                drop(span);
+            }
+        }
+    }
+}
+
+impl<F: Future> Future for InSpan<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let poll = match this.span.as_ref() {
+            Some(span) => {
+                let _entered = span.enter();
+                *this.polling = true;
+                let poll = this.inner.poll(cx);
+                *this.polling = false;
+                poll
+            }
+            None => this.inner.poll(cx),
+        };
+        if poll.is_ready() {
+            this.span.take();
+        }
+        poll
+    }
+}
+
+impl<F> std::fmt::Debug for InSpan<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InSpan").field("span", &self.span).finish()
+    }
+}

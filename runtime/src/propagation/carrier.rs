@@ -1,0 +1,121 @@
+//! Where propagation headers are read from and written to.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+
+/// Reads propagation headers from an incoming request.
+///
+/// Implemented for `http::HeaderMap`, `http::Request<B>`, string maps and references to any of
+/// them; implement it for your own message types to use them as an `#[entry_span]` carrier.
+///
+/// ```
+/// use skytrace::Extractor;
+///
+/// struct Message { sw8: Option<String> }
+///
+/// impl Extractor for Message {
+///     fn get(&self, key: &str) -> Option<&str> {
+///         (key == "sw8").then_some(self.sw8.as_deref()).flatten()
+///     }
+/// }
+/// # let m = Message { sw8: None };
+/// # assert_eq!(m.get("sw8"), None);
+/// ```
+pub trait Extractor {
+    /// The value of header `key` (lower-case), if present and text.
+    fn get(&self, key: &str) -> Option<&str>;
+}
+
+/// Writes propagation headers onto an outgoing request.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use skytrace::Injector;
+///
+/// let mut headers: HashMap<String, String> = HashMap::new();
+/// headers.set("sw8", "1-...".to_string());
+/// assert!(headers.contains_key("sw8"));
+/// ```
+pub trait Injector {
+    /// Sets header `key` (lower-case) to `value`, replacing an earlier value.
+    fn set(&mut self, key: &str, value: String);
+}
+
+impl<T: Extractor + ?Sized> Extractor for &T {
+    fn get(&self, key: &str) -> Option<&str> {
+        (**self).get(key)
+    }
+}
+
+impl<T: Extractor + ?Sized> Extractor for &mut T {
+    fn get(&self, key: &str) -> Option<&str> {
+        (**self).get(key)
+    }
+}
+
+impl<T: Injector + ?Sized> Injector for &mut T {
+    fn set(&mut self, key: &str, value: String) {
+        (**self).set(key, value);
+    }
+}
+
+impl Extractor for http::HeaderMap {
+    fn get(&self, key: &str) -> Option<&str> {
+        http::HeaderMap::get(self, key).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Injector for http::HeaderMap {
+    fn set(&mut self, key: &str, value: String) {
+        // Our own values are always valid header text; a name from a bad namespace is skipped.
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::try_from(value),
+        ) {
+            self.insert(name, value);
+        }
+    }
+}
+
+impl<B> Extractor for http::Request<B> {
+    fn get(&self, key: &str) -> Option<&str> {
+        Extractor::get(self.headers(), key)
+    }
+}
+
+impl<B> Injector for http::Request<B> {
+    fn set(&mut self, key: &str, value: String) {
+        Injector::set(self.headers_mut(), key, value);
+    }
+}
+
+impl<S: BuildHasher> Extractor for HashMap<String, String, S> {
+    fn get(&self, key: &str) -> Option<&str> {
+        HashMap::get(self, key).map(String::as_str)
+    }
+}
+
+impl<S: BuildHasher> Injector for HashMap<String, String, S> {
+    fn set(&mut self, key: &str, value: String) {
+        self.insert(key.to_owned(), value);
+    }
+}
+
+impl Extractor for BTreeMap<String, String> {
+    fn get(&self, key: &str) -> Option<&str> {
+        BTreeMap::get(self, key).map(String::as_str)
+    }
+}
+
+impl Injector for BTreeMap<String, String> {
+    fn set(&mut self, key: &str, value: String) {
+        self.insert(key.to_owned(), value);
+    }
+}
+
+/// No carrier: always starts a new trace.
+impl Extractor for () {
+    fn get(&self, _key: &str) -> Option<&str> {
+        None
+    }
+}

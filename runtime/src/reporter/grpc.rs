@@ -1,0 +1,433 @@
+//! [`GrpcReporter`]: streams segments to OAP over gRPC.
+//!
+//! Design: the service's threads only `try_send` into a bounded queue; everything that touches
+//! the network runs on one background thread with its own single-threaded tokio runtime, so the
+//! reporter neither needs nor disturbs the service's runtime. The worker connects to one backend
+//! at a time (round-robin, failing over on error, backing off while none answers), reports the
+//! instance properties, sends keep-alives, and delivers the queue in batches: one `collect`
+//! client stream per batch, so each batch is acknowledged before the next one is taken.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, mpsc as std_mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use skytrace_proto::v3::management_service_client::ManagementServiceClient;
+use skytrace_proto::v3::trace_segment_report_service_client::TraceSegmentReportServiceClient;
+use skytrace_proto::v3::{InstancePingPkg, InstanceProperties, KeyStringValuePair};
+use tokio::sync::{mpsc, watch};
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+
+use super::{Reporter, ReporterStats};
+use crate::config::Config;
+use crate::segment::Segment;
+
+/// Most segments sent on one `collect` stream.
+const BATCH: usize = 500;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a `collect` stream or management call may take before the backend counts as stalled.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The Java agent re-sends instance properties every 10 heartbeats.
+const PROPERTIES_EVERY: u64 = 10;
+
+const CONNECTING: u8 = 0;
+const CONNECTED: u8 = 1;
+const DISCONNECTED: u8 = 2;
+
+#[derive(Default)]
+struct Shared {
+    state: AtomicU8,
+    sent: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Shared {
+    fn set_state(&self, state: u8, backend: &str, why: &dyn std::fmt::Display) {
+        let before = self.state.swap(state, Ordering::Relaxed);
+        // One line per change of state, never one per attempt.
+        if before != state {
+            match state {
+                CONNECTED => eprintln!("skytrace: reporting to {backend}"),
+                _ => eprintln!("skytrace: OAP at {backend} unreachable ({why}); retrying"),
+            }
+        }
+    }
+}
+
+struct Control {
+    shutdown: watch::Sender<Option<Instant>>,
+    done: std_mpsc::Receiver<()>,
+    thread: JoinHandle<()>,
+}
+
+/// Streams segments to OAP's `TraceSegmentReportService/collect` over gRPC.
+///
+/// Never blocks the service: [`Reporter::report`] puts the segment in a bounded queue (size
+/// `SW_AGENT_QUEUE_SIZE`) or, when it is full, drops it and counts it in
+/// [`ReporterStats::dropped`]. Usually started by [`crate::init`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use skytrace::{Config, GrpcReporter, Reporter, Tracer};
+///
+/// let config = Config::builder().backend_services("127.0.0.1:11800").build().unwrap();
+/// let reporter = GrpcReporter::start(&config).unwrap();
+/// let tracer = Tracer::new(&config, reporter);
+/// drop(tracer.entry_span("job", &()));
+/// let stats = tracer.reporter().shutdown(Duration::from_secs(5));
+/// println!("sent {} dropped {}", stats.sent, stats.dropped);
+/// ```
+pub struct GrpcReporter {
+    queue: mpsc::Sender<Segment>,
+    shared: Arc<Shared>,
+    control: Mutex<Option<Control>>,
+}
+
+impl std::fmt::Debug for GrpcReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcReporter")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+struct Settings {
+    backends: Vec<String>,
+    service: String,
+    instance: String,
+    token: Option<AsciiMetadataValue>,
+    heartbeat: Duration,
+}
+
+impl GrpcReporter {
+    /// Starts the background reporter thread for `config`'s backends.
+    pub fn start(config: &Config) -> std::io::Result<GrpcReporter> {
+        let token = match &config.authentication {
+            Some(t) => Some(MetadataValue::try_from(t.as_str()).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "SW_AGENT_AUTHENTICATION is not valid gRPC metadata",
+                )
+            })?),
+            None => None,
+        };
+        let settings = Settings {
+            backends: config.backends.clone(),
+            service: config.service_name.clone(),
+            instance: config.instance_name.clone(),
+            token,
+            heartbeat: config.heartbeat_period,
+        };
+        let (queue, rx) = mpsc::channel(config.queue_size);
+        let shared = Arc::new(Shared {
+            state: AtomicU8::new(CONNECTING),
+            ..Shared::default()
+        });
+        let (shutdown, shutdown_rx) = watch::channel(None);
+        let (done_tx, done) = std_mpsc::channel();
+        let worker_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("skytrace-reporter".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match runtime {
+                    Ok(runtime) => runtime.block_on(
+                        Worker {
+                            settings,
+                            queue: rx,
+                            shared: worker_shared,
+                            shutdown: shutdown_rx,
+                            next_backend: 0,
+                        }
+                        .run(),
+                    ),
+                    Err(e) => {
+                        eprintln!("skytrace: cannot start the reporter runtime: {e}");
+                        worker_shared.state.store(DISCONNECTED, Ordering::Relaxed);
+                    }
+                }
+                let _ = done_tx.send(());
+            })?;
+        Ok(GrpcReporter {
+            queue,
+            shared,
+            control: Mutex::new(Some(Control {
+                shutdown,
+                done,
+                thread,
+            })),
+        })
+    }
+}
+
+impl Reporter for GrpcReporter {
+    fn report(&self, segment: Segment) {
+        if self.queue.try_send(segment).is_err() {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn is_available(&self) -> bool {
+        self.shared.state.load(Ordering::Relaxed) != DISCONNECTED
+    }
+
+    fn stats(&self) -> ReporterStats {
+        ReporterStats {
+            queued: (self.queue.max_capacity() - self.queue.capacity()) as u64,
+            sent: self.shared.sent.load(Ordering::Relaxed),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
+            failed: self.shared.failed.load(Ordering::Relaxed),
+            connected: self.shared.state.load(Ordering::Relaxed) == CONNECTED,
+        }
+    }
+
+    fn shutdown(&self, timeout: Duration) -> ReporterStats {
+        let control = self
+            .control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(control) = control {
+            let _ = control.shutdown.send(Some(Instant::now() + timeout));
+            // The worker stops at the deadline; a little slack covers its last call returning.
+            if control
+                .done
+                .recv_timeout(timeout + Duration::from_millis(500))
+                .is_ok()
+            {
+                let _ = control.thread.join();
+            }
+        }
+        self.stats()
+    }
+}
+
+struct Worker {
+    settings: Settings,
+    queue: mpsc::Receiver<Segment>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<Option<Instant>>,
+    next_backend: usize,
+}
+
+/// Why the worker left a connection.
+enum Leave {
+    /// The backend failed: connect again (to the next backend).
+    Reconnect,
+    /// Shut down, or every sender is gone.
+    Stop,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            if self.deadline_passed() || (self.deadline().is_some() && self.queue.is_empty()) {
+                break;
+            }
+            let backend =
+                self.settings.backends[self.next_backend % self.settings.backends.len()].clone();
+            self.next_backend = self.next_backend.wrapping_add(1);
+            match self.connect(&backend).await {
+                Ok(channel) => {
+                    backoff = BACKOFF_MIN;
+                    if let Leave::Stop = self.serve(channel, &backend).await {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    self.shared.set_state(DISCONNECTED, &backend, &e);
+                    // Try the next backend at once; back off once every backend has failed.
+                    if self.next_backend % self.settings.backends.len() == 0 {
+                        self.sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+            }
+        }
+        // What could not be delivered is lost; count it rather than losing it silently.
+        self.queue.close();
+        while self.queue.try_recv().is_ok() {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        *self.shutdown.borrow()
+    }
+
+    fn deadline_passed(&self) -> bool {
+        self.deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// How long a call may take: the call timeout, cut short by a shutdown deadline.
+    fn call_timeout(&self) -> Duration {
+        match self.deadline() {
+            Some(d) => d
+                .saturating_duration_since(Instant::now())
+                .min(CALL_TIMEOUT),
+            None => CALL_TIMEOUT,
+        }
+    }
+
+    /// Sleeps for `d`, waking early when a shutdown is requested.
+    async fn sleep(&mut self, d: Duration) {
+        let deadline = self.deadline();
+        if deadline.is_some() {
+            tokio::time::sleep(d.min(Duration::from_millis(50))).await;
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.shutdown.changed() => {}
+        }
+    }
+
+    async fn connect(&self, backend: &str) -> Result<Channel, Box<dyn std::error::Error>> {
+        let endpoint = Endpoint::from_shared(format!("http://{backend}"))?
+            .connect_timeout(CONNECT_TIMEOUT.min(self.call_timeout()))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        Ok(endpoint.connect().await?)
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.settings.token {
+            request
+                .metadata_mut()
+                .insert("authentication", token.clone());
+        }
+        request.set_timeout(self.call_timeout());
+        request
+    }
+
+    async fn serve(&mut self, channel: Channel, backend: &str) -> Leave {
+        let mut management = ManagementServiceClient::new(channel.clone());
+        if let Err(e) = self.report_properties(&mut management).await {
+            self.shared.set_state(DISCONNECTED, backend, &e);
+            return Leave::Reconnect;
+        }
+        self.shared.set_state(CONNECTED, backend, &"");
+        let mut segments = TraceSegmentReportServiceClient::new(channel);
+        let mut heartbeat = tokio::time::interval(self.settings.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await; // the first tick is immediate; properties were just sent
+        let mut beats: u64 = 0;
+        loop {
+            let first = if self.deadline().is_some() {
+                match self.queue.try_recv() {
+                    Ok(segment) => segment,
+                    Err(_) => return Leave::Stop,
+                }
+            } else {
+                tokio::select! {
+                    segment = self.queue.recv() => match segment {
+                        Some(segment) => segment,
+                        None => return Leave::Stop,
+                    },
+                    _ = heartbeat.tick() => {
+                        beats += 1;
+                        let result = if beats % PROPERTIES_EVERY == 0 {
+                            self.report_properties(&mut management).await
+                        } else {
+                            self.keep_alive(&mut management).await
+                        };
+                        if let Err(e) = result {
+                            self.shared.set_state(DISCONNECTED, backend, &e);
+                            return Leave::Reconnect;
+                        }
+                        continue;
+                    }
+                    _ = self.shutdown.changed() => continue,
+                }
+            };
+            if self.deadline_passed() {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                return Leave::Stop;
+            }
+            let mut batch = Vec::with_capacity(BATCH.min(self.queue.len() + 1));
+            batch.push(first);
+            while batch.len() < BATCH {
+                match self.queue.try_recv() {
+                    Ok(segment) => batch.push(segment),
+                    Err(_) => break,
+                }
+            }
+            let count = batch.len() as u64;
+            let stream = tokio_stream::iter(batch.into_iter().map(Segment::into_proto));
+            let request = self.request(stream);
+            let timeout = self.call_timeout();
+            match tokio::time::timeout(timeout, segments.collect(request)).await {
+                Ok(Ok(_)) => {
+                    self.shared.sent.fetch_add(count, Ordering::Relaxed);
+                    self.shared.set_state(CONNECTED, backend, &"");
+                }
+                Ok(Err(status)) => {
+                    self.shared.failed.fetch_add(count, Ordering::Relaxed);
+                    if reconnect_on(&status) {
+                        self.shared
+                            .set_state(DISCONNECTED, backend, &status.message());
+                        return Leave::Reconnect;
+                    }
+                }
+                Err(_) => {
+                    self.shared.failed.fetch_add(count, Ordering::Relaxed);
+                    self.shared
+                        .set_state(DISCONNECTED, backend, &"collect stream stalled");
+                    return Leave::Reconnect;
+                }
+            }
+        }
+    }
+
+    async fn report_properties(
+        &self,
+        client: &mut ManagementServiceClient<Channel>,
+    ) -> Result<(), tonic::Status> {
+        let properties = crate::host::instance_properties()
+            .into_iter()
+            .map(|(key, value)| KeyStringValuePair { key, value })
+            .collect();
+        let request = self.request(InstanceProperties {
+            service: self.settings.service.clone(),
+            service_instance: self.settings.instance.clone(),
+            properties,
+            layer: String::new(),
+        });
+        client.report_instance_properties(request).await.map(drop)
+    }
+
+    async fn keep_alive(
+        &self,
+        client: &mut ManagementServiceClient<Channel>,
+    ) -> Result<(), tonic::Status> {
+        let request = self.request(InstancePingPkg {
+            service: self.settings.service.clone(),
+            service_instance: self.settings.instance.clone(),
+            layer: String::new(),
+        });
+        client.keep_alive(request).await.map(drop)
+    }
+}
+
+/// Statuses after which the connection itself is suspect; others (say, a rejected token) are
+/// answers from a healthy backend.
+fn reconnect_on(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::Internal
+    )
+}

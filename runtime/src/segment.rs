@@ -1,0 +1,249 @@
+//! What a segment is made of while it is recorded, and the finished [`Segment`] handed to a
+//! reporter. Conversion to protobuf happens in [`Segment::into_proto`], on the reporter's thread,
+//! so the service's own threads never pay for it.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use skytrace_proto::v3;
+
+/// Text the agent records: `&'static str` names cost no allocation.
+pub(crate) type Text = Cow<'static, str>;
+
+/// The kind of a span, as SkyWalking counts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SpanKind {
+    /// Where a request enters this service: its operation name is the endpoint.
+    Entry,
+    /// A call out of the service; carries the peer it dialled.
+    Exit,
+    /// Work inside the service.
+    Local,
+}
+
+/// The layer of a span, which OAP uses to pick its analysis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SpanLayer {
+    /// No particular layer.
+    #[default]
+    Unknown,
+    /// A database call.
+    Database,
+    /// An RPC framework such as gRPC.
+    RpcFramework,
+    /// HTTP.
+    Http,
+    /// A message queue.
+    Mq,
+    /// A cache.
+    Cache,
+    /// Function as a service.
+    Faas,
+}
+
+impl SpanLayer {
+    fn to_proto(self) -> v3::SpanLayer {
+        match self {
+            SpanLayer::Unknown => v3::SpanLayer::Unknown,
+            SpanLayer::Database => v3::SpanLayer::Database,
+            SpanLayer::RpcFramework => v3::SpanLayer::RpcFramework,
+            SpanLayer::Http => v3::SpanLayer::Http,
+            SpanLayer::Mq => v3::SpanLayer::Mq,
+            SpanLayer::Cache => v3::SpanLayer::Cache,
+            SpanLayer::Faas => v3::SpanLayer::Faas,
+        }
+    }
+}
+
+impl SpanKind {
+    fn to_proto(self) -> v3::SpanType {
+        match self {
+            SpanKind::Entry => v3::SpanType::Entry,
+            SpanKind::Exit => v3::SpanType::Exit,
+            SpanKind::Local => v3::SpanType::Local,
+        }
+    }
+}
+
+pub(crate) struct LogRecord {
+    pub(crate) time: i64,
+    pub(crate) fields: Vec<(Text, Text)>,
+}
+
+pub(crate) struct SpanRecord {
+    pub(crate) parent: i32,
+    pub(crate) start: i64,
+    /// 0 while the span is open.
+    pub(crate) end: i64,
+    pub(crate) kind: SpanKind,
+    pub(crate) layer: SpanLayer,
+    pub(crate) component: i32,
+    pub(crate) is_error: bool,
+    pub(crate) skip_analysis: bool,
+    pub(crate) operation: Text,
+    pub(crate) peer: Text,
+    pub(crate) tags: Vec<(Text, Text)>,
+    pub(crate) logs: Vec<LogRecord>,
+}
+
+impl SpanRecord {
+    pub(crate) fn new(
+        parent: i32,
+        kind: SpanKind,
+        operation: Text,
+        peer: Text,
+        start: i64,
+    ) -> Self {
+        SpanRecord {
+            parent,
+            start,
+            end: 0,
+            kind,
+            layer: SpanLayer::Unknown,
+            component: 0,
+            is_error: false,
+            skip_analysis: false,
+            operation,
+            peer,
+            tags: Vec::new(),
+            logs: Vec::new(),
+        }
+    }
+}
+
+/// How a segment continues work from elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RefKind {
+    CrossProcess,
+    CrossThread,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct SegmentRef {
+    pub(crate) kind: RefKind,
+    pub(crate) trace_id: String,
+    pub(crate) parent_segment_id: String,
+    pub(crate) parent_span_id: i32,
+    pub(crate) parent_service: String,
+    pub(crate) parent_service_instance: String,
+    pub(crate) parent_endpoint: String,
+    pub(crate) network_address: String,
+}
+
+/// A finished segment: every span one trace recorded in one task of this process.
+pub struct Segment {
+    pub(crate) trace_id: Arc<str>,
+    pub(crate) segment_id: Arc<str>,
+    pub(crate) service: Arc<str>,
+    pub(crate) instance: Arc<str>,
+    pub(crate) spans: Vec<SpanRecord>,
+    pub(crate) refs: Vec<SegmentRef>,
+    pub(crate) size_limited: bool,
+}
+
+impl Segment {
+    /// The trace this segment belongs to.
+    pub fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+
+    /// This segment's id.
+    pub fn segment_id(&self) -> &str {
+        &self.segment_id
+    }
+
+    /// How many spans were recorded.
+    pub fn span_count(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// The message OAP receives.
+    pub fn into_proto(self) -> v3::SegmentObject {
+        let mut refs = Some(self.refs);
+        let spans = self
+            .spans
+            .into_iter()
+            .enumerate()
+            .map(|(i, span)| {
+                // Refs belong on the segment's first span only.
+                let refs = if i == 0 {
+                    refs.take().unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                span_to_proto(i, span, refs)
+            })
+            .collect();
+        v3::SegmentObject {
+            trace_id: self.trace_id.to_string(),
+            trace_segment_id: self.segment_id.to_string(),
+            spans,
+            service: self.service.to_string(),
+            service_instance: self.instance.to_string(),
+            is_size_limited: self.size_limited,
+        }
+    }
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("trace_id", &self.trace_id)
+            .field("segment_id", &self.segment_id)
+            .field("spans", &self.spans.len())
+            .field("size_limited", &self.size_limited)
+            .finish()
+    }
+}
+
+fn kv(pairs: Vec<(Text, Text)>) -> Vec<v3::KeyStringValuePair> {
+    pairs
+        .into_iter()
+        .map(|(key, value)| v3::KeyStringValuePair {
+            key: key.into_owned(),
+            value: value.into_owned(),
+        })
+        .collect()
+}
+
+fn span_to_proto(index: usize, span: SpanRecord, refs: Vec<SegmentRef>) -> v3::SpanObject {
+    v3::SpanObject {
+        span_id: i32::try_from(index).unwrap_or(i32::MAX),
+        parent_span_id: span.parent,
+        start_time: span.start,
+        end_time: span.end,
+        refs: refs.into_iter().map(ref_to_proto).collect(),
+        operation_name: span.operation.into_owned(),
+        peer: span.peer.into_owned(),
+        span_type: span.kind.to_proto() as i32,
+        span_layer: span.layer.to_proto() as i32,
+        component_id: span.component,
+        is_error: span.is_error,
+        tags: kv(span.tags),
+        logs: span
+            .logs
+            .into_iter()
+            .map(|log| v3::Log {
+                time: log.time,
+                data: kv(log.fields),
+            })
+            .collect(),
+        skip_analysis: span.skip_analysis,
+    }
+}
+
+fn ref_to_proto(r: SegmentRef) -> v3::SegmentReference {
+    v3::SegmentReference {
+        ref_type: match r.kind {
+            RefKind::CrossProcess => v3::RefType::CrossProcess,
+            RefKind::CrossThread => v3::RefType::CrossThread,
+        } as i32,
+        trace_id: r.trace_id,
+        parent_trace_segment_id: r.parent_segment_id,
+        parent_span_id: r.parent_span_id,
+        parent_service: r.parent_service,
+        parent_service_instance: r.parent_service_instance,
+        parent_endpoint: r.parent_endpoint,
+        network_address_used_at_peer: r.network_address,
+    }
+}

@@ -1,0 +1,285 @@
+//! [`Span`]: the handle instrumentation holds while a piece of work runs.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::context::{Handle, inject_handle, replace_current, with_current};
+use crate::propagation::{Extractor, Injector};
+use crate::segment::{LogRecord, SpanKind, SpanLayer, Text};
+use crate::time::now_millis;
+use crate::tracer;
+
+/// A span of the current trace. It ends when dropped (or at [`Span::end`]); ending a segment's
+/// first span hands the segment to the reporter.
+///
+/// A span outside any trace, beyond the span limit, or in a trace that is not sampled is a
+/// no-op: creating, entering and dropping it allocates nothing and reads no clock.
+///
+/// ```
+/// use skytrace::{Span, SpanLayer};
+///
+/// fn load_user(id: u64) -> Option<String> {
+///     let span = Span::local("load_user");
+///     let _entered = span.enter();
+///     span.set_layer(SpanLayer::Database);
+///     if span.is_recording() {
+///         span.add_tag("db.statement", format!("SELECT * FROM users WHERE id = {id}"));
+///     }
+///     None
+/// }
+/// assert_eq!(load_user(7), None); // no trace is active: nothing was recorded
+/// ```
+#[must_use = "a span ends as soon as it is dropped"]
+pub struct Span {
+    handle: Option<Handle>,
+}
+
+impl Span {
+    pub(crate) fn from_handle(handle: Handle) -> Span {
+        Span {
+            handle: Some(handle),
+        }
+    }
+
+    /// A span that records nothing.
+    pub const fn noop() -> Span {
+        Span { handle: None }
+    }
+
+    /// A local span, child of the current span. No-op when no trace is active.
+    #[inline]
+    pub fn local(operation_name: impl Into<Cow<'static, str>>) -> Span {
+        Self::child(SpanKind::Local, operation_name, Cow::Borrowed(""))
+    }
+
+    /// An exit span for a call to `peer` (the `host:port` dialled), child of the current span.
+    /// While it is entered, [`crate::inject`] writes the headers the callee continues from.
+    /// No-op when no trace is active.
+    pub fn exit(
+        operation_name: impl Into<Cow<'static, str>>,
+        peer: impl Into<Cow<'static, str>>,
+    ) -> Span {
+        Self::child(SpanKind::Exit, operation_name, peer)
+    }
+
+    #[inline]
+    fn child(
+        kind: SpanKind,
+        operation_name: impl Into<Cow<'static, str>>,
+        peer: impl Into<Cow<'static, str>>,
+    ) -> Span {
+        with_current(|cur| match cur {
+            Handle::Recording { segment, span_id } => {
+                segment.start_span(*span_id, kind, operation_name.into(), peer.into())
+            }
+            Handle::Unsampled { context, .. } if kind == SpanKind::Exit => {
+                Span::from_handle(Handle::Unsampled {
+                    context: Arc::clone(context),
+                    peer: Some(peer.into()),
+                })
+            }
+            Handle::Unsampled { .. } => Span::noop(),
+        })
+        .unwrap_or(Span::noop())
+    }
+
+    /// An entry span: where a request enters this service. It continues the caller's trace from
+    /// the `sw8` header in `carrier` (a malformed one is ignored), or starts a new trace, through
+    /// the global tracer installed by [`crate::init`]. Inside an active trace it is a local child
+    /// span instead, so a handler under a tracing middleware does not count the request twice.
+    pub fn entry(
+        operation_name: impl Into<Cow<'static, str>>,
+        carrier: &(impl Extractor + ?Sized),
+    ) -> Span {
+        tracer::entry(None, operation_name.into(), carrier)
+    }
+
+    /// An entry span with no carrier: starts a new trace (for jobs, consumers, main loops).
+    pub fn entry_new(operation_name: impl Into<Cow<'static, str>>) -> Span {
+        Self::entry(operation_name, &())
+    }
+
+    /// Whether this span records. Skip work that only feeds it (formatting tags) when it does not.
+    #[inline]
+    pub fn is_recording(&self) -> bool {
+        matches!(self.handle, Some(Handle::Recording { .. }))
+    }
+
+    #[inline]
+    fn update(&self, f: impl FnOnce(&mut crate::segment::SpanRecord)) {
+        if let Some(Handle::Recording { segment, span_id }) = &self.handle {
+            segment.with_span(*span_id, f);
+        }
+    }
+
+    /// Sets the layer OAP analyses the span by.
+    pub fn set_layer(&self, layer: SpanLayer) {
+        self.update(|s| s.layer = layer);
+    }
+
+    /// Sets the component id (see [`crate::component`]).
+    pub fn set_component(&self, component_id: i32) {
+        self.update(|s| s.component = component_id);
+    }
+
+    /// Sets the peer: the address of the other side.
+    pub fn set_peer(&self, peer: impl Into<Cow<'static, str>>) {
+        self.update(|s| s.peer = peer.into());
+    }
+
+    /// Renames the span (an entry span's name is its endpoint).
+    pub fn set_operation_name(&self, operation_name: impl Into<Cow<'static, str>>) {
+        self.update(|s| s.operation = operation_name.into());
+    }
+
+    /// Adds a tag.
+    pub fn add_tag(&self, key: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) {
+        self.update(|s| s.tags.push((key.into(), value.into())));
+    }
+
+    /// Adds a timestamped log of key/value fields.
+    pub fn log<K, V>(&self, fields: impl IntoIterator<Item = (K, V)>)
+    where
+        K: Into<Cow<'static, str>>,
+        V: Into<Cow<'static, str>>,
+    {
+        if !self.is_recording() {
+            return;
+        }
+        let fields: Vec<(Text, Text)> = fields
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let time = now_millis();
+        self.update(|s| s.logs.push(LogRecord { time, fields }));
+    }
+
+    /// Marks the span as failed (or not).
+    pub fn set_error(&self, is_error: bool) {
+        self.update(|s| s.is_error = is_error);
+    }
+
+    /// Marks the span as failed and logs the error's message, as the official agents do
+    /// (`event=error`, `message=…`).
+    pub fn record_error(&self, error: &dyn fmt::Display) {
+        if !self.is_recording() {
+            return;
+        }
+        let message = error.to_string();
+        let time = now_millis();
+        self.update(|s| {
+            s.is_error = true;
+            s.logs.push(LogRecord {
+                time,
+                fields: vec![
+                    (Cow::Borrowed("event"), Cow::Borrowed("error")),
+                    (Cow::Borrowed("message"), Cow::Owned(message)),
+                ],
+            });
+        });
+    }
+
+    /// Asks OAP not to analyse this span (it is still stored and shown).
+    pub fn set_skip_analysis(&self) {
+        self.update(|s| s.skip_analysis = true);
+    }
+
+    /// Writes the headers for a call made from this (exit) span; see [`crate::inject`].
+    pub fn inject(&self, carrier: &mut (impl Injector + ?Sized)) -> bool {
+        let mut carrier = carrier;
+        match &self.handle {
+            Some(handle) => inject_handle(handle, &mut carrier),
+            None => false,
+        }
+    }
+
+    /// Makes this span current on this thread until the guard is dropped: spans created
+    /// meanwhile become its children. Dropping the guard while panicking marks the span as
+    /// failed. For async code use [`crate::Instrument::in_span`], which enters around each poll.
+    #[inline]
+    pub fn enter(&self) -> EnteredSpan<'_> {
+        let previous = self
+            .handle
+            .as_ref()
+            .map(|handle| replace_current(Some(handle.clone())));
+        EnteredSpan {
+            span: self,
+            previous,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Ends the span now.
+    pub fn end(self) {
+        drop(self);
+    }
+
+    pub(crate) fn record_panic(&self) {
+        if !self.is_recording() {
+            return;
+        }
+        let time = now_millis();
+        self.update(|s| {
+            s.is_error = true;
+            s.logs.push(LogRecord {
+                time,
+                fields: vec![
+                    (Cow::Borrowed("event"), Cow::Borrowed("error")),
+                    (Cow::Borrowed("error.kind"), Cow::Borrowed("panic")),
+                ],
+            });
+        });
+    }
+}
+
+impl Drop for Span {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(Handle::Recording { segment, span_id }) = &self.handle {
+            segment.end_span(*span_id);
+        }
+    }
+}
+
+impl fmt::Debug for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.handle {
+            None => "noop",
+            Some(Handle::Recording { .. }) => "recording",
+            Some(Handle::Unsampled { .. }) => "unsampled",
+        };
+        f.debug_struct("Span").field("state", &state).finish()
+    }
+}
+
+/// Guard returned by [`Span::enter`]: restores the previous current span when dropped.
+#[must_use = "the span is current only while the guard lives"]
+pub struct EnteredSpan<'a> {
+    span: &'a Span,
+    /// `None` for a no-op span, which changes nothing.
+    previous: Option<Option<Handle>>,
+    /// The guard restores a thread-local: it must be dropped on the thread that made it.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for EnteredSpan<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous.take() {
+            if std::thread::panicking() {
+                self.span.record_panic();
+            }
+            replace_current(previous);
+        }
+    }
+}
+
+impl fmt::Debug for EnteredSpan<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnteredSpan")
+            .field("span", self.span)
+            .finish()
+    }
+}

@@ -1,0 +1,342 @@
+//! The tracer: configuration turned into the state every segment shares, and the global one
+//! that `#[entry_span]` and the integrations use.
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use crate::config::{Config, ConfigError, ReporterKind};
+use crate::context::{ActiveSegment, Handle, UnsampledContext, with_current};
+use crate::propagation::{Correlation, Extractor, Sw8Extension, Sw8Header};
+use crate::reporter::{ConsoleReporter, DiscardReporter, Reporter, ReporterStats};
+use crate::sampler::Sampler;
+use crate::segment::{RefKind, SegmentRef, SpanKind, Text};
+use crate::span::Span;
+
+/// Header names, with the namespace prefix when one is set.
+pub(crate) struct HeaderKeys {
+    pub(crate) sw8: String,
+    pub(crate) correlation: String,
+    pub(crate) extension: String,
+}
+
+pub(crate) struct TracerInner {
+    pub(crate) service: Arc<str>,
+    pub(crate) instance: Arc<str>,
+    pub(crate) span_limit: usize,
+    ignore_suffix: Vec<String>,
+    keep_tracing: bool,
+    correlation_max_keys: usize,
+    correlation_max_value_size: usize,
+    sampler: Sampler,
+    pub(crate) keys: HeaderKeys,
+    pub(crate) reporter: Arc<dyn Reporter>,
+}
+
+/// A configured tracer: shared state for the segments it records and the reporter they go to.
+/// Most services install one globally with [`init`]; tests and multi-tenant setups can hold
+/// several and start traces on each with [`Tracer::entry_span`].
+///
+/// ```
+/// use skytrace::{Config, DiscardReporter, Span, Tracer};
+///
+/// let tracer = Tracer::new(&Config::builder().build().unwrap(), DiscardReporter::new());
+/// let entry = tracer.entry_span("GET:/users/{id}", &http::HeaderMap::new());
+/// {
+///     let _in = entry.enter();
+///     let child = Span::local("load");
+///     assert!(child.is_recording());
+/// }
+/// drop(entry);
+/// assert_eq!(tracer.stats().sent, 1);
+/// ```
+#[derive(Clone)]
+pub struct Tracer {
+    inner: Arc<TracerInner>,
+}
+
+impl std::fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracer")
+            .field("service", &self.inner.service)
+            .field("instance", &self.inner.instance)
+            .finish()
+    }
+}
+
+impl Tracer {
+    /// A tracer for `config` that reports to `reporter`.
+    pub fn new(config: &Config, reporter: impl Reporter) -> Tracer {
+        Self::with_reporter(config, Arc::new(reporter))
+    }
+
+    /// Like [`Tracer::new`], with a shared reporter.
+    pub fn with_reporter(config: &Config, reporter: Arc<dyn Reporter>) -> Tracer {
+        let key = |name: &str| {
+            if config.namespace.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{}-{name}", config.namespace)
+            }
+        };
+        Tracer {
+            inner: Arc::new(TracerInner {
+                service: config.service_name.as_str().into(),
+                instance: config.instance_name.as_str().into(),
+                span_limit: config.span_limit,
+                ignore_suffix: config.ignore_suffix.clone(),
+                keep_tracing: config.keep_tracing,
+                correlation_max_keys: config.correlation_max_keys,
+                correlation_max_value_size: config.correlation_max_value_size,
+                sampler: Sampler::new(config.sample_per_3_secs),
+                keys: HeaderKeys {
+                    sw8: key("sw8"),
+                    correlation: key("sw8-correlation"),
+                    extension: key("sw8-x"),
+                },
+                reporter,
+            }),
+        }
+    }
+
+    /// An entry span on this tracer: see [`Span::entry`].
+    pub fn entry_span(
+        &self,
+        operation_name: impl Into<std::borrow::Cow<'static, str>>,
+        carrier: &(impl Extractor + ?Sized),
+    ) -> Span {
+        entry(Some(&self.inner), operation_name.into(), carrier)
+    }
+
+    /// The reporter segments go to.
+    pub fn reporter(&self) -> &dyn Reporter {
+        &*self.inner.reporter
+    }
+
+    /// The reporter's counters.
+    pub fn stats(&self) -> ReporterStats {
+        self.inner.reporter.stats()
+    }
+
+    /// Makes this the tracer of [`Span::entry`], `#[entry_span]` and the integrations. Returns
+    /// the one it replaces.
+    pub fn install_global(&self) -> Option<Tracer> {
+        let mut global = GLOBAL.write().unwrap_or_else(PoisonError::into_inner);
+        global.replace(self.clone())
+    }
+}
+
+/// Shared by [`Span::entry`] (global tracer) and [`Tracer::entry_span`].
+pub(crate) fn entry<E: Extractor + ?Sized>(
+    tracer: Option<&Arc<TracerInner>>,
+    operation_name: Text,
+    carrier: &E,
+) -> Span {
+    // Inside a trace, an entry is a local child: a handler under a tracing middleware must not
+    // count the request twice.
+    match with_current(|cur| matches!(cur, Handle::Recording { .. })) {
+        Some(true) => return Span::local(operation_name),
+        Some(false) => return Span::noop(),
+        None => {}
+    }
+    match tracer {
+        Some(tracer) => tracer.start_entry(operation_name, carrier),
+        None => match global() {
+            Some(tracer) => tracer.start_entry(operation_name, carrier),
+            None => Span::noop(),
+        },
+    }
+}
+
+impl TracerInner {
+    fn start_entry<E: Extractor + ?Sized>(
+        self: &Arc<Self>,
+        operation_name: Text,
+        carrier: &E,
+    ) -> Span {
+        let header = carrier
+            .get(&self.keys.sw8)
+            .and_then(|v| Sw8Header::decode(v).ok());
+        let ignored = self
+            .ignore_suffix
+            .iter()
+            .any(|suffix| operation_name.ends_with(suffix.as_str()));
+        let available = self.keep_tracing || self.reporter.is_available();
+        let sampled = !ignored
+            && available
+            && (header.as_ref().is_some_and(|h| h.sampled) || self.sampler.try_sample());
+        if !sampled {
+            let context =
+                UnsampledContext::new(Arc::clone(self), header.map(|h| h.trace_id), operation_name);
+            return Span::from_handle(Handle::Unsampled {
+                context: Arc::new(context),
+                peer: None,
+            });
+        }
+        let correlation = carrier
+            .get(&self.keys.correlation)
+            .map(|v| {
+                Correlation::decode(
+                    v,
+                    self.correlation_max_keys,
+                    self.correlation_max_value_size,
+                )
+            })
+            .unwrap_or_else(|| {
+                Correlation::new(self.correlation_max_keys, self.correlation_max_value_size)
+            });
+        let extension = carrier
+            .get(&self.keys.extension)
+            .map(Sw8Extension::decode)
+            .unwrap_or_default();
+        let (trace_id, refs) = match header {
+            Some(h) => (
+                Arc::from(h.trace_id.as_str()),
+                vec![SegmentRef {
+                    kind: RefKind::CrossProcess,
+                    trace_id: h.trace_id,
+                    parent_segment_id: h.parent_segment_id,
+                    parent_span_id: h.parent_span_id,
+                    parent_service: h.parent_service,
+                    parent_service_instance: h.parent_service_instance,
+                    parent_endpoint: h.parent_endpoint,
+                    network_address: h.target_address,
+                }],
+            ),
+            None => (Arc::from(crate::id::new_id()), Vec::new()),
+        };
+        ActiveSegment::start(
+            Arc::clone(self),
+            trace_id,
+            (SpanKind::Entry, operation_name),
+            refs,
+            correlation,
+            extension.skip_analysis,
+        )
+    }
+}
+
+static GLOBAL: RwLock<Option<Tracer>> = RwLock::new(None);
+
+pub(crate) fn global() -> Option<Arc<TracerInner>> {
+    GLOBAL
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .map(|t| Arc::clone(&t.inner))
+}
+
+/// Why [`init`] failed.
+#[derive(Debug)]
+pub enum InitError {
+    /// A configuration value is invalid.
+    Config(ConfigError),
+    /// The reporter could not start.
+    Reporter(std::io::Error),
+}
+
+impl std::fmt::Display for InitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InitError::Config(e) => write!(f, "skytrace configuration: {e}"),
+            InitError::Reporter(e) => write!(f, "skytrace reporter: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for InitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            InitError::Config(e) => Some(e),
+            InitError::Reporter(e) => Some(e),
+        }
+    }
+}
+
+impl From<ConfigError> for InitError {
+    fn from(e: ConfigError) -> Self {
+        InitError::Config(e)
+    }
+}
+
+/// Starts the reporter `config` selects and installs the global tracer. Keep the returned guard
+/// alive for as long as the service runs: dropping it (or [`TracerGuard::shutdown`]) delivers
+/// what is queued, within a deadline, and uninstalls the tracer.
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let _tracing = skytrace::init(skytrace::Config::from_env()?)?;
+/// // … run the service …
+/// # Ok(()) }
+/// ```
+pub fn init(config: Config) -> Result<TracerGuard, InitError> {
+    let reporter: Arc<dyn Reporter> = match config.reporter {
+        #[cfg(feature = "grpc")]
+        ReporterKind::Grpc => {
+            Arc::new(crate::reporter::GrpcReporter::start(&config).map_err(InitError::Reporter)?)
+        }
+        #[cfg(not(feature = "grpc"))]
+        ReporterKind::Grpc => {
+            return Err(InitError::Reporter(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "the gRPC reporter needs skytrace's `grpc` feature",
+            )));
+        }
+        ReporterKind::Console => Arc::new(ConsoleReporter::new()),
+        ReporterKind::Discard => Arc::new(DiscardReporter::new()),
+    };
+    let tracer = Tracer::with_reporter(&config, reporter);
+    tracer.install_global();
+    Ok(TracerGuard {
+        tracer: Some(tracer),
+    })
+}
+
+/// Keeps the global tracer installed; see [`init`].
+#[must_use = "dropping the guard shuts tracing down"]
+#[derive(Debug)]
+pub struct TracerGuard {
+    tracer: Option<Tracer>,
+}
+
+/// How long dropping a [`TracerGuard`] waits for queued segments to be delivered.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl TracerGuard {
+    /// The installed tracer.
+    pub fn tracer(&self) -> Option<&Tracer> {
+        self.tracer.as_ref()
+    }
+
+    /// The reporter's counters so far.
+    pub fn stats(&self) -> ReporterStats {
+        self.tracer.as_ref().map(Tracer::stats).unwrap_or_default()
+    }
+
+    /// Uninstalls the tracer, then delivers what is queued within `timeout` (blocking this
+    /// thread up to that long) and returns the reporter's final counters.
+    pub fn shutdown(mut self, timeout: Duration) -> ReporterStats {
+        self.stop(timeout)
+    }
+
+    fn stop(&mut self, timeout: Duration) -> ReporterStats {
+        let Some(tracer) = self.tracer.take() else {
+            return ReporterStats::default();
+        };
+        {
+            let mut global = GLOBAL.write().unwrap_or_else(PoisonError::into_inner);
+            if global
+                .as_ref()
+                .is_some_and(|g| Arc::ptr_eq(&g.inner, &tracer.inner))
+            {
+                *global = None;
+            }
+        }
+        tracer.inner.reporter.shutdown(timeout)
+    }
+}
+
+impl Drop for TracerGuard {
+    fn drop(&mut self) {
+        self.stop(DEFAULT_SHUTDOWN_TIMEOUT);
+    }
+}

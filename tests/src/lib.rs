@@ -1,1 +1,72 @@
-//! Integration tests of skytrace live in `tests/`.
+//! Helpers shared by skytrace's integration tests: a real collector on loopback and tracers that
+//! report to it over gRPC.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use skytrace::{Config, ConfigBuilder, GrpcReporter, Tracer};
+use skytrace_proto::v3::{SegmentObject, SpanObject};
+
+/// How long a test waits for something to arrive before it fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A loopback address nobody listens on (the port was free a moment ago).
+pub fn unused_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr")
+}
+
+/// A configuration reporting to `addr`, sampling everything, with a 1 s heartbeat.
+pub fn config_for(addr: SocketAddr) -> ConfigBuilder {
+    Config::builder()
+        .service_name("svc")
+        .instance_name("svc-1")
+        .backend_services(addr.to_string())
+        .heartbeat_period(Duration::from_secs(1))
+}
+
+/// A tracer with its own gRPC reporter for `config`.
+pub fn grpc_tracer(config: ConfigBuilder) -> Tracer {
+    let config = config.build().expect("valid config");
+    let reporter = GrpcReporter::start(&config).expect("reporter starts");
+    Tracer::new(&config, reporter)
+}
+
+/// The span named `name` in `segment`.
+pub fn span<'a>(segment: &'a SegmentObject, name: &str) -> &'a SpanObject {
+    segment
+        .spans
+        .iter()
+        .find(|s| s.operation_name == name)
+        .unwrap_or_else(|| panic!("no span {name:?} in {:#?}", segment.spans))
+}
+
+/// The segment whose first span is named `name`.
+pub fn segment<'a>(segments: &'a [SegmentObject], name: &str) -> &'a SegmentObject {
+    segments
+        .iter()
+        .find(|s| s.spans.first().is_some_and(|f| f.operation_name == name))
+        .unwrap_or_else(|| panic!("no segment starting with {name:?}"))
+}
+
+/// The parent of the span named `child`, by name.
+pub fn parent_name<'a>(segment: &'a SegmentObject, child: &str) -> &'a str {
+    let parent = span(segment, child).parent_span_id;
+    segment
+        .spans
+        .iter()
+        .find(|s| s.span_id == parent)
+        .map_or("<none>", |s| s.operation_name.as_str())
+}
+
+/// Polls `check` until it holds or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}

@@ -1,0 +1,291 @@
+//! The gRPC reporter against a real tonic collector on loopback.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use skytrace::{Instrument, Span, SpanLayer, component};
+use skytrace_collector::Collector;
+use skytrace_proto::v3::{RefType, SpanLayer as WireLayer, SpanType};
+use skytrace_tests::{WAIT, config_for, eventually, grpc_tracer, parent_name, span, unused_addr};
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entry_local_exit_arrive_with_ids_kinds_layers_times_tags_and_logs() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let before = now_ms();
+
+    let entry = tracer.entry_span("GET:/orders/{id}", &http::HeaderMap::new());
+    entry.set_layer(SpanLayer::Http);
+    entry.set_component(component::HTTP);
+    entry.add_tag("http.method", "GET");
+    {
+        let _in = entry.enter();
+        let local = Span::local("load-order");
+        let _in = local.enter();
+        local.log([("event", "cache-miss"), ("key", "order:7")]);
+        let exit = Span::exit("SELECT orders", "db:5432");
+        exit.set_layer(SpanLayer::Database);
+        exit.set_component(component::POSTGRESQL);
+        exit.add_tag("db.statement", "SELECT * FROM orders WHERE id = $1");
+        exit.set_error(true);
+    }
+    drop(entry);
+    let after = now_ms();
+
+    let segments = collector.wait_for_segments(1, WAIT).await;
+    assert_eq!(segments.len(), 1);
+    let seg = &segments[0];
+    assert_eq!(seg.service, "svc");
+    assert_eq!(seg.service_instance, "svc-1");
+    assert!(!seg.trace_id.is_empty() && !seg.trace_segment_id.is_empty());
+    assert!(!seg.is_size_limited);
+    assert_eq!(seg.spans.len(), 3);
+
+    let entry = span(seg, "GET:/orders/{id}");
+    assert_eq!((entry.span_id, entry.parent_span_id), (0, -1));
+    assert_eq!(entry.span_type, SpanType::Entry as i32);
+    assert_eq!(entry.span_layer, WireLayer::Http as i32);
+    assert_eq!(entry.component_id, 49);
+    assert_eq!(entry.tags[0].key, "http.method");
+    assert_eq!(entry.tags[0].value, "GET");
+    assert!(entry.refs.is_empty());
+
+    let local = span(seg, "load-order");
+    assert_eq!((local.span_id, local.parent_span_id), (1, 0));
+    assert_eq!(local.span_type, SpanType::Local as i32);
+    assert_eq!(local.logs.len(), 1);
+    assert_eq!(local.logs[0].data[0].key, "event");
+    assert_eq!(local.logs[0].data[1].value, "order:7");
+    assert!((before..=after).contains(&local.logs[0].time));
+
+    let exit = span(seg, "SELECT orders");
+    assert_eq!((exit.span_id, exit.parent_span_id), (2, 1));
+    assert_eq!(exit.span_type, SpanType::Exit as i32);
+    assert_eq!(exit.span_layer, WireLayer::Database as i32);
+    assert_eq!(exit.component_id, 22);
+    assert_eq!(exit.peer, "db:5432");
+    assert!(exit.is_error);
+    assert_eq!(parent_name(seg, "SELECT orders"), "load-order");
+
+    for s in &seg.spans {
+        // Milliseconds since the epoch: within the test's own wall-clock window.
+        assert!((before..=after).contains(&s.start_time), "{s:?}");
+        assert!((s.start_time..=after).contains(&s.end_time), "{s:?}");
+    }
+    tracer.reporter().shutdown(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continued_trace_carries_a_cross_process_ref() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let mut headers = http::HeaderMap::new();
+    // The protocol's worked example: trace 1, segment 5, span 3, service mesh, instance
+    // instance, endpoint /api/v1/health, address example.com:8080.
+    headers.insert(
+        "sw8",
+        "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA=="
+            .parse()
+            .unwrap(),
+    );
+    drop(tracer.entry_span("/api/v1/health", &headers));
+
+    let segments = collector.wait_for_segments(1, WAIT).await;
+    let seg = &segments[0];
+    assert_eq!(seg.trace_id, "1");
+    let r = &seg.spans[0].refs[0];
+    assert_eq!(seg.spans[0].refs.len(), 1);
+    assert_eq!(r.ref_type, RefType::CrossProcess as i32);
+    assert_eq!(r.trace_id, "1");
+    assert_eq!(r.parent_trace_segment_id, "5");
+    assert_eq!(r.parent_span_id, 3);
+    assert_eq!(r.parent_service, "mesh");
+    assert_eq!(r.parent_service_instance, "instance");
+    assert_eq!(r.parent_endpoint, "/api/v1/health");
+    assert_eq!(r.network_address_used_at_peer, "example.com:8080");
+    tracer.reporter().shutdown(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_work_yields_a_second_segment_with_a_cross_thread_ref() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let entry = tracer.entry_span("POST:/checkout", &());
+    let (task, parent_span) = {
+        let _in = entry.enter();
+        let local = Span::local("enqueue");
+        let _in = local.enter();
+        let snapshot = skytrace::snapshot().expect("a trace is active");
+        let task = tokio::spawn(async move {
+            async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                drop(Span::local("send-email"));
+            }
+            .in_span(snapshot.continue_span("email-job"))
+            .await;
+        });
+        (task, 1)
+    };
+    task.await.unwrap();
+    drop(entry);
+
+    let segments = collector.wait_for_segments(2, WAIT).await;
+    assert_eq!(segments.len(), 2);
+    let main = skytrace_tests::segment(&segments, "POST:/checkout");
+    let job = skytrace_tests::segment(&segments, "email-job");
+    assert_eq!(main.trace_id, job.trace_id);
+    assert_ne!(main.trace_segment_id, job.trace_segment_id);
+    let first = &job.spans[0];
+    assert_eq!((first.span_id, first.parent_span_id), (0, -1));
+    assert_eq!(first.span_type, SpanType::Local as i32);
+    let r = &first.refs[0];
+    assert_eq!(r.ref_type, RefType::CrossThread as i32);
+    assert_eq!(r.parent_trace_segment_id, main.trace_segment_id);
+    assert_eq!(r.parent_span_id, parent_span);
+    assert_eq!(r.parent_service, "svc");
+    assert_eq!(r.parent_service_instance, "svc-1");
+    assert_eq!(r.parent_endpoint, "POST:/checkout");
+    assert_eq!(parent_name(job, "send-email"), "email-job");
+    tracer.reporter().shutdown(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_segments_arrive_none_lost() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()).queue_size(10_000));
+    // Wait until connected so the first traces are not taken while connecting.
+    assert!(eventually(WAIT, || tracer.stats().connected).await);
+    for i in 0..10_000 {
+        let entry = tracer.entry_span("job", &());
+        let _in = entry.enter();
+        Span::local("step").add_tag("i", i.to_string());
+    }
+    let segments = collector.wait_for_segments(10_000, Duration::from_secs(60)).await;
+    assert_eq!(segments.len(), 10_000);
+    let stats = tracer.reporter().shutdown(Duration::from_secs(5));
+    assert_eq!(stats.sent, 10_000);
+    assert_eq!(stats.dropped, 0);
+    assert_eq!(stats.failed, 0);
+    let mut ids: Vec<_> = segments.iter().map(|s| s.trace_segment_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10_000, "segment ids are unique");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_server_recording_stays_bounded_and_recovers_when_it_starts() {
+    let addr = unused_addr();
+    let tracer = grpc_tracer(config_for(addr).queue_size(100));
+    // Record at full speed while nothing listens: nothing blocks, nothing grows past the queue.
+    for _ in 0..100_000 {
+        let entry = tracer.entry_span("job", &());
+        let _in = entry.enter();
+        drop(Span::local("step"));
+        assert!(tracer.stats().queued <= 100);
+    }
+    let stats = tracer.stats();
+    assert!(!stats.connected);
+    assert!(stats.queued <= 100);
+    // Once the reporter knows the backend is down, new traces are not started at all.
+    assert!(eventually(WAIT, || !tracer.reporter().is_available()).await);
+    assert!(!tracer.entry_span("while-down", &()).is_recording());
+
+    // The backend comes up on that address: new traces arrive without a restart.
+    let collector = Collector::builder().addr(addr).start().await.unwrap();
+    let arrived = eventually(Duration::from_secs(30), || {
+        drop(tracer.entry_span("after-recovery", &()));
+        collector
+            .segments()
+            .iter()
+            .any(|s| s.spans[0].operation_name == "after-recovery")
+    })
+    .await;
+    assert!(arrived, "traces flow again after the backend starts");
+    let stats = tracer.reporter().shutdown(Duration::from_secs(5));
+    assert!(stats.sent >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_server_fills_the_queue_to_its_bound_and_no_further() {
+    let collector = Collector::builder().stall(true).start().await.unwrap();
+    let queue = 50;
+    let tracer = grpc_tracer(config_for(collector.addr()).queue_size(queue).keep_tracing(true));
+    let big = "x".repeat(16 * 1024);
+    for _ in 0..5_000 {
+        let entry = tracer.entry_span("job", &());
+        entry.add_tag("payload", big.clone());
+        drop(entry);
+        assert!(tracer.stats().queued <= queue as u64);
+    }
+    let stats = tracer.stats();
+    assert!(stats.queued <= queue as u64);
+    // Everything that is neither queued nor in the one batch on the wire was dropped, and counted.
+    assert!(stats.dropped >= 5_000 - queue as u64 - 500, "{stats:?}");
+    assert_eq!(stats.sent, 0);
+    tracer.reporter().shutdown(Duration::from_millis(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authentication_token_is_sent() {
+    let collector = Collector::builder()
+        .require_token("s3cret")
+        .start()
+        .await
+        .unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()).authentication("s3cret"));
+    drop(tracer.entry_span("job", &()));
+    assert_eq!(collector.wait_for_segments(1, WAIT).await.len(), 1);
+    assert!(collector.tokens().iter().any(|t| t == "s3cret"));
+    tracer.reporter().shutdown(Duration::from_secs(5));
+
+    // A wrong token is refused by the collector: nothing is stored, the reporter counts it.
+    let wrong = grpc_tracer(config_for(collector.addr()).authentication("wrong").keep_tracing(true));
+    drop(wrong.entry_span("job", &()));
+    assert!(eventually(WAIT, || wrong.stats().failed >= 1 || !wrong.reporter().is_available()).await);
+    assert_eq!(collector.segment_count(), 1);
+    wrong.reporter().shutdown(Duration::from_millis(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_properties_and_keep_alives_arrive() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    assert!(eventually(WAIT, || collector.pings().len() >= 2).await);
+    let props = collector.instance_properties();
+    let first = &props[0];
+    assert_eq!(first.service, "svc");
+    assert_eq!(first.service_instance, "svc-1");
+    let get = |key: &str| {
+        first
+            .properties
+            .iter()
+            .filter(|p| p.key == key)
+            .map(|p| p.value.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(get("language"), vec!["rust"]);
+    assert_eq!(get("Process No."), vec![std::process::id().to_string()]);
+    assert_eq!(get("OS Name"), vec![std::env::consts::OS]);
+    assert_eq!(get("hostname").len(), 1);
+    let ping = &collector.pings()[0];
+    assert_eq!((ping.service.as_str(), ping.service_instance.as_str()), ("svc", "svc-1"));
+    tracer.reporter().shutdown(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delivers_what_is_queued() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    for _ in 0..200 {
+        drop(tracer.entry_span("job", &()));
+    }
+    let stats = tracer.reporter().shutdown(Duration::from_secs(10));
+    assert_eq!(stats.sent, 200, "{stats:?}");
+    assert_eq!(collector.segment_count(), 200);
+    // After shutdown, reporting is dropped and counted, never blocking.
+    drop(tracer.entry_span("late", &()));
+    assert!(tracer.stats().dropped >= 1 || !tracer.entry_span("late", &()).is_recording());
+}

@@ -8,7 +8,10 @@ use skytrace_proto::v3::{RefType, SpanLayer as WireLayer, SpanType};
 use skytrace_tests::{WAIT, config_for, eventually, grpc_tracer, parent_name, span, unused_addr};
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,13 +166,18 @@ async fn ten_thousand_segments_arrive_none_lost() {
         let _in = entry.enter();
         Span::local("step").add_tag("i", i.to_string());
     }
-    let segments = collector.wait_for_segments(10_000, Duration::from_secs(60)).await;
+    let segments = collector
+        .wait_for_segments(10_000, Duration::from_secs(60))
+        .await;
     assert_eq!(segments.len(), 10_000);
     let stats = tracer.reporter().shutdown(Duration::from_secs(5));
     assert_eq!(stats.sent, 10_000);
     assert_eq!(stats.dropped, 0);
     assert_eq!(stats.failed, 0);
-    let mut ids: Vec<_> = segments.iter().map(|s| s.trace_segment_id.clone()).collect();
+    let mut ids: Vec<_> = segments
+        .iter()
+        .map(|s| s.trace_segment_id.clone())
+        .collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 10_000, "segment ids are unique");
@@ -212,7 +220,11 @@ async fn without_a_server_recording_stays_bounded_and_recovers_when_it_starts() 
 async fn a_stalled_server_fills_the_queue_to_its_bound_and_no_further() {
     let collector = Collector::builder().stall(true).start().await.unwrap();
     let queue = 50;
-    let tracer = grpc_tracer(config_for(collector.addr()).queue_size(queue).keep_tracing(true));
+    let tracer = grpc_tracer(
+        config_for(collector.addr())
+            .queue_size(queue)
+            .keep_tracing(true),
+    );
     let big = "x".repeat(16 * 1024);
     for _ in 0..5_000 {
         let entry = tracer.entry_span("job", &());
@@ -242,9 +254,17 @@ async fn the_authentication_token_is_sent() {
     tracer.reporter().shutdown(Duration::from_secs(5));
 
     // A wrong token is refused by the collector: nothing is stored, the reporter counts it.
-    let wrong = grpc_tracer(config_for(collector.addr()).authentication("wrong").keep_tracing(true));
+    let wrong = grpc_tracer(
+        config_for(collector.addr())
+            .authentication("wrong")
+            .keep_tracing(true),
+    );
     drop(wrong.entry_span("job", &()));
-    assert!(eventually(WAIT, || wrong.stats().failed >= 1 || !wrong.reporter().is_available()).await);
+    assert!(
+        eventually(WAIT, || wrong.stats().failed >= 1
+            || !wrong.reporter().is_available())
+        .await
+    );
     assert_eq!(collector.segment_count(), 1);
     wrong.reporter().shutdown(Duration::from_millis(200));
 }
@@ -271,7 +291,10 @@ async fn instance_properties_and_keep_alives_arrive() {
     assert_eq!(get("OS Name"), vec![std::env::consts::OS]);
     assert_eq!(get("hostname").len(), 1);
     let ping = &collector.pings()[0];
-    assert_eq!((ping.service.as_str(), ping.service_instance.as_str()), ("svc", "svc-1"));
+    assert_eq!(
+        (ping.service.as_str(), ping.service_instance.as_str()),
+        ("svc", "svc-1")
+    );
     tracer.reporter().shutdown(Duration::from_secs(5));
 }
 

@@ -1,0 +1,276 @@
+//! The tracing context through the public API: async nesting across worker threads, concurrent
+//! children, panics, cancellation, limits, sampling and propagation; reported over real gRPC.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use skytrace::{Instrument, Span, Sw8Header};
+use skytrace_collector::Collector;
+use skytrace_tests::{WAIT, config_for, grpc_tracer, parent_name, span};
+
+async fn hop() {
+    // Give the scheduler a chance to move the task to the other worker.
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn child(name: &'static str, grandchild: &'static str) {
+    async move {
+        hop().await;
+        async { hop().await }.in_span(Span::local(grandchild)).await;
+        hop().await;
+    }
+    .in_span(Span::local(name))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nesting_survives_thread_hops_and_join() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let entry = tracer.entry_span("GET:/fan-out", &());
+    let task = tokio::spawn(
+        async move {
+            child("first", "first-inner").await;
+            tokio::join!(child("a", "a-inner"), child("b", "b-inner"));
+        }
+        .in_span(entry),
+    );
+    task.await.unwrap();
+
+    let seg = &collector.wait_for_segments(1, WAIT).await[0];
+    assert_eq!(seg.spans.len(), 7);
+    assert_eq!(parent_name(seg, "first"), "GET:/fan-out");
+    assert_eq!(parent_name(seg, "first-inner"), "first");
+    assert_eq!(parent_name(seg, "a"), "GET:/fan-out");
+    assert_eq!(parent_name(seg, "b"), "GET:/fan-out");
+    assert_eq!(parent_name(seg, "a-inner"), "a");
+    assert_eq!(parent_name(seg, "b-inner"), "b");
+    for s in &seg.spans {
+        assert!(s.end_time >= s.start_time);
+        assert!(s.tags.iter().all(|t| t.key != "cancelled"));
+    }
+    // Outside the task nothing is current.
+    assert!(skytrace::current_trace_id().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_marks_the_span_as_error_and_closes_it() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let entry = tracer.entry_span("job", &());
+    {
+        let _in = entry.enter();
+        let caught = std::panic::catch_unwind(|| {
+            let span = Span::local("explodes");
+            let _in = span.enter();
+            panic!("boom");
+        });
+        assert!(caught.is_err());
+        // The context was restored by the unwinding guard.
+        drop(Span::local("after"));
+        let task = tokio::spawn(
+            async {
+                hop().await;
+                panic!("async boom");
+            }
+            .in_span(Span::local("async-explodes")),
+        );
+        assert!(task.await.is_err());
+    }
+    drop(entry);
+    let seg = &collector.wait_for_segments(1, WAIT).await[0];
+    let sync = span(seg, "explodes");
+    assert!(sync.is_error && sync.end_time >= sync.start_time);
+    assert!(sync.logs[0].data.iter().any(|kv| kv.value == "panic"));
+    assert_eq!(parent_name(seg, "after"), "job");
+    let task = span(seg, "async-explodes");
+    assert!(task.is_error);
+    assert!(
+        task.tags.iter().all(|t| t.key != "cancelled"),
+        "a panic is not a cancellation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_future_closes_its_span_tagged_cancelled() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let entry = tracer.entry_span("race", &());
+    async {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)).in_span(Span::local("slow")) => {}
+            _ = hop().in_span(Span::local("fast")) => {}
+        }
+    }
+    .in_span(entry)
+    .await;
+    let seg = &collector.wait_for_segments(1, WAIT).await[0];
+    let slow = span(seg, "slow");
+    assert!(
+        slow.tags
+            .iter()
+            .any(|t| t.key == "cancelled" && t.value == "true")
+    );
+    assert!(slow.end_time >= slow.start_time && slow.end_time > 0);
+    assert!(span(seg, "fast").tags.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_past_the_limit_are_not_recorded_and_the_segment_says_so() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()).span_limit(5));
+    let entry = tracer.entry_span("big", &());
+    {
+        let _in = entry.enter();
+        for i in 0..20 {
+            let s = Span::local(format!("step-{i}"));
+            assert_eq!(s.is_recording(), i < 4);
+        }
+    }
+    drop(entry);
+    let seg = &collector.wait_for_segments(1, WAIT).await[0];
+    assert_eq!(seg.spans.len(), 5);
+    assert!(seg.is_size_limited);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_sw8_starts_a_fresh_trace() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    for bad in [
+        "",
+        "garbage",
+        "1-MQ==-NQ==-x-a-b-c-d",
+        "1-!!-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2E=-ZTo4",
+    ] {
+        let mut carrier = HashMap::new();
+        carrier.insert("sw8".to_string(), bad.to_string());
+        drop(tracer.entry_span("GET:/x", &carrier));
+    }
+    let segments = collector.wait_for_segments(4, WAIT).await;
+    assert_eq!(segments.len(), 4);
+    for seg in &segments {
+        assert!(seg.spans[0].refs.is_empty());
+        assert_ne!(seg.trace_id, "1");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_spans_inject_a_header_the_callee_continues_from() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()).namespace("blue"));
+    let entry = tracer.entry_span("GET:/front", &());
+    let mut headers = http::HeaderMap::new();
+    {
+        let _in = entry.enter();
+        assert!(skytrace::put_correlation("tenant", "acme"));
+        assert_eq!(skytrace::get_correlation("tenant").as_deref(), Some("acme"));
+        // No exit span: nothing to inject.
+        assert!(!skytrace::inject(&mut headers));
+        let exit = Span::exit("GET:/back", "back:8080");
+        let _in = exit.enter();
+        assert!(skytrace::inject(&mut headers));
+    }
+    drop(entry);
+    // The namespace prefixes every header name.
+    assert!(headers.get("sw8").is_none());
+    let sw8 = Sw8Header::decode(headers["blue-sw8"].to_str().unwrap()).unwrap();
+    let front = &collector.wait_for_segments(1, WAIT).await[0];
+    assert!(sw8.sampled);
+    assert_eq!(sw8.trace_id, front.trace_id);
+    assert_eq!(sw8.parent_segment_id, front.trace_segment_id);
+    assert_eq!(sw8.parent_span_id, span(front, "GET:/back").span_id);
+    assert_eq!(sw8.parent_service, "svc");
+    assert_eq!(sw8.parent_service_instance, "svc-1");
+    assert_eq!(sw8.parent_endpoint, "GET:/front");
+    assert_eq!(sw8.target_address, "back:8080");
+    let correlation = headers["blue-sw8-correlation"].to_str().unwrap();
+    assert_eq!(
+        correlation,
+        format!("{}:{}", STANDARD.encode("tenant"), STANDARD.encode("acme"))
+    );
+
+    // The callee (same namespace) continues it, baggage included.
+    let callee = grpc_tracer(
+        config_for(collector.addr())
+            .namespace("blue")
+            .service_name("back"),
+    );
+    let entry = callee.entry_span("GET:/back", &headers);
+    {
+        let _in = entry.enter();
+        assert_eq!(skytrace::get_correlation("tenant").as_deref(), Some("acme"));
+    }
+    drop(entry);
+    let segments = collector.wait_for_segments(2, WAIT).await;
+    let back = skytrace_tests::segment(&segments, "GET:/back");
+    assert_eq!(back.trace_id, front.trace_id);
+    assert_eq!(
+        back.spans[0].refs[0].parent_trace_segment_id,
+        front.trace_segment_id
+    );
+    assert_eq!(
+        back.spans[0].refs[0].network_address_used_at_peer,
+        "back:8080"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsampled_traces_record_nothing_but_still_propagate() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()).sample_per_3_secs(1));
+    let mut recorded = 0;
+    let mut propagated = None;
+    for _ in 0..5 {
+        let entry = tracer.entry_span("GET:/sampled-or-not", &());
+        let _in = entry.enter();
+        if entry.is_recording() {
+            recorded += 1;
+            continue;
+        }
+        assert!(!Span::local("inner").is_recording());
+        let exit = Span::exit("call", "peer:1");
+        assert!(!exit.is_recording());
+        let _in = exit.enter();
+        let mut headers = HashMap::new();
+        assert!(skytrace::inject(&mut headers));
+        propagated = Some(Sw8Header::decode(&headers["sw8"]).unwrap());
+    }
+    // One trace per 3 s window; a window boundary may let one more through.
+    assert!((1..=2).contains(&recorded), "{recorded}");
+    let header = propagated.expect("an unsampled trace injected a header");
+    assert!(!header.sampled, "sample flag 0");
+    assert_eq!(header.target_address, "peer:1");
+    assert_eq!(header.parent_endpoint, "GET:/sampled-or-not");
+
+    // An upstream sample flag of 1 forces sampling even when the local budget is spent.
+    let mut forced = HashMap::new();
+    forced.insert(
+        "sw8".to_string(),
+        Sw8Header {
+            sampled: true,
+            ..header
+        }
+        .encode(),
+    );
+    for _ in 0..3 {
+        assert!(tracer.entry_span("GET:/forced", &forced).is_recording());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_suffixes_start_no_trace() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    assert!(
+        !tracer
+            .entry_span("GET:/static/logo.png", &())
+            .is_recording()
+    );
+    assert!(tracer.entry_span("GET:/api/logo", &()).is_recording());
+}

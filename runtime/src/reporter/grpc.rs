@@ -242,7 +242,7 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    self.shared.set_state(DISCONNECTED, &backend, &e);
+                    self.shared.set_state(DISCONNECTED, &backend, &ErrorChain(&*e));
                     // Try the next backend at once; back off once every backend has failed.
                     if self.next_backend % self.settings.backends.len() == 0 {
                         self.sleep(backoff).await;
@@ -415,6 +415,21 @@ impl Worker {
             layer: String::new(),
         });
         client.keep_alive(request).await.map(drop)
+    }
+}
+
+/// An error with its sources, for one readable line ("transport error: connection refused").
+struct ErrorChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
     }
 }
 

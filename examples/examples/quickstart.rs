@@ -1,0 +1,94 @@
+//! One trace with an entry, a local and an exit span, reported to OAP when
+//! `SW_AGENT_COLLECTOR_BACKEND_SERVICES` is set, else printed to the console.
+//!
+//! ```sh
+//! cargo run -p skytrace-examples --example quickstart
+//! SW_AGENT_COLLECTOR_BACKEND_SERVICES=127.0.0.1:11800 cargo run -p skytrace-examples --example quickstart
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use skytrace::{Config, Instrument, ReporterKind, Span, SpanLayer, component};
+
+/// An incoming request: an entry span continuing the caller's trace from its headers.
+async fn handle_checkout(headers: http::HeaderMap) -> u32 {
+    let entry = Span::entry("POST:/checkout", &headers);
+    entry.set_layer(SpanLayer::Http);
+    entry.set_component(component::HTTP);
+    entry.add_tag("http.method", "POST");
+    async {
+        let total = price_cart().await;
+        charge_card(total).await;
+        total
+    }
+    .in_span(entry)
+    .await
+}
+
+/// Local work inside the service.
+async fn price_cart() -> u32 {
+    async {
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        42
+    }
+    .in_span(Span::local("price_cart"))
+    .await
+}
+
+/// An outgoing call: an exit span whose headers the payment service would continue from.
+async fn charge_card(amount: u32) {
+    let exit = Span::exit("POST:/charge", "payments:8080");
+    exit.set_layer(SpanLayer::Http);
+    exit.set_component(component::HTTP);
+    exit.add_tag("amount", amount.to_string());
+    async {
+        let mut outgoing = http::HeaderMap::new();
+        skytrace::inject(&mut outgoing);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    .in_span(exit)
+    .await;
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let to_oap = std::env::var_os("SW_AGENT_COLLECTOR_BACKEND_SERVICES").is_some();
+    let config = Config::builder()
+        .service_name("quickstart")
+        .reporter(if to_oap { ReporterKind::Grpc } else { ReporterKind::Console })
+        .env(|name| std::env::var(name).ok())
+        .and_then(|b| b.build());
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("quickstart: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let backends = config.backends().join(",");
+    let guard = match skytrace::init(config) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("quickstart: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let total = handle_checkout(http::HeaderMap::new()).await;
+    println!("checkout total: {total}");
+
+    let stats = guard.shutdown(Duration::from_secs(5));
+    if to_oap && stats.sent == 0 {
+        eprintln!(
+            "quickstart: could not deliver the trace to {backends} within 5 s \
+             (queued {}, dropped {}, failed {})",
+            stats.queued, stats.dropped, stats.failed
+        );
+        return ExitCode::FAILURE;
+    }
+    if to_oap {
+        println!("quickstart: delivered {} segment(s) to {backends}", stats.sent);
+    }
+    ExitCode::SUCCESS
+}

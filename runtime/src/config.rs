@@ -38,6 +38,7 @@ pub struct Config {
     pub(crate) sample_per_3_secs: i32,
     pub(crate) span_limit: usize,
     pub(crate) ignore_suffix: Vec<String>,
+    pub(crate) ignore_paths: Vec<String>,
     pub(crate) heartbeat_period: Duration,
     pub(crate) queue_size: usize,
     pub(crate) keep_tracing: bool,
@@ -118,6 +119,7 @@ pub struct ConfigBuilder {
     sample_per_3_secs: i32,
     span_limit: usize,
     ignore_suffix: String,
+    ignore_paths: String,
     heartbeat_period: Duration,
     queue_size: usize,
     keep_tracing: bool,
@@ -137,6 +139,7 @@ impl Default for ConfigBuilder {
             sample_per_3_secs: -1,
             span_limit: 300,
             ignore_suffix: DEFAULT_IGNORE_SUFFIX.into(),
+            ignore_paths: String::new(),
             heartbeat_period: Duration::from_secs(30),
             queue_size: 10_000,
             keep_tracing: false,
@@ -197,6 +200,14 @@ impl ConfigBuilder {
     /// `SW_AGENT_IGNORE_SUFFIX`: comma-separated; entry operations ending so start no trace.
     pub fn ignore_suffix(mut self, list: impl Into<String>) -> Self {
         self.ignore_suffix = list.into();
+        self
+    }
+
+    /// `SW_AGENT_TRACE_IGNORE_PATH`: comma-separated request paths the HTTP integrations do not
+    /// trace, such as `/health,/metrics,/static/**`. `*` matches within one path segment, `**`
+    /// across segments, `?` one character.
+    pub fn ignore_paths(mut self, list: impl Into<String>) -> Self {
+        self.ignore_paths = list.into();
         self
     }
 
@@ -277,6 +288,9 @@ impl ConfigBuilder {
         }
         if let Some(v) = var("SW_AGENT_IGNORE_SUFFIX") {
             self.ignore_suffix = v;
+        }
+        if let Some(v) = var("SW_AGENT_TRACE_IGNORE_PATH") {
+            self.ignore_paths = v;
         }
         if let Some(v) = var("SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD") {
             let secs: u64 = parse_num(
@@ -360,13 +374,8 @@ impl ConfigBuilder {
             authentication: self.authentication,
             sample_per_3_secs: self.sample_per_3_secs,
             span_limit: self.span_limit,
-            ignore_suffix: self
-                .ignore_suffix
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            ignore_suffix: split_list(&self.ignore_suffix),
+            ignore_paths: split_list(&self.ignore_paths),
             heartbeat_period: self.heartbeat_period,
             queue_size: self.queue_size,
             keep_tracing: self.keep_tracing,
@@ -375,6 +384,14 @@ impl ConfigBuilder {
             reporter: self.reporter,
         })
     }
+}
+
+fn split_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn invalid(variable: &str, value: impl Into<String>, expected: &str) -> ConfigError {
@@ -476,6 +493,7 @@ mod tests {
                 ("SW_AGENT_SAMPLE", "50"),
                 ("SW_AGENT_SPAN_LIMIT", "20"),
                 ("SW_AGENT_IGNORE_SUFFIX", ".png,.css"),
+                ("SW_AGENT_TRACE_IGNORE_PATH", "/health, /static/**"),
                 ("SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD", "5"),
                 ("SW_AGENT_QUEUE_SIZE", "7"),
                 ("SW_AGENT_KEEP_TRACING", "true"),
@@ -493,6 +511,7 @@ mod tests {
         assert_eq!(config.sample_per_3_secs, 50);
         assert_eq!(config.span_limit, 20);
         assert_eq!(config.ignore_suffix, vec![".png", ".css"]);
+        assert_eq!(config.ignore_paths, vec!["/health", "/static/**"]);
         assert_eq!(config.heartbeat_period, Duration::from_secs(5));
         assert_eq!(config.queue_size, 7);
         assert!(config.keep_tracing);

@@ -29,6 +29,7 @@
 pub mod component;
 mod config;
 mod context;
+mod glob;
 mod host;
 mod id;
 mod instrument;
@@ -53,7 +54,7 @@ pub use reporter::GrpcReporter;
 pub use reporter::{ConsoleReporter, DiscardReporter, Reporter, ReporterStats};
 pub use segment::{Segment, SpanKind, SpanLayer};
 pub use span::{EnteredSpan, Span};
-pub use tracer::{DEFAULT_SHUTDOWN_TIMEOUT, InitError, Tracer, TracerGuard, init};
+pub use tracer::{DEFAULT_SHUTDOWN_TIMEOUT, InitError, Tracer, TracerGuard, init, is_ignored_path};
 
 /// The protocol types, for custom reporters.
 pub use skytrace_proto as proto;

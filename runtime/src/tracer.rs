@@ -24,6 +24,7 @@ pub(crate) struct TracerInner {
     pub(crate) instance: Arc<str>,
     pub(crate) span_limit: usize,
     ignore_suffix: Vec<String>,
+    ignore_paths: Vec<String>,
     keep_tracing: bool,
     correlation_max_keys: usize,
     correlation_max_value_size: usize,
@@ -84,6 +85,7 @@ impl Tracer {
                 instance: config.instance_name.as_str().into(),
                 span_limit: config.span_limit,
                 ignore_suffix: config.ignore_suffix.clone(),
+                ignore_paths: config.ignore_paths.clone(),
                 keep_tracing: config.keep_tracing,
                 correlation_max_keys: config.correlation_max_keys,
                 correlation_max_value_size: config.correlation_max_value_size,
@@ -117,6 +119,12 @@ impl Tracer {
         self.inner.reporter.stats()
     }
 
+    /// Whether the HTTP integrations leave requests for `path` untraced
+    /// (`SW_AGENT_TRACE_IGNORE_PATH`).
+    pub fn is_ignored_path(&self, path: &str) -> bool {
+        self.inner.is_ignored_path(path)
+    }
+
     /// Makes this the tracer of [`Span::entry`], `#[entry_span]` and the integrations. Returns
     /// the one it replaces.
     pub fn install_global(&self) -> Option<Tracer> {
@@ -147,7 +155,23 @@ pub(crate) fn entry<E: Extractor + ?Sized>(
     }
 }
 
+/// Whether the global tracer ignores requests for `path` (`SW_AGENT_TRACE_IGNORE_PATH`); `false`
+/// when no tracer is installed.
+///
+/// ```
+/// assert!(!skytrace::is_ignored_path("/health"));
+/// ```
+pub fn is_ignored_path(path: &str) -> bool {
+    global().is_some_and(|t| t.is_ignored_path(path))
+}
+
 impl TracerInner {
+    pub(crate) fn is_ignored_path(&self, path: &str) -> bool {
+        self.ignore_paths
+            .iter()
+            .any(|pattern| crate::glob::path_matches(pattern, path))
+    }
+
     fn start_entry<E: Extractor + ?Sized>(
         self: &Arc<Self>,
         operation_name: Text,

@@ -242,7 +242,8 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    self.shared.set_state(DISCONNECTED, &backend, &ErrorChain(&*e));
+                    self.shared
+                        .set_state(DISCONNECTED, &backend, &ErrorChain(&*e));
                     // Try the next backend at once; back off once every backend has failed.
                     if self.next_backend % self.settings.backends.len() == 0 {
                         self.sleep(backoff).await;

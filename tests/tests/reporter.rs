@@ -312,3 +312,41 @@ async fn shutdown_delivers_what_is_queued() {
     drop(tracer.entry_span("late", &()));
     assert!(tracer.stats().dropped >= 1 || !tracer.entry_span("late", &()).is_recording());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_to_the_next_backend() {
+    let dead = unused_addr();
+    let collector = Collector::start().await.unwrap();
+    let tracer =
+        grpc_tracer(config_for(dead).backend_services(format!("{dead},{}", collector.addr())));
+    assert!(eventually(WAIT, || tracer.stats().connected).await);
+    drop(tracer.entry_span("job", &()));
+    assert_eq!(collector.wait_for_segments(1, WAIT).await.len(), 1);
+    tracer.reporter().shutdown(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_backend_gets_properties_again_and_new_segments() {
+    let collector = Collector::start().await.unwrap();
+    let addr = collector.addr();
+    let tracer = grpc_tracer(config_for(addr));
+    drop(tracer.entry_span("before", &()));
+    assert_eq!(collector.wait_for_segments(1, WAIT).await.len(), 1);
+    collector.shutdown().await;
+
+    let restarted = Collector::builder().addr(addr).start().await.unwrap();
+    let arrived = eventually(Duration::from_secs(30), || {
+        drop(tracer.entry_span("after", &()));
+        restarted
+            .segments()
+            .iter()
+            .any(|s| s.spans[0].operation_name == "after")
+    })
+    .await;
+    assert!(arrived, "segments flow to the restarted backend");
+    assert!(
+        eventually(WAIT, || !restarted.instance_properties().is_empty()).await,
+        "instance properties are reported again after the reconnect"
+    );
+    tracer.reporter().shutdown(Duration::from_secs(5));
+}

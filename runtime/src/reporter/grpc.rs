@@ -40,6 +40,9 @@ const DISCONNECTED: u8 = 2;
 #[derive(Default)]
 struct Shared {
     state: AtomicU8,
+    /// TCP connections opened so far. tonic reconnects a channel by itself after a backend
+    /// restarts; this count is how the worker notices, to report the instance properties again.
+    connections: AtomicU64,
     sent: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
@@ -293,10 +296,12 @@ impl Worker {
     async fn connect(&self, backend: &str) -> Result<Channel, Box<dyn std::error::Error>> {
         let endpoint = Endpoint::from_shared(format!("http://{backend}"))?
             .connect_timeout(CONNECT_TIMEOUT.min(self.call_timeout()))
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
-        Ok(endpoint.connect().await?)
+        let connector = CountingConnector {
+            shared: Arc::clone(&self.shared),
+        };
+        Ok(endpoint.connect_with_connector(connector).await?)
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
@@ -317,12 +322,23 @@ impl Worker {
             return Leave::Reconnect;
         }
         self.shared.set_state(CONNECTED, backend, &"");
+        let mut reported_on = self.shared.connections.load(Ordering::Relaxed);
         let mut segments = TraceSegmentReportServiceClient::new(channel);
         let mut heartbeat = tokio::time::interval(self.settings.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await; // the first tick is immediate; properties were just sent
         let mut beats: u64 = 0;
         loop {
+            let connections = self.shared.connections.load(Ordering::Relaxed);
+            if connections != reported_on {
+                // The channel reconnected underneath (a restarted backend): introduce this
+                // instance again, as after any reconnect.
+                reported_on = connections;
+                if let Err(e) = self.report_properties(&mut management).await {
+                    self.shared.set_state(DISCONNECTED, backend, &e);
+                    return Leave::Reconnect;
+                }
+            }
             let first = if self.deadline().is_some() {
                 match self.queue.try_recv() {
                     Ok(segment) => segment,
@@ -416,6 +432,44 @@ impl Worker {
             layer: String::new(),
         });
         client.keep_alive(request).await.map(drop)
+    }
+}
+
+/// Opens plain TCP connections for tonic, counting them (see [`Shared::connections`]).
+#[derive(Clone)]
+struct CountingConnector {
+    shared: Arc<Shared>,
+}
+
+impl tower_service::Service<http::Uri> for CountingConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            let host = uri.host().unwrap_or_default();
+            // `[::1]` in a URI is `::1` to the resolver.
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let port = uri.port_u16().unwrap_or(11800);
+            let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            stream.set_nodelay(true)?;
+            shared.connections.fetch_add(1, Ordering::Relaxed);
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        })
     }
 }
 

@@ -26,6 +26,9 @@
 //!   [`ConsoleReporter`]).
 #![warn(missing_docs)]
 
+// Lets the runtime's own tests use the attributes, whose expansions name `::skytrace::…`.
+extern crate self as skytrace;
+
 pub mod component;
 mod config;
 mod context;
@@ -33,6 +36,9 @@ mod glob;
 mod host;
 mod id;
 mod instrument;
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 mod propagation;
 mod reporter;
 mod sampler;
@@ -55,6 +61,8 @@ pub use reporter::{ConsoleReporter, DiscardReporter, Reporter, ReporterStats};
 pub use segment::{Segment, SpanKind, SpanLayer};
 pub use span::{EnteredSpan, Span};
 pub use tracer::{DEFAULT_SHUTDOWN_TIMEOUT, InitError, Tracer, TracerGuard, init, is_ignored_path};
+
+pub use skytrace_macros::{entry_span, exit_span, trace};
 
 /// The protocol types, for custom reporters.
 pub use skytrace_proto as proto;

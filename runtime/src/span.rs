@@ -164,21 +164,9 @@ impl Span {
     /// Marks the span as failed and logs the error's message, as the official agents do
     /// (`event=error`, `message=…`).
     pub fn record_error(&self, error: &dyn fmt::Display) {
-        if !self.is_recording() {
-            return;
+        if let Some(Handle::Recording { segment, span_id }) = &self.handle {
+            record_error_on(segment, *span_id, error);
         }
-        let message = error.to_string();
-        let time = now_millis();
-        self.update(|s| {
-            s.is_error = true;
-            s.logs.push(LogRecord {
-                time,
-                fields: vec![
-                    (Cow::Borrowed("event"), Cow::Borrowed("error")),
-                    (Cow::Borrowed("message"), Cow::Owned(message)),
-                ],
-            });
-        });
     }
 
     /// Asks OAP not to analyse this span (it is still stored and shown).
@@ -282,4 +270,24 @@ impl fmt::Debug for EnteredSpan<'_> {
             .field("span", self.span)
             .finish()
     }
+}
+
+/// Marks span `span_id` as failed with an `event=error` log carrying `error`'s message.
+pub(crate) fn record_error_on(
+    segment: &crate::context::ActiveSegment,
+    span_id: i32,
+    error: &dyn fmt::Display,
+) {
+    let message = error.to_string();
+    let time = now_millis();
+    segment.with_span(span_id, |s| {
+        s.is_error = true;
+        s.logs.push(LogRecord {
+            time,
+            fields: vec![
+                (Cow::Borrowed("event"), Cow::Borrowed("error")),
+                (Cow::Borrowed("message"), Cow::Owned(message)),
+            ],
+        });
+    });
 }

@@ -2,14 +2,14 @@
 //! an async-trait-style fn whose body is `Box::pin(async move { … })`), or an `impl`/`trait`
 //! block whose traced methods get `Type::method` names.
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
 use syn::parse::discouraged::Speculative;
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{
-    AttrStyle, Attribute, Block, Expr, ExprAsync, ExprCall, FnArg, GenericArgument, Ident,
-    ImplItem, Item as SynItem, ItemImpl, ItemTrait, Pat, PathArguments, Receiver, ReturnType,
-    Signature, Stmt, Token, TraitItem, Type, TypeParamBound, Visibility, token,
+    AttrStyle, Attribute, Expr, ExprAsync, ExprCall, FnArg, GenericArgument, Ident, ImplItem,
+    Item as SynItem, ItemImpl, ItemTrait, Pat, PathArguments, Receiver, ReturnType, Signature,
+    Stmt, Token, TraitItem, Type, TypeParamBound, Visibility, token,
 };
 
 /// What an attribute was put on.
@@ -195,12 +195,11 @@ impl Func {
         Body::Sync
     }
 
-    /// The block, rebuilt (for tests and for the sync expansion).
-    pub fn block(&self) -> Block {
-        Block {
-            brace_token: self.brace_token,
-            stmts: self.stmts.clone(),
-        }
+    /// The body's statements in a block of the macro's own braces (not the fn's: braces
+    /// with the user's span around a block tail would trip `unused_braces`).
+    pub fn block(&self) -> TokenStream {
+        let stmts = &self.stmts;
+        quote::quote!({ #(#stmts)* })
     }
 }
 

@@ -319,12 +319,15 @@ fn instrument(kind: Kind, args: &Args, func: &Func) -> TokenStream {
     tokens
 }
 
-/// The operation name: `name = "…"`, else the fn's name.
+/// The operation name: `name = "…"`, else the fn's name. The literal gets the macro's span, so
+/// that lints on user literals (`{id}` in `"GET:/users/{id}"` looks like a format argument to
+/// clippy) do not fire on it.
 fn name(args: &Args, func: &Func) -> LitStr {
-    args.name.clone().unwrap_or_else(|| {
-        let ident = &func.sig.ident;
-        LitStr::new(&ident.unraw().to_string(), ident.span())
-    })
+    let value = match &args.name {
+        Some(name) => name.value(),
+        None => func.sig.ident.unraw().to_string(),
+    };
+    LitStr::new(&value, Span::call_site())
 }
 
 /// `let __skytrace_span = …;` and the options, set only when the span records.
@@ -387,6 +390,7 @@ fn open_span(kind: Kind, args: &Args, func: &Func) -> TokenStream {
             ..
         }) = value
         {
+            let lit = LitStr::new(&lit.value(), Span::call_site());
             record.push(quote!(::skytrace::Span::add_tag(&#span, #key, #lit);));
             continue;
         }
@@ -486,9 +490,10 @@ fn async_block(
     } = async_expr;
     let output = output.map(erase_impl_trait);
     let fake = fake_return(output.as_ref(), &func.sig.output);
+    let stmts = &block.stmts;
     let inner = with_err_check(
         args,
-        quote!(#async_token #capture { #fake #block }),
+        quote!(#async_token #capture { #fake { #(#stmts)* } }),
         capture.to_token_stream(),
     );
     quote! {

@@ -8,7 +8,7 @@
 //! see their own parent. Work handed to another task continues through a [`ContextSnapshot`].
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use crate::id::new_id;
@@ -34,26 +34,28 @@ pub(crate) enum Handle {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<Handle>> = const { RefCell::new(None) };
+    static CURRENT: Cell<Option<Handle>> = const { Cell::new(None) };
 }
 
 /// Runs `f` with the current handle; `None` when no trace is current (or, during thread
 /// teardown, when the thread-local is gone).
 pub(crate) fn with_current<R>(f: impl FnOnce(&Handle) -> R) -> Option<R> {
     CURRENT
-        .try_with(|cur| cur.try_borrow().ok().and_then(|cur| cur.as_ref().map(f)))
+        .try_with(|cur| {
+            // Take the handle out for the duration of `f` and put it back: a `Cell` needs no
+            // borrow flag, and `f` (our own code) never looks at the current handle again.
+            let handle = cur.take()?;
+            let result = f(&handle);
+            cur.set(Some(handle));
+            Some(result)
+        })
         .ok()
         .flatten()
 }
 
 /// Makes `handle` current, returning what was current before.
 pub(crate) fn replace_current(handle: Option<Handle>) -> Option<Handle> {
-    CURRENT
-        .try_with(|cur| match cur.try_borrow_mut() {
-            Ok(mut cur) => std::mem::replace(&mut *cur, handle),
-            Err(_) => None,
-        })
-        .unwrap_or(None)
+    CURRENT.try_with(|cur| cur.replace(handle)).unwrap_or(None)
 }
 
 /// One segment being recorded.

@@ -29,6 +29,9 @@
 // Lets the runtime's own tests use the attributes, whose expansions name `::skytrace::…`.
 extern crate self as skytrace;
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 pub mod component;
 mod config;
 mod context;
@@ -36,9 +39,13 @@ mod glob;
 mod host;
 mod id;
 mod instrument;
-#[doc(hidden)]
-#[path = "private.rs"]
-pub mod __private;
+#[cfg(any(
+    feature = "axum",
+    feature = "tonic",
+    feature = "reqwest",
+    feature = "actix-web"
+))]
+pub mod integrations;
 mod propagation;
 mod reporter;
 mod sampler;

@@ -352,6 +352,7 @@ impl Worker {
                     },
                     _ = heartbeat.tick() => {
                         beats += 1;
+                        crate::time::resync();
                         let result = if beats % PROPERTIES_EVERY == 0 {
                             self.report_properties(&mut management).await
                         } else {

@@ -1,0 +1,215 @@
+//! axum (feature `axum`): [`SkytraceLayer`], a tower layer that gives every request an entry
+//! span.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use skytrace::integrations::axum::SkytraceLayer;
+//!
+//! async fn user(axum::extract::Path(id): axum::extract::Path<u64>) -> String {
+//!     format!("user {id}")
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let _tracing = skytrace::init(skytrace::Config::from_env()?)?;
+//!     let app = Router::new()
+//!         .route("/users/{id}", get(user))
+//!         // `Router::layer`, so the layer runs after routing and sees the route template.
+//!         .layer(SkytraceLayer::new());
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//!     // `with_connect_info` lets the span record the client's address as its peer.
+//!     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+//!     axum::serve(listener, app).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Per request the layer opens an entry span named `{METHOD}:{route}` from axum's
+//! [`MatchedPath`] (`GET:/users/{id}`, never `GET:/users/42`; the plain path for requests no
+//! route matched), continuing the caller's trace from `sw8`, `sw8-correlation` and `sw8-x`. It
+//! sets layer Http, component http (49), the tags `http.method`, `url` (without the query
+//! string) and `status_code`, and the peer to the client's address when the router is served
+//! with [`ConnectInfo`] (`into_make_service_with_connect_info::<SocketAddr>()`). A 5xx response
+//! or an error from the inner service marks the span as failed. Requests whose path matches
+//! `SW_AGENT_TRACE_IGNORE_PATH` are passed through untraced.
+//!
+//! The handler future is polled inside the span, so every span it opens — `#[trace]`ed
+//! functions, exit spans of clients — is a child of the entry span, whichever worker thread
+//! polls it.
+//!
+//! ## Where to add the layer
+//!
+//! axum inserts [`MatchedPath`] while routing, so the layer must run after routing: add it with
+//! [`Router::layer`](::axum::Router::layer) (which wraps every route, and the fallback) or
+//! [`Router::route_layer`](::axum::Router::route_layer) (routes only: requests no route matches
+//! are then not traced). Wrapped around the whole router from outside (for example with
+//! `tower::ServiceBuilder` around `Router`), the layer runs before routing and names spans after
+//! the raw path. Routes of nested routers carry the full template (`/api/users/{id}`).
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use ::axum::extract::{ConnectInfo, MatchedPath, OriginalUri};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{Traced, TracerSlot, http_status, server_url};
+use crate::span::Span;
+use crate::tracer::Tracer;
+
+/// A [`tower_layer::Layer`] that traces every request of an axum router; see the
+/// [module documentation](self).
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use skytrace::integrations::axum::SkytraceLayer;
+///
+/// let app: Router = Router::new()
+///     .route("/users/{id}", get(|| async { "user" }))
+///     .layer(SkytraceLayer::new());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SkytraceLayer {
+    tracer: TracerSlot,
+}
+
+impl SkytraceLayer {
+    /// A layer that starts entry spans on the global tracer installed by [`crate::init`] (when
+    /// none is installed, requests are not traced).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A layer that starts entry spans on `tracer`, for a process that hosts several services.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use skytrace::{Config, DiscardReporter, Tracer};
+    /// use skytrace::integrations::axum::SkytraceLayer;
+    ///
+    /// let config = Config::builder().service_name("orders").build().unwrap();
+    /// let tracer = Tracer::new(&config, DiscardReporter::new());
+    /// let app: Router = Router::new()
+    ///     .route("/orders/{id}", get(|| async { "order" }))
+    ///     .layer(SkytraceLayer::with_tracer(tracer));
+    /// ```
+    pub fn with_tracer(tracer: Tracer) -> Self {
+        SkytraceLayer {
+            tracer: TracerSlot::Explicit(tracer),
+        }
+    }
+}
+
+impl<S> Layer<S> for SkytraceLayer {
+    type Service = SkytraceService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SkytraceService {
+            inner,
+            tracer: self.tracer.clone(),
+        }
+    }
+}
+
+/// The service [`SkytraceLayer`] wraps around each route.
+#[derive(Clone, Debug)]
+pub struct SkytraceService<S> {
+    inner: S,
+    tracer: TracerSlot,
+}
+
+impl<S, B, ResBody> Service<http::Request<B>> for SkytraceService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<ResBody>>,
+    S::Error: fmt::Display,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let span = self.start(&request);
+        let inner = {
+            // Work the inner service does before returning its future is inside the span too.
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        ResponseFuture {
+            inner: Traced::new(inner, span),
+        }
+    }
+}
+
+impl<S> SkytraceService<S> {
+    fn start<B>(&self, request: &http::Request<B>) -> Span {
+        // Inside a nested router the URI is relative to the nest: the original one is whole.
+        let uri = request
+            .extensions()
+            .get::<OriginalUri>()
+            .map_or(request.uri(), |original| &original.0);
+        let path = uri.path();
+        if self.tracer.is_ignored_path(path) {
+            return Span::noop();
+        }
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(path, MatchedPath::as_str);
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.to_string());
+        let host = request
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok());
+        self.tracer.http_entry(
+            request.method().as_str(),
+            route,
+            request.headers(),
+            || server_url(uri, host, path),
+            peer,
+        )
+    }
+}
+
+pin_project! {
+    /// The response future of [`SkytraceService`]: the inner future, polled inside the entry
+    /// span, which ends when the response is ready.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Traced<F>,
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+    E: fmt::Display,
+{
+    type Output = Result<http::Response<ResBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (result, span) = std::task::ready!(self.project().inner.poll(cx));
+        match &result {
+            Ok(response) => http_status(&span, response.status().as_u16()),
+            Err(error) => span.record_error(error),
+        }
+        drop(span);
+        Poll::Ready(result)
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,200 @@
+//! Framework integrations, one Cargo feature each.
+//!
+//! | feature | what | spans |
+//! |---|---|---|
+//! | `axum` | [`axum::SkytraceLayer`]: a tower layer for axum routers | entry, `{METHOD}:{route}` |
+//! | `actix-web` | [`actix_web::SkytraceMiddleware`] | entry, `{METHOD}:{route}` |
+//! | `tonic` | [`tonic::GrpcServerLayer`], [`tonic::GrpcClientLayer`], `MetadataMap` carriers | entry / exit, `/pkg.Service/Method` |
+//! | `reqwest` | [`reqwest::RequestBuilderExt::send_traced`], [`reqwest::TracedClientExt::execute_traced`] | exit, `{METHOD}:{path}` |
+//!
+//! Server integrations continue the caller's trace from `sw8` / `sw8-correlation` / `sw8-x`,
+//! run the handler inside the entry span (entered around every poll, so every span the handler
+//! opens, on whichever worker thread, is its child), skip requests whose path matches
+//! `SW_AGENT_TRACE_IGNORE_PATH`, and use the global tracer ([`crate::init`]) unless given one
+//! with `with_tracer`. Client integrations open an exit span as a child of the current span and
+//! write `sw8` onto the outgoing request.
+//!
+//! OAP's component-libraries list has no framework-specific Rust ids (Rust's range
+//! `[11000, 12000)` holds only `Rust = 11000`), so HTTP integrations report
+//! [`crate::component::HTTP`] (49) and the tonic ones [`crate::component::GRPC`] (23).
+
+#[cfg(feature = "actix-web")]
+pub mod actix_web;
+#[cfg(feature = "axum")]
+pub mod axum;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
+#[cfg(feature = "tonic")]
+pub mod tonic;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::propagation::Extractor;
+use crate::segment::SpanLayer;
+use crate::span::Span;
+use crate::tracer::Tracer;
+
+/// Which tracer a server integration starts entry spans on.
+#[derive(Clone, Debug, Default)]
+#[allow(dead_code)] // which variants are built depends on the features
+pub(crate) enum TracerSlot {
+    /// The one installed by [`crate::init`], looked up per request.
+    #[default]
+    Global,
+    /// A tracer given explicitly (`with_tracer`).
+    Explicit(Tracer),
+}
+
+#[allow(dead_code)] // which helpers are used depends on the features
+impl TracerSlot {
+    pub(crate) fn entry(
+        &self,
+        operation_name: String,
+        carrier: &(impl Extractor + ?Sized),
+    ) -> Span {
+        match self {
+            TracerSlot::Global => Span::entry(operation_name, carrier),
+            TracerSlot::Explicit(tracer) => tracer.entry_span(operation_name, carrier),
+        }
+    }
+
+    pub(crate) fn is_ignored_path(&self, path: &str) -> bool {
+        match self {
+            TracerSlot::Global => crate::tracer::is_ignored_path(path),
+            TracerSlot::Explicit(tracer) => tracer.is_ignored_path(path),
+        }
+    }
+
+    /// The entry span of an HTTP request: `{METHOD}:{route}`, layer Http, component http (49),
+    /// tags `http.method` and `url`, peer = the client's address when known.
+    pub(crate) fn http_entry(
+        &self,
+        method: &str,
+        route: &str,
+        carrier: &(impl Extractor + ?Sized),
+        url: impl FnOnce() -> String,
+        peer: Option<String>,
+    ) -> Span {
+        let span = self.entry(format!("{method}:{route}"), carrier);
+        if span.is_recording() {
+            span.set_layer(SpanLayer::Http);
+            span.set_component(crate::component::HTTP);
+            span.add_tag("http.method", method.to_owned());
+            span.add_tag("url", url());
+            if let Some(peer) = peer {
+                span.set_peer(peer);
+            }
+        }
+        span
+    }
+}
+
+/// Tags an HTTP span with the response status; 5xx marks it as failed.
+#[allow(dead_code)] // which helpers are used depends on the features
+pub(crate) fn http_status(span: &Span, status: u16) {
+    if span.is_recording() {
+        span.add_tag("status_code", status.to_string());
+        if status >= 500 {
+            span.set_error(true);
+        }
+    }
+}
+
+pin_project! {
+    /// Polls `inner` with `span` entered (what [`crate::Instrument::in_span`] does), and hands
+    /// the span back with the output instead of ending it, so that the integration can tag the
+    /// outcome (status code, error) before the span ends. Dropped before completion, the span
+    /// is tagged `cancelled`; a panicking poll marks it as failed.
+    pub(crate) struct Traced<F> {
+        #[pin]
+        inner: F,
+        span: Option<Span>,
+        // True only during a poll: seen from `drop`, it means the poll unwound.
+        polling: bool,
+    }
+
+    impl<F> PinnedDrop for Traced<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(span) = this.span.take() {
+                if !*this.polling {
+                    span.add_tag("cancelled", "true");
+                }
+            }
+        }
+    }
+}
+
+#[allow(dead_code)] // which helpers are used depends on the features
+impl<F> Traced<F> {
+    pub(crate) fn new(inner: F, span: Span) -> Self {
+        Traced {
+            inner,
+            span: Some(span),
+            polling: false,
+        }
+    }
+}
+
+impl<F: Future> Future for Traced<F> {
+    type Output = (F::Output, Span);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let poll = match this.span.as_ref() {
+            Some(span) => {
+                let _entered = span.enter();
+                *this.polling = true;
+                let poll = this.inner.poll(cx);
+                *this.polling = false;
+                poll
+            }
+            None => this.inner.poll(cx),
+        };
+        match poll {
+            Poll::Ready(output) => {
+                let span = this.span.take().unwrap_or_else(Span::noop);
+                Poll::Ready((output, span))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The `url` tag of a server span: scheme, host and path, without the query string (which may
+/// carry secrets). `uri` is used as is when it is absolute (HTTP/2); otherwise the `Host`
+/// header completes it; without one the tag is the path alone.
+#[allow(dead_code)] // which helpers are used depends on the features
+pub(crate) fn server_url(uri: &http::Uri, host: Option<&str>, path: &str) -> String {
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}{path}"),
+        _ => match host {
+            Some(host) if !host.is_empty() => format!("http://{host}{path}"),
+            _ => path.to_owned(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_url;
+
+    #[test]
+    fn url_tag_drops_the_query() {
+        let uri: http::Uri = "/users/7?token=secret".parse().unwrap();
+        assert_eq!(
+            server_url(&uri, Some("api:8080"), uri.path()),
+            "http://api:8080/users/7"
+        );
+        assert_eq!(server_url(&uri, None, uri.path()), "/users/7");
+        let absolute: http::Uri = "https://api/users/7?x=1".parse().unwrap();
+        assert_eq!(
+            server_url(&absolute, Some("other"), absolute.path()),
+            "https://api/users/7"
+        );
+    }
+}

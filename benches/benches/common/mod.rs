@@ -1,0 +1,280 @@
+//! Shared by the bench targets: configurations, the realistic segment, process and thread
+//! measurements, and the command line of the benches that print their own figures.
+#![allow(dead_code)] // each bench target uses a part of this module
+
+use std::time::Duration;
+
+use skytrace::{Config, ConfigBuilder, Span};
+
+/// Service and instance names every peer reports under.
+pub const SERVICE: &str = "bench-svc";
+pub const INSTANCE: &str = "bench-svc-1@127.0.0.1";
+/// The endpoint (entry span) of the realistic segment.
+pub const ENDPOINT: &str = "GET:/api/users/{id}";
+/// The exit span of the realistic segment.
+pub const EXIT_OPERATION: &str = "GET:/inventory/stock";
+pub const PEER: &str = "inventory:8080";
+/// Local spans per realistic segment.
+pub const LOCAL_SPANS: usize = 10;
+/// Spans recorded per segment by the per-span benches: under the default span limit (300) so
+/// every span records, and many enough that making the segment is not what is measured.
+pub const SPANS_PER_SEGMENT: u64 = 100;
+
+/// A skytrace configuration that samples everything.
+pub fn config() -> ConfigBuilder {
+    Config::builder()
+        .service_name(SERVICE)
+        .instance_name(INSTANCE)
+        .sample_per_3_secs(-1)
+}
+
+/// The work inside every traced function: the same for every peer.
+#[inline(always)]
+pub fn work(x: u64) -> u64 {
+    std::hint::black_box(x).wrapping_mul(3)
+}
+
+/// The static and the formatted tag value of the realistic segment's local spans.
+pub fn row_tag(i: usize) -> String {
+    format!("row-{i}")
+}
+
+/// The realistic segment with skytrace, on the current thread: one entry span, 10 local spans
+/// with two tags each (one static, one formatted), one exit span whose `sw8` headers are
+/// injected into an `http::HeaderMap`. Returns the headers (so nothing is optimised away).
+/// Ending the entry span hands the segment to the tracer's reporter.
+pub fn skytrace_segment(tracer: &skytrace::Tracer, incoming: &http::HeaderMap) -> http::HeaderMap {
+    let entry = tracer.entry_span(ENDPOINT, incoming);
+    let _in_entry = entry.enter();
+    for i in 0..LOCAL_SPANS {
+        let span = Span::local("load_row");
+        let _in = span.enter();
+        span.add_tag("db.type", "sql");
+        span.add_tag("db.row", row_tag(i));
+    }
+    let exit = Span::exit(EXIT_OPERATION, PEER);
+    let _in_exit = exit.enter();
+    let mut headers = http::HeaderMap::new();
+    skytrace::inject(&mut headers);
+    headers
+}
+
+/// The same segment with the official `skywalking` crate. Dropping the context hands the
+/// segment (converted to protobuf, as that crate does on the caller's thread) to the reporter.
+pub fn skywalking_segment(tracer: &skywalking::trace::tracer::Tracer) -> http::HeaderMap {
+    use skywalking::trace::propagation::encoder::encode_propagation;
+    use skywalking::trace::span::HandleSpanObject;
+
+    let mut ctx = tracer.create_trace_context();
+    let entry = ctx.create_entry_span(ENDPOINT);
+    for i in 0..LOCAL_SPANS {
+        let mut span = ctx.create_local_span("load_row");
+        span.add_tag("db.type", "sql");
+        span.add_tag("db.row", row_tag(i));
+    }
+    let exit = ctx.create_exit_span(EXIT_OPERATION, PEER);
+    let mut headers = http::HeaderMap::new();
+    let sw8 = encode_propagation(&ctx, ENDPOINT, PEER);
+    if let Ok(value) = http::HeaderValue::try_from(sw8) {
+        headers.insert("sw8", value);
+    }
+    drop(exit);
+    drop(entry);
+    drop(ctx);
+    headers
+}
+
+/// An `sw8` value as a caller would send it (sampled, all eight fields set).
+pub fn sample_sw8() -> skytrace::Sw8Header {
+    skytrace::Sw8Header {
+        sampled: true,
+        trace_id: "a1b2c3d4e5f60718293a4b5c6d7e8f90.42.17328000000000001".into(),
+        parent_segment_id: "a1b2c3d4e5f60718293a4b5c6d7e8f90.42.17328000000000002".into(),
+        parent_span_id: 3,
+        parent_service: "frontend".into(),
+        parent_service_instance: "frontend-1@10.0.0.7".into(),
+        parent_endpoint: "GET:/api/users/{id}".into(),
+        target_address: "users:8080".into(),
+    }
+}
+
+/// CPU time (user + system) of the whole process so far.
+pub fn process_cpu() -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// CPU time of this process's threads whose name starts with `prefix` (thread names are cut at
+/// 15 bytes), from `/proc/self/task/*/schedstat` (nanoseconds), or `stat` (clock ticks) where
+/// schedstat is missing. Threads that exited are not counted.
+pub fn threads_cpu(prefix: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    let mut total = Duration::ZERO;
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
+        if !comm.trim_end().starts_with(prefix) {
+            continue;
+        }
+        total += task_cpu(&dir);
+    }
+    total
+}
+
+/// CPU time of the calling thread.
+pub fn current_thread_cpu() -> Duration {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    task_cpu(std::path::Path::new(&format!("/proc/self/task/{tid}")))
+}
+
+fn task_cpu(dir: &std::path::Path) -> Duration {
+    if let Ok(schedstat) = std::fs::read_to_string(dir.join("schedstat"))
+        && let Some(ns) = schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+    {
+        return Duration::from_nanos(ns);
+    }
+    let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_nanos((ticks(11) + ticks(12)) * 1_000_000_000 / hz)
+}
+
+/// Resident set size of the process, in bytes.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    pages * page
+}
+
+/// The command line of a bench that prints its own figures (`harness = false` without
+/// criterion). It understands what `cargo bench` and criterion's users pass: `--bench` (absent
+/// under `cargo test --benches`, which asks for a quick smoke run), name filters, and
+/// `--measurement-time SECS`, which scales how long each measurement runs.
+pub struct Args {
+    pub bench: bool,
+    filters: Vec<String>,
+    pub measurement: Option<Duration>,
+    pub list: bool,
+}
+
+impl Args {
+    pub fn parse() -> Args {
+        // criterion's options that take a value; anything else starting with `-` is a flag.
+        const WITH_VALUE: &[&str] = &[
+            "--warm-up-time",
+            "--measurement-time",
+            "--sample-size",
+            "--save-baseline",
+            "--baseline",
+            "--baseline-lenient",
+            "--load-baseline",
+            "--noise-threshold",
+            "--significance-level",
+            "--confidence-level",
+            "--nresamples",
+            "--output-format",
+            "--color",
+            "--profile-time",
+            "--plotting-backend",
+            "--format",
+            "--logfile",
+            "-c",
+            "-s",
+            "-b",
+        ];
+        let mut args = Args {
+            bench: false,
+            filters: Vec::new(),
+            measurement: None,
+            list: false,
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(arg) = it.next() {
+            if arg == "--bench" {
+                args.bench = true;
+            } else if arg == "--list" {
+                args.list = true;
+            } else if let Some((flag, value)) = arg.split_once('=') {
+                if flag == "--measurement-time" {
+                    args.measurement = value.parse().ok().map(Duration::from_secs_f64);
+                }
+            } else if WITH_VALUE.contains(&arg.as_str()) {
+                let value = it.next();
+                if arg == "--measurement-time" {
+                    args.measurement = value
+                        .and_then(|v| v.parse().ok())
+                        .map(Duration::from_secs_f64);
+                }
+            } else if !arg.starts_with('-') {
+                args.filters.push(arg);
+            }
+        }
+        args
+    }
+
+    /// Whether the section `name` runs: no filter, or a filter it contains.
+    pub fn wants(&self, name: &str) -> bool {
+        if self.list {
+            println!("{name}: bench");
+            return false;
+        }
+        self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
+    }
+
+    /// How long one measurement runs: `full` by default, scaled down when `--measurement-time`
+    /// is shorter than criterion's default of 5 s, and a blink in a smoke run.
+    pub fn duration(&self, full: Duration) -> Duration {
+        if !self.bench {
+            return Duration::from_millis(100);
+        }
+        match self.measurement {
+            Some(m) => full.mul_f64((m.as_secs_f64() / 5.0).clamp(0.05, 4.0)),
+            None => full,
+        }
+    }
+
+    /// How many rounds of a measurement to take (the median is reported).
+    pub fn rounds(&self, full: usize) -> usize {
+        if self.bench { full } else { 1 }
+    }
+}
+
+/// The median of `values` (sorted in place).
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}

@@ -212,10 +212,10 @@ where
             Ok(response) => {
                 let status = response.status().as_u16();
                 http_status(&span, status);
-                if status >= 500 {
-                    if let Some(error) = response.response().error() {
-                        span.record_error(error);
-                    }
+                if status >= 500
+                    && let Some(error) = response.response().error()
+                {
+                    span.record_error(error);
                 }
             }
             Err(error) => span.record_error(error),

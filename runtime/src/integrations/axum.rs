@@ -1,7 +1,9 @@
 //! axum (feature `axum`): [`SkytraceLayer`], a tower layer that gives every request an entry
 //! span.
 //!
-//! ```no_run
+//! ```
+//! use std::net::SocketAddr;
+//!
 //! use axum::{Router, routing::get};
 //! use skytrace::integrations::axum::SkytraceLayer;
 //!
@@ -9,19 +11,14 @@
 //!     format!("user {id}")
 //! }
 //!
-//! #[tokio::main]
-//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let _tracing = skytrace::init(skytrace::Config::from_env()?)?;
-//!     let app = Router::new()
-//!         .route("/users/{id}", get(user))
-//!         // `Router::layer`, so the layer runs after routing and sees the route template.
-//!         .layer(SkytraceLayer::new());
-//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//!     // `with_connect_info` lets the span record the client's address as its peer.
-//!     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-//!     axum::serve(listener, app).await?;
-//!     Ok(())
-//! }
+//! let app = Router::new()
+//!     .route("/users/{id}", get(user))
+//!     // `Router::layer`, so the layer runs after routing and sees the route template.
+//!     .layer(SkytraceLayer::new());
+//! // Served with connect info, spans record the client's address as their peer:
+//! // `axum::serve(listener, app).await` (see `examples/axum_server.rs`).
+//! let app = app.into_make_service_with_connect_info::<SocketAddr>();
+//! # let _ = app;
 //! ```
 //!
 //! Per request the layer opens an entry span named `{METHOD}:{route}` from axum's

@@ -120,10 +120,10 @@ pin_project! {
     impl<F> PinnedDrop for Traced<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(span) = this.span.take() {
-                if !*this.polling {
-                    span.add_tag("cancelled", "true");
-                }
+            if let Some(span) = this.span.take()
+                && !*this.polling
+            {
+                span.add_tag("cancelled", "true");
             }
         }
     }

@@ -7,9 +7,9 @@
 use std::fmt::{self, Display};
 
 use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
-use syn::spanned::Spanned;
 use syn::{Error, Expr, ExprLit, Ident, Lit, LitInt, LitStr, Path, Result, Token, parenthesized};
 
 /// Which attribute is being parsed: decides the options it accepts.
@@ -107,8 +107,20 @@ impl Args {
 pub struct Tag {
     /// The key: a string literal or dotted identifiers (`http.method`, `db.type`).
     pub key: String,
-    pub key_span: Span,
+    /// The key as written, for error spans.
+    pub key_tokens: TokenStream,
     pub value: Expr,
+}
+
+impl Tag {
+    /// Where the key starts (the span of a generated literal).
+    pub fn key_span(&self) -> Span {
+        self.key_tokens
+            .clone()
+            .into_iter()
+            .next()
+            .map_or_else(Span::call_site, |tt| tt.span())
+    }
 }
 
 /// `component = …`.
@@ -312,19 +324,18 @@ fn parse_option(kind: Kind, input: ParseStream, args: &mut Args) -> Result<()> {
                 &key,
                 "the name of the argument that holds the incoming headers",
             )?;
-            let value = input.call(Ident::parse_any).map_err(|error| {
-                Error::new(
-                    error.span(),
-                    "expected the name of the argument that holds the incoming headers, \
+            let value: Expr = input.parse()?;
+            let value = match &value {
+                Expr::Path(path) if path.qself.is_none() => path.path.get_ident().cloned(),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                Error::new_spanned(
+                    &value,
+                    "`carrier` takes the name of an argument, not an expression, \
                      e.g. `carrier = headers`",
                 )
             })?;
-            if !input.is_empty() && !input.peek(Token![,]) {
-                return Err(input.error(
-                    "`carrier` takes the name of an argument, not an expression, \
-                     e.g. `carrier = headers`",
-                ));
-            }
             set_once(&mut args.carrier, value).map_err(|_| duplicate())
         }
     }
@@ -356,9 +367,22 @@ fn flag(input: ParseStream, key: &Ident) -> Result<()> {
     if input.is_empty() || input.peek(Token![,]) {
         return Ok(());
     }
-    Err(input.error(format!(
-        "`{key}` is a flag and takes no value: write `{key}` alone"
-    )))
+    Err(Error::new_spanned(
+        rest_of_option(input),
+        format!("`{key}` is a flag and takes no value: write `{key}` alone"),
+    ))
+}
+
+/// Consumes the tokens up to the next top-level `,`, to point an error at all of them.
+fn rest_of_option(input: ParseStream) -> TokenStream {
+    let mut tokens = TokenStream::new();
+    while !input.is_empty() && !input.peek(Token![,]) {
+        match input.parse::<TokenTree>() {
+            Ok(tt) => tokens.extend([tt]),
+            Err(_) => break,
+        }
+    }
+    tokens
 }
 
 fn parse_name(input: ParseStream, key: &Ident) -> Result<LitStr> {
@@ -388,15 +412,12 @@ fn string_literal(input: ParseStream, message: &str) -> Result<LitStr> {
 
 fn parse_tags(input: ParseStream, key: &Ident) -> Result<Vec<Tag>> {
     if !input.peek(syn::token::Paren) {
-        let span = if input.is_empty() {
-            key.span()
-        } else {
-            input.span()
-        };
-        return Err(Error::new(
-            span,
-            "expected `tags(key = value, …)`, e.g. `tags(user.id = id, http.method = \"GET\")`",
-        ));
+        let message =
+            "expected `tags(key = value, …)`, e.g. `tags(user.id = id, http.method = \"GET\")`";
+        if input.is_empty() || input.peek(Token![,]) {
+            return Err(Error::new_spanned(key, message));
+        }
+        return Err(Error::new_spanned(rest_of_option(input), message));
     }
     let content;
     parenthesized!(content in input);
@@ -406,8 +427,8 @@ fn parse_tags(input: ParseStream, key: &Ident) -> Result<Vec<Tag>> {
         match parse_tag(&content) {
             Ok(tag) => {
                 if tags.iter().any(|t| t.key == tag.key) {
-                    errors.push(Error::new(
-                        tag.key_span,
+                    errors.push(Error::new_spanned(
+                        &tag.key_tokens,
                         format!("duplicate tag `{}`", tag.key),
                     ));
                 }
@@ -431,12 +452,14 @@ fn parse_tags(input: ParseStream, key: &Ident) -> Result<Vec<Tag>> {
 }
 
 fn parse_tag(input: ParseStream) -> Result<Tag> {
-    let (key, key_span) = if input.peek(LitStr) {
+    let mut key_tokens = TokenStream::new();
+    let key = if input.peek(LitStr) {
         let lit: LitStr = input.parse()?;
         if lit.value().is_empty() {
             return Err(Error::new_spanned(&lit, "a tag key must not be empty"));
         }
-        (lit.value(), lit.span())
+        lit.to_tokens(&mut key_tokens);
+        lit.value()
     } else {
         let first = input.call(Ident::parse_any).map_err(|error| {
             Error::new(
@@ -445,32 +468,29 @@ fn parse_tag(input: ParseStream) -> Result<Tag> {
             )
         })?;
         let mut key = first.unraw().to_string();
-        let mut span = first.span();
+        first.to_tokens(&mut key_tokens);
         while input.peek(Token![.]) {
-            input.parse::<Token![.]>()?;
+            let dot: Token![.] = input.parse()?;
             let part = input.call(Ident::parse_any)?;
             key.push('.');
             key.push_str(&part.unraw().to_string());
-            span = span.join(part.span()).unwrap_or(span);
+            dot.to_tokens(&mut key_tokens);
+            part.to_tokens(&mut key_tokens);
         }
-        (key, span)
+        key
     };
     if !input.peek(Token![=]) {
-        let span = if input.is_empty() {
-            key_span
-        } else {
-            input.span()
-        };
-        return Err(Error::new(
-            span,
-            format!("expected `{key} = value`: every tag needs a value"),
-        ));
+        let message = format!("expected `{key} = value`: every tag needs a value");
+        if input.is_empty() || input.peek(Token![,]) {
+            return Err(Error::new_spanned(key_tokens, message));
+        }
+        return Err(Error::new(input.span(), message));
     }
     input.parse::<Token![=]>()?;
     let value: Expr = input.parse()?;
     Ok(Tag {
         key,
-        key_span,
+        key_tokens,
         value,
     })
 }
@@ -527,8 +547,8 @@ fn parse_component(input: ParseStream, key: &Ident) -> Result<Component> {
             Some(ident) => Ok(Component::Known(ident.clone())),
             None => Ok(Component::Path(path.path)),
         },
-        other => Err(Error::new(
-            other.span(),
+        other => Err(Error::new_spanned(
+            other,
             "`component` takes an integer literal or the path of a constant, e.g. \
              `component = HTTP` (a constant of `skytrace::component`) or `component = 49`",
         )),
@@ -709,7 +729,7 @@ mod tests {
         assert_eq!(
             err(Kind::Entry, quote!(carrier = "headers")),
             [
-                "expected the name of the argument that holds the incoming headers, e.g. \
+                "`carrier` takes the name of an argument, not an expression, e.g. \
               `carrier = headers`"
             ]
         );

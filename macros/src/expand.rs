@@ -6,7 +6,7 @@
 //! `Span::mixed_site()` identifiers, which user code can neither see nor shadow.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
-use quote::{ToTokens, format_ident, quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
@@ -274,6 +274,12 @@ fn local(name: &str) -> Ident {
     Ident::new(name, Span::mixed_site())
 }
 
+/// A hygienic local placed at `at`: rustc's errors about its value (an error type or a tag that
+/// is not `Display`) then point at the user's token instead of the whole attribute.
+fn local_at(name: &str, at: Span) -> Ident {
+    Ident::new(name, Span::mixed_site().located_at(at))
+}
+
 /// The instrumented fn: same attributes, visibility and signature; a new body.
 fn instrument(kind: Kind, args: &Args, func: &Func) -> TokenStream {
     let Func {
@@ -373,8 +379,10 @@ fn open_span(kind: Kind, args: &Args, func: &Func) -> TokenStream {
         match (args.peer_literal(), &args.peer) {
             (Some(peer), _) => record.push(quote!(::skytrace::Span::set_peer(&#span, #peer);)),
             (None, Some(peer)) => {
-                let binding = local("__skytrace_peer");
-                bindings.push(quote!(let #binding = &(#peer);));
+                let binding = local_at("__skytrace_peer", peer.span());
+                bindings.push(quote_spanned! {peer.span()=>
+                    let #binding: &dyn ::core::fmt::Display = &(#peer);
+                });
                 record.push(quote_spanned! {peer.span()=>
                     ::skytrace::Span::set_peer(&#span, ::std::string::ToString::to_string(#binding));
                 });
@@ -383,7 +391,7 @@ fn open_span(kind: Kind, args: &Args, func: &Func) -> TokenStream {
         }
     }
     for (i, tag) in args.tags.iter().enumerate() {
-        let key = LitStr::new(&tag.key, tag.key_span);
+        let key = LitStr::new(&tag.key, tag.key_span());
         let value = &tag.value;
         if let Expr::Lit(syn::ExprLit {
             lit: syn::Lit::Str(lit),
@@ -394,8 +402,11 @@ fn open_span(kind: Kind, args: &Args, func: &Func) -> TokenStream {
             record.push(quote!(::skytrace::Span::add_tag(&#span, #key, #lit);));
             continue;
         }
-        let binding = format_ident!("__skytrace_tag_{}", i, span = Span::mixed_site());
-        bindings.push(quote!(let #binding = &(#value);));
+        let binding = local_at(&format!("__skytrace_tag_{i}"), value.span());
+        // Typed `&dyn Display` so that a value that is not `Display` is reported at the value.
+        bindings.push(quote_spanned! {value.span()=>
+            let #binding: &dyn ::core::fmt::Display = &(#value);
+        });
         record.push(quote_spanned! {value.span()=>
             ::skytrace::Span::add_tag(&#span, #key, ::std::string::ToString::to_string(#binding));
         });
@@ -436,8 +447,8 @@ fn sync_body(kind: Kind, args: &Args, func: &Func) -> TokenStream {
             #block
         },
         Some(err) => {
-            let ret = local("__skytrace_ret");
-            let error = local("__skytrace_error");
+            let ret = local_at("__skytrace_ret", err.span());
+            let error = local_at("__skytrace_error", err.span());
             let output = return_type(func);
             let fake = fake_return(output.as_ref(), &func.sig.output);
             let call = call_once(quote!(move || { #fake #block }));
@@ -530,8 +541,8 @@ fn with_err_check(args: &Args, future: TokenStream, capture: TokenStream) -> Tok
     let Some(err) = &args.err else {
         return future;
     };
-    let ret = local("__skytrace_ret");
-    let error = local("__skytrace_error");
+    let ret = local_at("__skytrace_ret", err.span());
+    let error = local_at("__skytrace_error", err.span());
     let record = quote_spanned! {err.span()=>
         if let ::core::result::Result::Err(#error) = &#ret {
             ::skytrace::__private::record_error(#error);

@@ -11,7 +11,11 @@
 //!
 //! The attribute and the item are parsed and checked in both modes, so a misuse (an unknown
 //! option, `carrier` naming no argument, `#[trace]` on a `const fn`…) is the same compile error
-//! with or without the feature: a library that builds without `enable` builds with it.
+//! with or without the feature. (Errors rustc finds in the generated code, such as `err` on a fn
+//! that does not return a `Result`, or a tag value that is not `Display`, exist only with it.)
+//!
+//! Since the attribute disappears without the feature, an argument that only the attribute uses
+//! (a `carrier`, a `peer`, a tag value) is then unused: use it in the body, or name it `_x`.
 //!
 //! # What a traced fn becomes
 //!
@@ -25,7 +29,7 @@
 //! fn load(id: u64) -> Option<User> {
 //!     let __skytrace_span = ::skytrace::Span::local("load");
 //!     {
-//!         let __skytrace_tag_0 = &(id);
+//!         let __skytrace_tag_0: &dyn ::core::fmt::Display = &(id);
 //!         if ::skytrace::Span::is_recording(&__skytrace_span) {
 //!             ::skytrace::Span::add_tag(&__skytrace_span, "user.id",
 //!                 ::std::string::ToString::to_string(__skytrace_tag_0));

@@ -226,7 +226,7 @@ fn sync_expansion() {
         fn load(id: u64) -> Option<String> {
             let __skytrace_span = ::skytrace::Span::local("load");
             {
-                let __skytrace_tag_0 = &(id);
+                let __skytrace_tag_0: &dyn ::core::fmt::Display = &(id);
                 if ::skytrace::Span::is_recording(&__skytrace_span) {
                     ::skytrace::Span::add_tag(
                         &__skytrace_span,
@@ -408,7 +408,7 @@ fn entry_expansion() {
         fn handle(headers: &HeaderMap, remote: SocketAddr) {
             let __skytrace_span = ::skytrace::Span::entry("GET:/users", &headers);
             {
-                let __skytrace_peer = &(remote);
+                let __skytrace_peer: &dyn ::core::fmt::Display = &(remote);
                 if ::skytrace::Span::is_recording(&__skytrace_span) {
                     ::skytrace::Span::set_peer(
                         &__skytrace_span,

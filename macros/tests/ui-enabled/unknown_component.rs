@@ -1,0 +1,4 @@
+#[skytrace::trace(component = NO_SUCH_COMPONENT)]
+fn call() {}
+
+fn main() {}

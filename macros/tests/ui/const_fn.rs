@@ -1,0 +1,6 @@
+#[skytrace::trace]
+const fn answer() -> u32 {
+    42
+}
+
+fn main() {}

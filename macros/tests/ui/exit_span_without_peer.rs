@@ -1,0 +1,4 @@
+#[skytrace::exit_span(name = "GET:/stock")]
+fn call() {}
+
+fn main() {}

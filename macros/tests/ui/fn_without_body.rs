@@ -1,0 +1,6 @@
+trait Store {
+    #[skytrace::trace]
+    fn get(&self) -> u8;
+}
+
+fn main() {}

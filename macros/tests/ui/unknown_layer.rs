@@ -1,0 +1,7 @@
+#[skytrace::trace(layer = RPCFramework)]
+fn a() {}
+
+#[skytrace::trace(layer = Grpc)]
+fn b() {}
+
+fn main() {}

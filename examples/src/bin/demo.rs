@@ -1,0 +1,150 @@
+//! skytrace's demo: two instrumented services on loopback and a SkyWalking collector, all in
+//! this process. It sends a handful of requests and prints each trace as a tree, like
+//! SkyWalking's trace view.
+//!
+//! ```sh
+//! cargo run -p skytrace-examples --bin demo
+//! # or report to a real OAP instead of the embedded collector:
+//! SW_AGENT_COLLECTOR_BACKEND_SERVICES=127.0.0.1:11800 cargo run -p skytrace-examples --bin demo
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use skytrace::integrations::axum::SkytraceLayer;
+use skytrace::{Config, ConfigBuilder, GrpcReporter, Tracer};
+use skytrace_collector::{Collector, render_trace_tree};
+use skytrace_examples::{frontend, serve, users};
+
+/// Requests the demo sends to the frontend, and what each shows.
+const REQUESTS: &[(&str, &str)] = &[
+    ("/checkout/7", "a user found in the database"),
+    ("/checkout/0", "a cache hit: no database call"),
+    (
+        "/checkout/13",
+        "the database fails: errors on both services",
+    ),
+    (
+        "/checkout/404",
+        "an unknown user: the users service answers 404",
+    ),
+];
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config(backends: &str, service: &str) -> Result<Config, skytrace::ConfigError> {
+    let builder: ConfigBuilder = Config::builder()
+        .ignore_paths("/health")
+        .env(|name| std::env::var(name).ok())?
+        .backend_services(backends)
+        .service_name(service)
+        .instance_name(format!("{service}@127.0.0.1"));
+    builder.build()
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let external = std::env::var("SW_AGENT_COLLECTOR_BACKEND_SERVICES").ok();
+    let collector = match &external {
+        Some(_) => None,
+        None => Some(Collector::start().await?),
+    };
+    let backends = match (&external, &collector) {
+        (Some(list), _) => list.clone(),
+        (None, Some(c)) => c.addr().to_string(),
+        (None, None) => unreachable!("either an external backend or the embedded collector"),
+    };
+    println!(
+        "skytrace demo: reporting to {backends}{}",
+        if collector.is_some() {
+            " (embedded collector)"
+        } else {
+            ""
+        }
+    );
+
+    // The frontend uses the global tracer (its handler is an `#[entry_span]`); the users service
+    // has a tracer of its own, so one process can show two services.
+    let frontend_tracing = skytrace::init(config(&backends, "demo-frontend")?)?;
+    let users_config = config(&backends, "demo-users")?;
+    let users_tracer = Tracer::new(&users_config, GrpcReporter::start(&users_config)?);
+
+    let users_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let users_addr = users_listener.local_addr()?;
+    tokio::spawn(serve(
+        users_listener,
+        users::router(SkytraceLayer::with_tracer(users_tracer.clone())),
+    ));
+    let frontend_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let frontend_addr = frontend_listener.local_addr()?;
+    let client = reqwest::Client::new();
+    tokio::spawn(serve(
+        frontend_listener,
+        frontend::router(frontend::Backends {
+            users: format!("http://{users_addr}"),
+            client: client.clone(),
+        }),
+    ));
+    println!("demo-frontend on http://{frontend_addr}, demo-users on http://{users_addr}\n");
+
+    for (path, what) in REQUESTS {
+        let response = client
+            .get(format!("http://{frontend_addr}{path}"))
+            .send()
+            .await?;
+        println!("GET {path} -> {} ({what})", response.status());
+    }
+    let health = client
+        .get(format!("http://{users_addr}/health"))
+        .send()
+        .await?;
+    println!(
+        "GET /health -> {} (ignored path: not traced)",
+        health.status()
+    );
+
+    // Two segments per request: one per service.
+    let expected = REQUESTS.len() * 2;
+    let frontend_stats = frontend_tracing.shutdown(Duration::from_secs(5));
+    let users_stats = users_tracer.reporter().shutdown(Duration::from_secs(5));
+    let sent = frontend_stats.sent + users_stats.sent;
+    println!(
+        "\nsegments sent: {sent} (dropped {}, failed {})",
+        frontend_stats.dropped + users_stats.dropped,
+        frontend_stats.failed + users_stats.failed
+    );
+
+    match collector {
+        Some(collector) => {
+            let segments = collector
+                .wait_for_segments(expected, Duration::from_secs(10))
+                .await;
+            println!("\n{}", render_trace_tree(&segments));
+            if segments.len() < expected {
+                return Err(format!(
+                    "expected {expected} segments, the collector has {}",
+                    segments.len()
+                )
+                .into());
+            }
+            collector.shutdown().await;
+        }
+        None => {
+            if sent < expected as u64 {
+                return Err(
+                    format!("only {sent} of {expected} segments reached {backends}").into(),
+                );
+            }
+            println!("open SkyWalking's trace view: services demo-frontend and demo-users");
+        }
+    }
+    Ok(())
+}

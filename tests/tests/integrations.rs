@@ -133,11 +133,13 @@ async fn serve_axum(app: Router) -> SocketAddr {
     addr
 }
 
+/// A `#[trace]`ed fn awaited by the handler: a child of the entry span.
+#[skytrace::trace]
 async fn load_user(id: u64) -> String {
-    // Resumes after a timer, possibly on the other worker thread: still inside the entry span.
+    // Resumes after a timer, possibly on the other worker thread: still inside the span.
     tokio::time::sleep(Duration::from_millis(5)).await;
     async { format!("user {id}") }
-        .in_span(Span::local("load_user"))
+        .in_span(Span::local("format_user"))
         .await
 }
 
@@ -189,6 +191,7 @@ async fn axum_continues_sw8_names_spans_after_the_route_and_tags_the_status() {
     assert_ne!(entry.peer, addr.to_string(), "the peer is the client");
     // The handler ran inside the entry span, across an await.
     assert_eq!(parent_name(&seg, "load_user"), "GET:/users/{id}");
+    assert_eq!(parent_name(&seg, "format_user"), "load_user");
 
     // 5xx: failed, with the status.
     client
@@ -628,7 +631,11 @@ async fn reqwest_exit_spans_inject_sw8_and_fail_on_5xx_and_transport_errors() {
     assert!(refused.is_error);
     assert_eq!(refused.peer, dead.to_string());
     assert_eq!(tag(refused, "status_code"), None);
-    assert!(log_message(refused).is_some_and(|m| !m.is_empty()));
+    let message = log_message(refused).unwrap();
+    assert!(
+        message.starts_with("error sending request") && message.contains("onnect"),
+        "the error's causes are logged: {message}"
+    );
 }
 
 // ----------------------------------------------------------------------------------------------

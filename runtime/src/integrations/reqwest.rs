@@ -65,7 +65,7 @@ impl TracedClientExt for Client {
                 let (result, span) = pending.await;
                 match &result {
                     Ok(response) => http_status(&span, response.status().as_u16()),
-                    Err(error) => span.record_error(error),
+                    Err(error) => span.record_error(&ErrorChain(error)),
                 }
                 result
             }),
@@ -121,6 +121,22 @@ fn exit_span(request: &Request) -> Span {
         span.add_tag("url", String::from(tagged));
     }
     span
+}
+
+/// An error with its causes: reqwest's own message ("error sending request for url (…)") says
+/// little without them ("…: tcp connect error: Connection refused").
+struct ErrorChain<'a>(&'a ::reqwest::Error);
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
 }
 
 /// The future of a traced request: resolves to the response (or the error) once its headers

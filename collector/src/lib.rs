@@ -1,1 +1,715 @@
-//! In-process collector.
+//! A small in-process SkyWalking collector (an OAP stand-in) for tests, demos and benchmarks.
+//!
+//! [`Collector`] runs a real tonic gRPC server on a loopback port and implements the collector
+//! services of the SkyWalking data-collect protocol v3: `TraceSegmentReportService`,
+//! `ManagementService`, `LogReportService`, `MeterReportService` and
+//! `ConfigurationDiscoveryService`. Everything it receives is recorded and can be read back
+//! ([`Collector::segments`], [`Collector::pings`], ...), awaited ([`Collector::wait_for_segments`],
+//! [`Collector::wait_for`]) or followed live ([`Collector::subscribe`],
+//! [`Collector::subscribe_events`]). [`render_trace_tree`] draws received segments as a trace
+//! tree, like SkyWalking's trace view.
+//!
+//! ```
+//! use std::time::Duration;
+//! use skytrace_collector::Collector;
+//!
+//! let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+//! rt.block_on(async {
+//!     let collector = Collector::start().await.unwrap();
+//!     // Point an agent at `collector.addr()`, e.g. "127.0.0.1:40123"...
+//!     assert!(collector.addr().ip().is_loopback());
+//!     let segments = collector.wait_for_segments(0, Duration::from_millis(10)).await;
+//!     assert!(segments.is_empty());
+//!     collector.shutdown().await;
+//! });
+//! ```
+
+#![warn(missing_docs)]
+
+mod service;
+mod tree;
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use skytrace_proto::v3::{
+    ConfigurationSyncRequest, InstancePingPkg, InstanceProperties, LogData, MeterData,
+    SegmentObject,
+};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use skytrace_proto;
+pub use tree::render_trace_tree;
+
+/// How many not-yet-received items a lagging [`Collector::subscribe`] or
+/// [`Collector::subscribe_events`] receiver may fall behind before it misses some.
+const BROADCAST_CAPACITY: usize = 4096;
+
+/// How long [`Collector::shutdown`] waits for open connections to drain before it gives up on
+/// them (the listening socket is closed before that wait starts).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The HTTP/2 stream window in stall mode: the protocol's default (64 KiB - 1).
+const STALL_STREAM_WINDOW: u32 = 65_535;
+
+/// The HTTP/2 connection window in stall mode, room for 128 stalled streams.
+const STALL_CONNECTION_WINDOW: u32 = 128 * STALL_STREAM_WINDOW;
+
+/// Everything a [`Collector`] has received so far, in arrival order.
+///
+/// Read a copy with [`Collector::received`], or look at it in place from the predicate of
+/// [`Collector::wait_for`].
+///
+/// ```
+/// use skytrace_collector::Received;
+///
+/// let received = Received::default();
+/// assert!(received.segments.is_empty() && received.rejected == 0);
+/// ```
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Received {
+    /// Segments from `TraceSegmentReportService/collect` (stored as each one arrives) and
+    /// `collectInSync`.
+    pub segments: Vec<SegmentObject>,
+    /// Every `ManagementService/reportInstanceProperties` request.
+    pub instance_properties: Vec<InstanceProperties>,
+    /// Every `ManagementService/keepAlive` request.
+    pub pings: Vec<InstancePingPkg>,
+    /// Log records from `LogReportService/collect`, stored as each one arrives.
+    pub logs: Vec<LogData>,
+    /// Meter values. Like OAP, those of a `MeterReportService/collect` stream are stored only
+    /// once the agent completes the stream; those of `collectBatch` one collection at a time.
+    /// They are stored exactly as sent: only the first element of a stream usually carries
+    /// `service`, `serviceInstance` and `timestamp`.
+    pub meters: Vec<MeterData>,
+    /// Every `ConfigurationDiscoveryService/fetchConfigurations` request.
+    pub configuration_requests: Vec<ConfigurationSyncRequest>,
+    /// Each distinct value of the `authentication` metadata seen on any call, in first-seen
+    /// order (also those of rejected calls).
+    pub tokens: Vec<String>,
+    /// How many calls were rejected with `UNAUTHENTICATED` (see
+    /// [`CollectorBuilder::require_token`]).
+    pub rejected: usize,
+}
+
+/// One thing a [`Collector`] received, as delivered by [`Collector::subscribe_events`].
+///
+/// ```
+/// use skytrace_collector::Event;
+/// use skytrace_collector::skytrace_proto::v3::InstancePingPkg;
+///
+/// let event = Event::Ping(InstancePingPkg::default());
+/// assert!(matches!(event, Event::Ping(_)));
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A trace segment.
+    Segment(SegmentObject),
+    /// An instance-properties report.
+    InstanceProperties(InstanceProperties),
+    /// A keep-alive.
+    Ping(InstancePingPkg),
+    /// A log record.
+    Log(LogData),
+    /// The meter values of one completed `collect` stream or of one `collectBatch` collection.
+    Meters(Vec<MeterData>),
+    /// A configuration-discovery request.
+    ConfigurationRequest(ConfigurationSyncRequest),
+    /// A call rejected for a missing or wrong `authentication` token.
+    Rejected {
+        /// The gRPC path of the call, e.g. `/skywalking.v3.ManagementService/keepAlive`.
+        rpc: &'static str,
+    },
+}
+
+/// State shared by the [`Collector`] handle and the gRPC handlers.
+pub(crate) struct Shared {
+    received: Mutex<Received>,
+    /// Bumped on every change of `received`, to wake [`Collector::wait_for`].
+    version: watch::Sender<u64>,
+    segments_tx: broadcast::Sender<SegmentObject>,
+    events_tx: broadcast::Sender<Event>,
+    required_token: Option<String>,
+    stall: bool,
+    /// Becomes `true` (or its sender is dropped) when the collector stops.
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Received> {
+        // A panicking `wait_for` predicate may poison the lock; the data stays usable.
+        self.received.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies `f` to the recorded data, then wakes waiters and publishes `event`.
+    pub(crate) fn record(&self, f: impl FnOnce(&mut Received), event: Option<Event>) {
+        f(&mut self.lock());
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
+        if let Some(event) = event {
+            // No receiver is not an error.
+            let _ = self.events_tx.send(event);
+        }
+    }
+
+    /// `make()` if anybody listens to events (so nothing is cloned for nobody).
+    pub(crate) fn event(&self, make: impl FnOnce() -> Event) -> Option<Event> {
+        (self.events_tx.receiver_count() > 0).then(make)
+    }
+
+    pub(crate) fn record_segment(&self, segment: SegmentObject) {
+        // Stored before it is published, so a subscriber finds it in `segments()`.
+        let live = (self.segments_tx.receiver_count() > 0).then(|| segment.clone());
+        let event = self.event(|| Event::Segment(segment.clone()));
+        self.record(|r| r.segments.push(segment), event);
+        if let Some(segment) = live {
+            let _ = self.segments_tx.send(segment);
+        }
+    }
+
+    pub(crate) fn stall(&self) -> bool {
+        self.stall
+    }
+
+    /// Records the call's `authentication` token and checks it against the required one.
+    pub(crate) fn authorize<T>(
+        &self,
+        rpc: &'static str,
+        request: &tonic::Request<T>,
+    ) -> Result<(), tonic::Status> {
+        let token = request
+            .metadata()
+            .get("authentication")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let accepted = match &self.required_token {
+            None => true,
+            Some(required) => token.as_deref() == Some(required.as_str()),
+        };
+        if token.is_some() || !accepted {
+            self.record(
+                |r| {
+                    if let Some(token) = token
+                        && !r.tokens.contains(&token)
+                    {
+                        r.tokens.push(token);
+                    }
+                    if !accepted {
+                        r.rejected += 1;
+                    }
+                },
+                (!accepted).then_some(Event::Rejected { rpc }),
+            );
+        }
+        if accepted {
+            Ok(())
+        } else {
+            Err(tonic::Status::unauthenticated(
+                "missing or wrong `authentication` token",
+            ))
+        }
+    }
+
+    /// Completes when the collector stops.
+    pub(crate) async fn stopped(&self) {
+        let mut shutdown = self.shutdown.clone();
+        // An error means the sender is gone: the collector was dropped.
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    }
+
+    /// Runs `f` unless the collector stops first (then `None`).
+    pub(crate) async fn unless_stopped<F: Future>(&self, f: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            out = f => Some(out),
+            () = self.stopped() => None,
+        }
+    }
+}
+
+/// A running collector: a tonic gRPC server on its own port, recording everything agents send.
+///
+/// Dropping it stops the server (without waiting); [`Collector::shutdown`] stops it and waits
+/// until the port is released. The server runs on the tokio runtime that called
+/// [`CollectorBuilder::start`], so that runtime must keep running while agents report.
+///
+/// ```
+/// use skytrace_collector::Collector;
+///
+/// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// rt.block_on(async {
+///     let collector = Collector::builder().require_token("secret").start().await.unwrap();
+///     assert_eq!(collector.segment_count(), 0);
+///     assert!(collector.tokens().is_empty());
+///     collector.shutdown().await;
+/// });
+/// ```
+pub struct Collector {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Collector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Collector")
+            .field("addr", &self.addr)
+            .field("stall", &self.shared.stall)
+            .field("require_token", &self.shared.required_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector {
+    /// A builder to choose the address, stall mode or a required token.
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder().stall(true);
+    /// # drop(builder);
+    /// ```
+    pub fn builder() -> CollectorBuilder {
+        CollectorBuilder::default()
+    }
+
+    /// Starts a collector on `127.0.0.1` and a free port: `Collector::builder().start()`.
+    ///
+    /// Must be called within a tokio runtime with I/O and time enabled.
+    ///
+    /// ```
+    /// use skytrace_collector::Collector;
+    ///
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// rt.block_on(async {
+    ///     let collector = Collector::start().await.unwrap();
+    ///     assert_ne!(collector.addr().port(), 0);
+    /// });
+    /// ```
+    pub async fn start() -> io::Result<Collector> {
+        Self::builder().start().await
+    }
+
+    /// The address the server listens on (the actual port when started on port 0).
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// let backend = collector.addr().to_string(); // e.g. for SW_AGENT_COLLECTOR_BACKEND_SERVICES
+    /// assert!(backend.starts_with("127.0.0.1:"));
+    /// # });
+    /// ```
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's URL for a tonic client: `http://{addr}`.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// assert_eq!(collector.url(), format!("http://{}", collector.addr()));
+    /// # });
+    /// ```
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A copy of everything received so far.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// assert!(collector.received().pings.is_empty());
+    /// # });
+    /// ```
+    pub fn received(&self) -> Received {
+        self.shared.lock().clone()
+    }
+
+    /// Forgets everything received so far (tokens and the rejected count included).
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// collector.clear();
+    /// assert_eq!(collector.segment_count(), 0);
+    /// # });
+    /// ```
+    pub fn clear(&self) {
+        self.shared.record(|r| *r = Received::default(), None);
+    }
+
+    /// All segments received so far, in arrival order.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// assert!(collector.segments().is_empty());
+    /// # });
+    /// ```
+    pub fn segments(&self) -> Vec<SegmentObject> {
+        self.shared.lock().segments.clone()
+    }
+
+    /// How many segments were received so far.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// assert_eq!(collector.segment_count(), 0);
+    /// # });
+    /// ```
+    pub fn segment_count(&self) -> usize {
+        self.shared.lock().segments.len()
+    }
+
+    /// Waits until at least `n` segments have arrived or `timeout` has passed, then returns all
+    /// segments received so far (possibly fewer than `n` after a timeout).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// let segments = collector.wait_for_segments(1, Duration::from_millis(20)).await;
+    /// assert!(segments.is_empty()); // nobody reported
+    /// # });
+    /// ```
+    pub async fn wait_for_segments(&self, n: usize, timeout: Duration) -> Vec<SegmentObject> {
+        self.wait_for(timeout, |r| r.segments.len() >= n).await;
+        self.segments()
+    }
+
+    /// Waits until `pred` holds for what has been received, or `timeout` has passed. Returns
+    /// whether `pred` held.
+    ///
+    /// `pred` is called with the collector's data locked: it must not call methods of the
+    /// collector itself.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// let got_ping = collector
+    ///     .wait_for(Duration::from_millis(20), |r| r.pings.iter().any(|p| p.service == "shop"))
+    ///     .await;
+    /// assert!(!got_ping);
+    /// # });
+    /// ```
+    pub async fn wait_for(&self, timeout: Duration, pred: impl Fn(&Received) -> bool) -> bool {
+        let mut changes = self.shared.version.subscribe();
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
+        loop {
+            changes.borrow_and_update();
+            if pred(&self.shared.lock()) {
+                return true;
+            }
+            let changed = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, changes.changed()).await,
+                None => Ok(changes.changed().await),
+            };
+            if !matches!(changed, Ok(Ok(()))) {
+                return pred(&self.shared.lock());
+            }
+        }
+    }
+
+    /// Every `reportInstanceProperties` request received so far.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// assert!(collector.instance_properties().is_empty());
+    /// # });
+    /// ```
+    pub fn instance_properties(&self) -> Vec<InstanceProperties> {
+        self.shared.lock().instance_properties.clone()
+    }
+
+    /// Every `keepAlive` request received so far.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// assert!(collector.pings().is_empty());
+    /// # });
+    /// ```
+    pub fn pings(&self) -> Vec<InstancePingPkg> {
+        self.shared.lock().pings.clone()
+    }
+
+    /// Each distinct value of the `authentication` metadata seen on any call so far, in
+    /// first-seen order (rejected calls included).
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// assert!(collector.tokens().is_empty());
+    /// # });
+    /// ```
+    pub fn tokens(&self) -> Vec<String> {
+        self.shared.lock().tokens.clone()
+    }
+
+    /// Every log record received so far.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// assert!(collector.logs().is_empty());
+    /// # });
+    /// ```
+    pub fn logs(&self) -> Vec<LogData> {
+        self.shared.lock().logs.clone()
+    }
+
+    /// Every meter value received so far (see [`Received::meters`] for when they count as
+    /// received).
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// assert!(collector.meters().is_empty());
+    /// # });
+    /// ```
+    pub fn meters(&self) -> Vec<MeterData> {
+        self.shared.lock().meters.clone()
+    }
+
+    /// Every `fetchConfigurations` request received so far.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// assert!(collector.configuration_requests().is_empty());
+    /// # });
+    /// ```
+    pub fn configuration_requests(&self) -> Vec<ConfigurationSyncRequest> {
+        self.shared.lock().configuration_requests.clone()
+    }
+
+    /// Each segment as it arrives from now on. A receiver that falls more than a few thousand
+    /// segments behind gets [`broadcast::error::RecvError::Lagged`].
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// let mut segments = collector.subscribe();
+    /// assert!(segments.try_recv().is_err()); // nothing yet
+    /// # });
+    /// ```
+    pub fn subscribe(&self) -> broadcast::Receiver<SegmentObject> {
+        self.shared.segments_tx.subscribe()
+    }
+
+    /// Everything as it arrives from now on: segments, properties, keep-alives, logs, meters,
+    /// configuration requests and rejected calls.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// let mut events = collector.subscribe_events();
+    /// assert!(events.try_recv().is_err()); // nothing yet
+    /// # });
+    /// ```
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.shared.events_tx.subscribe()
+    }
+
+    /// Stops the server and waits until it is gone: the port is released, so a new collector
+    /// can bind the same address. Open `collect` streams (stalled ones too) are ended with
+    /// `UNAVAILABLE`.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// use skytrace_collector::Collector;
+    ///
+    /// let first = Collector::start().await.unwrap();
+    /// let addr = first.addr();
+    /// first.shutdown().await;
+    /// let second = Collector::builder().addr(addr).start().await.unwrap();
+    /// assert_eq!(second.addr(), addr);
+    /// # });
+    /// ```
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(mut task) = self.task.take() {
+            // The listener is closed as soon as the server sees the signal; connections then
+            // drain. Don't wait forever on a peer that keeps one open.
+            if tokio::time::timeout(DRAIN_TIMEOUT, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Configures and starts a [`Collector`].
+///
+/// ```
+/// use skytrace_collector::Collector;
+///
+/// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// rt.block_on(async {
+///     let collector = Collector::builder()
+///         .addr("127.0.0.1:0".parse().unwrap())
+///         .require_token("secret")
+///         .start()
+///         .await
+///         .unwrap();
+///     collector.shutdown().await;
+/// });
+/// ```
+#[derive(Clone, Debug)]
+pub struct CollectorBuilder {
+    addr: SocketAddr,
+    stall: bool,
+    required_token: Option<String>,
+}
+
+impl Default for CollectorBuilder {
+    fn default() -> Self {
+        CollectorBuilder {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            stall: false,
+            required_token: None,
+        }
+    }
+}
+
+impl CollectorBuilder {
+    /// The address to listen on; default `127.0.0.1:0` (a free port).
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder().addr("127.0.0.1:11800".parse().unwrap());
+    /// # drop(builder);
+    /// ```
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Stall mode, a stuck OAP: the streaming `collect` calls (traces, logs, meters and
+    /// `collectBatch`) are accepted but never read from nor answered, so the client's HTTP/2
+    /// flow control backs up (each stream's window is then the HTTP/2 default of 64 KiB).
+    /// Unary calls (`keepAlive`, `reportInstanceProperties`, `collectInSync`,
+    /// `fetchConfigurations`) are still answered, also on the same connection, as long as
+    /// fewer than about 128 streams are stalled on it. Stalled calls end with `UNAVAILABLE`
+    /// when the collector stops. Default off.
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder().stall(true);
+    /// # drop(builder);
+    /// ```
+    pub fn stall(mut self, yes: bool) -> Self {
+        self.stall = yes;
+        self
+    }
+
+    /// Rejects every call whose `authentication` metadata is not `token` with
+    /// `UNAUTHENTICATED`. Default: no token required.
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder().require_token("secret");
+    /// # drop(builder);
+    /// ```
+    pub fn require_token(mut self, token: impl Into<String>) -> Self {
+        self.required_token = Some(token.into());
+        self
+    }
+
+    /// Binds the address and starts serving on the current tokio runtime (which needs I/O and
+    /// time enabled). Fails only if the address cannot be bound.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::builder().start().await.unwrap();
+    /// # collector.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn start(self) -> io::Result<Collector> {
+        let listener = TcpListener::bind(self.addr).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            received: Mutex::new(Received::default()),
+            version: watch::Sender::new(0),
+            segments_tx: broadcast::Sender::new(BROADCAST_CAPACITY),
+            events_tx: broadcast::Sender::new(BROADCAST_CAPACITY),
+            required_token: self.required_token,
+            stall: self.stall,
+            shutdown: shutdown_rx.clone(),
+        });
+
+        let routes = service::Routes::new(service::Handler::new(Arc::clone(&shared)));
+        let mut server = tonic::transport::Server::builder();
+        if self.stall {
+            // Small stream windows so a stalled stream backs up early; a large connection
+            // window so that unread data of stalled streams doesn't block the other calls.
+            server = server
+                .initial_stream_window_size(STALL_STREAM_WINDOW)
+                .initial_connection_window_size(STALL_CONNECTION_WINDOW);
+        }
+
+        let incoming = TcpListenerStream::new(listener).map(|conn| {
+            conn.inspect(|stream| {
+                // Small messages on loopback: don't let Nagle delay them.
+                let _ = stream.set_nodelay(true);
+            })
+        });
+        let mut stop = shutdown_rx;
+        let signal = async move {
+            // An error means the `Collector` was dropped: stop too.
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        let task = tokio::spawn(async move {
+            if let Err(err) = server
+                .serve_with_incoming_shutdown(routes, incoming, signal)
+                .await
+            {
+                eprintln!("skytrace-collector: server on {addr} failed: {err}");
+            }
+        });
+
+        Ok(Collector {
+            addr,
+            shared,
+            shutdown: shutdown_tx,
+            task: Some(task),
+        })
+    }
+}

@@ -131,8 +131,11 @@ const ENABLED: bool = cfg!(feature = "enable");
 ///
 /// Put `#[trace]` on the `impl` block (or the `trait`) too: every method in it that carries
 /// `#[trace]`, `#[entry_span]` or `#[exit_span]` without a `name` is named `Type::method`
-/// (`Trait::method` for default methods). The block's own `#[trace]` takes no options and traces
-/// nothing by itself.
+/// (`Trait::method` for default methods); the type is the last segment of the self type, without
+/// generics (`impl<T> Repo<T>` → `Repo`). The block's own `#[trace]` takes no options and traces
+/// nothing by itself. The methods' attributes are recognized by name (`trace`, `entry_span`,
+/// `exit_span`, alone or as `skytrace::…`) and must be written on the methods, not produced by
+/// `cfg_attr`. It works above or below `#[async_trait]`.
 ///
 /// ```
 /// struct Cache;

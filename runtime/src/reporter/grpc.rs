@@ -248,7 +248,10 @@ impl Worker {
                     self.shared
                         .set_state(DISCONNECTED, &backend, &ErrorChain(&*e));
                     // Try the next backend at once; back off once every backend has failed.
-                    if self.next_backend % self.settings.backends.len() == 0 {
+                    if self
+                        .next_backend
+                        .is_multiple_of(self.settings.backends.len())
+                    {
                         self.sleep(backoff).await;
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                     }
@@ -353,7 +356,7 @@ impl Worker {
                     _ = heartbeat.tick() => {
                         beats += 1;
                         crate::time::resync();
-                        let result = if beats % PROPERTIES_EVERY == 0 {
+                        let result = if beats.is_multiple_of(PROPERTIES_EVERY) {
                             self.report_properties(&mut management).await
                         } else {
                             self.keep_alive(&mut management).await

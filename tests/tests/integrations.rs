@@ -600,7 +600,12 @@ async fn reqwest_exit_spans_inject_sw8_and_fail_on_5xx_and_transport_errors() {
     .await;
 
     let seg = collector.wait_for_segments(1, WAIT).await.remove(0);
-    assert_eq!(seg.spans.len(), 4, "{}", render_trace_tree(&[seg.clone()]));
+    assert_eq!(
+        seg.spans.len(),
+        4,
+        "{}",
+        render_trace_tree(std::slice::from_ref(&seg))
+    );
 
     let ok = span(&seg, "GET:/echo/7");
     assert_eq!(ok.span_type, SpanType::Exit as i32);

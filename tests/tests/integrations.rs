@@ -538,6 +538,99 @@ async fn tonic_client_opens_an_exit_span_and_injects_sw8_into_the_metadata() {
     }
 }
 
+/// A hand-written gRPC service that answers every call with one (empty) message and then
+/// `grpc-status: 13` in the trailers: what a handler that fails after it started streaming
+/// sends, as opposed to tonic's trailers-only answer to `Err(Status)`.
+#[derive(Clone)]
+struct FailsInTrailers;
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for FailsInTrailers {
+    type Response = http::Response<FramesBody>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: http::Request<tonic::body::Body>) -> Self::Future {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", "13".parse().unwrap());
+        trailers.insert("grpc-message", "disk%20full".parse().unwrap());
+        let body = FramesBody(
+            [
+                // One gRPC message: not compressed, 0 bytes long (an empty `Commands`).
+                http_body::Frame::data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0])),
+                http_body::Frame::trailers(trailers),
+            ]
+            .into(),
+        );
+        let mut response = http::Response::new(body);
+        response
+            .headers_mut()
+            .insert("content-type", "application/grpc".parse().unwrap());
+        std::future::ready(Ok(response))
+    }
+}
+
+struct FramesBody(std::collections::VecDeque<http_body::Frame<bytes::Bytes>>);
+
+impl http_body::Body for FramesBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(Ok))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tonic_spans_fail_on_a_non_ok_status_in_the_trailers() {
+    let collector = Collector::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let server = tracer(&collector, "failing");
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .layer(GrpcServerLayer::with_tracer(server))
+            .serve_with_incoming(FailsInTrailers, incoming)
+            .await
+            .unwrap();
+    });
+    let caller = tracer(&collector, "caller");
+    let mut client = traced_grpc_client(addr);
+
+    let status = client
+        .fetch_configurations(sync_request("shop"))
+        .in_span(caller.entry_span("job", &()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Internal);
+    assert_eq!(status.message(), "disk full");
+
+    let segments = collector.wait_for_segments(2, WAIT).await;
+    let tree = render_trace_tree(&segments);
+    let exit = &of_service(&segments, "caller").spans[1];
+    let entry = &of_service(&segments, "failing").spans[0];
+    for span in [exit, entry] {
+        assert_eq!(span.operation_name, FETCH, "{tree}");
+        assert!(span.is_error, "{tree}");
+        assert_eq!(tag(span, "grpc.status_code"), Some("13"));
+        assert_eq!(
+            log_message(span),
+            Some("grpc-status 13 (Internal error): disk full")
+        );
+    }
+    assert_eq!(entry.refs[0].parent_span_id, exit.span_id);
+}
+
 // ----------------------------------------------------------------------------------------------
 // reqwest
 

@@ -349,7 +349,10 @@ fn open_span(kind: Kind, args: &Args, func: &Func) -> TokenStream {
             None => quote!(::skytrace::Span::entry_new(#name)),
         },
         Kind::Exit => match (args.peer_literal(), &args.peer) {
-            (Some(peer), _) => quote!(::skytrace::Span::exit(#name, #peer)),
+            (Some(peer), _) => {
+                let peer = LitStr::new(&peer.value(), Span::call_site());
+                quote!(::skytrace::Span::exit(#name, #peer))
+            }
             (None, Some(peer)) => quote_spanned! {peer.span()=>
                 ::skytrace::__private::exit(#name, &(#peer))
             },

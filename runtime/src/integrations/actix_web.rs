@@ -98,6 +98,14 @@ pub struct SkytraceMiddleware {
 
 impl SkytraceMiddleware {
     /// A middleware that starts entry spans on the global tracer installed by [`crate::init`].
+    ///
+    /// ```
+    /// use actix_web::App;
+    /// use skytrace::integrations::actix_web::SkytraceMiddleware;
+    ///
+    /// let app = App::new().wrap(SkytraceMiddleware::new());
+    /// # let _ = app;
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -142,6 +150,23 @@ where
 }
 
 /// The service [`SkytraceMiddleware`] wraps around an app.
+///
+/// ```
+/// use actix_web::{App, test, web};
+/// use skytrace::integrations::actix_web::SkytraceMiddleware;
+///
+/// actix_web::rt::System::new().block_on(async {
+///     // The app's service, with `SkytraceActixService` around its routes.
+///     let app = test::init_service(
+///         App::new()
+///             .wrap(SkytraceMiddleware::new())
+///             .route("/ping", web::get().to(|| async { "pong" })),
+///     )
+///     .await;
+///     let response = test::call_service(&app, test::TestRequest::get().uri("/ping").to_request()).await;
+///     assert_eq!(response.status(), 200);
+/// });
+/// ```
 #[derive(Debug)]
 pub struct SkytraceActixService<S> {
     service: S,
@@ -194,6 +219,18 @@ impl<S> SkytraceActixService<S> {
 pin_project! {
     /// The response future of [`SkytraceActixService`]: the app's future, polled inside the
     /// entry span, which ends when the response is ready.
+    ///
+    /// ```
+    /// use actix_web::dev::{Service, ServiceRequest};
+    /// use skytrace::integrations::actix_web::{ActixResponseFuture, SkytraceActixService};
+    ///
+    /// // The future type of the middleware's service around an app service `S`.
+    /// fn future_of<S: Service<ServiceRequest>>(
+    ///     _: &SkytraceActixService<S>,
+    /// ) -> Option<ActixResponseFuture<S::Future>> {
+    ///     None
+    /// }
+    /// ```
     pub struct ActixResponseFuture<F> {
         #[pin]
         inner: Traced<F>,

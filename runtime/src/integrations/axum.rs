@@ -77,6 +77,15 @@ pub struct SkytraceLayer {
 impl SkytraceLayer {
     /// A layer that starts entry spans on the global tracer installed by [`crate::init`] (when
     /// none is installed, requests are not traced).
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use skytrace::integrations::axum::SkytraceLayer;
+    ///
+    /// let api = Router::new().route("/orders/{id}", get(|| async { "order" }));
+    /// // Requests no route matches stay untraced with `route_layer`.
+    /// let app: Router = api.route_layer(SkytraceLayer::new());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -112,7 +121,26 @@ impl<S> Layer<S> for SkytraceLayer {
     }
 }
 
-/// The service [`SkytraceLayer`] wraps around each route.
+/// The service [`SkytraceLayer`] wraps around each route (or around any tower service of
+/// `http::Request` → `http::Response`).
+///
+/// ```
+/// use axum::{Router, body::Body, routing::get};
+/// use skytrace::integrations::axum::{SkytraceLayer, SkytraceService};
+/// use tower_layer::Layer;
+/// use tower_service::Service;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let router = Router::new().route("/ping", get(|| async { "pong" }));
+/// let mut service: SkytraceService<Router> = SkytraceLayer::new().layer(router);
+/// let response = service
+///     .call(http::Request::get("/ping").body(Body::empty()).unwrap())
+///     .await
+///     .unwrap();
+/// assert_eq!(response.status(), 200);
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct SkytraceService<S> {
     inner: S,
@@ -181,6 +209,19 @@ impl<S> SkytraceService<S> {
 pin_project! {
     /// The response future of [`SkytraceService`]: the inner future, polled inside the entry
     /// span, which ends when the response is ready.
+    ///
+    /// ```
+    /// use axum::{Router, body::Body, routing::get};
+    /// use skytrace::integrations::axum::{ResponseFuture, SkytraceLayer};
+    /// use tower_layer::Layer;
+    /// use tower_service::Service;
+    ///
+    /// let router = Router::new().route("/ping", get(|| async { "pong" }));
+    /// let mut service = SkytraceLayer::new().layer(router.clone());
+    /// let future: ResponseFuture<<Router as Service<http::Request<Body>>>::Future> =
+    ///     service.call(http::Request::get("/ping").body(Body::empty()).unwrap());
+    /// # drop(future);
+    /// ```
     pub struct ResponseFuture<F> {
         #[pin]
         inner: Traced<F>,

@@ -141,6 +141,16 @@ impl fmt::Display for ErrorChain<'_> {
 
 /// The future of a traced request: resolves to the response (or the error) once its headers
 /// have arrived, ending the exit span.
+///
+/// ```no_run
+/// use skytrace::integrations::reqwest::{RequestBuilderExt, TracedPending};
+///
+/// # async fn demo(client: reqwest::Client) -> Result<(), reqwest::Error> {
+/// let pending: TracedPending = client.get("http://inventory:8080/items").send_traced();
+/// let response = pending.await?;
+/// # let _ = response;
+/// # Ok(()) }
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct TracedPending {
     inner: Pin<Box<dyn Future<Output = Result<Response, ::reqwest::Error>> + Send>>,

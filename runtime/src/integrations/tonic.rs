@@ -166,6 +166,14 @@ pub struct GrpcServerLayer {
 
 impl GrpcServerLayer {
     /// A layer that starts entry spans on the global tracer installed by [`crate::init`].
+    ///
+    /// ```
+    /// use skytrace::integrations::tonic::GrpcServerLayer;
+    ///
+    /// let layer = GrpcServerLayer::new();
+    /// let server = tonic::transport::Server::builder().layer(layer);
+    /// # let _ = server;
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -199,7 +207,19 @@ impl<S> Layer<S> for GrpcServerLayer {
     }
 }
 
-/// The service [`GrpcServerLayer`] wraps around a tonic server.
+/// The service [`GrpcServerLayer`] wraps around a tonic server's services. Its responses carry
+/// a [`GrpcBody`], which holds the entry span until the call's status is known.
+///
+/// ```
+/// use skytrace::integrations::tonic::{GrpcServerLayer, GrpcServerService};
+/// use tower_layer::Layer;
+///
+/// // `service`: a generated server, e.g. `GreeterServer::new(MyGreeter)`.
+/// fn traced<S>(service: S) -> GrpcServerService<S> {
+///     GrpcServerLayer::new().layer(service)
+/// }
+/// # let _ = traced(());
+/// ```
 #[derive(Clone, Debug)]
 pub struct GrpcServerService<S> {
     inner: S,
@@ -312,6 +332,14 @@ impl GrpcClientLayer {
     /// A layer that takes the peer from each request's URI. tonic's generated clients only put
     /// an authority there when made `with_origin`; prefer [`GrpcClientLayer::new`] or
     /// [`GrpcClientLayer::for_endpoint`].
+    ///
+    /// ```
+    /// use skytrace::integrations::tonic::GrpcClientLayer;
+    ///
+    /// // For a client made with `GreeterClient::with_origin(channel, origin)`.
+    /// let layer = GrpcClientLayer::from_request_uri();
+    /// # let _ = layer;
+    /// ```
     pub fn from_request_uri() -> Self {
         GrpcClientLayer { peer: None }
     }
@@ -341,7 +369,23 @@ impl<S> Layer<S> for GrpcClientLayer {
     }
 }
 
-/// The service [`GrpcClientLayer`] wraps around a channel.
+/// The service [`GrpcClientLayer`] wraps around a channel: what the generated client is made
+/// from.
+///
+/// ```
+/// use skytrace::integrations::tonic::{GrpcClientLayer, GrpcClientService};
+/// use tonic::transport::{Channel, Endpoint};
+/// use tower_layer::Layer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let endpoint = Endpoint::from_static("http://greeter:50051");
+/// let channel: GrpcClientService<Channel> =
+///     GrpcClientLayer::for_endpoint(&endpoint).layer(endpoint.connect_lazy());
+/// // let client = GreeterClient::new(channel);
+/// # let _ = channel;
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct GrpcClientService<S> {
     inner: S,
@@ -386,7 +430,19 @@ where
 // Response
 
 pin_project! {
-    /// The response future of [`GrpcServerService`] and [`GrpcClientService`].
+    /// The response future of [`GrpcServerService`] and [`GrpcClientService`]: resolves to the
+    /// response with its body wrapped in a [`GrpcBody`].
+    ///
+    /// ```
+    /// use skytrace::integrations::tonic::{GrpcClientService, GrpcResponseFuture};
+    /// use tonic::transport::Channel;
+    ///
+    /// // The future type a traced channel's calls return.
+    /// type Call = <GrpcClientService<Channel> as tower_service::Service<
+    ///     http::Request<tonic::body::Body>,
+    /// >>::Future;
+    /// let _: Option<Call> = None::<GrpcResponseFuture<_>>;
+    /// ```
     pub struct GrpcResponseFuture<F> {
         #[pin]
         inner: Traced<F>,
@@ -437,6 +493,17 @@ impl<F> fmt::Debug for GrpcResponseFuture<F> {
 pin_project! {
     /// A gRPC response body that holds the call's span until the trailers (which carry the
     /// call's `grpc-status`) have been read, the body has ended, or it is dropped.
+    ///
+    /// ```
+    /// use skytrace::integrations::tonic::{GrpcBody, GrpcClientService};
+    /// use tonic::transport::Channel;
+    ///
+    /// // What a traced channel answers with.
+    /// type Answer = <GrpcClientService<Channel> as tower_service::Service<
+    ///     http::Request<tonic::body::Body>,
+    /// >>::Response;
+    /// let _: Option<Answer> = None::<http::Response<GrpcBody<tonic::body::Body>>>;
+    /// ```
     pub struct GrpcBody<B> {
         #[pin]
         inner: B,
@@ -447,7 +514,16 @@ pin_project! {
 }
 
 impl<B> GrpcBody<B> {
-    /// The wrapped body.
+    /// The wrapped body (the span, if still open, ends).
+    ///
+    /// ```
+    /// use skytrace::integrations::tonic::GrpcBody;
+    ///
+    /// fn unwrap(response: http::Response<GrpcBody<tonic::body::Body>>) -> tonic::body::Body {
+    ///     response.into_body().into_inner()
+    /// }
+    /// # let _ = unwrap;
+    /// ```
     pub fn into_inner(self) -> B {
         self.inner
     }

@@ -34,6 +34,216 @@ pub fn work(x: u64) -> u64 {
     std::hint::black_box(x).wrapping_mul(3)
 }
 
+/// The traced functions, one per peer, with the same body ([`work`]).
+pub mod traced {
+    use super::work;
+
+    /// No instrumentation at all.
+    #[inline(never)]
+    pub fn plain(x: u64) -> u64 {
+        work(x)
+    }
+
+    /// What `#[skytrace::trace]` expands to when skytrace's `enable` feature is off: the item
+    /// exactly as written (the macros return it token for token). Cargo unifies features across one
+    /// build, so the off expansion cannot be compiled beside the on one; this is its text.
+    #[inline(never)]
+    pub fn skytrace_feature_off(x: u64) -> u64 {
+        work(x)
+    }
+
+    /// `#[skytrace::trace]` with the `enable` feature on: `Span::local` + `enter` around the body.
+    #[inline(never)]
+    #[skytrace::trace(name = "traced")]
+    pub fn skytrace_traced(x: u64) -> u64 {
+        work(x)
+    }
+
+    /// The official agent has no attribute and no current context: the function takes the context
+    /// and makes a local span in it, as its docs show.
+    #[inline(never)]
+    pub fn skywalking_traced(ctx: &mut skywalking::trace::trace_context::TracingContext, x: u64) -> u64 {
+        let _span = ctx.create_local_span("traced");
+        work(x)
+    }
+
+    #[inline(never)]
+    #[fastrace::trace(name = "traced")]
+    pub fn fastrace_traced(x: u64) -> u64 {
+        work(x)
+    }
+
+    #[inline(never)]
+    #[tracing::instrument(name = "traced", skip_all)]
+    pub fn tracing_traced(x: u64) -> u64 {
+        work(x)
+    }
+
+
+    pub struct FastraceDiscard;
+
+    impl fastrace::collector::Reporter for FastraceDiscard {
+        fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
+            drop(std::hint::black_box(spans));
+        }
+    }
+}
+
+/// The per-span cases, each run the same way: `n` calls of a traced function, timed, under a
+/// root set up (and finished) outside the timing where the case has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Case {
+    Plain,
+    SkytraceSampled,
+    SkytraceFeatureOff,
+    SkytraceNoTrace,
+    SkytraceUnsampled,
+    SkywalkingSampled,
+    FastraceSampled,
+    TracingRegistry,
+}
+
+impl Case {
+    pub const ALL: [Case; 8] = [
+        Case::Plain,
+        Case::SkytraceSampled,
+        Case::SkytraceFeatureOff,
+        Case::SkytraceNoTrace,
+        Case::SkytraceUnsampled,
+        Case::SkywalkingSampled,
+        Case::FastraceSampled,
+        Case::TracingRegistry,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Case::Plain => "plain",
+            Case::SkytraceSampled => "skytrace/sampled",
+            Case::SkytraceFeatureOff => "skytrace/feature_off",
+            Case::SkytraceNoTrace => "skytrace/no_trace",
+            Case::SkytraceUnsampled => "skytrace/unsampled",
+            Case::SkywalkingSampled => "skywalking/sampled",
+            Case::FastraceSampled => "fastrace/sampled",
+            Case::TracingRegistry => "tracing/registry",
+        }
+    }
+}
+
+/// The tracers of every peer, each reporting to something that discards.
+pub struct Peers {
+    skytrace: skytrace::Tracer,
+    skywalking: skywalking::trace::tracer::Tracer,
+}
+
+impl Peers {
+    /// Makes the tracers; installs fastrace's reporter and tracing's global subscriber (a
+    /// `Registry` with no layers), which only the fastrace and tracing cases use.
+    pub fn new() -> Peers {
+        static GLOBALS: std::sync::Once = std::sync::Once::new();
+        GLOBALS.call_once(|| {
+            fastrace::set_reporter(traced::FastraceDiscard, fastrace::collector::Config::default());
+            let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+        });
+        Peers {
+            skytrace: skytrace::Tracer::new(
+                &config().build().expect("config"),
+                skytrace::DiscardReporter::new(),
+            ),
+            // `()` is the crate's own reporter that discards.
+            skywalking: skywalking::trace::tracer::Tracer::new(SERVICE, INSTANCE, ()),
+        }
+    }
+
+    pub fn skytrace(&self) -> &skytrace::Tracer {
+        &self.skytrace
+    }
+
+    pub fn skywalking(&self) -> &skywalking::trace::tracer::Tracer {
+        &self.skywalking
+    }
+
+    /// Runs `n` calls of `case`'s function and returns how long the calls took.
+    pub fn batch(&self, case: Case, n: u64) -> Duration {
+        use std::hint::black_box;
+        use traced::*;
+        match case {
+            Case::Plain => timed(n, |i| {
+                black_box(plain(black_box(i)));
+            }),
+            Case::SkytraceFeatureOff => timed(n, |i| {
+                black_box(skytrace_feature_off(black_box(i)));
+            }),
+            Case::SkytraceNoTrace => timed(n, |i| {
+                black_box(skytrace_traced(black_box(i)));
+            }),
+            Case::SkytraceSampled => {
+                let entry = self.skytrace.entry_span("bench", &());
+                assert!(entry.is_recording());
+                let _in = entry.enter();
+                timed(n, |i| {
+                    black_box(skytrace_traced(black_box(i)));
+                })
+            }
+            Case::SkytraceUnsampled => {
+                // An ignored endpoint (SW_AGENT_IGNORE_SUFFIX) starts a trace that is not
+                // sampled: the entry is current as an unsampled handle, child spans are no-ops.
+                let entry = self.skytrace.entry_span("GET:/static/app.js", &());
+                assert!(!entry.is_recording());
+                let _in = entry.enter();
+                timed(n, |i| {
+                    black_box(skytrace_traced(black_box(i)));
+                })
+            }
+            Case::SkywalkingSampled => {
+                let mut ctx = self.skywalking.create_trace_context();
+                let entry = ctx.create_entry_span("bench");
+                let elapsed = timed(n, |i| {
+                    black_box(skywalking_traced(&mut ctx, black_box(i)));
+                });
+                drop(entry);
+                elapsed
+            }
+            Case::FastraceSampled => {
+                let root = fastrace::Span::root("bench", fastrace::prelude::SpanContext::random());
+                let _in = root.set_local_parent();
+                timed(n, |i| {
+                    black_box(fastrace_traced(black_box(i)));
+                })
+            }
+            Case::TracingRegistry => {
+                let root = tracing::info_span!("bench");
+                let _in = root.enter();
+                timed(n, |i| {
+                    black_box(tracing_traced(black_box(i)));
+                })
+            }
+        }
+    }
+
+    /// Runs `iters` calls of `case` in batches of [`SPANS_PER_SEGMENT`] (one root per batch) and
+    /// returns the time the calls took.
+    pub fn run(&self, case: Case, iters: u64) -> Duration {
+        let mut total = Duration::ZERO;
+        let mut left = iters;
+        while left > 0 {
+            let n = left.min(SPANS_PER_SEGMENT);
+            total += self.batch(case, n);
+            left -= n;
+        }
+        total
+    }
+}
+
+/// The time `n` calls of `call` take.
+#[inline(always)]
+fn timed(n: u64, mut call: impl FnMut(u64)) -> Duration {
+    let start = std::time::Instant::now();
+    for i in 0..n {
+        call(i);
+    }
+    start.elapsed()
+}
+
 /// The static and the formatted tag value of the realistic segment's local spans.
 pub fn row_tag(i: usize) -> String {
     format!("row-{i}")
@@ -59,14 +269,26 @@ pub fn skytrace_segment(tracer: &skytrace::Tracer, incoming: &http::HeaderMap) -
     headers
 }
 
-/// The same segment with the official `skywalking` crate. Dropping the context hands the
-/// segment (converted to protobuf, as that crate does on the caller's thread) to the reporter.
-pub fn skywalking_segment(tracer: &skywalking::trace::tracer::Tracer) -> http::HeaderMap {
+/// The same segment with the official `skywalking` crate, continuing the caller's trace when
+/// `incoming` carries an `sw8` header. Dropping the context hands the segment (converted to
+/// protobuf, as that crate does on the caller's thread) to the reporter.
+pub fn skywalking_segment(
+    tracer: &skywalking::trace::tracer::Tracer,
+    incoming: Option<&http::HeaderMap>,
+) -> http::HeaderMap {
+    use skywalking::trace::propagation::decoder::decode_propagation;
     use skywalking::trace::propagation::encoder::encode_propagation;
     use skywalking::trace::span::HandleSpanObject;
 
     let mut ctx = tracer.create_trace_context();
-    let entry = ctx.create_entry_span(ENDPOINT);
+    let propagation = incoming
+        .and_then(|h| h.get("sw8"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| decode_propagation(v).ok());
+    let entry = match &propagation {
+        Some(p) => ctx.create_entry_span_with_propagation(ENDPOINT, p),
+        None => ctx.create_entry_span(ENDPOINT),
+    };
     for i in 0..LOCAL_SPANS {
         let mut span = ctx.create_local_span("load_row");
         span.add_tag("db.type", "sql");

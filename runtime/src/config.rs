@@ -34,12 +34,16 @@ pub struct Config {
     pub(crate) instance_name: String,
     pub(crate) namespace: String,
     pub(crate) backends: Vec<String>,
+    // The next fields configure the gRPC reporter only.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) authentication: Option<String>,
     pub(crate) sample_per_3_secs: i32,
     pub(crate) span_limit: usize,
     pub(crate) ignore_suffix: Vec<String>,
     pub(crate) ignore_paths: Vec<String>,
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) heartbeat_period: Duration,
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) queue_size: usize,
     pub(crate) keep_tracing: bool,
     pub(crate) correlation_max_keys: usize,

@@ -27,6 +27,7 @@ pub(crate) fn ipv4_addresses() -> Vec<String> {
 }
 
 /// The instance properties the official agents report at start.
+#[cfg_attr(not(feature = "grpc"), allow(dead_code))]
 pub(crate) fn instance_properties() -> Vec<(String, String)> {
     let mut props = vec![
         ("language".to_owned(), "rust".to_owned()),

@@ -274,3 +274,28 @@ async fn ignored_suffixes_start_no_trace() {
     );
     assert!(tracer.entry_span("GET:/api/logo", &()).is_recording());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sw8_x_skip_analysis_applies_to_the_whole_trace_and_travels_on() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let mut incoming = HashMap::new();
+    incoming.insert(
+        "sw8".to_string(),
+        "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA=="
+            .to_string(),
+    );
+    incoming.insert("sw8-x".to_string(), "1-".to_string());
+    let entry = tracer.entry_span("GET:/quiet", &incoming);
+    let mut outgoing = HashMap::new();
+    {
+        let _in = entry.enter();
+        let exit = Span::exit("call", "next:80");
+        let _in = exit.enter();
+        assert!(skytrace::inject(&mut outgoing));
+    }
+    drop(entry);
+    assert_eq!(outgoing.get("sw8-x").map(String::as_str), Some("1-"));
+    let seg = &collector.wait_for_segments(1, WAIT).await[0];
+    assert!(seg.spans.iter().all(|s| s.skip_analysis));
+}

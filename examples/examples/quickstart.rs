@@ -9,46 +9,41 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use skytrace::{Config, Instrument, ReporterKind, Span, SpanLayer, component};
+use skytrace::{Config, ReporterKind};
 
 /// An incoming request: an entry span continuing the caller's trace from its headers.
+#[skytrace::entry_span(
+    name = "POST:/checkout",
+    carrier = headers,
+    layer = Http,
+    component = HTTP,
+    tags(http.method = "POST")
+)]
 async fn handle_checkout(headers: http::HeaderMap) -> u32 {
-    let entry = Span::entry("POST:/checkout", &headers);
-    entry.set_layer(SpanLayer::Http);
-    entry.set_component(component::HTTP);
-    entry.add_tag("http.method", "POST");
-    async {
-        let total = price_cart().await;
-        charge_card(total).await;
-        total
-    }
-    .in_span(entry)
-    .await
+    let total = price_cart().await;
+    charge_card(total).await;
+    total
 }
 
-/// Local work inside the service.
+/// Local work inside the service: a local span.
+#[skytrace::trace]
 async fn price_cart() -> u32 {
-    async {
-        tokio::time::sleep(Duration::from_millis(3)).await;
-        42
-    }
-    .in_span(Span::local("price_cart"))
-    .await
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    42
 }
 
-/// An outgoing call: an exit span whose headers the payment service would continue from.
+/// An outgoing call: an exit span whose `sw8` the payment service would continue from.
+#[skytrace::exit_span(
+    name = "POST:/charge",
+    peer = "payments:8080",
+    layer = Http,
+    component = HTTP,
+    tags(amount = amount)
+)]
 async fn charge_card(amount: u32) {
-    let exit = Span::exit("POST:/charge", "payments:8080");
-    exit.set_layer(SpanLayer::Http);
-    exit.set_component(component::HTTP);
-    exit.add_tag("amount", amount.to_string());
-    async {
-        let mut outgoing = http::HeaderMap::new();
-        skytrace::inject(&mut outgoing);
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    .in_span(exit)
-    .await;
+    let mut outgoing = http::HeaderMap::new();
+    skytrace::inject(&mut outgoing);
+    tokio::time::sleep(Duration::from_millis(2)).await;
 }
 
 #[tokio::main]
@@ -56,7 +51,11 @@ async fn main() -> ExitCode {
     let to_oap = std::env::var_os("SW_AGENT_COLLECTOR_BACKEND_SERVICES").is_some();
     let config = Config::builder()
         .service_name("quickstart")
-        .reporter(if to_oap { ReporterKind::Grpc } else { ReporterKind::Console })
+        .reporter(if to_oap {
+            ReporterKind::Grpc
+        } else {
+            ReporterKind::Console
+        })
         .env(|name| std::env::var(name).ok())
         .and_then(|b| b.build());
     let config = match config {
@@ -88,7 +87,10 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     if to_oap {
-        println!("quickstart: delivered {} segment(s) to {backends}", stats.sent);
+        println!(
+            "quickstart: delivered {} segment(s) to {backends}",
+            stats.sent
+        );
     }
     ExitCode::SUCCESS
 }

@@ -25,9 +25,7 @@ pub trait Instrument: Future + Sized {
     /// ended; if a poll panics the span is marked as failed.
     fn in_span(self, span: Span) -> InSpan<Self> {
         InSpan {
-            inner: self,
-            span: Some(span),
-            polling: false,
+            traced: Traced::new(self, span),
         }
     }
 }
@@ -39,27 +37,69 @@ pin_project! {
     #[must_use = "futures do nothing unless polled"]
     pub struct InSpan<F> {
         #[pin]
+        traced: Traced<F>,
+    }
+}
+
+impl<F: Future> Future for InSpan<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().traced.poll(cx) {
+            // Dropping the span ends it.
+            Poll::Ready((output, _span)) => Poll::Ready(output),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for InSpan<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InSpan")
+            .field("span", &self.traced.span)
+            .finish()
+    }
+}
+
+pin_project! {
+    /// Polls `inner` with `span` entered, and hands the span back with the output instead of
+    /// ending it, so that an integration can tag the outcome (status code, error) before the
+    /// span ends. [`InSpan`] is this with the span dropped at once. Dropped before completion,
+    /// the span is tagged `cancelled`; a panicking poll marks it as failed (see
+    /// [`crate::EnteredSpan`]).
+    pub(crate) struct Traced<F> {
+        #[pin]
         inner: F,
         span: Option<Span>,
         // True only during a poll: seen from `drop`, it means the poll unwound.
         polling: bool,
     }
 
-    impl<F> PinnedDrop for InSpan<F> {
+    impl<F> PinnedDrop for Traced<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(span) = this.span.take() {
-                if !*this.polling {
-                    span.add_tag("cancelled", "true");
-                }
-                drop(span);
+            if let Some(span) = this.span.take()
+                && !*this.polling
+            {
+                span.add_tag("cancelled", "true");
             }
         }
     }
 }
 
-impl<F: Future> Future for InSpan<F> {
-    type Output = F::Output;
+impl<F> Traced<F> {
+    pub(crate) fn new(inner: F, span: Span) -> Self {
+        Traced {
+            inner,
+            span: Some(span),
+            polling: false,
+        }
+    }
+}
+
+impl<F: Future> Future for Traced<F> {
+    type Output = (F::Output, Span);
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -74,15 +114,9 @@ impl<F: Future> Future for InSpan<F> {
             }
             None => this.inner.poll(cx),
         };
-        if poll.is_ready() {
-            this.span.take();
+        match poll {
+            Poll::Ready(output) => Poll::Ready((output, this.span.take().unwrap_or(Span::noop()))),
+            Poll::Pending => Poll::Pending,
         }
-        poll
-    }
-}
-
-impl<F> std::fmt::Debug for InSpan<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InSpan").field("span", &self.span).finish()
     }
 }

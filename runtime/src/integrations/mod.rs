@@ -27,12 +27,7 @@ pub mod reqwest;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use pin_project_lite::pin_project;
-
+pub(crate) use crate::instrument::Traced;
 use crate::propagation::Extractor;
 use crate::segment::SpanLayer;
 use crate::span::Span;
@@ -100,67 +95,6 @@ pub(crate) fn http_status(span: &Span, status: u16) {
         span.add_tag("status_code", status.to_string());
         if status >= 500 {
             span.set_error(true);
-        }
-    }
-}
-
-pin_project! {
-    /// Polls `inner` with `span` entered (what [`crate::Instrument::in_span`] does), and hands
-    /// the span back with the output instead of ending it, so that the integration can tag the
-    /// outcome (status code, error) before the span ends. Dropped before completion, the span
-    /// is tagged `cancelled`; a panicking poll marks it as failed.
-    pub(crate) struct Traced<F> {
-        #[pin]
-        inner: F,
-        span: Option<Span>,
-        // True only during a poll: seen from `drop`, it means the poll unwound.
-        polling: bool,
-    }
-
-    impl<F> PinnedDrop for Traced<F> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(span) = this.span.take()
-                && !*this.polling
-            {
-                span.add_tag("cancelled", "true");
-            }
-        }
-    }
-}
-
-#[allow(dead_code)] // which helpers are used depends on the features
-impl<F> Traced<F> {
-    pub(crate) fn new(inner: F, span: Span) -> Self {
-        Traced {
-            inner,
-            span: Some(span),
-            polling: false,
-        }
-    }
-}
-
-impl<F: Future> Future for Traced<F> {
-    type Output = (F::Output, Span);
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let poll = match this.span.as_ref() {
-            Some(span) => {
-                let _entered = span.enter();
-                *this.polling = true;
-                let poll = this.inner.poll(cx);
-                *this.polling = false;
-                poll
-            }
-            None => this.inner.poll(cx),
-        };
-        match poll {
-            Poll::Ready(output) => {
-                let span = this.span.take().unwrap_or_else(Span::noop);
-                Poll::Ready((output, span))
-            }
-            Poll::Pending => Poll::Pending,
         }
     }
 }

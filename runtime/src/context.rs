@@ -169,7 +169,9 @@ impl ActiveSegment {
             return;
         };
         if span.end == 0 {
-            span.end = now;
+            // The clock is re-anchored to the wall clock now and then (see `time`): never let
+            // that make a span end before it started.
+            span.end = now.max(span.start);
         }
         if span_id != 0 {
             return;
@@ -182,7 +184,7 @@ impl ActiveSegment {
         // Spans still open when the segment ends (work that outlived its parent) close with it.
         for span in &mut spans {
             if span.end == 0 {
-                span.end = now;
+                span.end = now.max(span.start);
             }
         }
         let segment = Segment {

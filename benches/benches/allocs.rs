@@ -102,7 +102,10 @@ fn main() {
         let mut incoming = http::HeaderMap::new();
         incoming.insert(
             "sw8",
-            common::sample_sw8().encode().try_into().expect("header value"),
+            common::sample_sw8()
+                .encode()
+                .try_into()
+                .expect("header value"),
         );
         let empty = http::HeaderMap::new();
         let tracer = peers.skytrace();
@@ -145,8 +148,8 @@ fn main() {
             .expect("runtime");
         for layered in [false, true] {
             use tower_service::Service as _;
-            let mut app =
-                axum::Router::new().route("/hello", axum::routing::get(|| async { "Hello, World!" }));
+            let mut app = axum::Router::new()
+                .route("/hello", axum::routing::get(|| async { "Hello, World!" }));
             if layered {
                 app = app.layer(skytrace::integrations::axum::SkytraceLayer::with_tracer(
                     peers.skytrace().clone(),

@@ -99,8 +99,14 @@ fn main() {
     let hello = || Router::new().route("/hello", get(|| async { "Hello, World!" }));
     let apps = [
         (Case::Plain, hello()),
-        (Case::Discard, hello().layer(SkytraceLayer::with_tracer(discard.clone()))),
-        (Case::Grpc, hello().layer(SkytraceLayer::with_tracer(grpc.clone()))),
+        (
+            Case::Discard,
+            hello().layer(SkytraceLayer::with_tracer(discard.clone())),
+        ),
+        (
+            Case::Grpc,
+            hello().layer(SkytraceLayer::with_tracer(grpc.clone())),
+        ),
     ];
     let servers: Vec<(Case, SocketAddr)> = apps
         .into_iter()
@@ -119,10 +125,16 @@ fn main() {
     let round = args.duration(Duration::from_secs(2));
     // Warm-up: every server, connections, allocator.
     for (_, addr) in &servers {
-        load(&load_rt, *addr, Duration::from_millis(if args.bench { 300 } else { 50 }));
+        load(
+            &load_rt,
+            *addr,
+            Duration::from_millis(if args.bench { 300 } else { 50 }),
+        );
     }
-    let mut results: Vec<(Case, Vec<Round>)> =
-        servers.iter().map(|(case, _)| (*case, Vec::new())).collect();
+    let mut results: Vec<(Case, Vec<Round>)> = servers
+        .iter()
+        .map(|(case, _)| (*case, Vec::new()))
+        .collect();
     for _ in 0..args.rounds(5) {
         for (i, (case, addr)) in servers.iter().enumerate() {
             if *case == Case::Grpc {
@@ -149,7 +161,10 @@ fn main() {
     }
 
     let stats = grpc.reporter().shutdown(Duration::from_secs(5));
-    assert!(discard.stats().sent > 0 && stats.sent > 0, "the layer recorded nothing");
+    assert!(
+        discard.stats().sent > 0 && stats.sent > 0,
+        "the layer recorded nothing"
+    );
     collector_rt.block_on(collector.shutdown());
 
     println!(
@@ -164,12 +179,35 @@ fn main() {
     let mut plain_rps = f64::NAN;
     let mut plain_cpu = f64::NAN;
     for (case, rounds) in &results {
-        let rps = median(&mut rounds.iter().map(|r| r.requests as f64 / r.wall.as_secs_f64()).collect::<Vec<_>>());
-        let mut all: Vec<u64> = rounds.iter().flat_map(|r| r.latencies_ns.iter().copied()).collect();
+        let rps = median(
+            &mut rounds
+                .iter()
+                .map(|r| r.requests as f64 / r.wall.as_secs_f64())
+                .collect::<Vec<_>>(),
+        );
+        let mut all: Vec<u64> = rounds
+            .iter()
+            .flat_map(|r| r.latencies_ns.iter().copied())
+            .collect();
         all.sort_unstable();
-        let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1e3;
-        let cpu = median(&mut rounds.iter().map(|r| r.server_cpu.as_secs_f64() * 1e6 / r.requests as f64).collect::<Vec<_>>());
-        let reporter = median(&mut rounds.iter().map(|r| r.reporter_cpu.as_secs_f64() * 1e6 / r.requests as f64).collect::<Vec<_>>());
+        let pct = |p: f64| {
+            all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0) as f64
+                / 1e3
+        };
+        let cpu = median(
+            &mut rounds
+                .iter()
+                .map(|r| r.server_cpu.as_secs_f64() * 1e6 / r.requests as f64)
+                .collect::<Vec<_>>(),
+        );
+        let reporter = median(
+            &mut rounds
+                .iter()
+                .map(|r| r.reporter_cpu.as_secs_f64() * 1e6 / r.requests as f64)
+                .collect::<Vec<_>>(),
+        );
         if *case == Case::Plain {
             plain_rps = rps;
             plain_cpu = cpu;
@@ -195,7 +233,11 @@ fn main() {
 
 /// Runs the load generator against `addr` for `duration`: returns the requests completed, the
 /// time taken and every request's latency.
-fn load(rt: &tokio::runtime::Runtime, addr: SocketAddr, duration: Duration) -> (u64, Duration, Vec<u64>) {
+fn load(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    duration: Duration,
+) -> (u64, Duration, Vec<u64>) {
     rt.block_on(async move {
         let start = Instant::now();
         let deadline = start + duration;

@@ -90,7 +90,10 @@ fn throughput(args: &Args) {
         let wall = start.elapsed();
         let after = tracer.stats();
         let delivered = after.sent - before.sent;
-        assert_eq!(after.dropped, before.dropped, "the producer must not overflow the queue");
+        assert_eq!(
+            after.dropped, before.dropped,
+            "the producer must not overflow the queue"
+        );
         assert_eq!(delivered, per_round, "every segment is acknowledged");
         let per_k = |d: Duration| d.as_secs_f64() * 1e3 / (per_round as f64 / 1_000.0);
         rates.push(delivered as f64 / wall.as_secs_f64());
@@ -105,13 +108,34 @@ fn throughput(args: &Args) {
     collector_rt.block_on(collector.shutdown());
 
     let col = |i: usize| median(&mut split.iter().map(|s| s[i]).collect::<Vec<_>>());
-    println!("reporter/throughput (gRPC to the in-process collector on loopback; median of {} rounds of {per_round} segments of 12 spans)", rates.len());
-    println!("  delivered:                 {:>10.0} segments/s", median(&mut rates));
-    println!("  CPU per 1,000 segments:    {:>10.2} ms  whole process (recording + reporter + collector)", median(&mut cpu));
-    println!("    recording thread:        {:>10.2} ms  (making the segments, queueing them)", col(0));
-    println!("    skytrace-reporter thread:{:>10.2} ms  (protobuf conversion, encoding, gRPC client)", col(1));
-    println!("    collector threads:       {:>10.2} ms  (gRPC server, decoding, storing; not the agent's cost)", col(2));
-    println!("  reporter totals: sent {} dropped {} failed {}", stats.sent, stats.dropped, stats.failed);
+    println!(
+        "reporter/throughput (gRPC to the in-process collector on loopback; median of {} rounds of {per_round} segments of 12 spans)",
+        rates.len()
+    );
+    println!(
+        "  delivered:                 {:>10.0} segments/s",
+        median(&mut rates)
+    );
+    println!(
+        "  CPU per 1,000 segments:    {:>10.2} ms  whole process (recording + reporter + collector)",
+        median(&mut cpu)
+    );
+    println!(
+        "    recording thread:        {:>10.2} ms  (making the segments, queueing them)",
+        col(0)
+    );
+    println!(
+        "    skytrace-reporter thread:{:>10.2} ms  (protobuf conversion, encoding, gRPC client)",
+        col(1)
+    );
+    println!(
+        "    collector threads:       {:>10.2} ms  (gRPC server, decoding, storing; not the agent's cost)",
+        col(2)
+    );
+    println!(
+        "  reporter totals: sent {} dropped {} failed {}",
+        stats.sent, stats.dropped, stats.failed
+    );
 }
 
 /// Records `n` realistic segments as fast as the queue takes them without dropping any, then
@@ -132,14 +156,20 @@ fn produce_and_wait(tracer: &Tracer, empty: &http::HeaderMap, n: u64) {
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     while tracer.stats().sent < target {
-        assert!(Instant::now() < deadline, "segments not delivered in 60 s: {:?}", tracer.stats());
+        assert!(
+            Instant::now() < deadline,
+            "segments not delivered in 60 s: {:?}",
+            tracer.stats()
+        );
         std::thread::sleep(Duration::from_micros(200));
     }
 }
 
 fn outage(args: &Args) {
     let secs = args.duration(Duration::from_secs(4)).as_secs_f64().max(0.2);
-    println!("reporter/outage_memory (collector down, recording at full speed for {secs:.1} s; resident memory of a fresh process)");
+    println!(
+        "reporter/outage_memory (collector down, recording at full speed for {secs:.1} s; resident memory of a fresh process)"
+    );
     println!(
         "  {:<26} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>12}",
         "case", "queue", "RSS start", "RSS 25%", "RSS 50%", "RSS end", "queued", "dropped"

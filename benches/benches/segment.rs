@@ -34,7 +34,10 @@ fn segment(c: &mut Criterion) {
     let mut incoming = http::HeaderMap::new();
     incoming.insert(
         "sw8",
-        common::sample_sw8().encode().try_into().expect("header value"),
+        common::sample_sw8()
+            .encode()
+            .try_into()
+            .expect("header value"),
     );
 
     let mut g = c.benchmark_group("segment");

@@ -18,7 +18,9 @@ fn per_span(c: &mut Criterion) {
     let peers = Peers::new();
     let mut g = c.benchmark_group("per_span");
     for case in Case::ALL {
-        g.bench_function(case.name(), |b| b.iter_custom(|iters| peers.run(case, iters)));
+        g.bench_function(case.name(), |b| {
+            b.iter_custom(|iters| peers.run(case, iters))
+        });
     }
     g.finish();
     fastrace::flush();

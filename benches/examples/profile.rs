@@ -30,7 +30,9 @@ fn profile_loop(n: u64, f: &mut dyn FnMut()) {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let case = args.next().unwrap_or_else(|| "span:skytrace/sampled".into());
+    let case = args
+        .next()
+        .unwrap_or_else(|| "span:skytrace/sampled".into());
     let n: u64 = args.next().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let peers = Peers::new();
     let tracer = peers.skytrace();
@@ -81,7 +83,9 @@ fn axum(case: &str, tracer: &skytrace::Tracer, n: u64) {
 
     let mut app = axum::Router::new().route("/hello", get(|| async { "Hello, World!" }));
     if case == "axum:skytrace" {
-        app = app.layer(skytrace::integrations::axum::SkytraceLayer::with_tracer(tracer.clone()));
+        app = app.layer(skytrace::integrations::axum::SkytraceLayer::with_tracer(
+            tracer.clone(),
+        ));
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -62,7 +62,10 @@ pub mod traced {
     /// The official agent has no attribute and no current context: the function takes the context
     /// and makes a local span in it, as its docs show.
     #[inline(never)]
-    pub fn skywalking_traced(ctx: &mut skywalking::trace::trace_context::TracingContext, x: u64) -> u64 {
+    pub fn skywalking_traced(
+        ctx: &mut skywalking::trace::trace_context::TracingContext,
+        x: u64,
+    ) -> u64 {
         let _span = ctx.create_local_span("traced");
         work(x)
     }
@@ -78,7 +81,6 @@ pub mod traced {
     pub fn tracing_traced(x: u64) -> u64 {
         work(x)
     }
-
 
     pub struct FastraceDiscard;
 
@@ -141,7 +143,10 @@ impl Peers {
     pub fn new() -> Peers {
         static GLOBALS: std::sync::Once = std::sync::Once::new();
         GLOBALS.call_once(|| {
-            fastrace::set_reporter(traced::FastraceDiscard, fastrace::collector::Config::default());
+            fastrace::set_reporter(
+                traced::FastraceDiscard,
+                fastrace::collector::Config::default(),
+            );
             let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
         });
         Peers {
@@ -379,7 +384,12 @@ fn task_cpu(dir: &std::path::Path) -> Duration {
         return Duration::ZERO;
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_nanos((ticks(11) + ticks(12)) * 1_000_000_000 / hz)

@@ -11,7 +11,9 @@
 //! collect with `--toggle-collect='*traced::*'` to count only the traced calls),
 //! `segment:skytrace`, `segment:skywalking`, `entry:skytrace` (an entry span alone),
 //! `axum:plain`, `axum:skytrace` (one request through the router, no network),
-//! `sw8:encode`, `sw8:decode`.
+//! `sw8:encode`, `sw8:decode`, `sw8:encode-skywalking`, `sw8:decode-skywalking`,
+//! `reporter:grpc` (`n` realistic segments through the gRPC reporter to the in-process
+//! collector; profile with `--separate-threads=yes` and read the `skytrace-reporter` thread).
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -66,6 +68,8 @@ fn main() {
                 black_box(black_box(&header).encode());
             })
         }
+        "sw8:encode-skywalking" | "sw8:decode-skywalking" => sw8_skywalking(&case, n),
+        "reporter:grpc" => reporter(n),
         "sw8:decode" => {
             let value = common::sample_sw8().encode();
             profile_loop(n, &mut || {
@@ -106,4 +110,68 @@ fn axum(case: &str, tracer: &skytrace::Tracer, n: u64) {
             black_box(app.call(request()).await.expect("response"));
         });
     });
+}
+
+fn sw8_skywalking(case: &str, n: u64) {
+    use skywalking::trace::propagation::{
+        decoder::decode_propagation, encoder::encode_propagation,
+    };
+
+    let header = common::sample_sw8();
+    let value = header.encode();
+    let tracer = skywalking::trace::tracer::Tracer::new(
+        header.parent_service.clone(),
+        header.parent_service_instance.clone(),
+        (),
+    );
+    let mut ctx = tracer.create_trace_context();
+    let _entry = ctx.create_entry_span("entry");
+    if case == "sw8:encode-skywalking" {
+        profile_loop(n, &mut || {
+            black_box(encode_propagation(
+                black_box(&ctx),
+                &header.parent_endpoint,
+                &header.target_address,
+            ));
+        });
+    } else {
+        profile_loop(n, &mut || {
+            let _ = black_box(decode_propagation(black_box(&value)).ok());
+        });
+    }
+}
+
+/// `n` realistic segments recorded, then delivered by the gRPC reporter to the in-process
+/// collector.
+fn reporter(n: u64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("bench-collector")
+        .enable_all()
+        .build()
+        .expect("collector runtime");
+    let collector = rt
+        .block_on(skytrace_collector::Collector::start())
+        .expect("collector");
+    let config = common::config()
+        .backend_services(collector.addr().to_string())
+        .queue_size(n as usize + 1)
+        .build()
+        .expect("config");
+    let tracer = skytrace::Tracer::new(
+        &config,
+        skytrace::GrpcReporter::start(&config).expect("reporter"),
+    );
+    while !tracer.stats().connected {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let empty = http::HeaderMap::new();
+    profile_loop(n, &mut || {
+        black_box(common::skytrace_segment(&tracer, &empty));
+    });
+    let stats = tracer
+        .reporter()
+        .shutdown(std::time::Duration::from_secs(600));
+    assert_eq!(stats.sent, n, "{stats:?}");
+    rt.block_on(collector.shutdown());
 }

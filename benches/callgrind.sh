@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_TARGET_DIR=target/profiling \
-    cargo build --release -q -p skytrace-benches --example profile
+    cargo build --release -q -p skytrace-benches --features profile --example profile
 bin=target/profiling/release/examples/profile
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"

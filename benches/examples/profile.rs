@@ -2,7 +2,7 @@
 //! instructions (repeatable, whatever else the machine does). See docs/performance.md.
 //!
 //! ```sh
-//! cargo build --release -p skytrace-benches --example profile
+//! cargo build --release -p skytrace-benches --features profile --example profile
 //! valgrind --tool=callgrind --toggle-collect='*profile_loop*' \
 //!     target/release/examples/profile segment:skytrace 10000
 //! ```

@@ -239,7 +239,7 @@ fn outage_child(spec: &str) {
     let half = at(0.5);
     let plateau = end as f64 <= half as f64 * 1.05;
     println!(
-        "  {name:<26} {queue:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>12}  {} traces started {recorded}{}",
+        "  {name:<26} {queue:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>12}  {}, {recorded} entry spans made{}",
         mib(start_rss),
         mib(at(0.25)),
         mib(half),

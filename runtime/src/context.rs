@@ -94,7 +94,7 @@ impl ActiveSegment {
         let segment = Arc::new(ActiveSegment {
             tracer,
             trace_id,
-            segment_id: new_id().into(),
+            segment_id: new_id(),
             state: Mutex::new(SegmentState {
                 spans,
                 refs,
@@ -291,8 +291,8 @@ impl UnsampledContext {
         }
         let header = Sw8Header {
             sampled: false,
-            trace_id: self.trace_id.get_or_init(new_id).clone(),
-            parent_segment_id: new_id(),
+            trace_id: self.trace_id.get_or_init(|| new_id().to_string()).clone(),
+            parent_segment_id: new_id().to_string(),
             parent_span_id: 0,
             parent_service: self.tracer.service.to_string(),
             parent_service_instance: self.tracer.instance.to_string(),

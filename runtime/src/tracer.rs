@@ -196,20 +196,18 @@ impl TracerInner {
                 peer: None,
             });
         }
-        let correlation = carrier
-            .get(&self.keys.correlation)
-            .map(|v| {
-                Correlation::decode(
-                    v,
-                    self.correlation_max_keys,
-                    self.correlation_max_value_size,
-                )
-            })
-            .unwrap_or_else(|| {
-                Correlation::new(self.correlation_max_keys, self.correlation_max_value_size)
-            });
-        let extension = carrier
-            .get(&self.keys.extension)
+        // `sw8-correlation` and `sw8-x` belong to the caller's context: without a valid `sw8`
+        // there is none (as in the official agents), and two header lookups are saved.
+        let upstream = |key: &str| header.as_ref().and_then(|_| carrier.get(key));
+        let correlation = match upstream(&self.keys.correlation) {
+            Some(v) => Correlation::decode(
+                v,
+                self.correlation_max_keys,
+                self.correlation_max_value_size,
+            ),
+            None => Correlation::new(self.correlation_max_keys, self.correlation_max_value_size),
+        };
+        let extension = upstream(&self.keys.extension)
             .map(Sw8Extension::decode)
             .unwrap_or_default();
         let (trace_id, refs) = match header {
@@ -226,7 +224,7 @@ impl TracerInner {
                     network_address: h.target_address,
                 }],
             ),
-            None => (Arc::from(crate::id::new_id()), Vec::new()),
+            None => (crate::id::new_id(), Vec::new()),
         };
         ActiveSegment::start(
             Arc::clone(self),

@@ -74,7 +74,7 @@ impl TracerSlot {
         url: impl FnOnce() -> String,
         peer: Option<String>,
     ) -> Span {
-        let span = self.entry(format!("{method}:{route}"), carrier);
+        let span = self.entry(join([method, ":", route]), carrier);
         if span.is_recording() {
             span.set_layer(SpanLayer::Http);
             span.set_component(crate::component::HTTP);
@@ -105,12 +105,23 @@ pub(crate) fn http_status(span: &Span, status: u16) {
 #[allow(dead_code)] // which helpers are used depends on the features
 pub(crate) fn server_url(uri: &http::Uri, host: Option<&str>, path: &str) -> String {
     match (uri.scheme_str(), uri.authority()) {
-        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}{path}"),
+        (Some(scheme), Some(authority)) => join([scheme, "://", authority.as_str(), path]),
         _ => match host {
-            Some(host) if !host.is_empty() => format!("http://{host}{path}"),
+            Some(host) if !host.is_empty() => join(["http://", host, path]),
             _ => path.to_owned(),
         },
     }
+}
+
+/// Concatenates `parts` with one allocation: per request, `format!`'s machinery costs several
+/// times the copying.
+#[allow(dead_code)] // which helpers are used depends on the features
+pub(crate) fn join<const N: usize>(parts: [&str; N]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        out.push_str(part);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use std::task::{Context, Poll};
 
 use ::reqwest::{Client, Request, RequestBuilder, Response};
 
-use super::{Traced, http_status};
+use super::{Traced, http_status, join};
 use crate::component;
 use crate::segment::SpanLayer;
 use crate::span::Span;
@@ -110,7 +110,7 @@ fn exit_span(request: &Request) -> Span {
         _ => String::new(),
     };
     let method = request.method().as_str();
-    let span = Span::exit(format!("{method}:{}", url.path()), peer);
+    let span = Span::exit(join([method, ":", url.path()]), peer);
     if span.is_recording() {
         span.set_layer(SpanLayer::Http);
         span.set_component(component::HTTP);

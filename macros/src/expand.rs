@@ -442,7 +442,9 @@ fn sync_body(kind: Kind, args: &Args, func: &Func) -> TokenStream {
     let guard = local("__skytrace_guard");
     let open = open_span(kind, args, func);
     let block = func.block();
-    let enter = quote!(let #guard = ::skytrace::Span::enter(&#span););
+    // The guard owns the span: it is current until the guard drops at the end of the fn, then
+    // ends (a cheaper handover than `Span::enter`, which must count a reference).
+    let enter = quote!(let #guard = ::skytrace::Span::entered(#span););
     match &args.err {
         None => quote! {
             #open
@@ -457,7 +459,7 @@ fn sync_body(kind: Kind, args: &Args, func: &Func) -> TokenStream {
             let call = call_once(quote!(move || { #fake #block }));
             let record = quote_spanned! {err.span()=>
                 if let ::core::result::Result::Err(#error) = &#ret {
-                    ::skytrace::Span::record_error(&#span, #error);
+                    ::skytrace::__private::record_error(#error);
                 }
             };
             quote! {

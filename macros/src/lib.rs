@@ -35,7 +35,7 @@
 //!                 ::std::string::ToString::to_string(__skytrace_tag_0));
 //!         }
 //!     }
-//!     let __skytrace_guard = ::skytrace::Span::enter(&__skytrace_span);
+//!     let __skytrace_guard = ::skytrace::Span::entered(__skytrace_span);
 //!     { /* body */ }
 //! }
 //! ```

@@ -33,8 +33,24 @@ pub(crate) enum Handle {
     },
 }
 
+impl Handle {
+    /// What tells one handle from another without touching reference counts.
+    pub(crate) fn identity(&self) -> (usize, i32) {
+        match self {
+            Handle::Recording { segment, span_id } => (Arc::as_ptr(segment) as usize, *span_id),
+            Handle::Unsampled { context, peer } => {
+                (Arc::as_ptr(context) as usize, i32::from(peer.is_some()) - 2)
+            }
+        }
+    }
+}
+
 thread_local! {
     static CURRENT: Cell<Option<Handle>> = const { Cell::new(None) };
+    /// Mirrors `CURRENT.is_some()`. A thread-local without a destructor is a plain load, while
+    /// reaching `CURRENT` (which owns `Arc`s, so has one) first checks its registration: outside
+    /// any trace, looking here is all a span costs.
+    static ACTIVE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs `f` with the current handle; `None` when no trace is current (or, during thread
@@ -53,9 +69,43 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Handle) -> R) -> Option<R> {
         .flatten()
 }
 
+/// Puts `previous` back as current and returns the handle that was current, if it is the one
+/// `identity` names: how a lent handle (see [`crate::SpanGuard`]) is taken back. Anything else
+/// found there was left by a leaked guard: it is released, and the lent handle, held by that
+/// guard, is lost with it — a lost span, never unsound memory.
+pub(crate) fn take_back(previous: Option<Handle>, identity: (usize, i32)) -> Option<Handle> {
+    replace_current(previous).filter(|h| h.identity() == identity)
+}
+
+/// [`with_current`] without moving the handle out and back: for the per-span hot path.
+///
+/// `f` must not make any span current or restore one (no `enter`, no guard drop) and must run
+/// no user code that could: it sees the handle by reference while it stays in the thread-local.
+/// `ActiveSegment::start_span` (a lock, a push, an `Arc` clone) is what it is for.
+#[inline]
+pub(crate) fn peek_current<R>(f: impl FnOnce(&Handle) -> R) -> Option<R> {
+    if !ACTIVE.with(Cell::get) {
+        return None;
+    }
+    CURRENT
+        .try_with(|cur| {
+            // SAFETY: the `Cell` is only ever written through `replace`/`take`/`set` on this
+            // thread (it is a thread-local), and by the contract above nothing writes it while
+            // `f` runs, so the shared reference does not alias a write and does not outlive
+            // the call.
+            let current = unsafe { &*cur.as_ptr() };
+            current.as_ref().map(f)
+        })
+        .ok()
+        .flatten()
+}
+
 /// Makes `handle` current, returning what was current before.
 pub(crate) fn replace_current(handle: Option<Handle>) -> Option<Handle> {
-    CURRENT.try_with(|cur| cur.replace(handle)).unwrap_or(None)
+    let active = handle.is_some();
+    let previous = CURRENT.try_with(|cur| cur.replace(handle)).unwrap_or(None);
+    ACTIVE.with(|a| a.set(active));
+    previous
 }
 
 /// One segment being recorded.

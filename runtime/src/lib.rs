@@ -66,7 +66,7 @@ pub use propagation::{
 pub use reporter::GrpcReporter;
 pub use reporter::{ConsoleReporter, DiscardReporter, Reporter, ReporterStats};
 pub use segment::{Segment, SpanKind, SpanLayer};
-pub use span::{EnteredSpan, Span};
+pub use span::{EnteredSpan, Span, SpanGuard};
 pub use tracer::{DEFAULT_SHUTDOWN_TIMEOUT, InitError, Tracer, TracerGuard, init, is_ignored_path};
 
 pub use skytrace_macros::{entry_span, exit_span, trace};

@@ -236,7 +236,7 @@ fn sync_expansion() {
                     ::skytrace::Span::add_tag(&__skytrace_span, "kind", "vip");
                 }
             }
-            let __skytrace_guard = ::skytrace::Span::enter(&__skytrace_span);
+            let __skytrace_guard = ::skytrace::Span::entered(__skytrace_span);
             { None }
         }
     );
@@ -257,7 +257,7 @@ fn sync_err_expansion() {
     let expected = quote!(
         fn get(&mut self) -> Result<&mut u8, Error> {
             let __skytrace_span = ::skytrace::Span::local("get");
-            let __skytrace_guard = ::skytrace::Span::enter(&__skytrace_span);
+            let __skytrace_guard = ::skytrace::Span::entered(__skytrace_span);
             let __skytrace_ret = {
                 #[inline(always)]
                 fn __skytrace_call_once<F: ::core::ops::FnOnce() -> R, R>(f: F) -> R {
@@ -274,7 +274,7 @@ fn sync_err_expansion() {
                 })
             };
             if let ::core::result::Result::Err(__skytrace_error) = &__skytrace_ret {
-                ::skytrace::Span::record_error(&__skytrace_span, __skytrace_error);
+                ::skytrace::__private::record_error(__skytrace_error);
             }
             __skytrace_ret
         }
@@ -416,7 +416,7 @@ fn entry_expansion() {
                     );
                 }
             }
-            let __skytrace_guard = ::skytrace::Span::enter(&__skytrace_span);
+            let __skytrace_guard = ::skytrace::Span::entered(__skytrace_span);
             {}
         }
     );

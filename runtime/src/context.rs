@@ -15,7 +15,7 @@ use crate::id::new_id;
 use crate::propagation::{Correlation, Injector, Sw8Extension, Sw8Header};
 use crate::segment::{RefKind, Segment, SegmentRef, SpanKind, SpanRecord, Text};
 use crate::span::Span;
-use crate::time::now_millis;
+use crate::time::Stamp;
 use crate::tracer::TracerInner;
 
 /// What is current on this thread: a recording span, or a trace that is not sampled.
@@ -136,7 +136,7 @@ impl ActiveSegment {
         correlation: Correlation,
         skip_analysis: bool,
     ) -> Span {
-        let now = now_millis();
+        let now = Stamp::now();
         let mut span = SpanRecord::new(-1, first.0, first.1, Cow::Borrowed(""), now);
         span.skip_analysis = skip_analysis;
         let mut spans = Vec::with_capacity(8);
@@ -174,7 +174,7 @@ impl ActiveSegment {
         operation: Text,
         peer: Text,
     ) -> Span {
-        let now = now_millis();
+        let now = Stamp::now();
         let mut state = self.lock();
         if state.finished {
             return Span::noop();
@@ -207,7 +207,7 @@ impl ActiveSegment {
 
     /// Ends span `span_id`. Ending the first span finishes the segment and reports it.
     pub(crate) fn end_span(&self, span_id: i32) {
-        let now = now_millis();
+        let now = Stamp::now();
         let mut state = self.lock();
         if state.finished {
             return;
@@ -218,10 +218,9 @@ impl ActiveSegment {
         else {
             return;
         };
-        if span.end == 0 {
-            // The clock is re-anchored to the wall clock now and then (see `time`): never let
-            // that make a span end before it started.
-            span.end = now.max(span.start);
+        if span.end.is_none() {
+            // A span can end on another core than it started on: never before its start.
+            span.end = Some(now.max(span.start));
         }
         if span_id != 0 {
             return;
@@ -233,8 +232,8 @@ impl ActiveSegment {
         drop(state);
         // Spans still open when the segment ends (work that outlived its parent) close with it.
         for span in &mut spans {
-            if span.end == 0 {
-                span.end = now.max(span.start);
+            if span.end.is_none() {
+                span.end = Some(now.max(span.start));
             }
         }
         let segment = Segment {

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use skytrace_proto::v3;
 
+use crate::time::Stamp;
+
 /// Text the agent records: `&'static str` names cost no allocation.
 pub(crate) type Text = Cow<'static, str>;
 
@@ -66,15 +68,15 @@ impl SpanKind {
 }
 
 pub(crate) struct LogRecord {
-    pub(crate) time: i64,
+    pub(crate) time: Stamp,
     pub(crate) fields: Vec<(Text, Text)>,
 }
 
 pub(crate) struct SpanRecord {
     pub(crate) parent: i32,
-    pub(crate) start: i64,
-    /// 0 while the span is open.
-    pub(crate) end: i64,
+    pub(crate) start: Stamp,
+    /// `None` while the span is open.
+    pub(crate) end: Option<Stamp>,
     pub(crate) kind: SpanKind,
     pub(crate) layer: SpanLayer,
     pub(crate) component: i32,
@@ -92,12 +94,12 @@ impl SpanRecord {
         kind: SpanKind,
         operation: Text,
         peer: Text,
-        start: i64,
+        start: Stamp,
     ) -> Self {
         SpanRecord {
             parent,
             start,
-            end: 0,
+            end: None,
             kind,
             layer: SpanLayer::Unknown,
             component: 0,
@@ -210,8 +212,8 @@ fn span_to_proto(index: usize, span: SpanRecord, refs: Vec<SegmentRef>) -> v3::S
     v3::SpanObject {
         span_id: i32::try_from(index).unwrap_or(i32::MAX),
         parent_span_id: span.parent,
-        start_time: span.start,
-        end_time: span.end,
+        start_time: span.start.to_millis(),
+        end_time: span.end.unwrap_or(span.start).to_millis(),
         refs: refs.into_iter().map(ref_to_proto).collect(),
         operation_name: span.operation.into_owned(),
         peer: span.peer.into_owned(),
@@ -224,7 +226,7 @@ fn span_to_proto(index: usize, span: SpanRecord, refs: Vec<SegmentRef>) -> v3::S
             .logs
             .into_iter()
             .map(|log| v3::Log {
-                time: log.time,
+                time: log.time.to_millis(),
                 data: kv(log.fields),
             })
             .collect(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::context::{Handle, inject_handle, peek_current, replace_current, take_back};
 use crate::propagation::{Extractor, Injector};
 use crate::segment::{LogRecord, SpanKind, SpanLayer, Text};
-use crate::time::now_millis;
+use crate::time::Stamp;
 use crate::tracer;
 
 /// A span of the current trace. It ends when dropped (or at [`Span::end`]); ending a segment's
@@ -166,7 +166,7 @@ impl Span {
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
-        let time = now_millis();
+        let time = Stamp::now();
         self.update(|s| s.logs.push(LogRecord { time, fields }));
     }
 
@@ -252,7 +252,7 @@ impl Span {
         if !self.is_recording() {
             return;
         }
-        let time = now_millis();
+        let time = Stamp::now();
         self.update(|s| {
             s.is_error = true;
             s.logs.push(LogRecord {
@@ -358,7 +358,7 @@ pub(crate) fn record_error_on(
     error: &dyn fmt::Display,
 ) {
     let message = error.to_string();
-    let time = now_millis();
+    let time = Stamp::now();
     segment.with_span(span_id, |s| {
         s.is_error = true;
         s.logs.push(LogRecord {

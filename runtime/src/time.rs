@@ -26,7 +26,26 @@ fn tsc_unix_nanos() -> i64 {
 /// Milliseconds since the Unix epoch.
 #[inline]
 pub(crate) fn now_millis() -> i64 {
-    tsc_unix_nanos().saturating_add(CORRECTION_NS.load(Ordering::Relaxed)) / 1_000_000
+    Stamp::now().to_millis()
+}
+
+/// A moment as the TSC saw it. Spans record these (one `rdtsc`, nothing more) and the reporter
+/// thread turns them into milliseconds, so the conversion stays off the service's threads.
+/// Every stamp of a segment is converted with the same correction, so their order survives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Stamp(minstant::Instant);
+
+impl Stamp {
+    #[inline]
+    pub(crate) fn now() -> Stamp {
+        Stamp(minstant::Instant::now())
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub(crate) fn to_millis(self) -> i64 {
+        let nanos = i64::try_from(self.0.as_unix_nanos(anchor())).unwrap_or(i64::MAX);
+        nanos.saturating_add(CORRECTION_NS.load(Ordering::Relaxed)) / 1_000_000
+    }
 }
 
 /// The wall clock itself, in milliseconds since the Unix epoch; 0 for a clock before 1970.

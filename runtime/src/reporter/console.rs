@@ -53,7 +53,7 @@ impl Reporter for ConsoleReporter {
                 "[skytrace]   #{id} <- #{} {kind} {:?} {}ms{}{}",
                 span.parent,
                 span.operation,
-                span.end - span.start,
+                span.end.unwrap_or(span.start).to_millis() - span.start.to_millis(),
                 if span.peer.is_empty() {
                     String::new()
                 } else {

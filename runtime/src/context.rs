@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use crate::id::new_id;
-use crate::propagation::{Correlation, Injector, Sw8Extension, Sw8Header};
+use crate::propagation::{Correlation, Injector, Sw8Extension, Sw8Header, Sw8Parts};
 use crate::segment::{RefKind, Segment, SegmentRef, SpanKind, SpanRecord, Text};
 use crate::span::Span;
 use crate::time::Stamp;
@@ -265,19 +265,20 @@ impl ActiveSegment {
         if span.kind != SpanKind::Exit || span.peer.is_empty() {
             return false;
         }
-        let Some(endpoint) = Self::endpoint(&state) else {
+        let Some(endpoint) = state.spans.first().map(|s| &*s.operation) else {
             return false;
         };
-        let header = Sw8Header {
+        let header = Sw8Parts {
             sampled: true,
-            trace_id: self.trace_id.to_string(),
-            parent_segment_id: self.segment_id.to_string(),
+            trace_id: &self.trace_id,
+            parent_segment_id: &self.segment_id,
             parent_span_id: span_id,
-            parent_service: self.tracer.service.to_string(),
-            parent_service_instance: self.tracer.instance.to_string(),
+            parent_service: &self.tracer.service,
+            parent_service_instance: &self.tracer.instance,
             parent_endpoint: endpoint,
-            target_address: span.peer.to_string(),
-        };
+            target_address: &span.peer,
+        }
+        .encode();
         let correlation = (!state.correlation.is_empty()).then(|| state.correlation.encode());
         let extension = Sw8Extension {
             skip_analysis: state.skip_analysis,
@@ -285,7 +286,7 @@ impl ActiveSegment {
         };
         drop(state);
         let keys = &self.tracer.keys;
-        carrier.set(&keys.sw8, header.encode());
+        carrier.set(&keys.sw8, header);
         if let Some(correlation) = correlation {
             carrier.set(&keys.correlation, correlation);
         }

@@ -1,6 +1,6 @@
 //! The `sw8` header: the caller's context, carried across a process boundary.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::str::FromStr;
 
 use base64::Engine as _;
@@ -117,16 +117,17 @@ impl Sw8Header {
 
     /// The header value, as the official agents write it.
     pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(256);
-        out.push_str(if self.sampled { "1" } else { "0" });
-        push_field(&mut out, &self.trace_id);
-        push_field(&mut out, &self.parent_segment_id);
-        let _ = write!(out, "-{}", self.parent_span_id);
-        push_field(&mut out, &self.parent_service);
-        push_field(&mut out, &self.parent_service_instance);
-        push_field(&mut out, &self.parent_endpoint);
-        push_field(&mut out, &self.target_address);
-        out
+        Sw8Parts {
+            sampled: self.sampled,
+            trace_id: &self.trace_id,
+            parent_segment_id: &self.parent_segment_id,
+            parent_span_id: self.parent_span_id,
+            parent_service: &self.parent_service,
+            parent_service_instance: &self.parent_service_instance,
+            parent_endpoint: &self.parent_endpoint,
+            target_address: &self.target_address,
+        }
+        .encode()
     }
 }
 
@@ -152,15 +153,67 @@ fn parse_span_id(text: &str) -> Option<i32> {
     text.parse().ok()
 }
 
+/// The fields of an `sw8` header, borrowed: what `inject` encodes without copying them first.
+pub(crate) struct Sw8Parts<'a> {
+    pub(crate) sampled: bool,
+    pub(crate) trace_id: &'a str,
+    pub(crate) parent_segment_id: &'a str,
+    pub(crate) parent_span_id: i32,
+    pub(crate) parent_service: &'a str,
+    pub(crate) parent_service_instance: &'a str,
+    pub(crate) parent_endpoint: &'a str,
+    pub(crate) target_address: &'a str,
+}
+
+impl Sw8Parts<'_> {
+    /// Sized exactly up front and encoded in place: one allocation.
+    pub(crate) fn encode(&self) -> String {
+        let texts = [
+            self.trace_id,
+            self.parent_segment_id,
+            self.parent_service,
+            self.parent_service_instance,
+            self.parent_endpoint,
+            self.target_address,
+        ];
+        // Flag, seven dashes, a span id of at most 11 characters, and the six fields.
+        let len = 1 + 7 + 11 + texts.iter().map(|t| encoded_len(t)).sum::<usize>();
+        let mut out = Vec::with_capacity(len);
+        out.push(if self.sampled { b'1' } else { b'0' });
+        let [trace, segment, service, instance, endpoint, address] = texts;
+        push_field(&mut out, trace);
+        push_field(&mut out, segment);
+        out.push(b'-');
+        out.extend_from_slice(self.parent_span_id.to_string().as_bytes());
+        for text in [service, instance, endpoint, address] {
+            push_field(&mut out, text);
+        }
+        // Base64, digits and dashes only.
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+fn encoded_len(text: &str) -> usize {
+    base64::encoded_len(text.len(), true).unwrap_or(0)
+}
+
+/// Decodes one base64 field into an exactly sized buffer that becomes the `String`: one
+/// allocation, no scratch copy.
 pub(crate) fn decode_field(text: &str) -> Option<String> {
-    let bytes = STANDARD.decode(text).ok()?;
+    let mut bytes = vec![0; base64::decoded_len_estimate(text.len())];
+    let len = STANDARD.decode_slice(text, &mut bytes).ok()?;
+    bytes.truncate(len);
     let s = String::from_utf8(bytes).ok()?;
     (!s.is_empty()).then_some(s)
 }
 
-fn push_field(out: &mut String, value: &str) {
-    out.push('-');
-    STANDARD.encode_string(value, out);
+fn push_field(out: &mut Vec<u8>, value: &str) {
+    out.push(b'-');
+    let start = out.len();
+    out.resize(start + encoded_len(value), 0);
+    // The slice is exactly the encoded length, so this cannot fail; if it did, the field would
+    // be left as zero bytes and the header rejected by the callee, not a panic here.
+    let _ = STANDARD.encode_slice(value, &mut out[start..]);
 }
 
 #[cfg(test)]

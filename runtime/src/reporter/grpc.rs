@@ -13,12 +13,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use skytrace_proto::v3::management_service_client::ManagementServiceClient;
-use skytrace_proto::v3::trace_segment_report_service_client::TraceSegmentReportServiceClient;
-use skytrace_proto::v3::{InstancePingPkg, InstanceProperties, KeyStringValuePair};
+use skytrace_proto::v3::{Commands, InstancePingPkg, InstanceProperties, KeyStringValuePair};
 use tokio::sync::{mpsc, watch};
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
+use super::wire::SegmentMessage;
 use super::{Reporter, ReporterStats};
 use crate::config::Config;
 use crate::segment::Segment;
@@ -326,7 +326,7 @@ impl Worker {
         }
         self.shared.set_state(CONNECTED, backend, &"");
         let mut reported_on = self.shared.connections.load(Ordering::Relaxed);
-        let mut segments = TraceSegmentReportServiceClient::new(channel);
+        let mut segments = tonic::client::Grpc::new(channel);
         let mut heartbeat = tokio::time::interval(self.settings.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await; // the first tick is immediate; properties were just sent
@@ -383,10 +383,10 @@ impl Worker {
                 }
             }
             let count = batch.len() as u64;
-            let stream = tokio_stream::iter(batch.into_iter().map(Segment::into_proto));
+            let stream = tokio_stream::iter(batch.into_iter().map(SegmentMessage));
             let request = self.request(stream);
             let timeout = self.call_timeout();
-            match tokio::time::timeout(timeout, segments.collect(request)).await {
+            match tokio::time::timeout(timeout, collect(&mut segments, request)).await {
                 Ok(Ok(_)) => {
                     self.shared.sent.fetch_add(count, Ordering::Relaxed);
                     self.shared.set_state(CONNECTED, backend, &"");
@@ -490,6 +490,21 @@ impl std::fmt::Display for ErrorChain<'_> {
         }
         Ok(())
     }
+}
+
+/// `TraceSegmentReportService/collect`, with segments encoded by [`SegmentMessage`] rather than
+/// converted to `SegmentObject` first.
+async fn collect(
+    grpc: &mut tonic::client::Grpc<Channel>,
+    request: tonic::Request<impl tokio_stream::Stream<Item = SegmentMessage> + Send + 'static>,
+) -> Result<tonic::Response<Commands>, tonic::Status> {
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("collector not ready: {e}")))?;
+    let path =
+        http::uri::PathAndQuery::from_static("/skywalking.v3.TraceSegmentReportService/collect");
+    let codec = tonic_prost::ProstCodec::<SegmentMessage, Commands>::default();
+    grpc.client_streaming(request, path, codec).await
 }
 
 /// Statuses after which the connection itself is suspect; others (say, a rejected token) are

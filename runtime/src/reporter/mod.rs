@@ -3,6 +3,8 @@
 mod console;
 #[cfg(feature = "grpc")]
 mod grpc;
+#[cfg(feature = "grpc")]
+mod wire;
 
 use std::time::Duration;
 

@@ -25,6 +25,8 @@ use crate::segment::Segment;
 
 /// Most segments sent on one `collect` stream.
 const BATCH: usize = 500;
+/// Longest a segment waits for others to share its `collect` stream.
+const LINGER: Duration = Duration::from_millis(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest a `collect` stream or management call may take before the backend counts as stalled.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -376,10 +378,18 @@ impl Worker {
             }
             let mut batch = Vec::with_capacity(BATCH.min(self.queue.len() + 1));
             batch.push(first);
+            // Each `collect` stream costs an HTTP/2 stream and a reply: under steady traffic,
+            // waiting a few milliseconds for company makes one stream carry many segments.
+            // Not while shutting down, when only what is queued counts.
+            let linger = tokio::time::Instant::now() + LINGER;
             while batch.len() < BATCH {
                 match self.queue.try_recv() {
                     Ok(segment) => batch.push(segment),
-                    Err(_) => break,
+                    Err(_) if self.deadline().is_some() => break,
+                    Err(_) => match tokio::time::timeout_at(linger, self.queue.recv()).await {
+                        Ok(Some(segment)) => batch.push(segment),
+                        Ok(None) | Err(_) => break,
+                    },
                 }
             }
             let count = batch.len() as u64;

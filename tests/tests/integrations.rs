@@ -178,16 +178,7 @@ async fn axum_continues_sw8_names_spans_after_the_route_and_tags_the_status() {
     let seg = wait_for_endpoint(&collector, "GET:/users/{id}").await;
     assert_eq!(seg.trace_id, "trace-axum");
     assert_eq!(seg.service, "users");
-    let entry = span(&seg, "GET:/users/{id}");
-    assert_eq!(entry.span_type, SpanType::Entry as i32);
-    assert_eq!(entry.span_layer, SpanLayer::Http as i32);
-    assert_eq!(entry.component_id, 49);
-    assert_upstream_ref(entry, "trace-axum", "GET:/front", &addr.to_string());
-    assert_eq!(tag(entry, "http.method"), Some("GET"));
-    assert_eq!(tag(entry, "url"), Some(&*format!("http://{addr}/users/42")));
-    assert_eq!(tag(entry, "status_code"), Some("200"));
-    assert!(!entry.is_error);
-    assert!(entry.peer.starts_with("127.0.0.1:"), "{}", entry.peer);
+    let entry = assert_users_entry(&seg, "trace-axum", addr);
     assert_ne!(entry.peer, addr.to_string(), "the peer is the client");
     // The handler ran inside the entry span, across an await.
     assert_eq!(parent_name(&seg, "load_user"), "GET:/users/{id}");
@@ -324,16 +315,7 @@ async fn actix_continues_sw8_names_spans_after_the_route_and_tags_the_status() {
     let seg = wait_for_endpoint(&collector, "GET:/users/{id}").await;
     assert_eq!(seg.trace_id, "trace-actix");
     assert_eq!(seg.service, "accounts");
-    let entry = span(&seg, "GET:/users/{id}");
-    assert_eq!(entry.span_type, SpanType::Entry as i32);
-    assert_eq!(entry.span_layer, SpanLayer::Http as i32);
-    assert_eq!(entry.component_id, 49);
-    assert_upstream_ref(entry, "trace-actix", "GET:/front", &addr.to_string());
-    assert_eq!(tag(entry, "http.method"), Some("GET"));
-    assert_eq!(tag(entry, "url"), Some(&*format!("http://{addr}/users/42")));
-    assert_eq!(tag(entry, "status_code"), Some("200"));
-    assert!(!entry.is_error);
-    assert!(entry.peer.starts_with("127.0.0.1:"), "{}", entry.peer);
+    let entry = assert_users_entry(&seg, "trace-actix", addr);
     assert_eq!(parent_name(&seg, "load_user"), "GET:/users/{id}");
 
     // A handler error answered with a 500: failed, the error logged.
@@ -857,4 +839,20 @@ async fn a_request_through_axum_reqwest_axum_tonic_is_one_trace_of_linked_segmen
     assert_eq!(r.parent_endpoint, "GET:/b/{order}");
     assert_eq!(r.network_address_used_at_peer, c.to_string());
     assert_eq!(parent_name(seg_c, "lookup"), FETCH);
+}
+
+/// What the axum layer and the actix middleware both record for `GET /users/42?token=secret`
+/// arriving with the `sw8` of `upstream_sw8(trace, "GET:/front", addr)`.
+fn assert_users_entry<'a>(seg: &'a SegmentObject, trace: &str, addr: SocketAddr) -> &'a SpanObject {
+    let entry = span(seg, "GET:/users/{id}");
+    assert_eq!(entry.span_type, SpanType::Entry as i32);
+    assert_eq!(entry.span_layer, SpanLayer::Http as i32);
+    assert_eq!(entry.component_id, 49);
+    assert_upstream_ref(entry, trace, "GET:/front", &addr.to_string());
+    assert_eq!(tag(entry, "http.method"), Some("GET"));
+    assert_eq!(tag(entry, "url"), Some(&*format!("http://{addr}/users/42")));
+    assert_eq!(tag(entry, "status_code"), Some("200"));
+    assert!(!entry.is_error);
+    assert!(entry.peer.starts_with("127.0.0.1:"), "{}", entry.peer);
+    entry
 }

@@ -315,7 +315,7 @@ async fn actix_continues_sw8_names_spans_after_the_route_and_tags_the_status() {
     let seg = wait_for_endpoint(&collector, "GET:/users/{id}").await;
     assert_eq!(seg.trace_id, "trace-actix");
     assert_eq!(seg.service, "accounts");
-    let entry = assert_users_entry(&seg, "trace-actix", addr);
+    assert_users_entry(&seg, "trace-actix", addr);
     assert_eq!(parent_name(&seg, "load_user"), "GET:/users/{id}");
 
     // A handler error answered with a 500: failed, the error logged.

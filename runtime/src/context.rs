@@ -70,7 +70,7 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Handle) -> R) -> Option<R> {
 }
 
 /// Puts `previous` back as current and returns the handle that was current, if it is the one
-/// `identity` names: how a lent handle (see [`crate::SpanGuard`]) is taken back. Anything else
+/// `identity` names: how [`crate::SpanGuard`] takes its lent handle back. Anything else
 /// found there was left by a leaked guard: it is released, and the lent handle, held by that
 /// guard, is lost with it — a lost span, never unsound memory.
 pub(crate) fn take_back(previous: Option<Handle>, identity: (usize, i32)) -> Option<Handle> {

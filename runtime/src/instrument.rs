@@ -6,7 +6,6 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::context::{Handle, replace_current, take_back};
 use crate::span::Span;
 
 /// Attaches a span to any future.
@@ -105,50 +104,23 @@ impl<F: Future> Future for Traced<F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let lent = this.span.as_mut().and_then(Span::take_handle);
-        let poll = match lent {
-            Some(handle) => {
-                // The span's handle is lent to the thread-local for the poll and taken back
-                // after it (even when the poll unwinds): entering costs no reference count.
-                let identity = handle.identity();
-                let previous = replace_current(Some(handle));
-                let _restore = Restore {
-                    span: &mut *this.span,
-                    previous,
-                    identity,
-                };
+        // Entered the counting way (`Span::enter`), not lent like `SpanGuard`: user code inside
+        // the poll may hold a guard across an `.await`, and a lent handle caught in such a
+        // guard would be lost, taking the whole segment with it. Counting costs two atomic
+        // operations per poll and keeps every outcome of that misuse to the guard's own span.
+        let poll = match this.span.as_ref() {
+            Some(span) => {
+                let _entered = span.enter();
                 *this.polling = true;
                 let poll = this.inner.poll(cx);
                 *this.polling = false;
                 poll
             }
-            // A no-op span (or none): nothing to enter.
             None => this.inner.poll(cx),
         };
         match poll {
             Poll::Ready(output) => Poll::Ready((output, this.span.take().unwrap_or(Span::noop()))),
             Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-/// Gives a lent handle back to its span when a poll ends, normally or by unwinding.
-struct Restore<'a> {
-    span: &'a mut Option<Span>,
-    previous: Option<Handle>,
-    identity: (usize, i32),
-}
-
-impl Drop for Restore<'_> {
-    fn drop(&mut self) {
-        if let (Some(handle), Some(span)) = (
-            take_back(self.previous.take(), self.identity),
-            self.span.as_mut(),
-        ) {
-            span.put_handle(handle);
-            if std::thread::panicking() {
-                span.record_panic();
-            }
         }
     }
 }

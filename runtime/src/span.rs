@@ -37,16 +37,6 @@ pub struct Span {
 }
 
 impl Span {
-    /// Moves the handle out (for [`crate::instrument::Traced`], which lends it to the
-    /// thread-local during a poll instead of cloning it).
-    pub(crate) fn take_handle(&mut self) -> Option<Handle> {
-        self.handle.take()
-    }
-
-    pub(crate) fn put_handle(&mut self, handle: Handle) {
-        self.handle = Some(handle);
-    }
-
     pub(crate) fn from_handle(handle: Handle) -> Span {
         Span {
             handle: Some(handle),
@@ -217,6 +207,11 @@ impl Span {
     /// guard restores the previous current span and ends this one (marked as failed when
     /// dropped while panicking). Cheaper than [`Span::enter`], which must count a reference,
     /// and what `#[trace]` uses on a sync fn.
+    ///
+    /// The span's handle is *lent* to the thread-local. Do not hold the guard across an
+    /// `.await` (use [`crate::Instrument::in_span`] for async code): the task may be suspended
+    /// with another span current, and the span of a guard caught that way is lost (never
+    /// recorded); other spans and memory are unaffected.
     ///
     /// ```
     /// let guard = skytrace::Span::local("step").entered();

@@ -299,3 +299,34 @@ async fn sw8_x_skip_analysis_applies_to_the_whole_trace_and_travels_on() {
     let seg = &collector.wait_for_segments(1, WAIT).await[0];
     assert!(seg.spans.iter().all(|s| s.skip_analysis));
 }
+
+/// Holding a guard across an `.await` is a misuse (async code should use `in_span`), but it
+/// must cost at most the guard's own span: the request's segment still arrives, complete.
+#[tokio::test(flavor = "current_thread")]
+async fn a_guard_held_across_an_await_costs_at_most_its_own_span() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let entry = tracer.entry_span("GET:/held", &());
+    async {
+        let owned = Span::local("held-owned").entered();
+        hop().await;
+        drop(owned);
+        let borrowed = Span::local("held-borrowed");
+        let entered = borrowed.enter();
+        hop().await;
+        drop(entered);
+        drop(borrowed);
+        drop(Span::local("after"));
+    }
+    .in_span(entry)
+    .await;
+    assert!(
+        skytrace::current_trace_id().is_none(),
+        "nothing left current"
+    );
+    let seg = &collector.wait_for_segments(1, WAIT).await[0];
+    let root = span(seg, "GET:/held");
+    assert!(root.end_time >= root.start_time);
+    assert_eq!(parent_name(seg, "after"), "GET:/held");
+    assert_eq!(parent_name(seg, "held-borrowed"), "GET:/held");
+}

@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use skytrace::integrations::actix_web::SkytraceMiddleware;
-use skytrace::{Config, ReporterKind, TracerGuard};
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let guard = init("actix-example")?;
+    let guard = skytrace_examples::init_example("actix-example")?;
     let serve_forever = std::env::args().nth(1).as_deref() == Some("serve");
     actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(|| {
@@ -68,21 +67,4 @@ async fn load_user(id: u64) -> String {
 /// A handler error answered with a 500: the entry span fails and logs the error.
 async fn fail() -> Result<String, actix_web::Error> {
     Err(actix_web::error::ErrorInternalServerError("database down"))
-}
-
-/// Console reporter unless `SW_AGENT_COLLECTOR_BACKEND_SERVICES` names an OAP; `/health` is not
-/// traced; every `SW_AGENT_*` variable applies on top.
-fn init(service: &str) -> Result<TracerGuard, Box<dyn Error>> {
-    let to_oap = std::env::var_os("SW_AGENT_COLLECTOR_BACKEND_SERVICES").is_some();
-    let config = Config::builder()
-        .service_name(service)
-        .ignore_paths("/health")
-        .reporter(if to_oap {
-            ReporterKind::Grpc
-        } else {
-            ReporterKind::Console
-        })
-        .env(|name| std::env::var(name).ok())?
-        .build()?;
-    Ok(skytrace::init(config)?)
 }

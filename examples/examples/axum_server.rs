@@ -17,12 +17,12 @@ use axum::Router;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::get;
+use skytrace::Sw8Header;
 use skytrace::integrations::axum::SkytraceLayer;
-use skytrace::{Config, ReporterKind, Sw8Header, TracerGuard};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let guard = init("axum-example")?;
+    let guard = skytrace_examples::init_example("axum-example")?;
     let app = Router::new()
         .route("/users/{id}", get(get_user))
         .route("/fail", get(fail))
@@ -89,21 +89,4 @@ async fn load_user(id: u64) -> String {
 async fn fail() -> (StatusCode, &'static str) {
     // A 5xx marks the entry span as failed.
     (StatusCode::INTERNAL_SERVER_ERROR, "database down")
-}
-
-/// Console reporter unless `SW_AGENT_COLLECTOR_BACKEND_SERVICES` names an OAP; `/health` is not
-/// traced; every `SW_AGENT_*` variable applies on top.
-fn init(service: &str) -> Result<TracerGuard, Box<dyn Error>> {
-    let to_oap = std::env::var_os("SW_AGENT_COLLECTOR_BACKEND_SERVICES").is_some();
-    let config = Config::builder()
-        .service_name(service)
-        .ignore_paths("/health")
-        .reporter(if to_oap {
-            ReporterKind::Grpc
-        } else {
-            ReporterKind::Console
-        })
-        .env(|name| std::env::var(name).ok())?
-        .build()?;
-    Ok(skytrace::init(config)?)
 }

@@ -19,11 +19,11 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use skytrace::integrations::reqwest::{RequestBuilderExt, TracedClientExt};
-use skytrace::{Config, Instrument, ReporterKind, Span, Sw8Header, TracerGuard};
+use skytrace::{Instrument, Span, Sw8Header};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let guard = init("reqwest-example")?;
+    let guard = skytrace_examples::init_example("reqwest-example")?;
     let client = reqwest::Client::new();
 
     let urls: Vec<String> = match std::env::args().nth(1) {
@@ -87,20 +87,4 @@ async fn echo_server() -> std::io::Result<std::net::SocketAddr> {
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(addr)
-}
-
-/// Console reporter unless `SW_AGENT_COLLECTOR_BACKEND_SERVICES` names an OAP; every
-/// `SW_AGENT_*` variable applies on top.
-fn init(service: &str) -> Result<TracerGuard, Box<dyn Error>> {
-    let to_oap = std::env::var_os("SW_AGENT_COLLECTOR_BACKEND_SERVICES").is_some();
-    let config = Config::builder()
-        .service_name(service)
-        .reporter(if to_oap {
-            ReporterKind::Grpc
-        } else {
-            ReporterKind::Console
-        })
-        .env(|name| std::env::var(name).ok())?
-        .build()?;
-    Ok(skytrace::init(config)?)
 }

@@ -18,7 +18,7 @@ use std::error::Error;
 use std::time::Duration;
 
 use skytrace::integrations::tonic::{GrpcClientLayer, GrpcServerLayer};
-use skytrace::{Config, Instrument, ReporterKind, Span, TracerGuard};
+use skytrace::{Instrument, Span};
 use skytrace_proto::v3::configuration_discovery_service_client::ConfigurationDiscoveryServiceClient;
 use skytrace_proto::v3::configuration_discovery_service_server::{
     ConfigurationDiscoveryService, ConfigurationDiscoveryServiceServer,
@@ -54,7 +54,7 @@ impl ConfigurationDiscoveryService for Configurations {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let guard = init("tonic-example")?;
+    let guard = skytrace_examples::init_example("tonic-example")?;
     let serve_forever = std::env::args().nth(1).as_deref() == Some("serve");
     let listener = tokio::net::TcpListener::bind(if serve_forever {
         "127.0.0.1:50051"
@@ -98,20 +98,4 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     guard.shutdown(Duration::from_secs(5));
     Ok(())
-}
-
-/// Console reporter unless `SW_AGENT_COLLECTOR_BACKEND_SERVICES` names an OAP; every
-/// `SW_AGENT_*` variable applies on top.
-fn init(service: &str) -> Result<TracerGuard, Box<dyn Error>> {
-    let to_oap = std::env::var_os("SW_AGENT_COLLECTOR_BACKEND_SERVICES").is_some();
-    let config = Config::builder()
-        .service_name(service)
-        .reporter(if to_oap {
-            ReporterKind::Grpc
-        } else {
-            ReporterKind::Console
-        })
-        .env(|name| std::env::var(name).ok())?
-        .build()?;
-    Ok(skytrace::init(config)?)
 }

@@ -10,6 +10,26 @@ pub mod users;
 
 use std::net::SocketAddr;
 
+use skytrace::{Config, ReporterKind, TracerGuard};
+
+/// How the runnable examples install tracing: the console reporter unless
+/// `SW_AGENT_COLLECTOR_BACKEND_SERVICES` names an OAP; `/health` is not traced; every `SW_AGENT_*`
+/// variable applies on top.
+pub fn init_example(service: &str) -> Result<TracerGuard, Box<dyn std::error::Error>> {
+    let to_oap = std::env::var_os("SW_AGENT_COLLECTOR_BACKEND_SERVICES").is_some();
+    let config = Config::builder()
+        .service_name(service)
+        .ignore_paths("/health")
+        .reporter(if to_oap {
+            ReporterKind::Grpc
+        } else {
+            ReporterKind::Console
+        })
+        .env(|name| std::env::var(name).ok())?
+        .build()?;
+    Ok(skytrace::init(config)?)
+}
+
 /// Serves `router` on `listener` until the process ends, with client addresses available to
 /// the tracing layer (for the entry span's peer).
 pub async fn serve(listener: tokio::net::TcpListener, router: axum::Router) {

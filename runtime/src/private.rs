@@ -2,10 +2,8 @@
 
 use std::borrow::Cow;
 use std::fmt::Display;
-use std::sync::Arc;
 
-use crate::context::{Handle, with_current};
-use crate::segment::SpanKind;
+use crate::context::{Handle, peek_current, with_current};
 use crate::span::Span;
 
 /// Marks the current span as failed and logs `error`'s message (`err` on async fns, where the
@@ -21,17 +19,10 @@ pub fn record_error(error: &dyn Display) {
 /// [`Span::exit`] with a peer formatted only when a span needs it: with no active trace it
 /// allocates nothing.
 pub fn exit(operation_name: impl Into<Cow<'static, str>>, peer: &dyn Display) -> Span {
-    with_current(|cur| match cur {
-        Handle::Recording { segment, span_id } => segment.start_span(
-            *span_id,
-            SpanKind::Exit,
-            operation_name.into(),
-            Cow::Owned(peer.to_string()),
-        ),
-        Handle::Unsampled { context, .. } => Span::from_handle(Handle::Unsampled {
-            context: Arc::clone(context),
-            peer: Some(Cow::Owned(peer.to_string())),
-        }),
-    })
-    .unwrap_or(Span::noop())
+    // Any current trace (recording or not) keeps the peer; formatting runs user code, so it
+    // happens here and not while the current span is being looked at.
+    if peek_current(|_| ()).is_none() {
+        return Span::noop();
+    }
+    Span::exit(operation_name, peer.to_string())
 }

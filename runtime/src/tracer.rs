@@ -5,7 +5,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use crate::config::{Config, ConfigError, ReporterKind};
-use crate::context::{ActiveSegment, Handle, UnsampledContext, with_current};
+use crate::context::{ActiveSegment, Handle, UnsampledContext, peek_current};
 use crate::propagation::{Correlation, Extractor, Sw8Extension, Sw8Header};
 use crate::reporter::{ConsoleReporter, DiscardReporter, Reporter, ReporterStats};
 use crate::sampler::Sampler;
@@ -141,7 +141,7 @@ pub(crate) fn entry<E: Extractor + ?Sized>(
 ) -> Span {
     // Inside a trace, an entry is a local child: a handler under a tracing middleware must not
     // count the request twice.
-    match with_current(|cur| matches!(cur, Handle::Recording { .. })) {
+    match peek_current(|cur| matches!(cur, Handle::Recording { .. })) {
         Some(true) => return Span::local(operation_name),
         Some(false) => return Span::noop(),
         None => {}

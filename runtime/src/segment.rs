@@ -44,7 +44,7 @@ pub enum SpanLayer {
 }
 
 impl SpanLayer {
-    fn to_proto(self) -> v3::SpanLayer {
+    pub(crate) fn to_proto(self) -> v3::SpanLayer {
         match self {
             SpanLayer::Unknown => v3::SpanLayer::Unknown,
             SpanLayer::Database => v3::SpanLayer::Database,
@@ -58,7 +58,7 @@ impl SpanLayer {
 }
 
 impl SpanKind {
-    fn to_proto(self) -> v3::SpanType {
+    pub(crate) fn to_proto(self) -> v3::SpanType {
         match self {
             SpanKind::Entry => v3::SpanType::Entry,
             SpanKind::Exit => v3::SpanType::Exit,
@@ -118,6 +118,15 @@ impl SpanRecord {
 pub(crate) enum RefKind {
     CrossProcess,
     CrossThread,
+}
+
+impl RefKind {
+    pub(crate) fn to_proto(self) -> v3::RefType {
+        match self {
+            RefKind::CrossProcess => v3::RefType::CrossProcess,
+            RefKind::CrossThread => v3::RefType::CrossThread,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -236,10 +245,7 @@ fn span_to_proto(index: usize, span: SpanRecord, refs: Vec<SegmentRef>) -> v3::S
 
 fn ref_to_proto(r: SegmentRef) -> v3::SegmentReference {
     v3::SegmentReference {
-        ref_type: match r.kind {
-            RefKind::CrossProcess => v3::RefType::CrossProcess,
-            RefKind::CrossThread => v3::RefType::CrossThread,
-        } as i32,
+        ref_type: r.kind.to_proto() as i32,
         trace_id: r.trace_id,
         parent_trace_segment_id: r.parent_segment_id,
         parent_span_id: r.parent_span_id,

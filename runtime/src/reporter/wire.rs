@@ -11,7 +11,7 @@ use prost::encoding::{
     DecodeContext, WireType, encode_key, encode_varint, encoded_len_varint, key_len, skip_field,
 };
 
-use crate::segment::{LogRecord, RefKind, Segment, SegmentRef, SpanKind, SpanLayer, SpanRecord};
+use crate::segment::{LogRecord, Segment, SegmentRef, SpanRecord};
 
 /// A finished segment as the `collect` stream's message.
 pub(crate) struct SegmentMessage(pub(crate) Segment);
@@ -70,26 +70,6 @@ impl Message for SegmentMessage {
     fn clear(&mut self) {}
 }
 
-fn span_type(kind: SpanKind) -> i32 {
-    match kind {
-        SpanKind::Entry => 0,
-        SpanKind::Exit => 1,
-        SpanKind::Local => 2,
-    }
-}
-
-fn span_layer(layer: SpanLayer) -> i32 {
-    match layer {
-        SpanLayer::Unknown => 0,
-        SpanLayer::Database => 1,
-        SpanLayer::RpcFramework => 2,
-        SpanLayer::Http => 3,
-        SpanLayer::Mq => 4,
-        SpanLayer::Cache => 5,
-        SpanLayer::Faas => 6,
-    }
-}
-
 fn times(span: &SpanRecord) -> (i64, i64) {
     (
         span.start.to_millis(),
@@ -113,8 +93,8 @@ fn span_len(index: usize, span: &SpanRecord, refs: &[SegmentRef]) -> usize {
             .sum::<usize>()
         + str_len(6, &span.operation)
         + str_len(7, &span.peer)
-        + int_len(8, i64::from(span_type(span.kind)))
-        + int_len(9, i64::from(span_layer(span.layer)))
+        + int_len(8, i64::from(span.kind.to_proto() as i32))
+        + int_len(9, i64::from(span.layer.to_proto() as i32))
         + int_len(10, i64::from(span.component))
         + bool_len(11, span.is_error)
         + span
@@ -142,8 +122,8 @@ fn put_span(index: usize, span: &SpanRecord, refs: &[SegmentRef], buf: &mut impl
     }
     put_str(6, &span.operation, buf);
     put_str(7, &span.peer, buf);
-    put_int(8, i64::from(span_type(span.kind)), buf);
-    put_int(9, i64::from(span_layer(span.layer)), buf);
+    put_int(8, i64::from(span.kind.to_proto() as i32), buf);
+    put_int(9, i64::from(span.layer.to_proto() as i32), buf);
     put_int(10, i64::from(span.component), buf);
     put_bool(11, span.is_error, buf);
     for (k, v) in &span.tags {
@@ -157,15 +137,8 @@ fn put_span(index: usize, span: &SpanRecord, refs: &[SegmentRef], buf: &mut impl
     put_bool(14, span.skip_analysis, buf);
 }
 
-fn ref_kind(kind: RefKind) -> i64 {
-    match kind {
-        RefKind::CrossProcess => 0,
-        RefKind::CrossThread => 1,
-    }
-}
-
 fn ref_len(r: &SegmentRef) -> usize {
-    int_len(1, ref_kind(r.kind))
+    int_len(1, i64::from(r.kind.to_proto() as i32))
         + str_len(2, &r.trace_id)
         + str_len(3, &r.parent_segment_id)
         + int_len(4, i64::from(r.parent_span_id))
@@ -176,7 +149,7 @@ fn ref_len(r: &SegmentRef) -> usize {
 }
 
 fn put_ref(r: &SegmentRef, buf: &mut impl BufMut) {
-    put_int(1, ref_kind(r.kind), buf);
+    put_int(1, i64::from(r.kind.to_proto() as i32), buf);
     put_str(2, &r.trace_id, buf);
     put_str(3, &r.parent_segment_id, buf);
     put_int(4, i64::from(r.parent_span_id), buf);

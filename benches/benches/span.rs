@@ -5,8 +5,9 @@
 //! Every traced function has the same body (`common::work`) and is `#[inline(never)]`. Every
 //! case runs the same loop (`common::Peers::batch`): calls in batches of
 //! `common::SPANS_PER_SEGMENT`, under one root (entry) span per batch where the case has one;
-//! only the calls are timed, not making and finishing the root, which the segment bench
-//! measures.
+//! the calls are timed with entering and leaving the root's scope (where skytrace and fastrace
+//! hand the spans recorded on the thread to their trace), not making and finishing the root,
+//! which the segment bench measures.
 
 mod common;
 

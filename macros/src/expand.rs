@@ -337,10 +337,18 @@ fn name(args: &Args, func: &Func) -> LitStr {
 }
 
 /// `let __skytrace_span = …;` and the options, set only when the span records.
-fn open_span(kind: Kind, args: &Args, func: &Func) -> TokenStream {
+fn open_span(kind: Kind, args: &Args, func: &Func, sync: bool) -> TokenStream {
     let span = local("__skytrace_span");
     let name = name(args, func);
+    // A sync fn's local span never leaves its thread: the lock-free `LocalSpan`, entered at once.
+    let local_span = sync && kind == Kind::Trace;
+    let ty = if local_span {
+        quote!(::skytrace::LocalSpan)
+    } else {
+        quote!(::skytrace::Span)
+    };
     let create = match kind {
+        Kind::Trace if local_span => quote!(::skytrace::LocalSpan::enter(#name)),
         Kind::Trace => quote!(::skytrace::Span::local(#name)),
         Kind::Entry => match &args.carrier {
             Some(carrier) => quote_spanned! {carrier.span()=>
@@ -364,7 +372,7 @@ fn open_span(kind: Kind, args: &Args, func: &Func) -> TokenStream {
     let mut record = Vec::new();
     if let Some(layer) = &args.layer {
         record.push(quote_spanned! {layer.span()=>
-            ::skytrace::Span::set_layer(&#span, ::skytrace::SpanLayer::#layer);
+            #ty::set_layer(&#span, ::skytrace::SpanLayer::#layer);
         });
     }
     if let Some(component) = &args.component {
@@ -373,10 +381,10 @@ fn open_span(kind: Kind, args: &Args, func: &Func) -> TokenStream {
             Component::Known(ident) => quote_spanned!(ident.span()=> ::skytrace::component::#ident),
             Component::Path(path) => path.to_token_stream(),
         };
-        record.push(quote!(::skytrace::Span::set_component(&#span, #id);));
+        record.push(quote!(#ty::set_component(&#span, #id);));
     }
     if let Some(skip) = &args.skip_analysis {
-        record.push(quote_spanned!(skip.span()=> ::skytrace::Span::set_skip_analysis(&#span);));
+        record.push(quote_spanned!(skip.span()=> #ty::set_skip_analysis(&#span);));
     }
     if kind == Kind::Entry {
         match (args.peer_literal(), &args.peer) {
@@ -402,7 +410,7 @@ fn open_span(kind: Kind, args: &Args, func: &Func) -> TokenStream {
         }) = value
         {
             let lit = LitStr::new(&lit.value(), Span::call_site());
-            record.push(quote!(::skytrace::Span::add_tag(&#span, #key, #lit);));
+            record.push(quote!(#ty::add_tag(&#span, #key, #lit);));
             continue;
         }
         let binding = local_at(&format!("__skytrace_tag_{i}"), value.span());
@@ -411,7 +419,7 @@ fn open_span(kind: Kind, args: &Args, func: &Func) -> TokenStream {
             let #binding: &dyn ::core::fmt::Display = &(#value);
         });
         record.push(quote_spanned! {value.span()=>
-            ::skytrace::Span::add_tag(&#span, #key, ::std::string::ToString::to_string(#binding));
+            #ty::add_tag(&#span, #key, ::std::string::ToString::to_string(#binding));
         });
     }
 
@@ -423,7 +431,7 @@ fn open_span(kind: Kind, args: &Args, func: &Func) -> TokenStream {
         quote! {
             {
                 #(#bindings)*
-                if ::skytrace::Span::is_recording(&#span) {
+                if #ty::is_recording(&#span) {
                     #(#record)*
                 }
             }
@@ -440,11 +448,16 @@ fn open_span(kind: Kind, args: &Args, func: &Func) -> TokenStream {
 fn sync_body(kind: Kind, args: &Args, func: &Func) -> TokenStream {
     let span = local("__skytrace_span");
     let guard = local("__skytrace_guard");
-    let open = open_span(kind, args, func);
+    let open = open_span(kind, args, func, true);
     let block = func.block();
-    // The guard owns the span: it is current until the guard drops at the end of the fn, then
-    // ends (a cheaper handover than `Span::enter`, which must count a reference).
-    let enter = quote!(let #guard = ::skytrace::Span::entered(#span););
+    // A local span is current from the start and ends when dropped at the end of the fn. An
+    // entry or exit span is handed to a guard that owns it: current until the guard drops at
+    // the end of the fn, then ended (a cheaper handover than `Span::enter`, which must count a
+    // reference).
+    let enter = match kind {
+        Kind::Trace => TokenStream::new(),
+        Kind::Entry | Kind::Exit => quote!(let #guard = ::skytrace::Span::entered(#span);),
+    };
     match &args.err {
         None => quote! {
             #open
@@ -476,7 +489,7 @@ fn sync_body(kind: Kind, args: &Args, func: &Func) -> TokenStream {
 /// `async fn`: the original body, wrapped in an async block, runs inside the span.
 fn async_fn_body(kind: Kind, args: &Args, func: &Func) -> TokenStream {
     let span = local("__skytrace_span");
-    let open = open_span(kind, args, func);
+    let open = open_span(kind, args, func, false);
     let output = return_type(func);
     let fake = fake_return(output.as_ref(), &func.sig.output);
     let block = func.block();
@@ -497,7 +510,7 @@ fn async_block(
     output: Option<&Type>,
 ) -> TokenStream {
     let span = local("__skytrace_span");
-    let open = open_span(kind, args, func);
+    let open = open_span(kind, args, func, false);
     let ExprAsync {
         attrs,
         async_token,
@@ -526,7 +539,7 @@ fn future_returning_body(kind: Kind, args: &Args, func: &Func) -> TokenStream {
     let span = local("__skytrace_span");
     let guard = local("__skytrace_guard");
     let future = local("__skytrace_future");
-    let open = open_span(kind, args, func);
+    let open = open_span(kind, args, func, false);
     let block = func.block();
     let call = call_once(quote!(move || #block));
     let wrapped = with_err_check(args, quote!(#future), quote!(move));

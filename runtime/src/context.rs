@@ -6,9 +6,18 @@
 //! ([`crate::InSpan`]). Because the future carries its span and re-enters it on whichever worker
 //! thread polls it, nesting stays right on a multi-threaded runtime, and `join!`ed children each
 //! see their own parent. Work handed to another task continues through a [`ContextSnapshot`].
+//!
+//! Synchronous work nested inside the current span ([`crate::LocalSpan`], what `#[trace]` makes
+//! on a plain `fn`) is recorded without touching the segment at all: its record goes to a
+//! per-thread buffer and the current handle's span id is switched in place, so a span costs no
+//! lock and no reference count. The buffer moves to the segment, under one lock, whenever the
+//! current handle is replaced (a guard dropped, a poll returned) and before the segment ends.
+//! Span ids come from an atomic counter in the segment, so they are unique however the spans
+//! reach it; the segment sorts its spans by id when it ends.
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, UnsafeCell};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use crate::id::new_id;
@@ -45,10 +54,28 @@ impl Handle {
     }
 }
 
+/// A thread's tracing state.
+struct ThreadContext {
+    /// The current span, if any.
+    current: Cell<Option<Handle>>,
+    /// [`crate::LocalSpan`]s recorded since the last flush. They all belong to `current`'s
+    /// segment: `current` changes segment only through [`replace_current`], which flushes first.
+    /// Recording here takes no lock and counts no reference; the segment gets them in one go.
+    local: UnsafeCell<Vec<SpanRecord>>,
+    /// Bumped at every flush: a local span from an older epoch finds its record in the segment.
+    epoch: Cell<u32>,
+}
+
 thread_local! {
-    static CURRENT: Cell<Option<Handle>> = const { Cell::new(None) };
-    /// Mirrors `CURRENT.is_some()`. A thread-local without a destructor is a plain load, while
-    /// reaching `CURRENT` (which owns `Arc`s, so has one) first checks its registration: outside
+    static CONTEXT: ThreadContext = const {
+        ThreadContext {
+            current: Cell::new(None),
+            local: UnsafeCell::new(Vec::new()),
+            epoch: Cell::new(0),
+        }
+    };
+    /// Mirrors `current.is_some()`. A thread-local without a destructor is a plain load, while
+    /// reaching `CONTEXT` (which owns `Arc`s, so has one) first checks its registration: outside
     /// any trace, looking here is all a span costs.
     static ACTIVE: Cell<bool> = const { Cell::new(false) };
 }
@@ -56,13 +83,13 @@ thread_local! {
 /// Runs `f` with the current handle; `None` when no trace is current (or, during thread
 /// teardown, when the thread-local is gone).
 pub(crate) fn with_current<R>(f: impl FnOnce(&Handle) -> R) -> Option<R> {
-    CURRENT
-        .try_with(|cur| {
+    CONTEXT
+        .try_with(|ctx| {
             // Take the handle out for the duration of `f` and put it back: a `Cell` needs no
             // borrow flag, and `f` (our own code) never looks at the current handle again.
-            let handle = cur.take()?;
+            let handle = ctx.current.take()?;
             let result = f(&handle);
-            cur.set(Some(handle));
+            ctx.current.set(Some(handle));
             Some(result)
         })
         .ok()
@@ -70,11 +97,17 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Handle) -> R) -> Option<R> {
 }
 
 /// Puts `previous` back as current and returns the handle that was current, if it is the one
-/// `identity` names: how [`crate::SpanGuard`] takes its lent handle back. Anything else
-/// found there was left by a leaked guard: it is released, and the lent handle, held by that
-/// guard, is lost with it — a lost span, never unsound memory.
+/// `identity` names: how [`crate::SpanGuard`] takes its lent handle back. A handle of the same
+/// segment pointing at another span was left so by a leaked [`crate::LocalSpan`]: it is taken
+/// back as the lent span. Anything else found there was left by a leaked guard: it is
+/// released, and the lent handle, held by that guard, is lost with it — a lost span, never
+/// unsound memory.
 pub(crate) fn take_back(previous: Option<Handle>, identity: (usize, i32)) -> Option<Handle> {
-    replace_current(previous).filter(|h| h.identity() == identity)
+    let mut handle = replace_current(previous).filter(|h| h.identity().0 == identity.0)?;
+    if let Handle::Recording { span_id, .. } = &mut handle {
+        *span_id = identity.1;
+    }
+    (handle.identity() == identity).then_some(handle)
 }
 
 /// [`with_current`] without moving the handle out and back: for the per-span hot path.
@@ -87,25 +120,205 @@ pub(crate) fn peek_current<R>(f: impl FnOnce(&Handle) -> R) -> Option<R> {
     if !ACTIVE.with(Cell::get) {
         return None;
     }
-    CURRENT
-        .try_with(|cur| {
-            // SAFETY: the `Cell` is only ever written through `replace`/`take`/`set` on this
-            // thread (it is a thread-local), and by the contract above nothing writes it while
-            // `f` runs, so the shared reference does not alias a write and does not outlive
-            // the call.
-            let current = unsafe { &*cur.as_ptr() };
+    CONTEXT
+        .try_with(|ctx| {
+            // SAFETY: the `Cell` is only ever written through `replace`/`take`/`set` and
+            // `start_local`/`end_local` on this thread (it is a thread-local), and by the contract
+            // above none of them runs while `f` does, so the shared reference does not alias a
+            // write and does not outlive the call.
+            let current = unsafe { &*ctx.current.as_ptr() };
             current.as_ref().map(f)
         })
         .ok()
         .flatten()
 }
 
-/// Makes `handle` current, returning what was current before.
+/// Makes `handle` current, returning what was current before. The local spans recorded under
+/// the previous handle move to its segment first.
 pub(crate) fn replace_current(handle: Option<Handle>) -> Option<Handle> {
     let active = handle.is_some();
-    let previous = CURRENT.try_with(|cur| cur.replace(handle)).unwrap_or(None);
+    let previous = CONTEXT
+        .try_with(|ctx| {
+            let previous = ctx.current.replace(handle);
+            if let Some(Handle::Recording { segment, .. }) = &previous {
+                flush_local(ctx, segment);
+            }
+            previous
+        })
+        .unwrap_or(None);
     ACTIVE.with(|a| a.set(active));
     previous
+}
+
+/// Moves the local spans recorded on this thread to `segment`, which they belong to.
+fn flush_local(ctx: &ThreadContext, segment: &ActiveSegment) {
+    // SAFETY: the buffer is only reached from this thread, by the functions of this module,
+    // none of which runs user code or re-enters another while it holds the reference.
+    let local = unsafe { &mut *ctx.local.get() };
+    if local.is_empty() {
+        return;
+    }
+    ctx.epoch.set(ctx.epoch.get().wrapping_add(1));
+    segment.absorb(local);
+}
+
+/// Where a [`crate::LocalSpan`] keeps what it needs to end: which segment (by address only, to
+/// compare — it holds no reference), its id and parent, and where its record was put.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LocalEntry {
+    segment: usize,
+    id: i32,
+    parent: i32,
+    index: usize,
+    epoch: u32,
+}
+
+/// Starts a local span under the current span, records it on this thread and makes it current:
+/// no lock, no reference count, one atomic add for the id. `None` when no sampled trace is
+/// current or past the span limit.
+#[inline]
+pub(crate) fn start_local(operation: Text) -> Option<LocalEntry> {
+    if !ACTIVE.with(Cell::get) {
+        return None;
+    }
+    CONTEXT
+        .try_with(|ctx| {
+            // SAFETY: see `peek_current`; nothing else touches `current` or the buffer while
+            // these references live, and no user code runs (dropping `operation` frees a
+            // `String` at most).
+            let current = unsafe { &mut *ctx.current.as_ptr() };
+            let Some(Handle::Recording { segment, span_id }) = current else {
+                return None;
+            };
+            let id = segment.allocate_span_id()?;
+            let parent = *span_id;
+            let mut record = SpanRecord::new(
+                id,
+                parent,
+                SpanKind::Local,
+                operation,
+                Cow::Borrowed(""),
+                Stamp::now(),
+            );
+            record.skip_analysis = segment.skip_analysis;
+            // SAFETY: as in `flush_local`.
+            let local = unsafe { &mut *ctx.local.get() };
+            let index = local.len();
+            local.push(record);
+            *span_id = id;
+            Some(LocalEntry {
+                segment: Arc::as_ptr(segment) as usize,
+                id,
+                parent,
+                index,
+                epoch: ctx.epoch.get(),
+            })
+        })
+        .ok()
+        .flatten()
+}
+
+/// Ends the local span `entry`: its parent becomes current again (if the span still is) and
+/// its record gets its end time.
+#[inline]
+pub(crate) fn end_local(entry: &LocalEntry, panicking: bool) {
+    let now = Stamp::now();
+    let _ = CONTEXT.try_with(|ctx| {
+        // SAFETY: as in `start_local`.
+        let current = unsafe { &mut *ctx.current.as_ptr() };
+        if let Some(Handle::Recording { segment, span_id }) = current
+            && Arc::as_ptr(segment) as usize == entry.segment
+            && *span_id == entry.id
+        {
+            *span_id = entry.parent;
+        }
+        if !panicking && ctx.epoch.get() == entry.epoch {
+            // The usual case, inline: the record is still on this thread.
+            // SAFETY: as in `flush_local`.
+            let local = unsafe { &mut *ctx.local.get() };
+            if let Some(record) = local.get_mut(entry.index)
+                && record.id == entry.id
+            {
+                record.end = Some(now.max(record.start));
+                return;
+            }
+        }
+        end_local_slow(ctx, entry, now, panicking);
+    });
+}
+
+#[cold]
+fn end_local_slow(ctx: &ThreadContext, entry: &LocalEntry, now: Stamp, panicking: bool) {
+    with_local_record_in(ctx, entry, &mut |record: &mut SpanRecord| {
+        if record.end.is_none() {
+            record.end = Some(now.max(record.start));
+        }
+        if panicking {
+            record.is_error = true;
+            record.logs.push(crate::span::panic_log(now));
+        }
+    });
+}
+
+/// Runs `f` on the record of local span `entry`, wherever it is now: still on this thread, or
+/// moved to its segment (if the segment is current here, so known to be alive, and not
+/// finished). A span whose record can no longer be reached is left alone.
+pub(crate) fn with_local_record(entry: &LocalEntry, f: &mut dyn FnMut(&mut SpanRecord)) {
+    let _ = CONTEXT.try_with(|ctx| with_local_record_in(ctx, entry, f));
+}
+
+fn with_local_record_in(
+    ctx: &ThreadContext,
+    entry: &LocalEntry,
+    f: &mut dyn FnMut(&mut SpanRecord),
+) {
+    if ctx.epoch.get() == entry.epoch {
+        // SAFETY: as in `flush_local`; `f` is our own code and touches neither.
+        let local = unsafe { &mut *ctx.local.get() };
+        if let Some(record) = local.get_mut(entry.index)
+            && record.id == entry.id
+        {
+            f(record);
+            return;
+        }
+    }
+    // SAFETY: as in `peek_current`.
+    if let Some(Handle::Recording { segment, .. }) = unsafe { &*ctx.current.as_ptr() }
+        && Arc::as_ptr(segment) as usize == entry.segment
+    {
+        segment.with_span(entry.id, |record| f(record));
+    }
+}
+
+/// Runs `f` on the current span's record, whether it lives on this thread (a local span) or in
+/// its segment.
+pub(crate) fn with_current_record(f: impl FnOnce(&mut SpanRecord)) {
+    let _ = CONTEXT.try_with(|ctx| {
+        // SAFETY: as in `peek_current` and `flush_local`: `f` is our own code.
+        let Some(Handle::Recording { segment, span_id }) = (unsafe { &*ctx.current.as_ptr() })
+        else {
+            return;
+        };
+        let local = unsafe { &mut *ctx.local.get() };
+        match local.iter_mut().rev().find(|r| r.id == *span_id) {
+            Some(record) => f(record),
+            None => segment.with_span(*span_id, f),
+        }
+    });
+}
+
+/// Moves this thread's local spans to `segment` if they belong to it: before the segment ends.
+fn flush_local_of(segment: &ActiveSegment) {
+    let _ = CONTEXT.try_with(|ctx| {
+        // SAFETY: as in `peek_current`.
+        if let Some(Handle::Recording {
+            segment: current, ..
+        }) = unsafe { &*ctx.current.as_ptr() }
+            && std::ptr::eq(Arc::as_ptr(current), segment)
+        {
+            flush_local(ctx, segment);
+        }
+    });
 }
 
 /// One segment being recorded.
@@ -113,17 +326,42 @@ pub(crate) struct ActiveSegment {
     pub(crate) tracer: Arc<TracerInner>,
     pub(crate) trace_id: Arc<str>,
     pub(crate) segment_id: Arc<str>,
+    /// Set when the trace skips analysis (`sw8-x`): every span of the segment does.
+    skip_analysis: bool,
+    /// The next span id. Handed out without the lock, so that local spans need none.
+    next_span_id: AtomicU32,
+    /// Set when a span was refused for the span limit.
+    size_limited: AtomicBool,
     state: Mutex<SegmentState>,
 }
 
 pub(crate) struct SegmentState {
-    pub(crate) spans: Vec<SpanRecord>,
+    /// In the order they reached the segment, which is id order except where local spans
+    /// recorded on a thread arrive after spans started later; sorted when the segment ends.
+    spans: Vec<SpanRecord>,
     refs: Vec<SegmentRef>,
-    size_limited: bool,
     finished: bool,
-    /// Set when the trace skips analysis (`sw8-x`): every span of the segment does.
-    skip_analysis: bool,
     pub(crate) correlation: Correlation,
+}
+
+impl SegmentState {
+    /// Where span `span_id` is: at its own index when spans arrived in order (the usual case),
+    /// else found from the end, where the spans still being worked on are.
+    fn position(&self, span_id: i32) -> Option<usize> {
+        let guess = usize::try_from(span_id).ok()?;
+        match self.spans.get(guess) {
+            Some(span) if span.id == span_id => Some(guess),
+            _ => self.spans.iter().rposition(|s| s.id == span_id),
+        }
+    }
+
+    fn span(&self, span_id: i32) -> Option<&SpanRecord> {
+        self.position(span_id).map(|i| &self.spans[i])
+    }
+
+    fn span_mut(&mut self, span_id: i32) -> Option<&mut SpanRecord> {
+        self.position(span_id).map(|i| &mut self.spans[i])
+    }
 }
 
 impl ActiveSegment {
@@ -137,7 +375,7 @@ impl ActiveSegment {
         skip_analysis: bool,
     ) -> Span {
         let now = Stamp::now();
-        let mut span = SpanRecord::new(-1, first.0, first.1, Cow::Borrowed(""), now);
+        let mut span = SpanRecord::new(0, -1, first.0, first.1, Cow::Borrowed(""), now);
         span.skip_analysis = skip_analysis;
         let mut spans = Vec::with_capacity(8);
         spans.push(span);
@@ -145,12 +383,13 @@ impl ActiveSegment {
             tracer,
             trace_id,
             segment_id: new_id(),
+            skip_analysis,
+            next_span_id: AtomicU32::new(1),
+            size_limited: AtomicBool::new(false),
             state: Mutex::new(SegmentState {
                 spans,
                 refs,
-                size_limited: false,
                 finished: false,
-                skip_analysis,
                 correlation,
             }),
         });
@@ -166,6 +405,32 @@ impl ActiveSegment {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A new span id, or `None` past the span limit (the segment is then marked size-limited).
+    #[inline]
+    fn allocate_span_id(&self) -> Option<i32> {
+        let limit = u32::try_from(self.tracer.span_limit).unwrap_or(u32::MAX);
+        // Checked before adding, so that the counter stays near the limit and never wraps.
+        if self.next_span_id.load(Ordering::Relaxed) < limit {
+            let id = self.next_span_id.fetch_add(1, Ordering::Relaxed);
+            if id < limit {
+                return i32::try_from(id).ok();
+            }
+        }
+        self.size_limited.store(true, Ordering::Relaxed);
+        None
+    }
+
+    /// Takes the local spans recorded on one thread (dropped if the segment has ended).
+    fn absorb(&self, local: &mut Vec<SpanRecord>) {
+        let mut state = self.lock();
+        if state.finished {
+            drop(state);
+            local.clear();
+            return;
+        }
+        state.spans.append(local);
+    }
+
     /// Opens a child of `parent`; a no-op span past the span limit or after the segment ended.
     pub(crate) fn start_span(
         self: &Arc<Self>,
@@ -174,18 +439,15 @@ impl ActiveSegment {
         operation: Text,
         peer: Text,
     ) -> Span {
-        let now = Stamp::now();
+        let Some(span_id) = self.allocate_span_id() else {
+            return Span::noop();
+        };
+        let mut record = SpanRecord::new(span_id, parent, kind, operation, peer, Stamp::now());
+        record.skip_analysis = self.skip_analysis;
         let mut state = self.lock();
         if state.finished {
             return Span::noop();
         }
-        if state.spans.len() >= self.tracer.span_limit {
-            state.size_limited = true;
-            return Span::noop();
-        }
-        let span_id = i32::try_from(state.spans.len()).unwrap_or(i32::MAX);
-        let mut record = SpanRecord::new(parent, kind, operation, peer, now);
-        record.skip_analysis = state.skip_analysis;
         state.spans.push(record);
         drop(state);
         Span::from_handle(Handle::Recording {
@@ -196,11 +458,7 @@ impl ActiveSegment {
 
     /// Changes span `span_id` if the segment is still open.
     pub(crate) fn with_span(&self, span_id: i32, f: impl FnOnce(&mut SpanRecord)) {
-        let mut state = self.lock();
-        if let Some(span) = usize::try_from(span_id)
-            .ok()
-            .and_then(|i| state.spans.get_mut(i))
-        {
+        if let Some(span) = self.lock().span_mut(span_id) {
             f(span);
         }
     }
@@ -208,14 +466,14 @@ impl ActiveSegment {
     /// Ends span `span_id`. Ending the first span finishes the segment and reports it.
     pub(crate) fn end_span(&self, span_id: i32) {
         let now = Stamp::now();
+        if span_id == 0 {
+            flush_local_of(self);
+        }
         let mut state = self.lock();
         if state.finished {
             return;
         }
-        let Some(span) = usize::try_from(span_id)
-            .ok()
-            .and_then(|i| state.spans.get_mut(i))
-        else {
+        let Some(span) = state.span_mut(span_id) else {
             return;
         };
         if span.end.is_none() {
@@ -228,13 +486,17 @@ impl ActiveSegment {
         state.finished = true;
         let mut spans = std::mem::take(&mut state.spans);
         let refs = std::mem::take(&mut state.refs);
-        let size_limited = state.size_limited;
         drop(state);
         // Spans still open when the segment ends (work that outlived its parent) close with it.
+        // Ids whose spans never arrived (recorded on a thread still inside the segment's work)
+        // leave gaps: ids need not be dense, only unique.
         for span in &mut spans {
             if span.end.is_none() {
                 span.end = Some(now.max(span.start));
             }
+        }
+        if !spans.is_sorted_by_key(|s| s.id) {
+            spans.sort_unstable_by_key(|s| s.id);
         }
         let segment = Segment {
             trace_id: Arc::clone(&self.trace_id),
@@ -243,29 +505,26 @@ impl ActiveSegment {
             instance: Arc::clone(&self.tracer.instance),
             spans,
             refs,
-            size_limited,
+            size_limited: self.size_limited.load(Ordering::Relaxed),
         };
         self.tracer.reporter.report(segment);
     }
 
     /// The endpoint callees see: the first span's operation name.
     fn endpoint(state: &SegmentState) -> Option<String> {
-        state.spans.first().map(|s| s.operation.to_string())
+        state.span(0).map(|s| s.operation.to_string())
     }
 
     /// The `sw8` header for a call made from exit span `span_id`.
     pub(crate) fn inject(&self, span_id: i32, carrier: &mut dyn Injector) -> bool {
         let state = self.lock();
-        let Some(span) = usize::try_from(span_id)
-            .ok()
-            .and_then(|i| state.spans.get(i))
-        else {
+        let Some(span) = state.span(span_id) else {
             return false;
         };
         if span.kind != SpanKind::Exit || span.peer.is_empty() {
             return false;
         }
-        let Some(endpoint) = state.spans.first().map(|s| &*s.operation) else {
+        let Some(endpoint) = state.span(0).map(|s| &*s.operation) else {
             return false;
         };
         let header = Sw8Parts {
@@ -281,7 +540,7 @@ impl ActiveSegment {
         .encode();
         let correlation = (!state.correlation.is_empty()).then(|| state.correlation.encode());
         let extension = Sw8Extension {
-            skip_analysis: state.skip_analysis,
+            skip_analysis: self.skip_analysis,
             send_time_ms: None,
         };
         drop(state);
@@ -307,7 +566,7 @@ impl ActiveSegment {
                 span_id,
                 endpoint,
                 correlation: state.correlation.clone(),
-                skip_analysis: state.skip_analysis,
+                skip_analysis: self.skip_analysis,
             },
         })
     }

@@ -18,7 +18,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! - [`Span`]: entry, local and exit spans; [`Instrument::in_span`] for futures.
+//! - [`Span`]: entry, local and exit spans; [`Instrument::in_span`] for futures;
+//!   [`LocalSpan`] for synchronous work (what `#[trace]` makes on a plain `fn`).
 //! - [`inject`], [`Extractor`], [`Injector`], [`Sw8Header`]: propagation (`sw8`,
 //!   `sw8-correlation`, `sw8-x`).
 //! - [`snapshot`] / [`ContextSnapshot::continue_span`]: continue a trace in another task.
@@ -46,6 +47,7 @@ mod instrument;
     feature = "actix-web"
 ))]
 pub mod integrations;
+mod local_span;
 mod propagation;
 mod reporter;
 mod sampler;
@@ -59,6 +61,7 @@ pub use context::{
     ContextSnapshot, current_trace_id, get_correlation, inject, put_correlation, snapshot,
 };
 pub use instrument::{InSpan, Instrument};
+pub use local_span::LocalSpan;
 pub use propagation::{
     Correlation, Extractor, Injector, SW8_MAX_LEN, Sw8Error, Sw8Extension, Sw8Header,
 };

@@ -3,16 +3,20 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 
-use crate::context::{Handle, peek_current, with_current};
+use crate::context::{Handle, peek_current, with_current_record};
 use crate::span::Span;
 
 /// Marks the current span as failed and logs `error`'s message (`err` on async fns, where the
 /// span itself lives inside the future).
 pub fn record_error(error: &dyn Display) {
-    with_current(|cur| {
-        if let Handle::Recording { segment, span_id } = cur {
-            crate::span::record_error_on(segment, *span_id, error);
-        }
+    if peek_current(|cur| matches!(cur, Handle::Recording { .. })) != Some(true) {
+        return;
+    }
+    // Formatted before looking at the record: `Display` is user code.
+    let log = crate::span::error_log(crate::time::Stamp::now(), error);
+    with_current_record(|record| {
+        record.is_error = true;
+        record.logs.push(log);
     });
 }
 

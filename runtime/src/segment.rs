@@ -73,6 +73,9 @@ pub(crate) struct LogRecord {
 }
 
 pub(crate) struct SpanRecord {
+    /// Unique within the segment; the first span is 0. Ids are handed out in start order, but
+    /// spans of one segment recorded on several threads may reach it out of order.
+    pub(crate) id: i32,
     pub(crate) parent: i32,
     pub(crate) start: Stamp,
     /// `None` while the span is open.
@@ -90,6 +93,7 @@ pub(crate) struct SpanRecord {
 
 impl SpanRecord {
     pub(crate) fn new(
+        id: i32,
         parent: i32,
         kind: SpanKind,
         operation: Text,
@@ -97,6 +101,7 @@ impl SpanRecord {
         start: Stamp,
     ) -> Self {
         SpanRecord {
+            id,
             parent,
             start,
             end: None,
@@ -182,7 +187,7 @@ impl Segment {
                 } else {
                     Vec::new()
                 };
-                span_to_proto(i, span, refs)
+                span_to_proto(span, refs)
             })
             .collect();
         v3::SegmentObject {
@@ -217,9 +222,9 @@ fn kv(pairs: Vec<(Text, Text)>) -> Vec<v3::KeyStringValuePair> {
         .collect()
 }
 
-fn span_to_proto(index: usize, span: SpanRecord, refs: Vec<SegmentRef>) -> v3::SpanObject {
+fn span_to_proto(span: SpanRecord, refs: Vec<SegmentRef>) -> v3::SpanObject {
     v3::SpanObject {
-        span_id: i32::try_from(index).unwrap_or(i32::MAX),
+        span_id: span.id,
         parent_span_id: span.parent,
         start_time: span.start.to_millis(),
         end_time: span.end.unwrap_or(span.start).to_millis(),

@@ -206,7 +206,7 @@ impl Span {
     /// Makes this span current on this thread and returns a guard that owns it: dropping the
     /// guard restores the previous current span and ends this one (marked as failed when
     /// dropped while panicking). Cheaper than [`Span::enter`], which must count a reference,
-    /// and what `#[trace]` uses on a sync fn.
+    /// and what `#[entry_span]` and `#[exit_span]` use on a sync fn.
     ///
     /// The span's handle is *lent* to the thread-local. Do not hold the guard across an
     /// `.await` (use [`crate::Instrument::in_span`] for async code): the task may be suspended
@@ -250,13 +250,7 @@ impl Span {
         let time = Stamp::now();
         self.update(|s| {
             s.is_error = true;
-            s.logs.push(LogRecord {
-                time,
-                fields: vec![
-                    (Cow::Borrowed("event"), Cow::Borrowed("error")),
-                    (Cow::Borrowed("error.kind"), Cow::Borrowed("panic")),
-                ],
-            });
+            s.logs.push(panic_log(time));
         });
     }
 }
@@ -352,16 +346,31 @@ pub(crate) fn record_error_on(
     span_id: i32,
     error: &dyn fmt::Display,
 ) {
-    let message = error.to_string();
-    let time = Stamp::now();
+    let log = error_log(Stamp::now(), error);
     segment.with_span(span_id, |s| {
         s.is_error = true;
-        s.logs.push(LogRecord {
-            time,
-            fields: vec![
-                (Cow::Borrowed("event"), Cow::Borrowed("error")),
-                (Cow::Borrowed("message"), Cow::Owned(message)),
-            ],
-        });
+        s.logs.push(log);
     });
+}
+
+/// The log the official agents write for an error: `event=error`, `message=…`.
+pub(crate) fn error_log(time: Stamp, error: &dyn fmt::Display) -> LogRecord {
+    LogRecord {
+        time,
+        fields: vec![
+            (Cow::Borrowed("event"), Cow::Borrowed("error")),
+            (Cow::Borrowed("message"), Cow::Owned(error.to_string())),
+        ],
+    }
+}
+
+/// The log of a span that ended by a panic.
+pub(crate) fn panic_log(time: Stamp) -> LogRecord {
+    LogRecord {
+        time,
+        fields: vec![
+            (Cow::Borrowed("event"), Cow::Borrowed("error")),
+            (Cow::Borrowed("error.kind"), Cow::Borrowed("panic")),
+        ],
+    }
 }

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use skytrace::{Instrument, Span, Sw8Header};
+use skytrace::{Instrument, LocalSpan, Span, Sw8Header};
 use skytrace_collector::Collector;
+use skytrace_proto::v3::SpanType;
 use skytrace_tests::{WAIT, config_for, grpc_tracer, parent_name, span};
 
 async fn hop() {
@@ -329,4 +330,101 @@ async fn a_guard_held_across_an_await_costs_at_most_its_own_span() {
     assert!(root.end_time >= root.start_time);
     assert_eq!(parent_name(seg, "after"), "GET:/held");
     assert_eq!(parent_name(seg, "held-borrowed"), "GET:/held");
+}
+
+/// `LocalSpan`s are recorded on their thread and reach the segment when the enclosing span
+/// stops being current, here while one of them is still open (a `Span` entered inside it):
+/// its end, a tag set afterwards and the parents of everything around it must still be right,
+/// and the segment's spans arrive in id order.
+#[tokio::test(flavor = "current_thread")]
+async fn local_spans_nest_with_spans_and_keep_their_ids_in_order() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let entry = tracer.entry_span("GET:/mixed", &());
+    {
+        let _in = entry.enter();
+        let a = LocalSpan::enter("a");
+        {
+            // Entering a span moves `a` (still open) from this thread to the segment.
+            let b = Span::local("b");
+            let _in_b = b.enter();
+            drop(LocalSpan::enter("c"));
+        }
+        a.add_tag("after.flush", "yes");
+        let d = LocalSpan::enter("d");
+        d.record_error(&"no rows");
+        drop(d);
+        drop(a);
+        drop(LocalSpan::enter("e"));
+    }
+    drop(entry);
+    let seg = &collector.wait_for_segments(1, WAIT).await[0];
+    let ids: Vec<i32> = seg.spans.iter().map(|s| s.span_id).collect();
+    assert_eq!(ids, [0, 1, 2, 3, 4, 5], "{:#?}", seg.spans);
+    assert_eq!(parent_name(seg, "a"), "GET:/mixed");
+    assert_eq!(parent_name(seg, "b"), "a");
+    assert_eq!(parent_name(seg, "c"), "b");
+    assert_eq!(parent_name(seg, "d"), "a");
+    assert_eq!(parent_name(seg, "e"), "GET:/mixed");
+    let a = span(seg, "a");
+    assert!(a.tags.iter().any(|t| t.key == "after.flush"));
+    assert!(a.end_time >= span(seg, "d").end_time);
+    let d = span(seg, "d");
+    assert!(d.is_error);
+    assert!(d.logs[0].data.iter().any(|kv| kv.value == "no rows"));
+    for s in &seg.spans {
+        assert!(s.end_time >= s.start_time && s.start_time > 0);
+        let kind = if s.span_id == 0 {
+            SpanType::Entry
+        } else {
+            SpanType::Local
+        };
+        assert_eq!(s.span_type, kind as i32);
+    }
+}
+
+/// A `LocalSpan` that is leaked (never dropped) loses at most itself: the guard of the span it
+/// was opened in still takes its span back, and the segment is reported.
+#[tokio::test(flavor = "current_thread")]
+async fn a_leaked_local_span_costs_at_most_itself() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let guard = tracer.entry_span("GET:/leak", &()).entered();
+    std::mem::forget(LocalSpan::enter("leaked"));
+    drop(guard);
+    assert!(skytrace::current_trace_id().is_none());
+    let seg = &collector.wait_for_segments(1, WAIT).await[0];
+    assert_eq!(seg.spans[0].operation_name, "GET:/leak");
+    let leaked = span(seg, "leaked");
+    assert!(
+        leaked.end_time >= leaked.start_time,
+        "closed with the segment"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn local_spans_respect_the_span_limit_and_panics() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()).span_limit(5));
+    let entry = tracer.entry_span("limited", &());
+    {
+        let _in = entry.enter();
+        let caught = std::panic::catch_unwind(|| {
+            let _span = LocalSpan::enter("explodes");
+            panic!("boom");
+        });
+        assert!(caught.is_err());
+        for i in 0..20 {
+            assert_eq!(LocalSpan::enter("step").is_recording(), i < 3, "span {i}");
+        }
+    }
+    drop(entry);
+    let seg = &collector.wait_for_segments(1, WAIT).await[0];
+    assert_eq!(seg.spans.len(), 5);
+    assert!(seg.is_size_limited);
+    let exploded = span(seg, "explodes");
+    assert!(exploded.is_error);
+    assert!(exploded.logs[0].data.iter().any(|kv| kv.value == "panic"));
+    // Outside any trace a local span records nothing.
+    assert!(!LocalSpan::enter("outside").is_recording());
 }

@@ -92,7 +92,8 @@ pub mod traced {
 }
 
 /// The per-span cases, each run the same way: `n` calls of a traced function, timed, under a
-/// root set up (and finished) outside the timing where the case has one.
+/// root made (and finished) outside the timing where the case has one; entering and leaving its
+/// scope is timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Case {
     Plain,
@@ -184,20 +185,26 @@ impl Peers {
             Case::SkytraceSampled => {
                 let entry = self.skytrace.entry_span("bench", &());
                 assert!(entry.is_recording());
-                let _in = entry.enter();
-                timed(n, |i| {
-                    black_box(skytrace_traced(black_box(i)));
-                })
+                timed_in(
+                    n,
+                    || entry.enter(),
+                    |i| {
+                        black_box(skytrace_traced(black_box(i)));
+                    },
+                )
             }
             Case::SkytraceUnsampled => {
                 // An ignored endpoint (SW_AGENT_IGNORE_SUFFIX) starts a trace that is not
                 // sampled: the entry is current as an unsampled handle, child spans are no-ops.
                 let entry = self.skytrace.entry_span("GET:/static/app.js", &());
                 assert!(!entry.is_recording());
-                let _in = entry.enter();
-                timed(n, |i| {
-                    black_box(skytrace_traced(black_box(i)));
-                })
+                timed_in(
+                    n,
+                    || entry.enter(),
+                    |i| {
+                        black_box(skytrace_traced(black_box(i)));
+                    },
+                )
             }
             Case::SkywalkingSampled => {
                 let mut ctx = self.skywalking.create_trace_context();
@@ -210,17 +217,23 @@ impl Peers {
             }
             Case::FastraceSampled => {
                 let root = fastrace::Span::root("bench", fastrace::prelude::SpanContext::random());
-                let _in = root.set_local_parent();
-                timed(n, |i| {
-                    black_box(fastrace_traced(black_box(i)));
-                })
+                timed_in(
+                    n,
+                    || root.set_local_parent(),
+                    |i| {
+                        black_box(fastrace_traced(black_box(i)));
+                    },
+                )
             }
             Case::TracingRegistry => {
                 let root = tracing::info_span!("bench");
-                let _in = root.enter();
-                timed(n, |i| {
-                    black_box(tracing_traced(black_box(i)));
-                })
+                timed_in(
+                    n,
+                    || root.enter(),
+                    |i| {
+                        black_box(tracing_traced(black_box(i)));
+                    },
+                )
             }
         }
     }
@@ -241,11 +254,21 @@ impl Peers {
 
 /// The time `n` calls of `call` take.
 #[inline(always)]
-fn timed(n: u64, mut call: impl FnMut(u64)) -> Duration {
+fn timed(n: u64, call: impl FnMut(u64)) -> Duration {
+    timed_in(n, || (), call)
+}
+
+/// The time `n` calls of `call` take inside the scope of `enter`'s guard, entering and leaving
+/// the scope included: that is where skytrace and fastrace move the spans recorded on the
+/// thread to their trace, a cost of every span.
+#[inline(always)]
+fn timed_in<G>(n: u64, enter: impl FnOnce() -> G, mut call: impl FnMut(u64)) -> Duration {
     let start = std::time::Instant::now();
+    let guard = enter();
     for i in 0..n {
         call(i);
     }
+    drop(guard);
     start.elapsed()
 }
 

@@ -224,19 +224,18 @@ fn sync_expansion() {
     );
     let expected = quote!(
         fn load(id: u64) -> Option<String> {
-            let __skytrace_span = ::skytrace::Span::local("load");
+            let __skytrace_span = ::skytrace::LocalSpan::enter("load");
             {
                 let __skytrace_tag_0: &dyn ::core::fmt::Display = &(id);
-                if ::skytrace::Span::is_recording(&__skytrace_span) {
-                    ::skytrace::Span::add_tag(
+                if ::skytrace::LocalSpan::is_recording(&__skytrace_span) {
+                    ::skytrace::LocalSpan::add_tag(
                         &__skytrace_span,
                         "user.id",
                         ::std::string::ToString::to_string(__skytrace_tag_0),
                     );
-                    ::skytrace::Span::add_tag(&__skytrace_span, "kind", "vip");
+                    ::skytrace::LocalSpan::add_tag(&__skytrace_span, "kind", "vip");
                 }
             }
-            let __skytrace_guard = ::skytrace::Span::entered(__skytrace_span);
             { None }
         }
     );
@@ -256,8 +255,7 @@ fn sync_err_expansion() {
     );
     let expected = quote!(
         fn get(&mut self) -> Result<&mut u8, Error> {
-            let __skytrace_span = ::skytrace::Span::local("get");
-            let __skytrace_guard = ::skytrace::Span::entered(__skytrace_span);
+            let __skytrace_span = ::skytrace::LocalSpan::enter("get");
             let __skytrace_ret = {
                 #[inline(always)]
                 fn __skytrace_call_once<F: ::core::ops::FnOnce() -> R, R>(f: F) -> R {

@@ -43,7 +43,8 @@ impl Reporter for ConsoleReporter {
                 ""
             },
         ));
-        for (id, span) in segment.spans.iter().enumerate() {
+        for span in &segment.spans {
+            let id = span.id;
             let kind = match span.kind {
                 SpanKind::Entry => "Entry",
                 SpanKind::Exit => "Exit",

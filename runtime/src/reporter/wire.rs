@@ -29,8 +29,8 @@ impl Message for SegmentMessage {
         put_str(2, &s.segment_id, buf);
         for (index, span) in s.spans.iter().enumerate() {
             let refs: &[SegmentRef] = if index == 0 { &s.refs } else { &[] };
-            put_message_header(3, span_len(index, span, refs), buf);
-            put_span(index, span, refs, buf);
+            put_message_header(3, span_len(span, refs), buf);
+            put_span(span, refs, buf);
         }
         put_str(4, &s.service, buf);
         put_str(5, &s.instance, buf);
@@ -56,7 +56,7 @@ impl Message for SegmentMessage {
             .enumerate()
             .map(|(index, span)| {
                 let refs: &[SegmentRef] = if index == 0 { &s.refs } else { &[] };
-                message_len(3, span_len(index, span, refs))
+                message_len(3, span_len(span, refs))
             })
             .sum();
         str_len(1, &s.trace_id)
@@ -77,13 +77,9 @@ fn times(span: &SpanRecord) -> (i64, i64) {
     )
 }
 
-fn index_id(index: usize) -> i32 {
-    i32::try_from(index).unwrap_or(i32::MAX)
-}
-
-fn span_len(index: usize, span: &SpanRecord, refs: &[SegmentRef]) -> usize {
+fn span_len(span: &SpanRecord, refs: &[SegmentRef]) -> usize {
     let (start, end) = times(span);
-    int_len(1, i64::from(index_id(index)))
+    int_len(1, i64::from(span.id))
         + int_len(2, i64::from(span.parent))
         + int_len(3, start)
         + int_len(4, end)
@@ -110,9 +106,9 @@ fn span_len(index: usize, span: &SpanRecord, refs: &[SegmentRef]) -> usize {
         + bool_len(14, span.skip_analysis)
 }
 
-fn put_span(index: usize, span: &SpanRecord, refs: &[SegmentRef], buf: &mut impl BufMut) {
+fn put_span(span: &SpanRecord, refs: &[SegmentRef], buf: &mut impl BufMut) {
     let (start, end) = times(span);
-    put_int(1, i64::from(index_id(index)), buf);
+    put_int(1, i64::from(span.id), buf);
     put_int(2, i64::from(span.parent), buf);
     put_int(3, start, buf);
     put_int(4, end, buf);

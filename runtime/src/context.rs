@@ -365,10 +365,10 @@ impl SegmentState {
 }
 
 impl ActiveSegment {
-    /// Starts a segment and its first span.
+    /// Starts a segment and its first span; with no `trace_id`, a new trace.
     pub(crate) fn start(
         tracer: Arc<TracerInner>,
-        trace_id: Arc<str>,
+        trace_id: Option<Arc<str>>,
         first: (SpanKind, Text),
         refs: Vec<SegmentRef>,
         correlation: Correlation,
@@ -379,10 +379,14 @@ impl ActiveSegment {
         span.skip_analysis = skip_analysis;
         let mut spans = Vec::with_capacity(8);
         spans.push(span);
+        let segment_id = new_id();
+        // A new trace is named after its first segment, as unique among traces as that id is
+        // among segments (OAP keeps the two apart): one id to make per request, not two.
+        let trace_id = trace_id.unwrap_or_else(|| Arc::clone(&segment_id));
         let segment = Arc::new(ActiveSegment {
             tracer,
             trace_id,
-            segment_id: new_id(),
+            segment_id,
             skip_analysis,
             next_span_id: AtomicU32::new(1),
             size_limited: AtomicBool::new(false),
@@ -672,7 +676,7 @@ impl ContextSnapshot {
                 };
                 ActiveSegment::start(
                     Arc::clone(tracer),
-                    Arc::clone(trace_id),
+                    Some(Arc::clone(trace_id)),
                     (SpanKind::Local, operation_name.into()),
                     vec![reference],
                     correlation.clone(),

@@ -111,8 +111,9 @@ impl Span {
         matches!(self.handle, Some(Handle::Recording { .. }))
     }
 
+    /// Changes the span's record (under one lock, however much changes).
     #[inline]
-    fn update(&self, f: impl FnOnce(&mut crate::segment::SpanRecord)) {
+    pub(crate) fn update(&self, f: impl FnOnce(&mut crate::segment::SpanRecord)) {
         if let Some(Handle::Recording { segment, span_id }) = &self.handle {
             segment.with_span(*span_id, f);
         }

@@ -212,7 +212,7 @@ impl TracerInner {
             .unwrap_or_default();
         let (trace_id, refs) = match header {
             Some(h) => (
-                Arc::from(h.trace_id.as_str()),
+                Some(Arc::from(h.trace_id.as_str())),
                 vec![SegmentRef {
                     kind: RefKind::CrossProcess,
                     trace_id: h.trace_id,
@@ -224,7 +224,7 @@ impl TracerInner {
                     network_address: h.target_address,
                 }],
             ),
-            None => (crate::id::new_id(), Vec::new()),
+            None => (None, Vec::new()),
         };
         ActiveSegment::start(
             Arc::clone(self),

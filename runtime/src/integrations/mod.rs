@@ -28,6 +28,8 @@ pub mod reqwest;
 pub mod tonic;
 
 pub(crate) use crate::instrument::Traced;
+use std::borrow::Cow;
+
 use crate::propagation::Extractor;
 use crate::segment::SpanLayer;
 use crate::span::Span;
@@ -76,13 +78,18 @@ impl TracerSlot {
     ) -> Span {
         let span = self.entry(join([method, ":", route]), carrier);
         if span.is_recording() {
-            span.set_layer(SpanLayer::Http);
-            span.set_component(crate::component::HTTP);
-            span.add_tag("http.method", method.to_owned());
-            span.add_tag("url", url());
-            if let Some(peer) = peer {
-                span.set_peer(peer);
-            }
+            let url = url();
+            span.update(|s| {
+                s.layer = SpanLayer::Http;
+                s.component = crate::component::HTTP;
+                s.tags.reserve(3);
+                s.tags
+                    .push((Cow::Borrowed("http.method"), method_text(method)));
+                s.tags.push((Cow::Borrowed("url"), Cow::Owned(url)));
+                if let Some(peer) = peer {
+                    s.peer = Cow::Owned(peer);
+                }
+            });
         }
         span
     }
@@ -92,11 +99,52 @@ impl TracerSlot {
 #[allow(dead_code)] // which helpers are used depends on the features
 pub(crate) fn http_status(span: &Span, status: u16) {
     if span.is_recording() {
-        span.add_tag("status_code", status.to_string());
-        if status >= 500 {
-            span.set_error(true);
-        }
+        let text = status_text(status);
+        span.update(|s| {
+            s.tags.push((Cow::Borrowed("status_code"), text));
+            if status >= 500 {
+                s.is_error = true;
+            }
+        });
     }
+}
+
+/// An HTTP method as tag text: the standard ones without an allocation.
+#[allow(dead_code)] // which helpers are used depends on the features
+fn method_text(method: &str) -> Cow<'static, str> {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().find(|m| **m == method) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(method.to_owned()),
+    }
+}
+
+/// A status code as tag text: the common ones without an allocation.
+#[allow(dead_code)] // which helpers are used depends on the features
+fn status_text(status: u16) -> Cow<'static, str> {
+    let text = match status {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        409 => "409",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => return Cow::Owned(status.to_string()),
+    };
+    Cow::Borrowed(text)
 }
 
 /// The `url` tag of a server span: scheme, host and path, without the query string (which may

@@ -390,7 +390,7 @@ impl Worker {
                 self.drain_into(&mut batch);
             }
             let count = batch.len() as u64;
-            let stream = tokio_stream::iter(batch.into_iter().map(SegmentMessage));
+            let stream = tokio_stream::iter(batch.into_iter().map(SegmentMessage::new));
             let request = self.request(stream);
             let timeout = self.call_timeout();
             match tokio::time::timeout(timeout, collect(&mut segments, request)).await {

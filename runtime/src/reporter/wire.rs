@@ -14,23 +14,56 @@ use prost::encoding::{
 use crate::segment::{LogRecord, Segment, SegmentRef, SpanRecord};
 
 /// A finished segment as the `collect` stream's message.
-pub(crate) struct SegmentMessage(pub(crate) Segment);
+pub(crate) struct SegmentMessage {
+    segment: Segment,
+    /// Each span's start and end in milliseconds, converted once: prost asks for the length of
+    /// every span twice and writes it once, and a conversion was the largest part of each.
+    times: Vec<(i64, i64)>,
+}
+
+impl SegmentMessage {
+    pub(crate) fn new(segment: Segment) -> SegmentMessage {
+        let times = segment
+            .spans
+            .iter()
+            .map(|span| {
+                (
+                    span.start.to_millis(),
+                    span.end.unwrap_or(span.start).to_millis(),
+                )
+            })
+            .collect();
+        SegmentMessage { segment, times }
+    }
+
+    /// The spans, each with its times and the refs it carries (the first span holds them all).
+    fn spans(&self) -> impl Iterator<Item = (&SpanRecord, (i64, i64), &[SegmentRef])> {
+        let s = &self.segment;
+        s.spans
+            .iter()
+            .zip(self.times.iter().copied())
+            .enumerate()
+            .map(|(index, (span, times))| {
+                let refs: &[SegmentRef] = if index == 0 { &s.refs } else { &[] };
+                (span, times, refs)
+            })
+    }
+}
 
 impl std::fmt::Debug for SegmentMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        self.segment.fmt(f)
     }
 }
 
 impl Message for SegmentMessage {
     fn encode_raw(&self, buf: &mut impl BufMut) {
-        let s = &self.0;
+        let s = &self.segment;
         put_str(1, &s.trace_id, buf);
         put_str(2, &s.segment_id, buf);
-        for (index, span) in s.spans.iter().enumerate() {
-            let refs: &[SegmentRef] = if index == 0 { &s.refs } else { &[] };
-            put_message_header(3, span_len(span, refs), buf);
-            put_span(span, refs, buf);
+        for (span, times, refs) in self.spans() {
+            put_message_header(3, span_len(span, times, refs), buf);
+            put_span(span, times, refs, buf);
         }
         put_str(4, &s.service, buf);
         put_str(5, &s.instance, buf);
@@ -49,15 +82,10 @@ impl Message for SegmentMessage {
     }
 
     fn encoded_len(&self) -> usize {
-        let s = &self.0;
-        let spans: usize = s
-            .spans
-            .iter()
-            .enumerate()
-            .map(|(index, span)| {
-                let refs: &[SegmentRef] = if index == 0 { &s.refs } else { &[] };
-                message_len(3, span_len(span, refs))
-            })
+        let s = &self.segment;
+        let spans: usize = self
+            .spans()
+            .map(|(span, times, refs)| message_len(3, span_len(span, times, refs)))
             .sum();
         str_len(1, &s.trace_id)
             + str_len(2, &s.segment_id)
@@ -70,15 +98,7 @@ impl Message for SegmentMessage {
     fn clear(&mut self) {}
 }
 
-fn times(span: &SpanRecord) -> (i64, i64) {
-    (
-        span.start.to_millis(),
-        span.end.unwrap_or(span.start).to_millis(),
-    )
-}
-
-fn span_len(span: &SpanRecord, refs: &[SegmentRef]) -> usize {
-    let (start, end) = times(span);
+fn span_len(span: &SpanRecord, (start, end): (i64, i64), refs: &[SegmentRef]) -> usize {
     int_len(1, i64::from(span.id))
         + int_len(2, i64::from(span.parent))
         + int_len(3, start)
@@ -106,8 +126,12 @@ fn span_len(span: &SpanRecord, refs: &[SegmentRef]) -> usize {
         + bool_len(14, span.skip_analysis)
 }
 
-fn put_span(span: &SpanRecord, refs: &[SegmentRef], buf: &mut impl BufMut) {
-    let (start, end) = times(span);
+fn put_span(
+    span: &SpanRecord,
+    (start, end): (i64, i64),
+    refs: &[SegmentRef],
+    buf: &mut impl BufMut,
+) {
     put_int(1, i64::from(span.id), buf);
     put_int(2, i64::from(span.parent), buf);
     put_int(3, start, buf);
@@ -290,10 +314,10 @@ mod tests {
         let segments = std::mem::take(&mut *keep.0.lock().unwrap());
         assert_eq!(segments.len(), 2);
         for segment in segments {
-            let message = SegmentMessage(segment);
+            let message = SegmentMessage::new(segment);
             let ours = message.encode_to_vec();
             assert_eq!(ours.len(), message.encoded_len());
-            let expected = message.0.into_proto();
+            let expected = message.segment.into_proto();
             assert_eq!(
                 v3::SegmentObject::decode(ours.as_slice()).unwrap(),
                 expected

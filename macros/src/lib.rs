@@ -19,7 +19,9 @@
 //!
 //! # What a traced fn becomes
 //!
-//! The signature, attributes and body are kept; the body is run inside a span. For a plain fn:
+//! The signature, attributes and body are kept; the body is run inside a span. For a plain fn,
+//! a `LocalSpan`: recorded on the thread without a lock, current until the fn returns (the
+//! tag values are evaluated inside it):
 //!
 //! ```ignore
 //! #[skytrace::trace(tags(user.id = id))]
@@ -27,15 +29,14 @@
 //!
 //! // expands to
 //! fn load(id: u64) -> Option<User> {
-//!     let __skytrace_span = ::skytrace::Span::local("load");
+//!     let __skytrace_span = ::skytrace::LocalSpan::enter("load");
 //!     {
 //!         let __skytrace_tag_0: &dyn ::core::fmt::Display = &(id);
-//!         if ::skytrace::Span::is_recording(&__skytrace_span) {
-//!             ::skytrace::Span::add_tag(&__skytrace_span, "user.id",
+//!         if ::skytrace::LocalSpan::is_recording(&__skytrace_span) {
+//!             ::skytrace::LocalSpan::add_tag(&__skytrace_span, "user.id",
 //!                 ::std::string::ToString::to_string(__skytrace_tag_0));
 //!         }
 //!     }
-//!     let __skytrace_guard = ::skytrace::Span::entered(__skytrace_span);
 //!     { /* body */ }
 //! }
 //! ```

@@ -5,8 +5,8 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use crate::context::{LocalEntry, end_local, start_local, with_local_record};
-use crate::segment::{LogRecord, SpanLayer};
-use crate::span::error_log;
+use crate::segment::SpanLayer;
+use crate::span::{error_log, fields_log};
 use crate::time::Stamp;
 
 /// A local span for synchronous work on this thread: a child of the current span, current
@@ -95,14 +95,7 @@ impl LocalSpan {
         if !self.is_recording() {
             return;
         }
-        let fields = fields
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        let mut log = Some(LogRecord {
-            time: Stamp::now(),
-            fields,
-        });
+        let mut log = Some(fields_log(fields));
         self.update(|s| s.logs.extend(log.take()));
     }
 

@@ -153,12 +153,8 @@ impl Span {
         if !self.is_recording() {
             return;
         }
-        let fields: Vec<(Text, Text)> = fields
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        let time = Stamp::now();
-        self.update(|s| s.logs.push(LogRecord { time, fields }));
+        let log = fields_log(fields);
+        self.update(|s| s.logs.push(log));
     }
 
     /// Marks the span as failed (or not).
@@ -352,6 +348,22 @@ pub(crate) fn record_error_on(
         s.is_error = true;
         s.logs.push(log);
     });
+}
+
+/// A log of `fields`, stamped now.
+pub(crate) fn fields_log<K, V>(fields: impl IntoIterator<Item = (K, V)>) -> LogRecord
+where
+    K: Into<Cow<'static, str>>,
+    V: Into<Cow<'static, str>>,
+{
+    let fields: Vec<(Text, Text)> = fields
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    LogRecord {
+        time: Stamp::now(),
+        fields,
+    }
 }
 
 /// The log the official agents write for an error: `event=error`, `message=…`.

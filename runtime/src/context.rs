@@ -150,6 +150,50 @@ pub(crate) fn replace_current(handle: Option<Handle>) -> Option<Handle> {
     previous
 }
 
+/// Makes span `id` of `segment` current by switching the span id of the current handle in
+/// place, when that handle already records in `segment` (a child entered inside its parent, a
+/// child future polled inside its parent's poll): no reference count, no flush. Returns the
+/// span id to switch back to, or `None` when the current handle is another trace's (or none)
+/// and the caller must replace it.
+#[inline]
+pub(crate) fn switch_in_place(segment: &Arc<ActiveSegment>, id: i32) -> Option<i32> {
+    if !ACTIVE.with(Cell::get) {
+        return None;
+    }
+    CONTEXT
+        .try_with(|ctx| {
+            // SAFETY: as in `start_local`.
+            let current = unsafe { &mut *ctx.current.as_ptr() };
+            match current {
+                Some(Handle::Recording {
+                    segment: current,
+                    span_id,
+                }) if Arc::ptr_eq(current, segment) => Some(std::mem::replace(span_id, id)),
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten()
+}
+
+/// Undoes [`switch_in_place`]: span `previous` of the segment at `segment` is current again, if
+/// that segment is still current here (a leaked guard may have replaced it: then nothing).
+#[inline]
+pub(crate) fn switch_back(segment: usize, previous: i32) {
+    let _ = CONTEXT.try_with(|ctx| {
+        // SAFETY: as in `start_local`.
+        let current = unsafe { &mut *ctx.current.as_ptr() };
+        if let Some(Handle::Recording {
+            segment: current,
+            span_id,
+        }) = current
+            && Arc::as_ptr(current) as usize == segment
+        {
+            *span_id = previous;
+        }
+    });
+}
+
 /// Moves the local spans recorded on this thread to `segment`, which they belong to.
 fn flush_local(ctx: &ThreadContext, segment: &ActiveSegment) {
     // SAFETY: the buffer is only reached from this thread, by the functions of this module,

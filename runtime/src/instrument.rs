@@ -104,10 +104,10 @@ impl<F: Future> Future for Traced<F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        // Entered the counting way (`Span::enter`), not lent like `SpanGuard`: user code inside
-        // the poll may hold a guard across an `.await`, and a lent handle caught in such a
-        // guard would be lost, taking the whole segment with it. Counting costs two atomic
-        // operations per poll and keeps every outcome of that misuse to the guard's own span.
+        // Entered with `Span::enter`: inside its parent's poll (the usual case) that switches the
+        // current span id in place; otherwise it puts a counted clone of the handle in the
+        // thread-local. Never lent like `SpanGuard`'s: user code inside the poll may hold a
+        // guard across an `.await`, and a lent handle caught in such a guard would be lost.
         let poll = match this.span.as_ref() {
             Some(span) => {
                 let _entered = span.enter();

@@ -5,7 +5,9 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::context::{Handle, inject_handle, peek_current, replace_current, take_back};
+use crate::context::{
+    Handle, inject_handle, peek_current, replace_current, switch_back, switch_in_place, take_back,
+};
 use crate::propagation::{Extractor, Injector};
 use crate::segment::{LogRecord, SpanKind, SpanLayer, Text};
 use crate::time::Stamp;
@@ -189,26 +191,33 @@ impl Span {
     /// failed. For async code use [`crate::Instrument::in_span`], which enters around each poll.
     #[inline]
     pub fn enter(&self) -> EnteredSpan<'_> {
-        let previous = self
-            .handle
-            .as_ref()
-            .map(|handle| replace_current(Some(handle.clone())));
+        let state = match &self.handle {
+            None => Entered::Noop,
+            Some(handle @ Handle::Recording { segment, span_id }) => {
+                match switch_in_place(segment, *span_id) {
+                    Some(previous) => Entered::Switched {
+                        segment: Arc::as_ptr(segment) as usize,
+                        previous,
+                    },
+                    None => Entered::Replaced(replace_current(Some(handle.clone()))),
+                }
+            }
+            Some(handle) => Entered::Replaced(replace_current(Some(handle.clone()))),
+        };
         EnteredSpan {
             span: self,
-            previous,
+            state,
             _not_send: PhantomData,
         }
     }
 
     /// Makes this span current on this thread and returns a guard that owns it: dropping the
     /// guard restores the previous current span and ends this one (marked as failed when
-    /// dropped while panicking). Cheaper than [`Span::enter`], which must count a reference,
-    /// and what `#[entry_span]` and `#[exit_span]` use on a sync fn.
+    /// dropped while panicking). What `#[entry_span]` and `#[exit_span]` use on a sync fn.
     ///
-    /// The span's handle is *lent* to the thread-local. Do not hold the guard across an
-    /// `.await` (use [`crate::Instrument::in_span`] for async code): the task may be suspended
-    /// with another span current, and the span of a guard caught that way is lost (never
-    /// recorded); other spans and memory are unaffected.
+    /// Do not hold the guard across an `.await` (use [`crate::Instrument::in_span`] for async
+    /// code): the task may be suspended with another span current, and the span of a guard
+    /// caught that way can be lost (never recorded); other spans and memory are unaffected.
     ///
     /// ```
     /// let guard = skytrace::Span::local("step").entered();
@@ -217,21 +226,38 @@ impl Span {
     /// ```
     #[inline]
     pub fn entered(mut self) -> SpanGuard {
+        let state = match &self.handle {
+            None => Guarded::Noop,
+            Some(Handle::Recording { segment, span_id }) => {
+                match switch_in_place(segment, *span_id) {
+                    Some(previous) => Guarded::Switched {
+                        segment: Arc::as_ptr(segment) as usize,
+                        previous,
+                    },
+                    None => self.lend(),
+                }
+            }
+            Some(_) => self.lend(),
+        };
+        SpanGuard {
+            span: self,
+            state,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Moves the handle into the thread-local, where no other handle of its segment is: the
+    /// first span of a segment on this thread, entered with no count to pay.
+    fn lend(&mut self) -> Guarded {
         match self.handle.take() {
             Some(handle) => {
                 let identity = handle.identity();
-                let previous = replace_current(Some(handle));
-                SpanGuard {
-                    span: self,
-                    lent: Some((previous, identity)),
-                    _not_send: PhantomData,
+                Guarded::Lent {
+                    previous: replace_current(Some(handle)),
+                    identity,
                 }
             }
-            None => SpanGuard {
-                span: self,
-                lent: None,
-                _not_send: PhantomData,
-            },
+            None => Guarded::Noop,
         }
     }
 
@@ -276,24 +302,38 @@ impl fmt::Debug for Span {
 /// and ends then.
 #[must_use = "the span is current only while the guard lives"]
 pub struct SpanGuard {
-    /// Its handle is lent to the thread-local while the guard lives.
     span: Span,
-    /// What was current before, and how to recognise the lent handle; `None` for a no-op span.
-    lent: Option<(Option<Handle>, (usize, i32))>,
+    state: Guarded,
     /// The guard restores a thread-local: it must be dropped on the thread that made it.
     _not_send: PhantomData<*const ()>,
+}
+
+/// How a [`SpanGuard`] made its span current.
+enum Guarded {
+    /// A no-op span: nothing changed.
+    Noop,
+    /// The current handle, already of this segment, had its span id switched.
+    Switched { segment: usize, previous: i32 },
+    /// The span's handle was moved into the thread-local (its segment was not current here);
+    /// `identity` recognises it when it is taken back.
+    Lent {
+        previous: Option<Handle>,
+        identity: (usize, i32),
+    },
 }
 
 impl Drop for SpanGuard {
     #[inline]
     fn drop(&mut self) {
-        if let Some((previous, identity)) = self.lent.take()
-            && let Some(handle) = take_back(previous, identity)
-        {
-            self.span.handle = Some(handle);
-            if std::thread::panicking() {
-                self.span.record_panic();
+        match std::mem::replace(&mut self.state, Guarded::Noop) {
+            Guarded::Noop => return,
+            Guarded::Switched { segment, previous } => switch_back(segment, previous),
+            Guarded::Lent { previous, identity } => {
+                self.span.handle = take_back(previous, identity);
             }
+        }
+        if std::thread::panicking() {
+            self.span.record_panic();
         }
         // Dropping `span` ends it.
     }
@@ -302,7 +342,7 @@ impl Drop for SpanGuard {
 impl fmt::Debug for SpanGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SpanGuard")
-            .field("entered", &self.lent.is_some())
+            .field("entered", &!matches!(self.state, Guarded::Noop))
             .finish()
     }
 }
@@ -311,20 +351,37 @@ impl fmt::Debug for SpanGuard {
 #[must_use = "the span is current only while the guard lives"]
 pub struct EnteredSpan<'a> {
     span: &'a Span,
-    /// `None` for a no-op span, which changes nothing.
-    previous: Option<Option<Handle>>,
+    state: Entered,
     /// The guard restores a thread-local: it must be dropped on the thread that made it.
     _not_send: PhantomData<*const ()>,
+}
+
+/// How an [`EnteredSpan`] made its span current.
+enum Entered {
+    /// A no-op span: nothing changed.
+    Noop,
+    /// The current handle, already of this segment, had its span id switched.
+    Switched { segment: usize, previous: i32 },
+    /// A clone of the span's handle replaced the current one, which is put back on drop.
+    Replaced(Option<Handle>),
 }
 
 impl Drop for EnteredSpan<'_> {
     #[inline]
     fn drop(&mut self) {
-        if let Some(previous) = self.previous.take() {
-            if std::thread::panicking() {
-                self.span.record_panic();
+        let state = std::mem::replace(&mut self.state, Entered::Noop);
+        if matches!(state, Entered::Noop) {
+            return;
+        }
+        if std::thread::panicking() {
+            self.span.record_panic();
+        }
+        match state {
+            Entered::Noop => {}
+            Entered::Switched { segment, previous } => switch_back(segment, previous),
+            Entered::Replaced(previous) => {
+                replace_current(previous);
             }
-            replace_current(previous);
         }
     }
 }

@@ -82,6 +82,33 @@ pub mod traced {
         work(x)
     }
 
+    /// The async forms: a traced `async fn` with the same body, awaited once per call.
+    #[skytrace::trace(name = "traced")]
+    pub async fn skytrace_async(x: u64) -> u64 {
+        work(x)
+    }
+
+    #[fastrace::trace(name = "traced")]
+    pub async fn fastrace_async(x: u64) -> u64 {
+        work(x)
+    }
+
+    #[tracing::instrument(name = "traced", skip_all)]
+    pub async fn tracing_async(x: u64) -> u64 {
+        work(x)
+    }
+
+    /// Polls a future that never waits to completion, as an executor would poll it once.
+    #[inline(never)]
+    pub fn run_ready<F: std::future::Future>(future: F) -> F::Output {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut future = std::pin::pin!(future);
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => unreachable!("the traced fns never wait"),
+        }
+    }
+
     pub struct FastraceDiscard;
 
     impl fastrace::collector::Reporter for FastraceDiscard {
@@ -104,10 +131,13 @@ pub enum Case {
     SkywalkingSampled,
     FastraceSampled,
     TracingRegistry,
+    SkytraceAsync,
+    FastraceAsync,
+    TracingAsync,
 }
 
 impl Case {
-    pub const ALL: [Case; 8] = [
+    pub const ALL: [Case; 11] = [
         Case::Plain,
         Case::SkytraceSampled,
         Case::SkytraceFeatureOff,
@@ -116,6 +146,9 @@ impl Case {
         Case::SkywalkingSampled,
         Case::FastraceSampled,
         Case::TracingRegistry,
+        Case::SkytraceAsync,
+        Case::FastraceAsync,
+        Case::TracingAsync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -128,6 +161,9 @@ impl Case {
             Case::SkywalkingSampled => "skywalking/sampled",
             Case::FastraceSampled => "fastrace/sampled",
             Case::TracingRegistry => "tracing/registry",
+            Case::SkytraceAsync => "skytrace/async",
+            Case::FastraceAsync => "fastrace/async",
+            Case::TracingAsync => "tracing/async",
         }
     }
 }
@@ -222,6 +258,36 @@ impl Peers {
                     || root.set_local_parent(),
                     |i| {
                         black_box(fastrace_traced(black_box(i)));
+                    },
+                )
+            }
+            Case::SkytraceAsync => {
+                let entry = self.skytrace.entry_span("bench", &());
+                timed_in(
+                    n,
+                    || entry.enter(),
+                    |i| {
+                        black_box(run_ready(skytrace_async(black_box(i))));
+                    },
+                )
+            }
+            Case::FastraceAsync => {
+                let root = fastrace::Span::root("bench", fastrace::prelude::SpanContext::random());
+                timed_in(
+                    n,
+                    || root.set_local_parent(),
+                    |i| {
+                        black_box(run_ready(fastrace_async(black_box(i))));
+                    },
+                )
+            }
+            Case::TracingAsync => {
+                let root = tracing::info_span!("bench");
+                timed_in(
+                    n,
+                    || root.enter(),
+                    |i| {
+                        black_box(run_ready(tracing_async(black_box(i))));
                     },
                 )
             }

@@ -133,17 +133,24 @@ impl Span {
 
     /// Sets the peer: the address of the other side.
     pub fn set_peer(&self, peer: impl Into<Cow<'static, str>>) {
-        self.update(|s| s.peer = peer.into());
+        // Converted before the segment is locked: an `Into` impl is user code.
+        let peer = peer.into();
+        self.update(|s| s.peer = peer);
     }
 
     /// Renames the span (an entry span's name is its endpoint).
     pub fn set_operation_name(&self, operation_name: impl Into<Cow<'static, str>>) {
-        self.update(|s| s.operation = operation_name.into());
+        let operation_name = operation_name.into();
+        self.update(|s| s.operation = operation_name);
     }
 
     /// Adds a tag.
     pub fn add_tag(&self, key: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) {
-        self.update(|s| s.tags.push((key.into(), value.into())));
+        if !self.is_recording() {
+            return;
+        }
+        let tag = (key.into(), value.into());
+        self.update(|s| s.tags.push(tag));
     }
 
     /// Adds a timestamped log of key/value fields.

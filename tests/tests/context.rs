@@ -428,3 +428,33 @@ async fn local_spans_respect_the_span_limit_and_panics() {
     // Outside any trace a local span records nothing.
     assert!(!LocalSpan::enter("outside").is_recording());
 }
+
+/// A tag value whose conversion opens a span (user code) must not run under the segment's
+/// lock: that would deadlock the request.
+#[tokio::test(flavor = "current_thread")]
+async fn tag_conversions_run_outside_the_segment_lock() {
+    struct Traced;
+    impl From<Traced> for std::borrow::Cow<'static, str> {
+        fn from(_: Traced) -> Self {
+            drop(Span::local("inside-into"));
+            std::borrow::Cow::Borrowed("converted")
+        }
+    }
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let entry = tracer.entry_span("GET:/into", &());
+        let _in = entry.enter();
+        let span = Span::local("outer");
+        span.add_tag("key", Traced);
+        span.set_operation_name(Traced);
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a conversion that opens a span deadlocked the segment");
+    let seg = &collector.wait_for_segments(1, WAIT).await[0];
+    assert_eq!(parent_name(seg, "inside-into"), "GET:/into");
+    assert!(seg.spans.iter().any(|s| s.operation_name == "converted"));
+}

@@ -304,6 +304,78 @@ fn end_local_slow(ctx: &ThreadContext, entry: &LocalEntry, now: Stamp, panicking
     });
 }
 
+/// The slot of a span recorded in its segment directly, not in a thread's buffer.
+pub(crate) const NOT_BUFFERED: usize = usize::MAX;
+
+/// Starts a local [`Span`] (one that may leave this thread) under the current span. Its record
+/// goes to this thread's buffer like a [`crate::LocalSpan`]'s, without a lock; unlike one, it
+/// does not become current. `None` when no sampled trace is current or past the span limit.
+#[inline]
+pub(crate) fn start_buffered(operation: Text) -> Option<Span> {
+    if !ACTIVE.with(Cell::get) {
+        return None;
+    }
+    CONTEXT
+        .try_with(|ctx| {
+            // SAFETY: as in `start_local`.
+            let current = unsafe { &*ctx.current.as_ptr() };
+            let Some(Handle::Recording { segment, span_id }) = current else {
+                return None;
+            };
+            let id = segment.allocate_span_id()?;
+            let mut record = SpanRecord::new(
+                id,
+                *span_id,
+                SpanKind::Local,
+                operation,
+                Cow::Borrowed(""),
+                Stamp::now(),
+            );
+            record.skip_analysis = segment.skip_analysis;
+            // SAFETY: as in `flush_local`.
+            let local = unsafe { &mut *ctx.local.get() };
+            let slot = local.len();
+            local.push(record);
+            Some(Span::buffered(Arc::clone(segment), id, slot))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Runs `f` on the record of span `id` of `segment`: in this thread's buffer if it is there
+/// (`slot` is where it was put), else in the segment. A record in neither was recorded on a
+/// thread that has not handed it over yet: `f` waits in the segment for it to arrive.
+pub(crate) fn with_span_record<F>(segment: &Arc<ActiveSegment>, id: i32, slot: usize, f: F)
+where
+    F: FnOnce(&mut SpanRecord) + Send + 'static,
+{
+    if slot == NOT_BUFFERED {
+        segment.with_span_or_defer(id, f);
+        return;
+    }
+    let mut f = Some(f);
+    let _ = CONTEXT.try_with(|ctx| {
+        // SAFETY: as in `peek_current` and `flush_local`; `f` is our own code.
+        let current = unsafe { &*ctx.current.as_ptr() };
+        if let Some(Handle::Recording {
+            segment: current, ..
+        }) = current
+            && Arc::ptr_eq(current, segment)
+        {
+            let local = unsafe { &mut *ctx.local.get() };
+            if let Some(record) = local.get_mut(slot)
+                && record.id == id
+                && let Some(f) = f.take()
+            {
+                f(record);
+            }
+        }
+    });
+    if let Some(f) = f {
+        segment.with_span_or_defer(id, f);
+    }
+}
+
 /// Runs `f` on the record of local span `entry`, wherever it is now: still on this thread, or
 /// moved to its segment (if the segment is current here, so known to be alive, and not
 /// finished). A span whose record can no longer be reached is left alone.
@@ -335,8 +407,8 @@ fn with_local_record_in(
 }
 
 /// Runs `f` on the current span's record, whether it lives on this thread (a local span) or in
-/// its segment.
-pub(crate) fn with_current_record(f: impl FnOnce(&mut SpanRecord)) {
+/// its segment (or is on its way there from the thread that started it).
+pub(crate) fn with_current_record(f: impl FnOnce(&mut SpanRecord) + Send + 'static) {
     let _ = CONTEXT.try_with(|ctx| {
         // SAFETY: as in `peek_current` and `flush_local`: `f` is our own code.
         let Some(Handle::Recording { segment, span_id }) = (unsafe { &*ctx.current.as_ptr() })
@@ -346,7 +418,7 @@ pub(crate) fn with_current_record(f: impl FnOnce(&mut SpanRecord)) {
         let local = unsafe { &mut *ctx.local.get() };
         match local.iter_mut().rev().find(|r| r.id == *span_id) {
             Some(record) => f(record),
-            None => segment.with_span(*span_id, f),
+            None => segment.with_span_or_defer(*span_id, f),
         }
     });
 }
@@ -384,9 +456,13 @@ pub(crate) struct SegmentState {
     /// recorded on a thread arrive after spans started later; sorted when the segment ends.
     spans: Vec<SpanRecord>,
     refs: Vec<SegmentRef>,
+    /// Changes to spans recorded on a thread that has not handed them over yet.
+    pending: Vec<(i32, PendingChange)>,
     finished: bool,
     pub(crate) correlation: Correlation,
 }
+
+type PendingChange = Box<dyn FnOnce(&mut SpanRecord) + Send>;
 
 impl SegmentState {
     /// Where span `span_id` is: at its own index when spans arrived in order (the usual case),
@@ -437,6 +513,7 @@ impl ActiveSegment {
             state: Mutex::new(SegmentState {
                 spans,
                 refs,
+                pending: Vec::new(),
                 finished: false,
                 correlation,
             }),
@@ -476,7 +553,17 @@ impl ActiveSegment {
             local.clear();
             return;
         }
+        let first_new = state.spans.len();
         state.spans.append(local);
+        if !state.pending.is_empty() {
+            let state = &mut *state;
+            for (id, change) in std::mem::take(&mut state.pending) {
+                match state.spans[first_new..].iter_mut().find(|r| r.id == id) {
+                    Some(record) => change(record),
+                    None => state.pending.push((id, change)),
+                }
+            }
+        }
     }
 
     /// Opens a child of `parent`; a no-op span past the span limit or after the segment ended.
@@ -511,6 +598,20 @@ impl ActiveSegment {
         }
     }
 
+    /// Changes span `span_id`; if it has not reached the segment yet (and the segment is still
+    /// open), when it does.
+    pub(crate) fn with_span_or_defer<F>(&self, span_id: i32, f: F)
+    where
+        F: FnOnce(&mut SpanRecord) + Send + 'static,
+    {
+        let mut state = self.lock();
+        if let Some(span) = state.span_mut(span_id) {
+            f(span);
+        } else if !state.finished {
+            state.pending.push((span_id, Box::new(f)));
+        }
+    }
+
     /// Ends span `span_id`. Ending the first span finishes the segment and reports it.
     pub(crate) fn end_span(&self, span_id: i32) {
         let now = Stamp::now();
@@ -534,7 +635,10 @@ impl ActiveSegment {
         state.finished = true;
         let mut spans = std::mem::take(&mut state.spans);
         let refs = std::mem::take(&mut state.refs);
+        // Changes still waiting belong to spans that never arrived.
+        let pending = std::mem::take(&mut state.pending);
         drop(state);
+        drop(pending);
         // Spans still open when the segment ends (work that outlived its parent) close with it.
         // Ids whose spans never arrived (recorded on a thread still inside the segment's work)
         // leave gaps: ids need not be dense, only unique.

@@ -92,6 +92,15 @@ pub(crate) struct SpanRecord {
 }
 
 impl SpanRecord {
+    /// Ends the span at `now` unless it has ended already. A span can end on another core than
+    /// it started on: never before its start.
+    #[inline]
+    pub(crate) fn close(&mut self, now: Stamp) {
+        if self.end.is_none() {
+            self.end = Some(now.max(self.start));
+        }
+    }
+
     pub(crate) fn new(
         id: i32,
         parent: i32,

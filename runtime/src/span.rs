@@ -6,7 +6,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::context::{
-    Handle, inject_handle, peek_current, replace_current, switch_back, switch_in_place, take_back,
+    ActiveSegment, Handle, NOT_BUFFERED, inject_handle, peek_current, replace_current,
+    start_buffered, switch_back, switch_in_place, take_back, with_span_record,
 };
 use crate::propagation::{Extractor, Injector};
 use crate::segment::{LogRecord, SpanKind, SpanLayer, Text};
@@ -36,18 +37,33 @@ use crate::tracer;
 #[must_use = "a span ends as soon as it is dropped"]
 pub struct Span {
     handle: Option<Handle>,
+    /// Where the record was put in the buffer of the thread that started the span, for a local
+    /// span; [`NOT_BUFFERED`] for a span recorded in its segment directly.
+    slot: usize,
 }
 
 impl Span {
     pub(crate) fn from_handle(handle: Handle) -> Span {
         Span {
             handle: Some(handle),
+            slot: NOT_BUFFERED,
+        }
+    }
+
+    /// A local span whose record is in this thread's buffer at `slot`.
+    pub(crate) fn buffered(segment: Arc<ActiveSegment>, span_id: i32, slot: usize) -> Span {
+        Span {
+            handle: Some(Handle::Recording { segment, span_id }),
+            slot,
         }
     }
 
     /// A span that records nothing.
     pub const fn noop() -> Span {
-        Span { handle: None }
+        Span {
+            handle: None,
+            slot: NOT_BUFFERED,
+        }
     }
 
     /// A local span, child of the current span. No-op when no trace is active.
@@ -75,6 +91,10 @@ impl Span {
         // Converted before looking at the current span: `peek_current` must run no user code
         // (an `Into` impl could), and for `&'static str` the conversion is free.
         let operation_name = operation_name.into();
+        if kind == SpanKind::Local {
+            // Recorded on this thread without a lock, like a `LocalSpan`.
+            return start_buffered(operation_name).unwrap_or(Span::noop());
+        }
         let peer = peer.into();
         peek_current(|cur| match cur {
             Handle::Recording { segment, span_id } => {
@@ -113,35 +133,35 @@ impl Span {
         matches!(self.handle, Some(Handle::Recording { .. }))
     }
 
-    /// Changes the span's record (under one lock, however much changes).
+    /// Changes the span's record (under one lock at most, however much changes).
     #[inline]
-    pub(crate) fn update(&self, f: impl FnOnce(&mut crate::segment::SpanRecord)) {
+    pub(crate) fn update(&self, f: impl FnOnce(&mut crate::segment::SpanRecord) + Send + 'static) {
         if let Some(Handle::Recording { segment, span_id }) = &self.handle {
-            segment.with_span(*span_id, f);
+            with_span_record(segment, *span_id, self.slot, f);
         }
     }
 
     /// Sets the layer OAP analyses the span by.
     pub fn set_layer(&self, layer: SpanLayer) {
-        self.update(|s| s.layer = layer);
+        self.update(move |s| s.layer = layer);
     }
 
     /// Sets the component id (see [`crate::component`]).
     pub fn set_component(&self, component_id: i32) {
-        self.update(|s| s.component = component_id);
+        self.update(move |s| s.component = component_id);
     }
 
     /// Sets the peer: the address of the other side.
     pub fn set_peer(&self, peer: impl Into<Cow<'static, str>>) {
         // Converted before the segment is locked: an `Into` impl is user code.
         let peer = peer.into();
-        self.update(|s| s.peer = peer);
+        self.update(move |s| s.peer = peer);
     }
 
     /// Renames the span (an entry span's name is its endpoint).
     pub fn set_operation_name(&self, operation_name: impl Into<Cow<'static, str>>) {
         let operation_name = operation_name.into();
-        self.update(|s| s.operation = operation_name);
+        self.update(move |s| s.operation = operation_name);
     }
 
     /// Adds a tag.
@@ -150,7 +170,7 @@ impl Span {
             return;
         }
         let tag = (key.into(), value.into());
-        self.update(|s| s.tags.push(tag));
+        self.update(move |s| s.tags.push(tag));
     }
 
     /// Adds a timestamped log of key/value fields.
@@ -163,25 +183,30 @@ impl Span {
             return;
         }
         let log = fields_log(fields);
-        self.update(|s| s.logs.push(log));
+        self.update(move |s| s.logs.push(log));
     }
 
     /// Marks the span as failed (or not).
     pub fn set_error(&self, is_error: bool) {
-        self.update(|s| s.is_error = is_error);
+        self.update(move |s| s.is_error = is_error);
     }
 
     /// Marks the span as failed and logs the error's message, as the official agents do
     /// (`event=error`, `message=…`).
     pub fn record_error(&self, error: &dyn fmt::Display) {
-        if let Some(Handle::Recording { segment, span_id }) = &self.handle {
-            record_error_on(segment, *span_id, error);
+        if !self.is_recording() {
+            return;
         }
+        let log = error_log(Stamp::now(), error);
+        self.update(move |s| {
+            s.is_error = true;
+            s.logs.push(log);
+        });
     }
 
     /// Asks OAP not to analyse this span (it is still stored and shown).
     pub fn set_skip_analysis(&self) {
-        self.update(|s| s.skip_analysis = true);
+        self.update(move |s| s.skip_analysis = true);
     }
 
     /// Writes the headers for a call made from this (exit) span; see [`crate::inject`].
@@ -278,7 +303,7 @@ impl Span {
             return;
         }
         let time = Stamp::now();
-        self.update(|s| {
+        self.update(move |s| {
             s.is_error = true;
             s.logs.push(panic_log(time));
         });
@@ -289,7 +314,12 @@ impl Drop for Span {
     #[inline]
     fn drop(&mut self) {
         if let Some(Handle::Recording { segment, span_id }) = &self.handle {
-            segment.end_span(*span_id);
+            if *span_id == 0 {
+                segment.end_span(0);
+            } else {
+                let now = Stamp::now();
+                with_span_record(segment, *span_id, self.slot, move |s| s.close(now));
+            }
         }
     }
 }
@@ -399,19 +429,6 @@ impl fmt::Debug for EnteredSpan<'_> {
             .field("span", self.span)
             .finish()
     }
-}
-
-/// Marks span `span_id` as failed with an `event=error` log carrying `error`'s message.
-pub(crate) fn record_error_on(
-    segment: &crate::context::ActiveSegment,
-    span_id: i32,
-    error: &dyn fmt::Display,
-) {
-    let log = error_log(Stamp::now(), error);
-    segment.with_span(span_id, |s| {
-        s.is_error = true;
-        s.logs.push(log);
-    });
 }
 
 /// A log of `fields`, stamped now.

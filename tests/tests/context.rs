@@ -458,3 +458,50 @@ async fn tag_conversions_run_outside_the_segment_lock() {
     assert_eq!(parent_name(seg, "inside-into"), "GET:/into");
     assert!(seg.spans.iter().any(|s| s.operation_name == "converted"));
 }
+
+/// A local `Span` is recorded on the thread that starts it and handed to the segment when that
+/// thread leaves the scope. Moved to another thread and changed and ended there first, its
+/// changes wait in the segment for the record and are applied when it arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_span_ended_on_another_thread_before_its_hand_over_keeps_its_changes() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let entry = tracer.entry_span("GET:/hand-over", &());
+    {
+        let _in = entry.enter();
+        let moved = Span::local("moved");
+        std::thread::spawn(move || {
+            moved.add_tag("where", "other-thread");
+            moved.record_error(&"failed over there");
+            std::thread::sleep(Duration::from_millis(5));
+            drop(moved);
+        })
+        .join()
+        .unwrap();
+        // Still inside the scope: the record has not left this thread yet.
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    drop(entry);
+    let seg = &collector.wait_for_segments(1, WAIT).await[0];
+    let moved = span(seg, "moved");
+    assert_eq!(parent_name(seg, "moved"), "GET:/hand-over");
+    assert!(
+        moved
+            .tags
+            .iter()
+            .any(|t| t.key == "where" && t.value == "other-thread")
+    );
+    assert!(moved.is_error);
+    assert!(
+        moved.logs[0]
+            .data
+            .iter()
+            .any(|kv| kv.value == "failed over there")
+    );
+    let root = span(seg, "GET:/hand-over");
+    assert!(
+        moved.end_time >= moved.start_time && moved.end_time + 10 <= root.end_time,
+        "ended when dropped, not with the segment: {moved:?} vs root end {}",
+        root.end_time
+    );
+}

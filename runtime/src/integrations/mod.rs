@@ -79,12 +79,12 @@ impl TracerSlot {
         let span = self.entry(join([method, ":", route]), carrier);
         if span.is_recording() {
             let url = url();
-            span.update(|s| {
+            let method = method_text(method);
+            span.update(move |s| {
                 s.layer = SpanLayer::Http;
                 s.component = crate::component::HTTP;
                 s.tags.reserve(3);
-                s.tags
-                    .push((Cow::Borrowed("http.method"), method_text(method)));
+                s.tags.push((Cow::Borrowed("http.method"), method));
                 s.tags.push((Cow::Borrowed("url"), Cow::Owned(url)));
                 if let Some(peer) = peer {
                     s.peer = Cow::Owned(peer);
@@ -100,7 +100,7 @@ impl TracerSlot {
 pub(crate) fn http_status(span: &Span, status: u16) {
     if span.is_recording() {
         let text = status_text(status);
-        span.update(|s| {
+        span.update(move |s| {
             s.tags.push((Cow::Borrowed("status_code"), text));
             if status >= 500 {
                 s.is_error = true;

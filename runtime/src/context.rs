@@ -234,21 +234,8 @@ pub(crate) fn start_local(operation: Text) -> Option<LocalEntry> {
             let Some(Handle::Recording { segment, span_id }) = current else {
                 return None;
             };
-            let id = segment.allocate_span_id()?;
             let parent = *span_id;
-            let mut record = SpanRecord::new(
-                id,
-                parent,
-                SpanKind::Local,
-                operation,
-                Cow::Borrowed(""),
-                Stamp::now(),
-            );
-            record.skip_analysis = segment.skip_analysis;
-            // SAFETY: as in `flush_local`.
-            let local = unsafe { &mut *ctx.local.get() };
-            let index = local.len();
-            local.push(record);
+            let (id, index) = push_local(ctx, segment, parent, operation)?;
             *span_id = id;
             Some(LocalEntry {
                 segment: Arc::as_ptr(segment) as usize,
@@ -260,6 +247,32 @@ pub(crate) fn start_local(operation: Text) -> Option<LocalEntry> {
         })
         .ok()
         .flatten()
+}
+
+/// Records a new local span, child of span `parent` of `segment` (the current segment), in this
+/// thread's buffer: its id and where it was put. `None` past the span limit.
+#[inline(always)] // on the per-span path: as if written out in both callers
+fn push_local(
+    ctx: &ThreadContext,
+    segment: &ActiveSegment,
+    parent: i32,
+    operation: Text,
+) -> Option<(i32, usize)> {
+    let id = segment.allocate_span_id()?;
+    let mut record = SpanRecord::new(
+        id,
+        parent,
+        SpanKind::Local,
+        operation,
+        Cow::Borrowed(""),
+        Stamp::now(),
+    );
+    record.skip_analysis = segment.skip_analysis;
+    // SAFETY: as in `flush_local`.
+    let local = unsafe { &mut *ctx.local.get() };
+    let index = local.len();
+    local.push(record);
+    Some((id, index))
 }
 
 /// Ends the local span `entry`: its parent becomes current again (if the span still is) and
@@ -322,20 +335,7 @@ pub(crate) fn start_buffered(operation: Text) -> Option<Span> {
             let Some(Handle::Recording { segment, span_id }) = current else {
                 return None;
             };
-            let id = segment.allocate_span_id()?;
-            let mut record = SpanRecord::new(
-                id,
-                *span_id,
-                SpanKind::Local,
-                operation,
-                Cow::Borrowed(""),
-                Stamp::now(),
-            );
-            record.skip_analysis = segment.skip_analysis;
-            // SAFETY: as in `flush_local`.
-            let local = unsafe { &mut *ctx.local.get() };
-            let slot = local.len();
-            local.push(record);
+            let (id, slot) = push_local(ctx, segment, *span_id, operation)?;
             Some(Span::buffered(Arc::clone(segment), id, slot))
         })
         .ok()

@@ -7,13 +7,15 @@
 //! thread polls it, nesting stays right on a multi-threaded runtime, and `join!`ed children each
 //! see their own parent. Work handed to another task continues through a [`ContextSnapshot`].
 //!
-//! Synchronous work nested inside the current span ([`crate::LocalSpan`], what `#[trace]` makes
-//! on a plain `fn`) is recorded without touching the segment at all: its record goes to a
-//! per-thread buffer and the current handle's span id is switched in place, so a span costs no
-//! lock and no reference count. The buffer moves to the segment, under one lock, whenever the
-//! current handle is replaced (a guard dropped, a poll returned) and before the segment ends.
-//! Span ids come from an atomic counter in the segment, so they are unique however the spans
-//! reach it; the segment sorts its spans by id when it ends.
+//! Local spans are recorded without touching the segment: their records go to a per-thread
+//! buffer that moves to the segment, under one lock, whenever the current handle is replaced (a
+//! guard dropped, a poll returned) and before the segment ends. A [`crate::LocalSpan`] (what
+//! `#[trace]` makes on a plain `fn`) also becomes current by switching the current handle's
+//! span id in place, as does any span entered while its own segment is current: no lock and
+//! no reference count per span. A local [`Span`] may end on another thread; a change made
+//! where its record cannot be reached yet waits in the segment until the record arrives. Span
+//! ids come from an atomic counter in the segment, so they are unique however the spans reach
+//! it; the segment sorts its spans by id when it ends.
 
 use std::borrow::Cow;
 use std::cell::{Cell, UnsafeCell};
@@ -58,8 +60,8 @@ impl Handle {
 struct ThreadContext {
     /// The current span, if any.
     current: Cell<Option<Handle>>,
-    /// [`crate::LocalSpan`]s recorded since the last flush. They all belong to `current`'s
-    /// segment: `current` changes segment only through [`replace_current`], which flushes first.
+    /// Local spans ([`crate::LocalSpan`]s and local [`Span`]s) recorded since the last flush.
+    /// They all belong to `current`'s segment: `current` changes segment only through [`replace_current`], which flushes first.
     /// Recording here takes no lock and counts no reference; the segment gets them in one go.
     local: UnsafeCell<Vec<SpanRecord>>,
     /// Bumped at every flush: a local span from an older epoch finds its record in the segment.
@@ -122,10 +124,11 @@ pub(crate) fn peek_current<R>(f: impl FnOnce(&Handle) -> R) -> Option<R> {
     }
     CONTEXT
         .try_with(|ctx| {
-            // SAFETY: the `Cell` is only ever written through `replace`/`take`/`set` and
-            // `start_local`/`end_local` on this thread (it is a thread-local), and by the contract
-            // above none of them runs while `f` does, so the shared reference does not alias a
-            // write and does not outlive the call.
+            // SAFETY: the `Cell` is only ever written on this thread (it is a thread-local),
+            // through `replace`/`take`/`set` and the in-place span-id switches (`start_local`,
+            // `end_local`, `switch_in_place`, `switch_back`); by the contract above none of them
+            // runs while `f` does, so the shared reference does not alias a write and does not
+            // outlive the call.
             let current = unsafe { &*ctx.current.as_ptr() };
             current.as_ref().map(f)
         })

@@ -153,6 +153,9 @@ impl Span {
 
     /// Sets the peer: the address of the other side.
     pub fn set_peer(&self, peer: impl Into<Cow<'static, str>>) {
+        if !self.is_recording() {
+            return;
+        }
         // Converted before the segment is locked: an `Into` impl is user code.
         let peer = peer.into();
         self.update(move |s| s.peer = peer);
@@ -160,6 +163,9 @@ impl Span {
 
     /// Renames the span (an entry span's name is its endpoint).
     pub fn set_operation_name(&self, operation_name: impl Into<Cow<'static, str>>) {
+        if !self.is_recording() {
+            return;
+        }
         let operation_name = operation_name.into();
         self.update(move |s| s.operation = operation_name);
     }

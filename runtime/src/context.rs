@@ -64,8 +64,6 @@ struct ThreadContext {
     /// They all belong to `current`'s segment: `current` changes segment only through [`replace_current`], which flushes first.
     /// Recording here takes no lock and counts no reference; the segment gets them in one go.
     local: UnsafeCell<Vec<SpanRecord>>,
-    /// Bumped at every flush: a local span from an older epoch finds its record in the segment.
-    epoch: Cell<u32>,
 }
 
 thread_local! {
@@ -73,7 +71,6 @@ thread_local! {
         ThreadContext {
             current: Cell::new(None),
             local: UnsafeCell::new(Vec::new()),
-            epoch: Cell::new(0),
         }
     };
     /// Mirrors `current.is_some()`. A thread-local without a destructor is a plain load, while
@@ -205,7 +202,6 @@ fn flush_local(ctx: &ThreadContext, segment: &ActiveSegment) {
     if local.is_empty() {
         return;
     }
-    ctx.epoch.set(ctx.epoch.get().wrapping_add(1));
     segment.absorb(local);
 }
 
@@ -217,7 +213,6 @@ pub(crate) struct LocalEntry {
     id: i32,
     parent: i32,
     index: usize,
-    epoch: u32,
 }
 
 /// Starts a local span under the current span, records it on this thread and makes it current:
@@ -245,7 +240,6 @@ pub(crate) fn start_local(operation: Text) -> Option<LocalEntry> {
                 id,
                 parent,
                 index,
-                epoch: ctx.epoch.get(),
             })
         })
         .ok()
@@ -292,16 +286,14 @@ pub(crate) fn end_local(entry: &LocalEntry, panicking: bool) {
         {
             *span_id = entry.parent;
         }
-        if !panicking && ctx.epoch.get() == entry.epoch {
-            // The usual case, inline: the record is still on this thread.
-            // SAFETY: as in `flush_local`.
-            let local = unsafe { &mut *ctx.local.get() };
-            if let Some(record) = local.get_mut(entry.index)
-                && record.id == entry.id
-            {
-                record.end = Some(now.max(record.start));
-                return;
-            }
+        // The usual case, inline: the record is still on this thread.
+        if !panicking
+            && with_buffered_record(ctx, entry.segment, entry.id, entry.index, |record| {
+                record.close(now)
+            })
+            .is_some()
+        {
+            return;
         }
         end_local_slow(ctx, entry, now, panicking);
     });
@@ -310,9 +302,7 @@ pub(crate) fn end_local(entry: &LocalEntry, panicking: bool) {
 #[cold]
 fn end_local_slow(ctx: &ThreadContext, entry: &LocalEntry, now: Stamp, panicking: bool) {
     with_local_record_in(ctx, entry, &mut |record: &mut SpanRecord| {
-        if record.end.is_none() {
-            record.end = Some(now.max(record.start));
-        }
+        record.close(now);
         if panicking {
             record.is_error = true;
             record.logs.push(crate::span::panic_log(now));
@@ -345,6 +335,34 @@ pub(crate) fn start_buffered(operation: Text) -> Option<Span> {
         .flatten()
 }
 
+/// Runs `f` on the record of span `id` of the segment at address `segment` if it is still in
+/// this thread's buffer at `slot`; `None` (and `f` not run) if not. The buffer holds the current
+/// segment's spans only, and ids are unique within a segment, so a record there with that id
+/// under that segment is the one.
+#[inline]
+fn with_buffered_record<R>(
+    ctx: &ThreadContext,
+    segment: usize,
+    id: i32,
+    slot: usize,
+    f: impl FnOnce(&mut SpanRecord) -> R,
+) -> Option<R> {
+    // SAFETY: as in `peek_current`.
+    let current = unsafe { &*ctx.current.as_ptr() };
+    let Some(Handle::Recording {
+        segment: current, ..
+    }) = current
+    else {
+        return None;
+    };
+    if Arc::as_ptr(current) as usize != segment {
+        return None;
+    }
+    // SAFETY: as in `flush_local`; `f` is our own code and touches neither.
+    let local = unsafe { &mut *ctx.local.get() };
+    local.get_mut(slot).filter(|record| record.id == id).map(f)
+}
+
 /// Runs `f` on the record of span `id` of `segment`: in this thread's buffer if it is there
 /// (`slot` is where it was put), else in the segment. A record in neither was recorded on a
 /// thread that has not handed it over yet: `f` waits in the segment for it to arrive.
@@ -358,21 +376,11 @@ where
     }
     let mut f = Some(f);
     let _ = CONTEXT.try_with(|ctx| {
-        // SAFETY: as in `peek_current` and `flush_local`; `f` is our own code.
-        let current = unsafe { &*ctx.current.as_ptr() };
-        if let Some(Handle::Recording {
-            segment: current, ..
-        }) = current
-            && Arc::ptr_eq(current, segment)
-        {
-            let local = unsafe { &mut *ctx.local.get() };
-            if let Some(record) = local.get_mut(slot)
-                && record.id == id
-                && let Some(f) = f.take()
-            {
+        with_buffered_record(ctx, Arc::as_ptr(segment) as usize, id, slot, |record| {
+            if let Some(f) = f.take() {
                 f(record);
             }
-        }
+        });
     });
     if let Some(f) = f {
         segment.with_span_or_defer(id, f);
@@ -391,15 +399,8 @@ fn with_local_record_in(
     entry: &LocalEntry,
     f: &mut dyn FnMut(&mut SpanRecord),
 ) {
-    if ctx.epoch.get() == entry.epoch {
-        // SAFETY: as in `flush_local`; `f` is our own code and touches neither.
-        let local = unsafe { &mut *ctx.local.get() };
-        if let Some(record) = local.get_mut(entry.index)
-            && record.id == entry.id
-        {
-            f(record);
-            return;
-        }
+    if with_buffered_record(ctx, entry.segment, entry.id, entry.index, &mut *f).is_some() {
+        return;
     }
     // SAFETY: as in `peek_current`.
     if let Some(Handle::Recording { segment, .. }) = unsafe { &*ctx.current.as_ptr() }
@@ -628,10 +629,7 @@ impl ActiveSegment {
         let Some(span) = state.span_mut(span_id) else {
             return;
         };
-        if span.end.is_none() {
-            // A span can end on another core than it started on: never before its start.
-            span.end = Some(now.max(span.start));
-        }
+        span.close(now);
         if span_id != 0 {
             return;
         }
@@ -646,9 +644,7 @@ impl ActiveSegment {
         // Ids whose spans never arrived (recorded on a thread still inside the segment's work)
         // leave gaps: ids need not be dense, only unique.
         for span in &mut spans {
-            if span.end.is_none() {
-                span.end = Some(now.max(span.start));
-            }
+            span.close(now);
         }
         if !spans.is_sorted_by_key(|s| s.id) {
             spans.sort_unstable_by_key(|s| s.id);

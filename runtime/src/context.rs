@@ -256,19 +256,25 @@ fn push_local(
     operation: Text,
 ) -> Option<(i32, usize)> {
     let id = segment.allocate_span_id()?;
-    let mut record = SpanRecord::new(
-        id,
-        parent,
-        SpanKind::Local,
-        operation,
-        Cow::Borrowed(""),
-        Stamp::now(),
-    );
-    record.skip_analysis = segment.skip_analysis;
     // SAFETY: as in `flush_local`.
     let local = unsafe { &mut *ctx.local.get() };
     let index = local.len();
-    local.push(record);
+    local.reserve(1);
+    // Written where it stays, not built aside and copied in (`push` did: a 136-byte `memcpy`
+    // call per span, a fifth of its instructions).
+    local.spare_capacity_mut()[0].write(SpanRecord {
+        skip_analysis: segment.skip_analysis,
+        ..SpanRecord::new(
+            id,
+            parent,
+            SpanKind::Local,
+            operation,
+            Cow::Borrowed(""),
+            Stamp::now(),
+        )
+    });
+    // SAFETY: the slot at `index` was reserved and has just been written.
+    unsafe { local.set_len(index + 1) };
     Some((id, index))
 }
 

@@ -101,6 +101,7 @@ impl SpanRecord {
         }
     }
 
+    #[inline]
     pub(crate) fn new(
         id: i32,
         parent: i32,

@@ -26,7 +26,7 @@ count() { # case, toggle pattern, operations counted
 }
 
 # Per span: only the traced functions are counted (`traced::*`), 10,000 calls + 1,000 warm-up.
-for case in plain skytrace/sampled skytrace/feature_off skytrace/no_trace skytrace/unsampled skytrace/async fastrace/async tracing/async \
+for case in plain floor/two_tsc_reads floor/two_system_time_reads skytrace/sampled skytrace/feature_off skytrace/no_trace skytrace/unsampled skytrace/async fastrace/async tracing/async \
     skywalking/sampled fastrace/sampled tracing/registry; do
     count "span:$case" '*traced::*' 10000 11000 call
 done

@@ -44,6 +44,27 @@ pub mod traced {
         work(x)
     }
 
+    /// The least any span with exact times costs: the plain fn reading the clock at its start
+    /// and its end, as skytrace (and fastrace) do — the CPU's time-stamp counter, through
+    /// `minstant`. What a traced fn costs above this is the recording itself.
+    #[inline(never)]
+    pub fn floor_tsc(x: u64) -> u64 {
+        let start = std::hint::black_box(minstant::Instant::now());
+        let y = work(x);
+        std::hint::black_box((start, minstant::Instant::now()));
+        y
+    }
+
+    /// The same with the OS wall clock, which the `skywalking` crate reads (and the Java agent,
+    /// through `System.currentTimeMillis`).
+    #[inline(never)]
+    pub fn floor_system_time(x: u64) -> u64 {
+        let start = std::hint::black_box(std::time::SystemTime::now());
+        let y = work(x);
+        std::hint::black_box((start, std::time::SystemTime::now()));
+        y
+    }
+
     /// What `#[skytrace::trace]` expands to when skytrace's `enable` feature is off: the item
     /// exactly as written (the macros return it token for token). Cargo unifies features across one
     /// build, so the off expansion cannot be compiled beside the on one; this is its text.
@@ -134,10 +155,12 @@ pub enum Case {
     SkytraceAsync,
     FastraceAsync,
     TracingAsync,
+    FloorTsc,
+    FloorSystemTime,
 }
 
 impl Case {
-    pub const ALL: [Case; 11] = [
+    pub const ALL: [Case; 13] = [
         Case::Plain,
         Case::SkytraceSampled,
         Case::SkytraceFeatureOff,
@@ -149,6 +172,8 @@ impl Case {
         Case::SkytraceAsync,
         Case::FastraceAsync,
         Case::TracingAsync,
+        Case::FloorTsc,
+        Case::FloorSystemTime,
     ];
 
     pub fn name(self) -> &'static str {
@@ -164,6 +189,8 @@ impl Case {
             Case::SkytraceAsync => "skytrace/async",
             Case::FastraceAsync => "fastrace/async",
             Case::TracingAsync => "tracing/async",
+            Case::FloorTsc => "floor/two_tsc_reads",
+            Case::FloorSystemTime => "floor/two_system_time_reads",
         }
     }
 }
@@ -211,6 +238,12 @@ impl Peers {
         match case {
             Case::Plain => timed(n, |i| {
                 black_box(plain(black_box(i)));
+            }),
+            Case::FloorTsc => timed(n, |i| {
+                black_box(floor_tsc(black_box(i)));
+            }),
+            Case::FloorSystemTime => timed(n, |i| {
+                black_box(floor_system_time(black_box(i)));
             }),
             Case::SkytraceFeatureOff => timed(n, |i| {
                 black_box(skytrace_feature_off(black_box(i)));

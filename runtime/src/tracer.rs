@@ -23,7 +23,7 @@ pub(crate) struct TracerInner {
     pub(crate) service: Arc<str>,
     pub(crate) instance: Arc<str>,
     pub(crate) span_limit: usize,
-    ignore_suffix: Vec<String>,
+    ignore_suffix: SuffixSet,
     ignore_paths: Vec<String>,
     keep_tracing: bool,
     correlation_max_keys: usize,
@@ -84,7 +84,7 @@ impl Tracer {
                 service: config.service_name.as_str().into(),
                 instance: config.instance_name.as_str().into(),
                 span_limit: config.span_limit,
-                ignore_suffix: config.ignore_suffix.clone(),
+                ignore_suffix: SuffixSet::new(&config.ignore_suffix),
                 ignore_paths: config.ignore_paths.clone(),
                 keep_tracing: config.keep_tracing,
                 correlation_max_keys: config.correlation_max_keys,
@@ -180,10 +180,7 @@ impl TracerInner {
         let header = carrier
             .get(&self.keys.sw8)
             .and_then(|v| Sw8Header::decode(v).ok());
-        let ignored = self
-            .ignore_suffix
-            .iter()
-            .any(|suffix| operation_name.ends_with(suffix.as_str()));
+        let ignored = self.ignore_suffix.matches(&operation_name);
         let available = self.keep_tracing || self.reporter.is_available();
         let sampled = !ignored
             && available
@@ -360,5 +357,60 @@ impl TracerGuard {
 impl Drop for TracerGuard {
     fn drop(&mut self) {
         self.stop(DEFAULT_SHUTDOWN_TIMEOUT);
+    }
+}
+
+/// The endpoint suffixes whose traces are not sampled (`SW_AGENT_IGNORE_SUFFIX`).
+struct SuffixSet {
+    /// None of them empty.
+    suffixes: Vec<String>,
+    /// Which bytes some suffix ends with. Most endpoints end with none of the suffixes: one
+    /// look here spares a comparison per suffix (a dozen by default) on every new trace.
+    last_bytes: [u64; 4],
+}
+
+impl SuffixSet {
+    fn new(suffixes: &[String]) -> SuffixSet {
+        let suffixes: Vec<String> = suffixes.iter().filter(|s| !s.is_empty()).cloned().collect();
+        let mut last_bytes = [0u64; 4];
+        for byte in suffixes.iter().filter_map(|s| s.as_bytes().last()) {
+            last_bytes[usize::from(byte >> 6)] |= 1 << (byte & 63);
+        }
+        SuffixSet {
+            suffixes,
+            last_bytes,
+        }
+    }
+
+    /// Whether `name` ends with one of the suffixes.
+    fn matches(&self, name: &str) -> bool {
+        let Some(&last) = name.as_bytes().last() else {
+            return false;
+        };
+        self.last_bytes[usize::from(last >> 6)] & (1 << (last & 63)) != 0
+            && self.suffixes.iter().any(|suffix| {
+                suffix.as_bytes().last() == Some(&last) && name.ends_with(suffix.as_str())
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SuffixSet;
+
+    #[test]
+    fn suffixes_match_only_at_the_end() {
+        let set = SuffixSet::new(&[".js".into(), ".css".into(), "o".into(), String::new()]);
+        assert!(set.matches("GET:/static/app.js"));
+        assert!(set.matches("GET:/site.css"));
+        assert!(set.matches("GET:/hello"));
+        assert!(!set.matches("GET:/app.jsx"));
+        assert!(!set.matches("GET:/s"));
+        assert!(!set.matches(""));
+        assert!(!SuffixSet::new(&[]).matches("GET:/x.js"));
+        // Bytes past 127 (UTF-8) too.
+        let set = SuffixSet::new(&["é".into()]);
+        assert!(set.matches("GET:/café"));
+        assert!(!set.matches("GET:/cafe"));
     }
 }

@@ -5,6 +5,8 @@
 //!
 //! Cases, run in turns (A B C A B C …) so that drift on a shared machine hits them alike:
 //! - `plain`: no layer;
+//! - `pass-layer`: a layer that only passes requests on (`common::PassLayer`): what axum's
+//!   `Router::layer` costs per request whatever the layer does;
 //! - `skytrace+discard`: the layer, with a reporter that discards (the instrumentation alone);
 //! - `skytrace+grpc`: the layer, with the gRPC reporter delivering every segment to the
 //!   in-process collector (the whole agent; the collector shares the machine, which OAP would
@@ -40,6 +42,7 @@ const SERVER_THREADS: usize = 2;
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Case {
     Plain,
+    PassLayer,
     Discard,
     Grpc,
 }
@@ -48,6 +51,7 @@ impl Case {
     fn name(self) -> &'static str {
         match self {
             Case::Plain => "plain",
+            Case::PassLayer => "pass-layer",
             Case::Discard => "skytrace+discard",
             Case::Grpc => "skytrace+grpc",
         }
@@ -99,6 +103,7 @@ fn main() {
     let hello = || Router::new().route("/hello", get(|| async { "Hello, World!" }));
     let apps = [
         (Case::Plain, hello()),
+        (Case::PassLayer, hello().layer(common::PassLayer)),
         (
             Case::Discard,
             hello().layer(SkytraceLayer::with_tracer(discard.clone())),

@@ -10,7 +10,8 @@
 //! Cases: `span:<name>` (a per-span case of `benches/span.rs`, e.g. `span:skytrace/sampled`;
 //! collect with `--toggle-collect='*traced::*'` to count only the traced calls),
 //! `segment:skytrace`, `segment:skywalking`, `entry:skytrace` (an entry span alone),
-//! `axum:plain`, `axum:skytrace` (one request through the router, no network),
+//! `axum:plain`, `axum:skytrace`, `axum:pass-layer` (one request through the router, no
+//! network; the last with a layer that does nothing),
 //! `sw8:encode`, `sw8:decode`, `sw8:encode-skywalking`, `sw8:decode-skywalking`,
 //! `reporter:grpc` (`n` realistic segments through the gRPC reporter to the in-process
 //! collector; profile with `--separate-threads=yes` and read the `skytrace-reporter` thread).
@@ -61,7 +62,7 @@ fn main() {
         "entry:skytrace" => profile_loop(n, &mut || {
             drop(black_box(tracer.entry_span(common::ENDPOINT, &empty)));
         }),
-        "axum:plain" | "axum:skytrace" => axum(&case, tracer, n),
+        "axum:plain" | "axum:skytrace" | "axum:pass-layer" => axum(&case, tracer, n),
         "sw8:encode" => {
             let header = common::sample_sw8();
             profile_loop(n, &mut || {
@@ -90,6 +91,9 @@ fn axum(case: &str, tracer: &skytrace::Tracer, n: u64) {
         app = app.layer(skytrace::integrations::axum::SkytraceLayer::with_tracer(
             tracer.clone(),
         ));
+    }
+    if case == "axum:pass-layer" {
+        app = app.layer(common::PassLayer);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -632,3 +632,36 @@ pub fn median(values: &mut [f64]) -> f64 {
         n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }
+
+/// A layer whose service only passes the request on: what axum's `Router::layer` costs per
+/// request before the layer does anything (axum boxes and clones the layered route service).
+#[derive(Clone)]
+pub struct PassLayer;
+
+#[derive(Clone)]
+pub struct Pass<S>(S);
+
+impl<S> tower_layer::Layer<S> for PassLayer {
+    type Service = Pass<S>;
+
+    fn layer(&self, inner: S) -> Pass<S> {
+        Pass(inner)
+    }
+}
+
+impl<S: tower_service::Service<R>, R> tower_service::Service<R> for Pass<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> S::Future {
+        self.0.call(request)
+    }
+}

@@ -3,7 +3,7 @@
 //! generator (hyper HTTP/1.1 clients on keep-alive connections, each sending its next request
 //! when the last response arrived). Reports requests/s and latency percentiles.
 //!
-//! Cases, run in turns (A B C A B C …) so that drift on a shared machine hits them alike:
+//! Cases, run in turns (A B C D, B C D A, …) so that drift on a shared machine hits them alike:
 //! - `plain`: no layer;
 //! - `pass-layer`: a layer that only passes requests on (`common::PassLayer`): what axum's
 //!   `Router::layer` costs per request whatever the layer does;
@@ -140,8 +140,12 @@ fn main() {
         .iter()
         .map(|(case, _)| (*case, Vec::new()))
         .collect();
-    for _ in 0..args.rounds(5) {
-        for (i, (case, addr)) in servers.iter().enumerate() {
+    for turn in 0..args.rounds(5) {
+        // Each round starts with another case: whatever the one before leaves behind (the
+        // collector still decoding the last batch, freed memory) does not always hit the same.
+        for k in 0..servers.len() {
+            let i = (k + turn) % servers.len();
+            let (case, addr) = &servers[i];
             if *case == Case::Grpc {
                 collector.clear();
             }

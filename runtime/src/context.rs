@@ -626,6 +626,11 @@ impl ActiveSegment {
 
     /// Ends span `span_id`. Ending the first span finishes the segment and reports it.
     pub(crate) fn end_span(&self, span_id: i32) {
+        self.end_span_with(span_id, |_| {});
+    }
+
+    /// Changes span `span_id` with `f` and ends it, under one lock.
+    pub(crate) fn end_span_with(&self, span_id: i32, f: impl FnOnce(&mut SpanRecord)) {
         let now = Stamp::now();
         if span_id == 0 {
             flush_local_of(self);
@@ -637,6 +642,7 @@ impl ActiveSegment {
         let Some(span) = state.span_mut(span_id) else {
             return;
         };
+        f(span);
         span.close(now);
         if span_id != 0 {
             return;

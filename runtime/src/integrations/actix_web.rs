@@ -44,7 +44,7 @@ use ::actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forw
 use ::actix_web::http::header::HeaderMap;
 use pin_project_lite::pin_project;
 
-use super::{Traced, TracerSlot, http_status};
+use super::{Traced, TracerSlot, end_with_status};
 use crate::propagation::Extractor;
 use crate::span::Span;
 use crate::tracer::Tracer;
@@ -248,16 +248,15 @@ where
         match &result {
             Ok(response) => {
                 let status = response.status().as_u16();
-                http_status(&span, status);
                 if status >= 500
                     && let Some(error) = response.response().error()
                 {
                     span.record_error(error);
                 }
+                end_with_status(span, status);
             }
             Err(error) => span.record_error(error),
         }
-        drop(span);
         Poll::Ready(result)
     }
 }

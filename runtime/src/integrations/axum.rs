@@ -54,7 +54,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{Traced, TracerSlot, http_status, server_url};
+use super::{Traced, TracerSlot, end_with_status, server_url};
 use crate::span::Span;
 use crate::tracer::Tracer;
 
@@ -238,10 +238,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let (result, span) = std::task::ready!(self.project().inner.poll(cx));
         match &result {
-            Ok(response) => http_status(&span, response.status().as_u16()),
+            Ok(response) => end_with_status(span, response.status().as_u16()),
             Err(error) => span.record_error(error),
         }
-        drop(span);
         Poll::Ready(result)
     }
 }

@@ -95,12 +95,12 @@ impl TracerSlot {
     }
 }
 
-/// Tags an HTTP span with the response status; 5xx marks it as failed.
+/// Tags an HTTP span with the response status (5xx marks it as failed) and ends it.
 #[allow(dead_code)] // which helpers are used depends on the features
-pub(crate) fn http_status(span: &Span, status: u16) {
+pub(crate) fn end_with_status(span: Span, status: u16) {
     if span.is_recording() {
         let text = status_text(status);
-        span.update(move |s| {
+        span.end_with(move |s| {
             s.tags.push((Cow::Borrowed("status_code"), text));
             if status >= 500 {
                 s.is_error = true;

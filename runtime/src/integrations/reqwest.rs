@@ -32,7 +32,7 @@ use std::task::{Context, Poll};
 
 use ::reqwest::{Client, Request, RequestBuilder, Response};
 
-use super::{Traced, http_status, join};
+use super::{Traced, end_with_status, join};
 use crate::component;
 use crate::segment::SpanLayer;
 use crate::span::Span;
@@ -64,7 +64,7 @@ impl TracedClientExt for Client {
             inner: Box::pin(async move {
                 let (result, span) = pending.await;
                 match &result {
-                    Ok(response) => http_status(&span, response.status().as_u16()),
+                    Ok(response) => end_with_status(span, response.status().as_u16()),
                     Err(error) => span.record_error(&ErrorChain(error)),
                 }
                 result

@@ -393,6 +393,29 @@ where
     }
 }
 
+/// Runs `f` on the record of span `id` of `segment` just started on this thread (so in this
+/// thread's buffer at `slot`, or in the segment): never waits, so `f` need not be `Send`.
+pub(crate) fn with_new_span_record(
+    segment: &Arc<ActiveSegment>,
+    id: i32,
+    slot: usize,
+    f: impl FnOnce(&mut SpanRecord),
+) {
+    let mut f = Some(f);
+    if slot != NOT_BUFFERED {
+        let _ = CONTEXT.try_with(|ctx| {
+            with_buffered_record(ctx, Arc::as_ptr(segment) as usize, id, slot, |record| {
+                if let Some(f) = f.take() {
+                    f(record);
+                }
+            });
+        });
+    }
+    if let Some(f) = f {
+        segment.with_span(id, f);
+    }
+}
+
 /// Runs `f` on the record of local span `entry`, wherever it is now: still on this thread, or
 /// moved to its segment (if the segment is current here, so known to be alive, and not
 /// finished). A span whose record can no longer be reached is left alone.
@@ -503,10 +526,12 @@ impl ActiveSegment {
         refs: Vec<SegmentRef>,
         correlation: Correlation,
         skip_analysis: bool,
+        init: impl FnOnce(&mut SpanRecord),
     ) -> Span {
         let now = Stamp::now();
         let mut span = SpanRecord::new(0, -1, first.0, first.1, Cow::Borrowed(""), now);
         span.skip_analysis = skip_analysis;
+        init(&mut span);
         // Seven records (952 bytes) stay within glibc's per-thread cache of small blocks (up to
         // 1,032 bytes); eight did not, and took the arena's slower path on every request.
         let mut spans = Vec::with_capacity(7);
@@ -842,6 +867,7 @@ impl ContextSnapshot {
                     vec![reference],
                     correlation.clone(),
                     *skip_analysis,
+                    |_| {},
                 )
             }
             SnapshotInner::Unsampled(context) => Span::from_handle(Handle::Unsampled {

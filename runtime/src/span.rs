@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use crate::context::{
     ActiveSegment, Handle, NOT_BUFFERED, inject_handle, peek_current, replace_current,
-    start_buffered, switch_back, switch_in_place, take_back, with_span_record,
+    start_buffered, switch_back, switch_in_place, take_back, with_new_span_record,
+    with_span_record,
 };
 use crate::propagation::{Extractor, Injector};
 use crate::segment::{LogRecord, SpanKind, SpanLayer, Text};
@@ -138,6 +139,13 @@ impl Span {
     pub(crate) fn update(&self, f: impl FnOnce(&mut crate::segment::SpanRecord) + Send + 'static) {
         if let Some(Handle::Recording { segment, span_id }) = &self.handle {
             with_span_record(segment, *span_id, self.slot, f);
+        }
+    }
+
+    /// Changes the record of a span just made on this thread, before it is handed anywhere.
+    pub(crate) fn init_record(&self, f: impl FnOnce(&mut crate::segment::SpanRecord)) {
+        if let Some(Handle::Recording { segment, span_id }) = &self.handle {
+            with_new_span_record(segment, *span_id, self.slot, f);
         }
     }
 

@@ -9,7 +9,7 @@ use crate::context::{ActiveSegment, Handle, UnsampledContext, peek_current};
 use crate::propagation::{Correlation, Extractor, Sw8Extension, Sw8Header};
 use crate::reporter::{ConsoleReporter, DiscardReporter, Reporter, ReporterStats};
 use crate::sampler::Sampler;
-use crate::segment::{RefKind, SegmentRef, SpanKind, Text};
+use crate::segment::{RefKind, SegmentRef, SpanKind, SpanRecord, Text};
 use crate::span::Span;
 
 /// Header names, with the namespace prefix when one is set.
@@ -109,6 +109,17 @@ impl Tracer {
         entry(Some(&self.inner), operation_name.into(), carrier)
     }
 
+    /// [`Tracer::entry_span`], with `init` applied to the span's record as it is made.
+    #[allow(dead_code)] // used by the integrations, which depend on the features
+    pub(crate) fn entry_span_with(
+        &self,
+        operation_name: Text,
+        carrier: &(impl Extractor + ?Sized),
+        init: impl FnOnce(&mut SpanRecord),
+    ) -> Span {
+        entry_with(Some(&self.inner), operation_name, carrier, init)
+    }
+
     /// The reporter segments go to.
     pub fn reporter(&self) -> &dyn Reporter {
         &*self.inner.reporter
@@ -139,17 +150,32 @@ pub(crate) fn entry<E: Extractor + ?Sized>(
     operation_name: Text,
     carrier: &E,
 ) -> Span {
+    entry_with(tracer, operation_name, carrier, |_| {})
+}
+
+/// [`entry`], with `init` applied to the span's record as it is made (only if it records): how
+/// an integration sets layer, component and tags without taking the segment's lock afterwards.
+pub(crate) fn entry_with<E: Extractor + ?Sized>(
+    tracer: Option<&Arc<TracerInner>>,
+    operation_name: Text,
+    carrier: &E,
+    init: impl FnOnce(&mut SpanRecord),
+) -> Span {
     // Inside a trace, an entry is a local child: a handler under a tracing middleware must not
     // count the request twice.
     match peek_current(|cur| matches!(cur, Handle::Recording { .. })) {
-        Some(true) => return Span::local(operation_name),
+        Some(true) => {
+            let span = Span::local(operation_name);
+            span.init_record(init);
+            return span;
+        }
         Some(false) => return Span::noop(),
         None => {}
     }
     match tracer {
-        Some(tracer) => tracer.start_entry(operation_name, carrier),
+        Some(tracer) => tracer.start_entry(operation_name, carrier, init),
         None => match global() {
-            Some(tracer) => tracer.start_entry(operation_name, carrier),
+            Some(tracer) => tracer.start_entry(operation_name, carrier, init),
             None => Span::noop(),
         },
     }
@@ -176,6 +202,7 @@ impl TracerInner {
         self: &Arc<Self>,
         operation_name: Text,
         carrier: &E,
+        init: impl FnOnce(&mut SpanRecord),
     ) -> Span {
         let header = carrier
             .get(&self.keys.sw8)
@@ -230,6 +257,7 @@ impl TracerInner {
             refs,
             correlation,
             extension.skip_analysis,
+            init,
         )
     }
 }

@@ -256,6 +256,43 @@ async fn axum_continues_sw8_names_spans_after_the_route_and_tags_the_status() {
     );
 }
 
+/// A request that reaches the layer inside a trace already (a job calling a router in-process,
+/// another tracing middleware outside) is a local child of it, not a second entry: with the
+/// HTTP attributes all the same.
+#[tokio::test]
+async fn axum_layer_inside_a_trace_records_a_local_child_with_the_http_attributes() {
+    use tower_service::Service as _;
+
+    let collector = Collector::start().await.unwrap();
+    let tracer = tracer(&collector, "in-process");
+    let mut router = Router::new()
+        .route("/inner/{id}", get(|| async { "ok" }))
+        .layer(SkytraceLayer::with_tracer(tracer.clone()));
+    let request = http::Request::get("/inner/7")
+        .header("host", "example.com:8080")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let outer = tracer.entry_span("outer-job", &());
+    let response = {
+        let _entered = outer.enter();
+        router.call(request)
+    };
+    let response = response.in_span(outer).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let segment = wait_for_endpoint(&collector, "outer-job").await;
+    assert_eq!(segment.spans.len(), 2, "{segment:#?}");
+    let inner = span(&segment, "GET:/inner/{id}");
+    assert_eq!(inner.span_type, SpanType::Local as i32);
+    assert_eq!(inner.parent_span_id, 0);
+    assert_eq!(inner.span_layer, SpanLayer::Http as i32);
+    assert_eq!(inner.component_id, 49);
+    assert_eq!(tag(inner, "http.method"), Some("GET"));
+    assert_eq!(tag(inner, "url"), Some("http://example.com:8080/inner/7"));
+    assert_eq!(tag(inner, "status_code"), Some("200"));
+    assert!(inner.end_time >= inner.start_time);
+}
+
 // ----------------------------------------------------------------------------------------------
 // actix-web
 

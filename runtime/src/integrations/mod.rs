@@ -31,7 +31,7 @@ pub(crate) use crate::instrument::Traced;
 use std::borrow::Cow;
 
 use crate::propagation::Extractor;
-use crate::segment::SpanLayer;
+use crate::segment::{SpanLayer, SpanRecord};
 use crate::span::Span;
 use crate::tracer::Tracer;
 
@@ -53,9 +53,23 @@ impl TracerSlot {
         operation_name: String,
         carrier: &(impl Extractor + ?Sized),
     ) -> Span {
+        self.entry_with(operation_name, carrier, |_| {})
+    }
+
+    /// [`TracerSlot::entry`], with `init` applied to the span's record as it is made.
+    pub(crate) fn entry_with(
+        &self,
+        operation_name: String,
+        carrier: &(impl Extractor + ?Sized),
+        init: impl FnOnce(&mut SpanRecord),
+    ) -> Span {
         match self {
-            TracerSlot::Global => Span::entry(operation_name, carrier),
-            TracerSlot::Explicit(tracer) => tracer.entry_span(operation_name, carrier),
+            TracerSlot::Global => {
+                crate::tracer::entry_with(None, operation_name.into(), carrier, init)
+            }
+            TracerSlot::Explicit(tracer) => {
+                tracer.entry_span_with(operation_name.into(), carrier, init)
+            }
         }
     }
 
@@ -76,22 +90,19 @@ impl TracerSlot {
         url: impl FnOnce() -> String,
         peer: Option<String>,
     ) -> Span {
-        let span = self.entry(join([method, ":", route]), carrier);
-        if span.is_recording() {
-            let url = url();
-            let method = method_text(method);
-            span.update(move |s| {
-                s.layer = SpanLayer::Http;
-                s.component = crate::component::HTTP;
-                s.tags.reserve(3);
-                s.tags.push((Cow::Borrowed("http.method"), method));
-                s.tags.push((Cow::Borrowed("url"), Cow::Owned(url)));
-                if let Some(peer) = peer {
-                    s.peer = Cow::Owned(peer);
-                }
-            });
-        }
-        span
+        // Set as the record is made: no lock to take afterwards, and nothing (not even the
+        // URL) made for a request that is not traced.
+        self.entry_with(join([method, ":", route]), carrier, |s| {
+            s.layer = SpanLayer::Http;
+            s.component = crate::component::HTTP;
+            s.tags.reserve(3);
+            s.tags
+                .push((Cow::Borrowed("http.method"), method_text(method)));
+            s.tags.push((Cow::Borrowed("url"), Cow::Owned(url())));
+            if let Some(peer) = peer {
+                s.peer = Cow::Owned(peer);
+            }
+        })
     }
 }
 

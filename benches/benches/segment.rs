@@ -8,6 +8,11 @@
 //! - `skytrace/.../+proto`: the reporter also converts the segment to its protobuf message, the
 //!   work skytrace's gRPC reporter does on its own thread (the `skywalking` crate does it on the
 //!   caller's thread, inside the `skywalking` rows).
+//!
+//! `entry_2_threads/{explicit,global}`: two threads making entry spans (new trace, nothing
+//! else) at once, wall time per span: the tracer given explicitly, or found as the global one
+//! the way `#[entry_span]` and the integrations find it after `skytrace::init`. What the threads
+//! of one service write to in common per request shows here, not on one thread.
 
 mod common;
 
@@ -60,6 +65,41 @@ fn segment(c: &mut Criterion) {
         b.iter(|| common::skywalking_segment(&skywalking, Some(black_box(&incoming))))
     });
     g.finish();
+
+    let mut g = c.benchmark_group("entry_2_threads");
+    g.bench_function("explicit", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(iters, || drop(black_box(discard.entry_span("job", &()))))
+        })
+    });
+    discard.install_global();
+    g.bench_function("global", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(iters, || drop(black_box(skytrace::Span::entry_new("job"))))
+        })
+    });
+    g.finish();
+}
+
+/// Runs `f` `iters` times, half on each of two threads started together; the wall time until
+/// both are done.
+fn on_two_threads(iters: u64, f: impl Fn() + Sync) -> std::time::Duration {
+    let per_thread = iters.div_ceil(2);
+    let start = std::sync::Barrier::new(3);
+    let mut began = None;
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                start.wait();
+                for _ in 0..per_thread {
+                    f();
+                }
+            });
+        }
+        start.wait();
+        began = Some(std::time::Instant::now());
+    }); // joins both threads
+    began.map_or(std::time::Duration::ZERO, |began| began.elapsed())
 }
 
 criterion_group!(benches, segment);

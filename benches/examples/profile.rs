@@ -10,8 +10,9 @@
 //! Cases: `span:<name>` (a per-span case of `benches/span.rs`, e.g. `span:skytrace/sampled`;
 //! collect with `--toggle-collect='*traced::*'` to count only the traced calls),
 //! `segment:skytrace`, `segment:skywalking`, `entry:skytrace` (an entry span alone),
-//! `axum:plain`, `axum:skytrace`, `axum:pass-layer` (one request through the router, no
-//! network; the last with a layer that does nothing),
+//! `axum:plain`, `axum:skytrace`, `axum:skytrace-global` (the layer finding the global
+//! tracer), `axum:pass-layer` (a layer that does nothing): one request through the router, no
+//! network,
 //! `sw8:encode`, `sw8:decode`, `sw8:encode-skywalking`, `sw8:decode-skywalking`,
 //! `reporter:grpc` (`n` realistic segments through the gRPC reporter to the in-process
 //! collector; profile with `--separate-threads=yes` and read the `skytrace-reporter` thread).
@@ -62,7 +63,9 @@ fn main() {
         "entry:skytrace" => profile_loop(n, &mut || {
             drop(black_box(tracer.entry_span(common::ENDPOINT, &empty)));
         }),
-        "axum:plain" | "axum:skytrace" | "axum:pass-layer" => axum(&case, tracer, n),
+        "axum:plain" | "axum:skytrace" | "axum:skytrace-global" | "axum:pass-layer" => {
+            axum(&case, tracer, n)
+        }
         "sw8:encode" => {
             let header = common::sample_sw8();
             profile_loop(n, &mut || {
@@ -91,6 +94,11 @@ fn axum(case: &str, tracer: &skytrace::Tracer, n: u64) {
         app = app.layer(skytrace::integrations::axum::SkytraceLayer::with_tracer(
             tracer.clone(),
         ));
+    }
+    if case == "axum:skytrace-global" {
+        // The usual set-up: `skytrace::init` installs the tracer, the layer finds it per request.
+        tracer.install_global();
+        app = app.layer(skytrace::integrations::axum::SkytraceLayer::new());
     }
     if case == "axum:pass-layer" {
         app = app.layer(common::PassLayer);

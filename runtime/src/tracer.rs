@@ -1,6 +1,8 @@
 //! The tracer: configuration turned into the state every segment shares, and the global one
 //! that `#[entry_span]` and the integrations use.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -140,7 +142,9 @@ impl Tracer {
     /// the one it replaces.
     pub fn install_global(&self) -> Option<Tracer> {
         let mut global = GLOBAL.write().unwrap_or_else(PoisonError::into_inner);
-        global.replace(self.clone())
+        let previous = global.replace(self.clone());
+        GLOBAL_GENERATION.fetch_add(1, Ordering::Release);
+        previous
     }
 }
 
@@ -174,10 +178,8 @@ pub(crate) fn entry_with<E: Extractor + ?Sized>(
     }
     match tracer {
         Some(tracer) => tracer.start_entry(operation_name, carrier, init),
-        None => match global() {
-            Some(tracer) => tracer.start_entry(operation_name, carrier, init),
-            None => Span::noop(),
-        },
+        None => with_global(|tracer| tracer.start_entry(operation_name, carrier, init))
+            .unwrap_or(Span::noop()),
     }
 }
 
@@ -188,7 +190,7 @@ pub(crate) fn entry_with<E: Extractor + ?Sized>(
 /// assert!(!skytrace::is_ignored_path("/health"));
 /// ```
 pub fn is_ignored_path(path: &str) -> bool {
-    global().is_some_and(|t| t.is_ignored_path(path))
+    with_global(|t| t.is_ignored_path(path)).unwrap_or(false)
 }
 
 impl TracerInner {
@@ -263,13 +265,48 @@ impl TracerInner {
 }
 
 static GLOBAL: RwLock<Option<Tracer>> = RwLock::new(None);
+/// Moves on (under `GLOBAL`'s write lock) whenever `GLOBAL` changes: a thread's copy of an
+/// older generation is stale.
+static GLOBAL_GENERATION: AtomicU64 = AtomicU64::new(1);
 
-pub(crate) fn global() -> Option<Arc<TracerInner>> {
+thread_local! {
+    /// This thread's copy of the global tracer, with the generation it was read at. Reading
+    /// `GLOBAL` itself on every request wrote to the lock's reader count and to the tracer's
+    /// reference count: two cache lines shared by every thread of the service. A thread that
+    /// stops tracing keeps its copy (the tracer's memory, not its reporter, which is shut down
+    /// explicitly) until it exits.
+    static GLOBAL_COPY: RefCell<(u64, Option<Arc<TracerInner>>)> = const { RefCell::new((0, None)) };
+}
+
+fn read_global() -> Option<Arc<TracerInner>> {
     GLOBAL
         .read()
         .unwrap_or_else(PoisonError::into_inner)
         .as_ref()
         .map(|t| Arc::clone(&t.inner))
+}
+
+/// Runs `f` with the global tracer; `None` when none is installed.
+pub(crate) fn with_global<R>(f: impl FnOnce(&Arc<TracerInner>) -> R) -> Option<R> {
+    let generation = GLOBAL_GENERATION.load(Ordering::Acquire);
+    let mut f = Some(f);
+    let fast = GLOBAL_COPY
+        .try_with(|copy| {
+            // Busy only if `f` (through a user's `Extractor`) got here again: take the slow way.
+            let mut copy = copy.try_borrow_mut().ok()?;
+            if copy.0 != generation {
+                *copy = (generation, read_global());
+            }
+            let f = f.take()?;
+            Some(copy.1.as_ref().map(f))
+        })
+        .ok()
+        .flatten();
+    match (fast, f) {
+        (Some(result), _) => result,
+        (None, Some(f)) => read_global().as_ref().map(f),
+        (None, None) => None,
+    }
 }
 
 /// Why [`init`] failed.
@@ -376,6 +413,7 @@ impl TracerGuard {
                 .is_some_and(|g| Arc::ptr_eq(&g.inner, &tracer.inner))
             {
                 *global = None;
+                GLOBAL_GENERATION.fetch_add(1, Ordering::Release);
             }
         }
         tracer.inner.reporter.shutdown(timeout)

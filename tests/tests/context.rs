@@ -505,3 +505,26 @@ async fn a_span_ended_on_another_thread_before_its_hand_over_keeps_its_changes()
         root.end_time
     );
 }
+
+/// The global tracer is read per request from a per-thread copy: replacing it must still take
+/// effect on the very next entry span, on this thread and on others.
+#[test]
+fn replacing_the_global_tracer_takes_effect_on_the_next_entry() {
+    let config = skytrace::Config::builder()
+        .service_name("global")
+        .build()
+        .unwrap();
+    let first = skytrace::Tracer::new(&config, skytrace::DiscardReporter::new());
+    let second = skytrace::Tracer::new(&config, skytrace::DiscardReporter::new());
+    let entry = || drop(Span::entry_new("job"));
+
+    first.install_global();
+    entry();
+    let replaced = second.install_global();
+    assert!(replaced.is_some());
+    entry();
+    std::thread::spawn(entry).join().unwrap();
+    entry();
+    assert_eq!(first.stats().sent, 1);
+    assert_eq!(second.stats().sent, 3);
+}

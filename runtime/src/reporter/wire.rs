@@ -16,38 +16,54 @@ use crate::segment::{LogRecord, Segment, SegmentRef, SpanRecord};
 /// A finished segment as the `collect` stream's message.
 pub(crate) struct SegmentMessage {
     segment: Segment,
-    /// Each span's start and end in milliseconds, converted once: prost asks for the length of
-    /// every span twice and writes it once, and a conversion was the largest part of each.
-    times: Vec<(i64, i64)>,
+    /// Each span's start and end in milliseconds and its encoded length, worked out once:
+    /// prost asks for the message's length before writing it, and a span's length is written
+    /// before the span, so each was computed twice (and sizing was a sixth of the reporter
+    /// thread's work).
+    layout: Vec<SpanLayout>,
+    /// The whole message's length.
+    len: usize,
+}
+
+#[derive(Clone, Copy)]
+struct SpanLayout {
+    times: (i64, i64),
+    len: usize,
 }
 
 impl SegmentMessage {
     pub(crate) fn new(segment: Segment) -> SegmentMessage {
-        let times = segment
+        let layout: Vec<SpanLayout> = segment
             .spans
             .iter()
-            .map(|span| {
-                (
+            .enumerate()
+            .map(|(index, span)| {
+                let times = (
                     span.start.to_millis(),
                     span.end.unwrap_or(span.start).to_millis(),
-                )
+                );
+                let len = span_len(span, times, refs_of(&segment, index));
+                SpanLayout { times, len }
             })
             .collect();
-        SegmentMessage { segment, times }
+        let s = &segment;
+        let len = str_len(1, &s.trace_id)
+            + str_len(2, &s.segment_id)
+            + layout.iter().map(|l| message_len(3, l.len)).sum::<usize>()
+            + str_len(4, &s.service)
+            + str_len(5, &s.instance)
+            + bool_len(6, s.size_limited);
+        SegmentMessage {
+            segment,
+            layout,
+            len,
+        }
     }
+}
 
-    /// The spans, each with its times and the refs it carries (the first span holds them all).
-    fn spans(&self) -> impl Iterator<Item = (&SpanRecord, (i64, i64), &[SegmentRef])> {
-        let s = &self.segment;
-        s.spans
-            .iter()
-            .zip(self.times.iter().copied())
-            .enumerate()
-            .map(|(index, (span, times))| {
-                let refs: &[SegmentRef] = if index == 0 { &s.refs } else { &[] };
-                (span, times, refs)
-            })
-    }
+/// The refs span `index` carries: the first span holds them all.
+fn refs_of(segment: &Segment, index: usize) -> &[SegmentRef] {
+    if index == 0 { &segment.refs } else { &[] }
 }
 
 impl std::fmt::Debug for SegmentMessage {
@@ -61,9 +77,9 @@ impl Message for SegmentMessage {
         let s = &self.segment;
         put_str(1, &s.trace_id, buf);
         put_str(2, &s.segment_id, buf);
-        for (span, times, refs) in self.spans() {
-            put_message_header(3, span_len(span, times, refs), buf);
-            put_span(span, times, refs, buf);
+        for (index, (span, layout)) in s.spans.iter().zip(&self.layout).enumerate() {
+            put_message_header(3, layout.len, buf);
+            put_span(span, layout.times, refs_of(s, index), buf);
         }
         put_str(4, &s.service, buf);
         put_str(5, &s.instance, buf);
@@ -82,17 +98,7 @@ impl Message for SegmentMessage {
     }
 
     fn encoded_len(&self) -> usize {
-        let s = &self.segment;
-        let spans: usize = self
-            .spans()
-            .map(|(span, times, refs)| message_len(3, span_len(span, times, refs)))
-            .sum();
-        str_len(1, &s.trace_id)
-            + str_len(2, &s.segment_id)
-            + spans
-            + str_len(4, &s.service)
-            + str_len(5, &s.instance)
-            + bool_len(6, s.size_limited)
+        self.len
     }
 
     fn clear(&mut self) {}

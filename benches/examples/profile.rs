@@ -15,7 +15,8 @@
 //! network,
 //! `sw8:encode`, `sw8:decode`, `sw8:encode-skywalking`, `sw8:decode-skywalking`,
 //! `reporter:grpc` (`n` realistic segments through the gRPC reporter to the in-process
-//! collector; profile with `--separate-threads=yes` and read the `skytrace-reporter` thread).
+//! collector; profile with `--separate-threads=yes` and read the `skytrace-reporter` thread),
+//! `reporter:grpc-entry` (the same with one-span segments, as a hello-world request makes).
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -73,7 +74,8 @@ fn main() {
             })
         }
         "sw8:encode-skywalking" | "sw8:decode-skywalking" => sw8_skywalking(&case, n),
-        "reporter:grpc" => reporter(n),
+        "reporter:grpc" => reporter(n, false),
+        "reporter:grpc-entry" => reporter(n, true),
         "sw8:decode" => {
             let value = common::sample_sw8().encode();
             profile_loop(n, &mut || {
@@ -155,7 +157,7 @@ fn sw8_skywalking(case: &str, n: u64) {
 
 /// `n` realistic segments recorded, then delivered by the gRPC reporter to the in-process
 /// collector.
-fn reporter(n: u64) {
+fn reporter(n: u64, entry_only: bool) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("bench-collector")
@@ -179,7 +181,19 @@ fn reporter(n: u64) {
     }
     let empty = http::HeaderMap::new();
     profile_loop(n, &mut || {
-        black_box(common::skytrace_segment(&tracer, &empty));
+        if entry_only {
+            // What a hello-world request through `SkytraceLayer` reports: one entry span with
+            // the HTTP attributes.
+            let span = tracer.entry_span("GET:/hello", &empty);
+            span.set_layer(skytrace::SpanLayer::Http);
+            span.set_component(skytrace::component::HTTP);
+            span.add_tag("http.method", "GET");
+            span.add_tag("url", "http://127.0.0.1:8080/hello");
+            span.add_tag("status_code", "200");
+            drop(black_box(span));
+        } else {
+            black_box(common::skytrace_segment(&tracer, &empty));
+        }
     });
     let stats = tracer
         .reporter()

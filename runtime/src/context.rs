@@ -376,19 +376,7 @@ pub(crate) fn with_span_record<F>(segment: &Arc<ActiveSegment>, id: i32, slot: u
 where
     F: FnOnce(&mut SpanRecord) + Send + 'static,
 {
-    if slot == NOT_BUFFERED {
-        segment.with_span_or_defer(id, f);
-        return;
-    }
-    let mut f = Some(f);
-    let _ = CONTEXT.try_with(|ctx| {
-        with_buffered_record(ctx, Arc::as_ptr(segment) as usize, id, slot, |record| {
-            if let Some(f) = f.take() {
-                f(record);
-            }
-        });
-    });
-    if let Some(f) = f {
+    if let Some(f) = with_record_on_this_thread(segment, id, slot, f) {
         segment.with_span_or_defer(id, f);
     }
 }
@@ -401,19 +389,31 @@ pub(crate) fn with_new_span_record(
     slot: usize,
     f: impl FnOnce(&mut SpanRecord),
 ) {
-    let mut f = Some(f);
-    if slot != NOT_BUFFERED {
-        let _ = CONTEXT.try_with(|ctx| {
-            with_buffered_record(ctx, Arc::as_ptr(segment) as usize, id, slot, |record| {
-                if let Some(f) = f.take() {
-                    f(record);
-                }
-            });
-        });
-    }
-    if let Some(f) = f {
+    if let Some(f) = with_record_on_this_thread(segment, id, slot, f) {
         segment.with_span(id, f);
     }
+}
+
+/// Runs `f` on span `id`'s record if it is in this thread's buffer at `slot`; else gives `f`
+/// back, for the caller to take to the segment.
+fn with_record_on_this_thread<F: FnOnce(&mut SpanRecord)>(
+    segment: &Arc<ActiveSegment>,
+    id: i32,
+    slot: usize,
+    f: F,
+) -> Option<F> {
+    if slot == NOT_BUFFERED {
+        return Some(f);
+    }
+    let mut f = Some(f);
+    let _ = CONTEXT.try_with(|ctx| {
+        with_buffered_record(ctx, Arc::as_ptr(segment) as usize, id, slot, |record| {
+            if let Some(f) = f.take() {
+                f(record);
+            }
+        });
+    });
+    f
 }
 
 /// Runs `f` on the record of local span `entry`, wherever it is now: still on this thread, or

@@ -10,6 +10,7 @@
 //! Cases: `span:<name>` (a per-span case of `benches/span.rs`, e.g. `span:skytrace/sampled`;
 //! collect with `--toggle-collect='*traced::*'` to count only the traced calls),
 //! `segment:skytrace`, `segment:skywalking`, `entry:skytrace` (an entry span alone),
+//! `entry:skytrace-global` (the same through the global tracer),
 //! `axum:plain`, `axum:skytrace`, `axum:skytrace-global` (the layer finding the global
 //! tracer), `axum:pass-layer` (a layer that does nothing): one request through the router, no
 //! network,
@@ -64,6 +65,12 @@ fn main() {
         "entry:skytrace" => profile_loop(n, &mut || {
             drop(black_box(tracer.entry_span(common::ENDPOINT, &empty)));
         }),
+        "entry:skytrace-global" => {
+            tracer.install_global();
+            profile_loop(n, &mut || {
+                drop(black_box(skytrace::Span::entry(common::ENDPOINT, &empty)));
+            })
+        }
         "axum:plain" | "axum:skytrace" | "axum:skytrace-global" | "axum:pass-layer" => {
             axum(&case, tracer, n)
         }

@@ -30,7 +30,7 @@ for case in plain floor/two_tsc_reads floor/two_system_time_reads skytrace/sampl
     skywalking/sampled fastrace/sampled tracing/registry; do
     count "span:$case" '*traced::*' 10000 11000 call
 done
-for case in segment:skytrace segment:skywalking entry:skytrace sw8:encode sw8:encode-skywalking \
+for case in segment:skytrace segment:skywalking entry:skytrace entry:skytrace-global sw8:encode sw8:encode-skywalking \
     sw8:decode sw8:decode-skywalking axum:plain axum:pass-layer axum:skytrace axum:skytrace-global; do
     count "$case" '*profile_loop*' 2000 2000 op
 done

@@ -482,6 +482,29 @@ pub fn threads_cpu(prefix: &str) -> Duration {
     total
 }
 
+/// Pins the calling thread to one CPU (Linux). Returns false where that is not possible (fewer
+/// CPUs, or the call failed): the caller then runs unpinned and says so.
+pub fn pin_current_thread(cpu: usize) -> bool {
+    // Not `available_parallelism`: that counts the CPUs this thread may use, one once pinned.
+    // SAFETY: sysconf has no preconditions.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if online <= cpu as libc::c_long {
+        return false;
+    }
+    set_affinity(cpu)
+}
+
+/// `sched_setaffinity` of the calling thread to `cpu` alone, and nothing else: safe to call in
+/// a forked child before `exec` (`CommandExt::pre_exec`).
+pub fn set_affinity(cpu: usize) -> bool {
+    // SAFETY: the set is a plain bit array we own; sched_setaffinity(0, ..) acts on this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
 /// CPU time of the calling thread.
 pub fn current_thread_cpu() -> Duration {
     // SAFETY: gettid has no preconditions.
@@ -602,6 +625,11 @@ impl Args {
             println!("{name}: bench");
             return false;
         }
+        self.selects(name)
+    }
+
+    /// Whether the command line's filters select `name` (without `--list`'s printing).
+    pub fn selects(&self, name: &str) -> bool {
         self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
     }
 

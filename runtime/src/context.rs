@@ -22,7 +22,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use crate::id::new_id;
+use crate::id::{Id, TraceId, new_id};
 use crate::propagation::{Correlation, Injector, Sw8Extension, Sw8Header, Sw8Parts};
 use crate::segment::{RefKind, Segment, SegmentRef, SpanKind, SpanRecord, Text};
 use crate::span::Span;
@@ -473,8 +473,9 @@ fn flush_local_of(segment: &ActiveSegment) {
 /// One segment being recorded.
 pub(crate) struct ActiveSegment {
     pub(crate) tracer: Arc<TracerInner>,
-    pub(crate) trace_id: Arc<str>,
-    pub(crate) segment_id: Arc<str>,
+    /// `None`: a new trace, named after this, its first segment.
+    trace_id: Option<TraceId>,
+    pub(crate) segment_id: Id,
     /// Set when the trace skips analysis (`sw8-x`): every span of the segment does.
     skip_analysis: bool,
     /// The next span id. Handed out without the lock, so that local spans need none.
@@ -518,10 +519,16 @@ impl SegmentState {
 }
 
 impl ActiveSegment {
+    pub(crate) fn trace_id(&self) -> &str {
+        self.trace_id
+            .as_ref()
+            .map_or(self.segment_id.as_str(), TraceId::as_str)
+    }
+
     /// Starts a segment and its first span; with no `trace_id`, a new trace.
     pub(crate) fn start(
         tracer: Arc<TracerInner>,
-        trace_id: Option<Arc<str>>,
+        trace_id: Option<TraceId>,
         first: (SpanKind, Text),
         refs: Vec<SegmentRef>,
         correlation: Correlation,
@@ -539,7 +546,6 @@ impl ActiveSegment {
         let segment_id = new_id();
         // A new trace is named after its first segment, as unique among traces as that id is
         // among segments (OAP keeps the two apart): one id to make per request, not two.
-        let trace_id = trace_id.unwrap_or_else(|| Arc::clone(&segment_id));
         let segment = Arc::new(ActiveSegment {
             tracer,
             trace_id,
@@ -689,10 +695,10 @@ impl ActiveSegment {
             spans.sort_unstable_by_key(|s| s.id);
         }
         let segment = Segment {
-            trace_id: Arc::clone(&self.trace_id),
-            segment_id: Arc::clone(&self.segment_id),
-            service: Arc::clone(&self.tracer.service),
-            instance: Arc::clone(&self.tracer.instance),
+            trace_id: self.trace_id.clone(),
+            segment_id: self.segment_id.clone(),
+            service: self.tracer.service,
+            instance: self.tracer.instance,
             spans,
             refs,
             size_limited: self.size_limited.load(Ordering::Relaxed),
@@ -719,11 +725,11 @@ impl ActiveSegment {
         };
         let header = Sw8Parts {
             sampled: true,
-            trace_id: &self.trace_id,
-            parent_segment_id: &self.segment_id,
+            trace_id: self.trace_id(),
+            parent_segment_id: self.segment_id.as_str(),
             parent_span_id: span_id,
-            parent_service: &self.tracer.service,
-            parent_service_instance: &self.tracer.instance,
+            parent_service: self.tracer.service,
+            parent_service_instance: self.tracer.instance,
             parent_endpoint: endpoint,
             target_address: &span.peer,
         }
@@ -751,8 +757,11 @@ impl ActiveSegment {
         Some(ContextSnapshot {
             inner: SnapshotInner::Recording {
                 tracer: Arc::clone(&self.tracer),
-                trace_id: Arc::clone(&self.trace_id),
-                segment_id: Arc::clone(&self.segment_id),
+                trace_id: self
+                    .trace_id
+                    .clone()
+                    .unwrap_or_else(|| TraceId::Inline(self.segment_id.clone())),
+                segment_id: self.segment_id.clone(),
                 span_id,
                 endpoint,
                 correlation: state.correlation.clone(),
@@ -790,8 +799,11 @@ impl UnsampledContext {
         }
         let header = Sw8Header {
             sampled: false,
-            trace_id: self.trace_id.get_or_init(|| new_id().to_string()).clone(),
-            parent_segment_id: new_id().to_string(),
+            trace_id: self
+                .trace_id
+                .get_or_init(|| new_id().as_str().to_owned())
+                .clone(),
+            parent_segment_id: new_id().as_str().to_owned(),
             parent_span_id: 0,
             parent_service: self.tracer.service.to_string(),
             parent_service_instance: self.tracer.instance.to_string(),
@@ -822,12 +834,15 @@ pub struct ContextSnapshot {
     inner: SnapshotInner,
 }
 
+// The ids are inline (~170 bytes): boxing them would cost an allocation per snapshot to save
+// bytes in a value that lives as long as a spawn.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum SnapshotInner {
     Recording {
         tracer: Arc<TracerInner>,
-        trace_id: Arc<str>,
-        segment_id: Arc<str>,
+        trace_id: TraceId,
+        segment_id: Id,
         span_id: i32,
         endpoint: String,
         correlation: Correlation,
@@ -852,8 +867,8 @@ impl ContextSnapshot {
             } => {
                 let reference = SegmentRef {
                     kind: RefKind::CrossThread,
-                    trace_id: trace_id.to_string(),
-                    parent_segment_id: segment_id.to_string(),
+                    trace_id: trace_id.as_str().to_owned(),
+                    parent_segment_id: segment_id.as_str().to_owned(),
                     parent_span_id: *span_id,
                     parent_service: tracer.service.to_string(),
                     parent_service_instance: tracer.instance.to_string(),
@@ -862,7 +877,7 @@ impl ContextSnapshot {
                 };
                 ActiveSegment::start(
                     Arc::clone(tracer),
-                    Some(Arc::clone(trace_id)),
+                    Some(trace_id.clone()),
                     (SpanKind::Local, operation_name.into()),
                     vec![reference],
                     correlation.clone(),
@@ -880,7 +895,7 @@ impl ContextSnapshot {
     /// The trace id the snapshot belongs to (`None` for a trace that is not sampled).
     pub fn trace_id(&self) -> Option<&str> {
         match &self.inner {
-            SnapshotInner::Recording { trace_id, .. } => Some(trace_id),
+            SnapshotInner::Recording { trace_id, .. } => Some(trace_id.as_str()),
             SnapshotInner::Unsampled(c) => c.trace_id.get().map(String::as_str),
         }
     }
@@ -937,7 +952,7 @@ pub(crate) fn inject_handle(handle: &Handle, carrier: &mut dyn Injector) -> bool
 /// ```
 pub fn current_trace_id() -> Option<String> {
     with_current(|cur| match cur {
-        Handle::Recording { segment, .. } => Some(segment.trace_id.to_string()),
+        Handle::Recording { segment, .. } => Some(segment.trace_id().to_owned()),
         Handle::Unsampled { context, .. } => context.trace_id.get().cloned(),
     })
     .flatten()

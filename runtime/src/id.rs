@@ -4,8 +4,11 @@
 //! familiar in SkyWalking's UI. OAP treats them as opaque strings; uniqueness is what matters:
 //! the process part is 128 random bits, the thread part tells threads of one process apart and the
 //! last part orders ids of one thread.
+//!
+//! An id is kept as text inline ([`Id`], 81 bytes), not on the heap: every request makes one,
+//! and an allocation (and its free on the reporter's thread) cost more than writing the id.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
@@ -19,15 +22,16 @@ static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
     /// `{process}.{thread}.`: the part of this thread's ids that never changes.
-    static PREFIX: IdBuf = {
-        let mut prefix = IdBuf::default();
+    static PREFIX: Id = {
+        let mut prefix = Id::default();
         prefix.push(process_uuid().as_bytes());
         prefix.push(b".");
         prefix.push_decimal(NEXT_THREAD.fetch_add(1, Ordering::Relaxed));
         prefix.push(b".");
         prefix
     };
-    static LAST_STAMP: Cell<u64> = const { Cell::new(0) };
+    /// The last id this thread made, and its stamp.
+    static LAST: RefCell<(u64, Id)> = RefCell::new((0, Id::default()));
 }
 
 /// 32 hex digits drawn once per process. std's `RandomState` is seeded from the OS, which is all
@@ -49,43 +53,55 @@ pub(crate) fn process_uuid() -> &'static str {
 
 /// A new id, unique across processes and threads.
 ///
-/// Built by hand in a stack buffer: `format!` took ~870 instructions and two allocations per id
-/// (and a trace has at least two ids); this is one allocation, the `Arc` itself.
-pub(crate) fn new_id() -> Arc<str> {
-    // Strictly increasing per thread, so two ids of one thread never collide, even past 10,000
-    // ids in a millisecond or when the wall clock steps back.
-    let stamp = LAST_STAMP.with(|last| {
-        let stamp = (now_millis().unsigned_abs() * 10_000).max(last.get() + 1);
-        last.set(stamp);
-        stamp
-    });
-    let mut buf = PREFIX.with(IdBuf::clone);
-    buf.push_decimal(stamp);
-    Arc::from(buf.as_str())
+/// Written by hand: `format!` took ~870 instructions and two allocations per id. A busy thread
+/// makes many ids per millisecond, each the last one's stamp plus one: that id is the last one
+/// with its final digits counted up, not written again (~170 instructions a stamp).
+pub(crate) fn new_id() -> Id {
+    let now = now_millis().unsigned_abs() * 10_000;
+    LAST.with(|last| {
+        let Ok(mut last) = last.try_borrow_mut() else {
+            // Not reachable (nothing here re-enters), but never a panic on a service's thread.
+            return PREFIX.with(Id::clone);
+        };
+        let (stamp, id) = &mut *last;
+        // Strictly increasing per thread, so two ids of one thread never collide, even past
+        // 10,000 ids in a millisecond or when the wall clock steps back.
+        let next = now.max(*stamp + 1);
+        if next != *stamp + 1 || !id.count_up() {
+            *id = PREFIX.with(Id::clone);
+            id.push_decimal(next);
+        }
+        *stamp = next;
+        id.clone()
+    })
 }
 
-/// 32 hex digits, two dots and two `u64`s (20 digits each) fit in 74 bytes.
-#[derive(Clone)]
-struct IdBuf {
-    bytes: [u8; 80],
-    len: usize,
+/// An id made here, as text. 32 hex digits, two dots and two `u64`s (20 digits each) fit in 74
+/// bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Id {
+    bytes: [u8; Id::CAPACITY],
+    len: u8,
 }
 
-impl Default for IdBuf {
+impl Default for Id {
     fn default() -> Self {
-        IdBuf {
-            bytes: [0; 80],
+        Id {
+            bytes: [0; Id::CAPACITY],
             len: 0,
         }
     }
 }
 
-impl IdBuf {
+impl Id {
+    const CAPACITY: usize = 80;
+
     fn push(&mut self, part: &[u8]) {
-        let end = (self.len + part.len()).min(self.bytes.len());
-        let take = end - self.len;
-        self.bytes[self.len..end].copy_from_slice(&part[..take]);
-        self.len = end;
+        let len = usize::from(self.len);
+        let end = (len + part.len()).min(Id::CAPACITY);
+        self.bytes[len..end].copy_from_slice(&part[..end - len]);
+        // `end` is at most CAPACITY (80), which fits.
+        self.len = end as u8;
     }
 
     /// Two digits per division (a 17-digit stamp took ~280 instructions one digit at a time).
@@ -114,13 +130,78 @@ impl IdBuf {
         self.push(&digits[i..]);
     }
 
-    fn as_str(&self) -> &str {
-        let bytes = &self.bytes[..self.len];
-        debug_assert!(bytes.is_ascii());
-        // SAFETY: only ASCII was pushed (hex digits, dots, decimal digits), and a cut made by
-        // `push` at the buffer's end falls between ASCII bytes: valid UTF-8. (Checking it
-        // again cost a sixth of making an id.)
+    /// Adds one to the decimal number the id ends with, in place; `false` (nothing changed)
+    /// when that needs one more digit (`…999`) or the id does not end with digits.
+    fn count_up(&mut self) -> bool {
+        for i in (0..usize::from(self.len)).rev() {
+            match self.bytes[i] {
+                b'9' => continue,
+                digit @ b'0'..=b'8' => {
+                    self.bytes[i] = digit + 1;
+                    // The nines after it roll over.
+                    self.bytes[i + 1..usize::from(self.len)].fill(b'0');
+                    return true;
+                }
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        let bytes = &self.bytes[..usize::from(self.len)];
+        debug_assert!(std::str::from_utf8(bytes).is_ok());
+        // SAFETY: what was pushed is ASCII (ids made here: hex digits, dots, decimal digits; a
+        // cut made by `push` at the buffer's end falls between ASCII bytes) or one whole `&str`
+        // that fits (`TraceId::new` checks the length first): valid UTF-8 either way. (Checking
+        // it again cost a sixth of making an id.)
         unsafe { std::str::from_utf8_unchecked(bytes) }
+    }
+}
+
+impl std::fmt::Debug for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The id of a trace: made here with its first segment, or received from the caller (`sw8`),
+/// where any text goes; kept inline when it fits, like an [`Id`].
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum TraceId {
+    Inline(Id),
+    Shared(Arc<str>),
+}
+
+impl TraceId {
+    pub(crate) fn new(text: &str) -> TraceId {
+        if text.len() <= Id::CAPACITY {
+            let mut id = Id::default();
+            // Whole UTF-8 text: `as_str` stays valid (its ASCII-only note is about ids made here).
+            id.push(text.as_bytes());
+            TraceId::Inline(id)
+        } else {
+            TraceId::Shared(Arc::from(text))
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            TraceId::Inline(id) => id.as_str(),
+            TraceId::Shared(text) => text,
+        }
+    }
+}
+
+impl std::fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -137,8 +218,7 @@ mod tests {
         let mut seen = HashSet::new();
         for h in handles {
             for id in h.join().unwrap() {
-                let id = id.to_string();
-                assert!(seen.insert(id), "duplicate id");
+                assert!(seen.insert(id.to_string()), "duplicate id");
             }
         }
         assert_eq!(seen.len(), 20_000);
@@ -157,17 +237,85 @@ mod tests {
             17_640_000_000_000_001,
             u64::MAX,
         ] {
-            let mut buf = IdBuf::default();
-            buf.push_decimal(n);
-            assert_eq!(buf.as_str(), n.to_string());
+            let mut id = Id::default();
+            id.push_decimal(n);
+            assert_eq!(id.as_str(), n.to_string());
+        }
+    }
+
+    #[test]
+    fn counting_up_matches_writing_again() {
+        for n in [
+            0u64,
+            8,
+            9,
+            10,
+            99,
+            17_640_000_000_000_001,
+            17_649_999_999_999_999,
+        ] {
+            let mut id = Id::default();
+            id.push(b"abc.");
+            id.push_decimal(n);
+            let mut expected = Id::default();
+            expected.push(b"abc.");
+            expected.push_decimal(n + 1);
+            let counted = id.count_up();
+            assert_eq!(
+                counted,
+                (n + 1).to_string().len() == n.to_string().len(),
+                "{n}"
+            );
+            if counted {
+                assert_eq!(id, expected, "{n}");
+            }
+        }
+        let mut no_digits = Id::default();
+        no_digits.push(b"abc.");
+        assert!(!no_digits.count_up());
+    }
+
+    #[test]
+    fn ids_of_one_thread_increase() {
+        let ids: Vec<Id> = (0..25_000).map(|_| new_id()).collect();
+        let stamp = |id: &Id| {
+            id.as_str()
+                .rsplit('.')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+        for pair in ids.windows(2) {
+            assert!(
+                stamp(&pair[1]) > stamp(&pair[0]),
+                "{:?} {:?}",
+                pair[0],
+                pair[1]
+            );
+            let prefix = |id: &Id| id.as_str().rsplit_once('.').unwrap().0.to_owned();
+            assert_eq!(prefix(&pair[0]), prefix(&pair[1]));
         }
     }
 
     #[test]
     fn id_has_three_parts() {
         let id = new_id();
+        let id = id.as_str();
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.'));
         assert_eq!(id.split('.').count(), 3);
         assert_eq!(id.split('.').next().unwrap().len(), 32);
+    }
+
+    #[test]
+    fn trace_ids_from_callers_keep_their_text() {
+        let short = "a1b2.7.17328000000000001";
+        assert_eq!(TraceId::new(short).as_str(), short);
+        assert!(matches!(TraceId::new(short), TraceId::Inline(_)));
+        let long = "é".repeat(50);
+        assert_eq!(TraceId::new(&long).as_str(), long);
+        assert!(matches!(TraceId::new(&long), TraceId::Shared(_)));
+        let exact = "x".repeat(80);
+        assert_eq!(TraceId::new(&exact).as_str(), exact);
     }
 }

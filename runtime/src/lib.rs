@@ -47,6 +47,7 @@ mod instrument;
     feature = "actix-web"
 ))]
 pub mod integrations;
+mod intern;
 mod local_span;
 mod propagation;
 mod reporter;

@@ -3,10 +3,10 @@
 //! so the service's own threads never pay for it.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use skytrace_proto::v3;
 
+use crate::id::{Id, TraceId};
 use crate::time::Stamp;
 
 /// Text the agent records: `&'static str` names cost no allocation.
@@ -158,10 +158,11 @@ pub(crate) struct SegmentRef {
 
 /// A finished segment: every span one trace recorded in one task of this process.
 pub struct Segment {
-    pub(crate) trace_id: Arc<str>,
-    pub(crate) segment_id: Arc<str>,
-    pub(crate) service: Arc<str>,
-    pub(crate) instance: Arc<str>,
+    /// `None`: the trace is named after this segment, its first.
+    pub(crate) trace_id: Option<TraceId>,
+    pub(crate) segment_id: Id,
+    pub(crate) service: &'static str,
+    pub(crate) instance: &'static str,
     pub(crate) spans: Vec<SpanRecord>,
     pub(crate) refs: Vec<SegmentRef>,
     pub(crate) size_limited: bool,
@@ -170,12 +171,14 @@ pub struct Segment {
 impl Segment {
     /// The trace this segment belongs to.
     pub fn trace_id(&self) -> &str {
-        &self.trace_id
+        self.trace_id
+            .as_ref()
+            .map_or(self.segment_id.as_str(), TraceId::as_str)
     }
 
     /// This segment's id.
     pub fn segment_id(&self) -> &str {
-        &self.segment_id
+        self.segment_id.as_str()
     }
 
     /// How many spans were recorded.
@@ -185,6 +188,7 @@ impl Segment {
 
     /// The message OAP receives.
     pub fn into_proto(self) -> v3::SegmentObject {
+        let trace_id = self.trace_id().to_owned();
         let mut refs = Some(self.refs);
         let spans = self
             .spans
@@ -201,11 +205,11 @@ impl Segment {
             })
             .collect();
         v3::SegmentObject {
-            trace_id: self.trace_id.to_string(),
-            trace_segment_id: self.segment_id.to_string(),
+            trace_id,
+            trace_segment_id: self.segment_id.as_str().to_owned(),
             spans,
-            service: self.service.to_string(),
-            service_instance: self.instance.to_string(),
+            service: self.service.to_owned(),
+            service_instance: self.instance.to_owned(),
             is_size_limited: self.size_limited,
         }
     }
@@ -214,7 +218,7 @@ impl Segment {
 impl std::fmt::Debug for Segment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Segment")
-            .field("trace_id", &self.trace_id)
+            .field("trace_id", &self.trace_id())
             .field("segment_id", &self.segment_id)
             .field("spans", &self.spans.len())
             .field("size_limited", &self.size_limited)

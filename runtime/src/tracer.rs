@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::config::{Config, ConfigError, ReporterKind};
 use crate::context::{ActiveSegment, Handle, UnsampledContext, peek_current};
+use crate::id::TraceId;
 use crate::propagation::{Correlation, Extractor, Sw8Extension, Sw8Header};
 use crate::reporter::{ConsoleReporter, DiscardReporter, Reporter, ReporterStats};
 use crate::sampler::Sampler;
@@ -22,8 +23,8 @@ pub(crate) struct HeaderKeys {
 }
 
 pub(crate) struct TracerInner {
-    pub(crate) service: Arc<str>,
-    pub(crate) instance: Arc<str>,
+    pub(crate) service: &'static str,
+    pub(crate) instance: &'static str,
     pub(crate) span_limit: usize,
     ignore_suffix: SuffixSet,
     ignore_paths: Vec<String>,
@@ -83,8 +84,8 @@ impl Tracer {
         };
         Tracer {
             inner: Arc::new(TracerInner {
-                service: config.service_name.as_str().into(),
-                instance: config.instance_name.as_str().into(),
+                service: crate::intern::intern(&config.service_name),
+                instance: crate::intern::intern(&config.instance_name),
                 span_limit: config.span_limit,
                 ignore_suffix: SuffixSet::new(&config.ignore_suffix),
                 ignore_paths: config.ignore_paths.clone(),
@@ -238,7 +239,7 @@ impl TracerInner {
             .unwrap_or_default();
         let (trace_id, refs) = match header {
             Some(h) => (
-                Some(Arc::from(h.trace_id.as_str())),
+                Some(TraceId::new(&h.trace_id)),
                 vec![SegmentRef {
                     kind: RefKind::CrossProcess,
                     trace_id: h.trace_id,

@@ -33,8 +33,8 @@ impl Reporter for ConsoleReporter {
         let mut out = String::new();
         out.push_str(&format!(
             "[skytrace] segment {} of trace {} ({} / {}){}\n",
-            segment.segment_id,
-            segment.trace_id,
+            segment.segment_id(),
+            segment.trace_id(),
             segment.service,
             segment.instance,
             if segment.size_limited {

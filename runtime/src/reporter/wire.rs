@@ -45,11 +45,11 @@ impl SegmentMessage {
             })
             .collect();
         let s = &segment;
-        let len = str_len(1, &s.trace_id)
-            + str_len(2, &s.segment_id)
+        let len = str_len(1, s.trace_id())
+            + str_len(2, s.segment_id.as_str())
             + layout.iter().map(|l| message_len(3, l.len)).sum::<usize>()
-            + str_len(4, &s.service)
-            + str_len(5, &s.instance)
+            + str_len(4, s.service)
+            + str_len(5, s.instance)
             + bool_len(6, s.size_limited);
         SegmentMessage {
             segment,
@@ -73,14 +73,14 @@ impl std::fmt::Debug for SegmentMessage {
 impl Message for SegmentMessage {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         let s = &self.segment;
-        put_str(1, &s.trace_id, buf);
-        put_str(2, &s.segment_id, buf);
+        put_str(1, s.trace_id(), buf);
+        put_str(2, s.segment_id.as_str(), buf);
         for (index, (span, layout)) in s.spans.iter().zip(&self.layout).enumerate() {
             put_message_header(3, layout.len, buf);
             put_span(span, layout.times, refs_of(s, index), buf);
         }
-        put_str(4, &s.service, buf);
-        put_str(5, &s.instance, buf);
+        put_str(4, s.service, buf);
+        put_str(5, s.instance, buf);
         put_bool(6, s.size_limited, buf);
     }
 

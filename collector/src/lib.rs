@@ -33,6 +33,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -141,6 +142,9 @@ pub(crate) struct Shared {
     events_tx: broadcast::Sender<Event>,
     required_token: Option<String>,
     stall: bool,
+    /// Count-only mode: segments are counted here, not decoded nor kept.
+    count_only: bool,
+    counted: AtomicU64,
     /// Becomes `true` (or its sender is dropped) when the collector stops.
     shutdown: watch::Receiver<bool>,
 }
@@ -178,6 +182,16 @@ impl Shared {
 
     pub(crate) fn stall(&self) -> bool {
         self.stall
+    }
+
+    pub(crate) fn count_only(&self) -> bool {
+        self.count_only
+    }
+
+    /// A segment received in count-only mode.
+    pub(crate) fn count_segment(&self) {
+        self.counted.fetch_add(1, Ordering::Relaxed);
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Records the call's `authentication` token and checks it against the required one.
@@ -348,6 +362,7 @@ impl Collector {
     /// # });
     /// ```
     pub fn clear(&self) {
+        self.shared.counted.store(0, Ordering::Relaxed);
         self.shared.record(|r| *r = Received::default(), None);
     }
 
@@ -374,7 +389,13 @@ impl Collector {
     /// # });
     /// ```
     pub fn segment_count(&self) -> usize {
-        self.shared.lock().segments.len()
+        // Count-only mode counts what `collect` streamed; `collectInSync` still stores.
+        let counted = usize::try_from(self.shared.counted.load(Ordering::Relaxed));
+        self.shared
+            .lock()
+            .segments
+            .len()
+            .saturating_add(counted.unwrap_or(usize::MAX))
     }
 
     /// Waits until at least `n` segments have arrived or `timeout` has passed, then returns all
@@ -597,6 +618,7 @@ impl Drop for Collector {
 pub struct CollectorBuilder {
     addr: SocketAddr,
     stall: bool,
+    count_only: bool,
     required_token: Option<String>,
 }
 
@@ -605,6 +627,7 @@ impl Default for CollectorBuilder {
         CollectorBuilder {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             stall: false,
+            count_only: false,
             required_token: None,
         }
     }
@@ -636,6 +659,20 @@ impl CollectorBuilder {
     /// ```
     pub fn stall(mut self, yes: bool) -> Self {
         self.stall = yes;
+        self
+    }
+
+    /// Count-only mode, for benchmarks: trace segments (`TraceSegmentReportService/collect`) are
+    /// read off the stream and counted ([`Collector::segment_count`]) but not decoded, kept or
+    /// published — OAP's work, which would otherwise take CPU the benchmark's load needs. The
+    /// stream's gRPC framing is still checked and the call answered as usual. Default off.
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder().count_only(true);
+    /// # drop(builder);
+    /// ```
+    pub fn count_only(mut self, yes: bool) -> Self {
+        self.count_only = yes;
         self
     }
 
@@ -672,6 +709,8 @@ impl CollectorBuilder {
             events_tx: broadcast::Sender::new(BROADCAST_CAPACITY),
             required_token: self.required_token,
             stall: self.stall,
+            count_only: self.count_only,
+            counted: AtomicU64::new(0),
             shutdown: shutdown_rx.clone(),
         });
 

@@ -36,6 +36,72 @@ const METER_COLLECT_BATCH: &str = "/skywalking.v3.MeterReportService/collectBatc
 const FETCH_CONFIGURATIONS: &str =
     "/skywalking.v3.ConfigurationDiscoveryService/fetchConfigurations";
 
+/// Count-only mode's `collect`: each message (tonic has checked its gRPC framing) is skipped
+/// whole and counted as one segment; the reply is the usual empty `Commands`.
+#[derive(Clone)]
+struct CountingCollect {
+    shared: Arc<Shared>,
+}
+
+struct SkipDecoder;
+
+impl tonic::codec::Decoder for SkipDecoder {
+    type Item = ();
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<()>, Status> {
+        use prost::bytes::Buf as _;
+        src.advance(src.remaining());
+        Ok(Some(()))
+    }
+}
+
+struct CountingCodec;
+
+impl tonic::codec::Codec for CountingCodec {
+    type Encode = Commands;
+    type Decode = ();
+    type Encoder = tonic_prost::ProstEncoder<Commands>;
+    type Decoder = SkipDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> SkipDecoder {
+        SkipDecoder
+    }
+}
+
+impl Service<Request<Streaming<()>>> for CountingCollect {
+    type Response = Response<Commands>;
+    type Error = Status;
+    type Future = BoxFuture<Response<Commands>, Status>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Streaming<()>>) -> Self::Future {
+        let handler = Handler::new(Arc::clone(&self.shared));
+        Box::pin(async move {
+            handler
+                .drain(TRACE_COLLECT, request, |()| handler.shared.count_segment())
+                .await
+        })
+    }
+}
+
+impl CountingCollect {
+    fn serve(&self, request: http::Request<Body>) -> BoxFuture<http::Response<Body>, Infallible> {
+        let service = self.clone();
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(CountingCodec);
+            Ok(grpc.client_streaming(service, request).await)
+        })
+    }
+}
+
 /// Implements every collector service over the shared state.
 pub(crate) struct Handler {
     shared: Arc<Shared>,
@@ -186,6 +252,8 @@ impl ConfigurationDiscoveryService for Handler {
 /// collector services on one port, without pulling in a general-purpose router.
 #[derive(Clone)]
 pub(crate) struct Routes {
+    /// Set in count-only mode: serves `TraceSegmentReportService/collect`.
+    counting: Option<CountingCollect>,
     trace: TraceSegmentReportServiceServer<Handler>,
     management: ManagementServiceServer<Handler>,
     log: LogReportServiceServer<Handler>,
@@ -195,8 +263,12 @@ pub(crate) struct Routes {
 
 impl Routes {
     pub(crate) fn new(handler: Handler) -> Self {
+        let counting = handler.shared.count_only().then(|| CountingCollect {
+            shared: Arc::clone(&handler.shared),
+        });
         let handler = Arc::new(handler);
         Routes {
+            counting,
             trace: TraceSegmentReportServiceServer::from_arc(Arc::clone(&handler)),
             management: ManagementServiceServer::from_arc(Arc::clone(&handler)),
             log: LogReportServiceServer::from_arc(Arc::clone(&handler)),
@@ -221,6 +293,11 @@ impl Service<http::Request<Body>> for Routes {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if let Some(counting) = &self.counting
+            && request.uri().path() == TRACE_COLLECT
+        {
+            return counting.serve(request);
+        }
         let service = request.uri().path().split('/').nth(1).unwrap_or_default();
         if service == service_name(&self.trace) {
             self.trace.call(request)

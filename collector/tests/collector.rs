@@ -88,6 +88,46 @@ async fn collect_stores_streamed_segments() {
 }
 
 #[tokio::test]
+async fn count_only_counts_segments_without_keeping_them() {
+    let collector = Collector::builder()
+        .count_only(true)
+        .require_token("t0k")
+        .start()
+        .await
+        .unwrap();
+    let mut client = TraceSegmentReportServiceClient::new(channel(&collector).await);
+    let sent: Vec<_> = (0..50).map(|i| segment("t", &i.to_string())).collect();
+    let reply = client
+        .collect(with_token(tokio_stream::iter(sent), "t0k"))
+        .await
+        .unwrap();
+    assert!(reply.into_inner().commands.is_empty());
+    assert_eq!(collector.segment_count(), 50);
+    assert!(collector.segments().is_empty());
+    // Still a collector: the token is checked, and other services answer as usual.
+    let refused = client
+        .collect(tokio_stream::iter([segment("t", "x")]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert_eq!(collector.segment_count(), 50);
+    client
+        .collect_in_sync(with_token(
+            SegmentCollection {
+                segments: vec![segment("t", "y")],
+            },
+            "t0k",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(collector.segments().len(), 1);
+    assert_eq!(collector.segment_count(), 51);
+    collector.clear();
+    assert_eq!(collector.segment_count(), 0);
+    collector.shutdown().await;
+}
+
+#[tokio::test]
 async fn wait_for_segments_sent_later() {
     let collector = Collector::start().await.unwrap();
     let mut client = TraceSegmentReportServiceClient::new(channel(&collector).await);

@@ -121,11 +121,11 @@ fn throughput(args: &Args) {
         median(&mut cpu)
     );
     println!(
-        "    recording thread:        {:>10.2} ms  (making the segments, queueing them)",
+        "    recording thread:        {:>10.2} ms  (making the segments, encoding them, queueing the bytes)",
         col(0)
     );
     println!(
-        "    skytrace-reporter thread:{:>10.2} ms  (protobuf conversion, encoding, gRPC client)",
+        "    skytrace-reporter thread:{:>10.2} ms  (gRPC client: batches, HTTP/2, socket)",
         col(1)
     );
     println!(

@@ -184,6 +184,35 @@ async fn ten_thousand_segments_arrive_none_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_and_large_segments_arrive_alike() {
+    // Small segments are encoded on the thread that ends them, large ones (more than 32 spans)
+    // on the reporter's: both must arrive as the same protobuf.
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    for spans in [1usize, 32, 33, 150] {
+        let entry = tracer.entry_span(format!("job-{spans}"), &());
+        let _in = entry.enter();
+        for i in 1..spans {
+            Span::local("step").add_tag("i", i.to_string());
+        }
+    }
+    let segments = collector.wait_for_segments(4, WAIT).await;
+    assert_eq!(segments.len(), 4);
+    for spans in [1usize, 32, 33, 150] {
+        let segment = skytrace_tests::segment(&segments, &format!("job-{spans}"));
+        assert_eq!(segment.spans.len(), spans);
+        for (i, span) in segment.spans.iter().enumerate() {
+            assert_eq!(span.span_id, i as i32);
+            if i > 0 {
+                assert_eq!(span.parent_span_id, 0);
+                assert_eq!(span.tags[0].value, i.to_string());
+            }
+        }
+    }
+    tracer.reporter().shutdown(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_server_recording_stays_bounded_and_recovers_when_it_starts() {
     let addr = unused_addr();
     let tracer = grpc_tracer(config_for(addr).queue_size(100));

@@ -1,7 +1,7 @@
 //! [`GrpcReporter`]: streams segments to OAP over gRPC.
 //!
-//! Design: the service's threads encode a finished segment (see [`super::wire`] for why there)
-//! and `try_send` the bytes into a bounded queue; everything that touches
+//! Design: the service's threads encode a finished segment of a few spans (see [`super::wire`]
+//! for why there) and `try_send` it into a bounded queue; everything that touches
 //! the network runs on one background thread with its own single-threaded tokio runtime, so the
 //! reporter neither needs nor disturbs the service's runtime. The worker connects to one backend
 //! at a time (round-robin, failing over on error, backing off while none answers), reports the
@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
-use super::wire::EncodedSegment;
+use super::wire::{Outgoing, Queued};
 use super::{Reporter, ReporterStats};
 use crate::config::Config;
 use crate::segment::Segment;
@@ -88,7 +88,7 @@ struct Control {
 /// println!("sent {} dropped {}", stats.sent, stats.dropped);
 /// ```
 pub struct GrpcReporter {
-    queue: mpsc::Sender<EncodedSegment>,
+    queue: mpsc::Sender<Queued>,
     shared: Arc<Shared>,
     control: Mutex<Option<Control>>,
 }
@@ -176,7 +176,7 @@ impl Reporter for GrpcReporter {
     fn report(&self, segment: Segment) {
         // A place in the queue first: a segment that would be dropped is not encoded.
         match self.queue.try_reserve() {
-            Ok(permit) => permit.send(EncodedSegment::new(segment)),
+            Ok(permit) => permit.send(Queued::new(segment)),
             Err(_) => {
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -220,7 +220,7 @@ impl Reporter for GrpcReporter {
 
 struct Worker {
     settings: Settings,
-    queue: mpsc::Receiver<EncodedSegment>,
+    queue: mpsc::Receiver<Queued>,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<Option<Instant>>,
     next_backend: usize,
@@ -395,7 +395,7 @@ impl Worker {
                 self.drain_into(&mut batch);
             }
             let count = batch.len() as u64;
-            let stream = tokio_stream::iter(batch);
+            let stream = tokio_stream::iter(batch.into_iter().map(Queued::into_outgoing));
             let request = self.request(stream);
             let timeout = self.call_timeout();
             match tokio::time::timeout(timeout, collect(&mut segments, request)).await {
@@ -422,7 +422,7 @@ impl Worker {
     }
 
     /// Moves queued segments into `batch`, up to [`BATCH`], without waiting.
-    fn drain_into(&mut self, batch: &mut Vec<EncodedSegment>) {
+    fn drain_into(&mut self, batch: &mut Vec<Queued>) {
         while batch.len() < BATCH {
             match self.queue.try_recv() {
                 Ok(segment) => batch.push(segment),
@@ -514,18 +514,18 @@ impl std::fmt::Display for ErrorChain<'_> {
     }
 }
 
-/// `TraceSegmentReportService/collect`, with segments encoded already ([`EncodedSegment`])
-/// rather than converted to `SegmentObject` first.
+/// `TraceSegmentReportService/collect`, with segments encoded by us ([`Outgoing`]) rather than
+/// converted to `SegmentObject` first.
 async fn collect(
     grpc: &mut tonic::client::Grpc<Channel>,
-    request: tonic::Request<impl tokio_stream::Stream<Item = EncodedSegment> + Send + 'static>,
+    request: tonic::Request<impl tokio_stream::Stream<Item = Outgoing> + Send + 'static>,
 ) -> Result<tonic::Response<Commands>, tonic::Status> {
     grpc.ready()
         .await
         .map_err(|e| tonic::Status::unavailable(format!("collector not ready: {e}")))?;
     let path =
         http::uri::PathAndQuery::from_static("/skywalking.v3.TraceSegmentReportService/collect");
-    let codec = tonic_prost::ProstCodec::<EncodedSegment, Commands>::default();
+    let codec = tonic_prost::ProstCodec::<Outgoing, Commands>::default();
     grpc.client_streaming(request, path, codec).await
 }
 

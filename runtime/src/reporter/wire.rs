@@ -5,11 +5,14 @@
 //! the work per segment. [`SegmentMessage`] encodes the same bytes from the segment as it is.
 //! Proto3 rules apply: fields holding their default value are left out.
 //!
-//! The gRPC reporter encodes a segment on the thread that finished it ([`EncodedSegment`]) and
-//! queues the bytes: the segment's memory is then freed on the thread that allocated it. Freed
-//! on the reporter's thread, every block went through glibc's slow path for memory of another
+//! The gRPC reporter encodes a small segment on the thread that finished it and queues the bytes
+//! ([`Queued`]): the segment's memory is then freed on the thread that allocated it. Freed on
+//! the reporter's thread, every block went through glibc's slow path for memory of another
 //! thread's arena (a third of that thread's time per segment), and the service's thread, whose
 //! per-thread cache never got them back, allocated the next request's from the arena again.
+//! A segment of more than [`INLINE_SPANS`] spans is queued whole and encoded on the reporter's
+//! thread, so that what a request pays for encoding stays small (about 1,000 instructions a
+//! span).
 
 use std::cell::Cell;
 
@@ -39,7 +42,7 @@ struct SpanLayout {
 
 impl SegmentMessage {
     #[cfg(test)]
-    pub(crate) fn new(segment: Segment) -> SegmentMessage {
+    fn new(segment: Segment) -> SegmentMessage {
         Self::with_layout(segment, Vec::new())
     }
 
@@ -69,17 +72,37 @@ impl SegmentMessage {
     }
 }
 
-/// A segment's protobuf bytes: what the gRPC reporter queues.
-pub(crate) struct EncodedSegment(Vec<u8>);
+/// The most spans a segment may have to be encoded on the thread that finished it: about
+/// 32,000 instructions (~10 µs here) at most added to the request that ends it, which made 32
+/// spans' worth of work. Most segments are smaller; the rare larger one is encoded later.
+pub(crate) const INLINE_SPANS: usize = 32;
+
+/// What the gRPC reporter queues.
+pub(crate) enum Queued {
+    /// A segment of up to [`INLINE_SPANS`] spans, encoded.
+    Encoded(Vec<u8>),
+    /// A larger one, to encode on the reporter's thread (boxed: a queue slot is the size of
+    /// its largest variant).
+    Whole(Box<Segment>),
+}
+
+/// What a `collect` stream sends.
+pub(crate) enum Outgoing {
+    Encoded(Vec<u8>),
+    Message(Box<SegmentMessage>),
+}
 
 thread_local! {
     /// [`SegmentMessage::layout`]'s space, reused by every segment this thread encodes.
     static LAYOUT: Cell<Vec<SpanLayout>> = const { Cell::new(Vec::new()) };
 }
 
-impl EncodedSegment {
-    /// Encodes `segment` and frees it, here.
-    pub(crate) fn new(segment: Segment) -> EncodedSegment {
+impl Queued {
+    /// Encodes `segment` and frees it here, when it is small.
+    pub(crate) fn new(segment: Segment) -> Queued {
+        if segment.spans.len() > INLINE_SPANS {
+            return Queued::Whole(Box::new(segment));
+        }
         let message = SegmentMessage::with_layout(segment, LAYOUT.take());
         let mut bytes = Vec::with_capacity(message.len);
         message.encode_raw(&mut bytes);
@@ -88,19 +111,35 @@ impl EncodedSegment {
         } = message;
         drop(segment);
         LAYOUT.set(layout);
-        EncodedSegment(bytes)
+        Queued::Encoded(bytes)
+    }
+
+    /// Ready to send (on the reporter's thread).
+    pub(crate) fn into_outgoing(self) -> Outgoing {
+        match self {
+            Queued::Encoded(bytes) => Outgoing::Encoded(bytes),
+            Queued::Whole(segment) => {
+                Outgoing::Message(Box::new(SegmentMessage::with_layout(*segment, Vec::new())))
+            }
+        }
     }
 }
 
-impl std::fmt::Debug for EncodedSegment {
+impl std::fmt::Debug for Outgoing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "EncodedSegment({} bytes)", self.0.len())
+        match self {
+            Outgoing::Encoded(bytes) => write!(f, "Encoded({} bytes)", bytes.len()),
+            Outgoing::Message(message) => message.fmt(f),
+        }
     }
 }
 
-impl Message for EncodedSegment {
+impl Message for Outgoing {
     fn encode_raw(&self, buf: &mut impl BufMut) {
-        buf.put_slice(&self.0);
+        match self {
+            Outgoing::Encoded(bytes) => buf.put_slice(bytes),
+            Outgoing::Message(message) => message.encode_raw(buf),
+        }
     }
 
     fn merge_field(
@@ -115,7 +154,10 @@ impl Message for EncodedSegment {
     }
 
     fn encoded_len(&self) -> usize {
-        self.0.len()
+        match self {
+            Outgoing::Encoded(bytes) => bytes.len(),
+            Outgoing::Message(message) => message.len,
+        }
     }
 
     fn clear(&mut self) {}
@@ -357,7 +399,7 @@ mod tests {
     use prost::Message as _;
     use skytrace_proto::v3;
 
-    use super::{EncodedSegment, SegmentMessage};
+    use super::{INLINE_SPANS, Queued, SegmentMessage};
     use crate::{Config, Reporter, Segment, Span, SpanLayer, Tracer};
 
     #[derive(Default)]
@@ -432,12 +474,14 @@ mod tests {
     }
 
     #[test]
-    fn encoded_segments_are_the_same_bytes() {
+    fn queued_segments_are_the_same_bytes() {
         let keep = Arc::new(Keep::default());
         let config = Config::builder().service_name("svc").build().unwrap();
         let tracer = Tracer::with_reporter(&config, keep.clone());
-        // Sizes up and down: the layout scratch space is reused between segments.
-        for spans in [1, 20, 3, 1] {
+        // Sizes up and down, and either side of the inline limit: the layout scratch space is
+        // reused between segments.
+        let sizes = [1, 40, 3, INLINE_SPANS, INLINE_SPANS + 1, 1];
+        for spans in sizes {
             let entry = tracer.entry_span("GET:/x", &());
             {
                 let _in = entry.enter();
@@ -448,14 +492,16 @@ mod tests {
             drop(entry);
         }
         let segments = std::mem::take(&mut *keep.0.lock().unwrap());
-        assert_eq!(segments.len(), 4);
+        assert_eq!(segments.len(), sizes.len());
         for segment in segments {
             let spans = segment.span_count();
             let message = SegmentMessage::new(segment);
             let direct = message.encode_to_vec();
-            let encoded = EncodedSegment::new(message.segment);
-            assert_eq!(encoded.encode_to_vec(), direct);
-            assert_eq!(encoded.encoded_len(), direct.len());
+            let queued = Queued::new(message.segment);
+            assert_eq!(matches!(queued, Queued::Encoded(_)), spans <= INLINE_SPANS);
+            let outgoing = queued.into_outgoing();
+            assert_eq!(outgoing.encode_to_vec(), direct);
+            assert_eq!(outgoing.encoded_len(), direct.len());
             let decoded = v3::SegmentObject::decode(direct.as_slice()).unwrap();
             assert_eq!(decoded.spans.len(), spans);
         }

@@ -1,6 +1,6 @@
 //! What a segment is made of while it is recorded, and the finished [`Segment`] handed to a
-//! reporter. Conversion to protobuf happens in [`Segment::into_proto`], on the reporter's thread,
-//! so the service's own threads never pay for it.
+//! reporter. [`Segment::into_proto`] converts it to the protocol's message for reporters of
+//! their own; the gRPC reporter writes the same bytes without that copy (`reporter::wire`).
 
 use std::borrow::Cow;
 

@@ -29,9 +29,10 @@ pub(crate) fn now_millis() -> i64 {
     Stamp::now().to_millis()
 }
 
-/// A moment as the TSC saw it. Spans record these (one `rdtsc`, nothing more) and the reporter
-/// thread turns them into milliseconds, so the conversion stays off the service's threads.
-/// Every stamp of a segment is converted with the same correction, so their order survives.
+/// A moment as the TSC saw it. Spans record these (one `rdtsc`, nothing more); they become
+/// milliseconds only when the finished segment is encoded, once per span rather than on every
+/// read. Every stamp of a segment is converted with the same correction, so their order
+/// survives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Stamp(minstant::Instant);
 

@@ -105,7 +105,7 @@ impl Queued {
         }
         let message = SegmentMessage::with_layout(segment, LAYOUT.take());
         let mut bytes = Vec::with_capacity(message.len);
-        message.encode_raw(&mut bytes);
+        message.write(&mut bytes);
         let SegmentMessage {
             segment, layout, ..
         } = message;
@@ -138,7 +138,7 @@ impl Message for Outgoing {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         match self {
             Outgoing::Encoded(bytes) => buf.put_slice(bytes),
-            Outgoing::Message(message) => message.encode_raw(buf),
+            Outgoing::Message(message) => message.write(buf),
         }
     }
 
@@ -174,8 +174,9 @@ impl std::fmt::Debug for SegmentMessage {
     }
 }
 
-impl Message for SegmentMessage {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
+impl SegmentMessage {
+    /// Writes the message's fields (what `prost::Message::encode_raw` would).
+    fn write(&self, buf: &mut impl BufMut) {
         let s = &self.segment;
         put_str(1, s.trace_id(), buf);
         put_str(2, s.segment_id.as_str(), buf);
@@ -187,23 +188,6 @@ impl Message for SegmentMessage {
         put_str(5, s.instance, buf);
         put_bool(6, s.size_limited, buf);
     }
-
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        // Only ever sent, never received.
-        skip_field(wire_type, tag, buf, ctx)
-    }
-
-    fn encoded_len(&self) -> usize {
-        self.len
-    }
-
-    fn clear(&mut self) {}
 }
 
 fn span_len(span: &SpanRecord, (start, end): (i64, i64), refs: &[SegmentRef]) -> usize {
@@ -462,8 +446,9 @@ mod tests {
         assert_eq!(segments.len(), 2);
         for segment in segments {
             let message = SegmentMessage::new(segment);
-            let ours = message.encode_to_vec();
-            assert_eq!(ours.len(), message.encoded_len());
+            let mut ours = Vec::new();
+            message.write(&mut ours);
+            assert_eq!(ours.len(), message.len);
             let expected = message.segment.into_proto();
             assert_eq!(
                 v3::SegmentObject::decode(ours.as_slice()).unwrap(),
@@ -496,7 +481,8 @@ mod tests {
         for segment in segments {
             let spans = segment.span_count();
             let message = SegmentMessage::new(segment);
-            let direct = message.encode_to_vec();
+            let mut direct = Vec::new();
+            message.write(&mut direct);
             let queued = Queued::new(message.segment);
             assert_eq!(matches!(queued, Queued::Encoded(_)), spans <= INLINE_SPANS);
             let outgoing = queued.into_outgoing();

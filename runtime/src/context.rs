@@ -22,7 +22,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use crate::id::{Id, TraceId, new_id};
+use crate::id::{Id, TraceId, new_id, new_id_at};
 use crate::propagation::{Correlation, Injector, Sw8Extension, Sw8Header, Sw8Parts};
 use crate::segment::{RefKind, Segment, SegmentRef, SpanKind, SpanRecord, Text};
 use crate::span::Span;
@@ -543,7 +543,7 @@ impl ActiveSegment {
         // 1,032 bytes); eight did not, and took the arena's slower path on every request.
         let mut spans = Vec::with_capacity(7);
         spans.push(span);
-        let segment_id = new_id();
+        let segment_id = new_id_at(now);
         // A new trace is named after its first segment, as unique among traces as that id is
         // among segments (OAP keeps the two apart): one id to make per request, not two.
         let segment = Arc::new(ActiveSegment {

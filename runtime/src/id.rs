@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::time::now_millis;
+use crate::time::{Stamp, now_millis};
 
 static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
 
@@ -57,7 +57,13 @@ pub(crate) fn process_uuid() -> &'static str {
 /// makes many ids per millisecond, each the last one's stamp plus one: that id is the last one
 /// with its final digits counted up, not written again (~170 instructions a stamp).
 pub(crate) fn new_id() -> Id {
-    let now = now_millis().unsigned_abs() * 10_000;
+    new_id_at(Stamp::now())
+}
+
+/// [`new_id`] for a moment the caller has read already (a segment's id is made with its first
+/// span's start: one read of the clock, not two).
+pub(crate) fn new_id_at(now: Stamp) -> Id {
+    let now = now.to_millis().unsigned_abs() * 10_000;
     LAST.with(|last| {
         let Ok(mut last) = last.try_borrow_mut() else {
             // Not reachable (nothing here re-enters), but never a panic on a service's thread.

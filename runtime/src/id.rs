@@ -8,7 +8,7 @@
 //! An id is kept as text inline ([`Id`], 81 bytes), not on the heap: every request makes one,
 //! and an allocation (and its free on the reporter's thread) cost more than writing the id.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
@@ -31,7 +31,7 @@ thread_local! {
         prefix
     };
     /// The last id this thread made, and its stamp.
-    static LAST: RefCell<(u64, Id)> = RefCell::new((0, Id::default()));
+    static LAST: Cell<(u64, Id)> = Cell::new((0, Id::default()));
 }
 
 /// 32 hex digits drawn once per process. std's `RandomState` is seeded from the OS, which is all
@@ -65,20 +65,16 @@ pub(crate) fn new_id() -> Id {
 pub(crate) fn new_id_at(now: Stamp) -> Id {
     let now = now.to_millis().unsigned_abs() * 10_000;
     LAST.with(|last| {
-        let Ok(mut last) = last.try_borrow_mut() else {
-            // Not reachable (nothing here re-enters), but never a panic on a service's thread.
-            return PREFIX.with(Id::clone);
-        };
-        let (stamp, id) = &mut *last;
+        let (stamp, mut id) = last.take();
         // Strictly increasing per thread, so two ids of one thread never collide, even past
         // 10,000 ids in a millisecond or when the wall clock steps back.
-        let next = now.max(*stamp + 1);
-        if next != *stamp + 1 || !id.count_up() {
-            *id = PREFIX.with(Id::clone);
+        let next = now.max(stamp + 1);
+        if next != stamp + 1 || !id.count_up() {
+            id = PREFIX.with(Id::clone);
             id.push_decimal(next);
         }
-        *stamp = next;
-        id.clone()
+        last.set((next, id.clone()));
+        id
     })
 }
 

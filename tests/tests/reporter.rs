@@ -213,6 +213,33 @@ async fn small_and_large_segments_arrive_alike() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_ending_as_its_thread_exits_is_delivered() {
+    // A span kept in a thread-local ends when the thread's thread-locals are destroyed, possibly
+    // after skytrace's own: reporting it then must neither panic (an abort, in a destructor) nor
+    // lose it.
+    use std::cell::RefCell;
+    thread_local! {
+        static HELD: RefCell<Option<Span>> = const { RefCell::new(None) };
+    }
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let worker = tracer.clone();
+    std::thread::spawn(move || {
+        // Registered first, so destroyed last.
+        HELD.with(|held| held.borrow_mut().take());
+        // A first segment sets up whatever the reporter keeps per thread.
+        drop(worker.entry_span("first", &()));
+        HELD.with(|held| *held.borrow_mut() = Some(worker.entry_span("last", &())));
+    })
+    .join()
+    .unwrap();
+    let segments = collector.wait_for_segments(2, WAIT).await;
+    assert_eq!(segments.len(), 2);
+    skytrace_tests::segment(&segments, "last");
+    tracer.reporter().shutdown(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_server_recording_stays_bounded_and_recovers_when_it_starts() {
     let addr = unused_addr();
     let tracer = grpc_tracer(config_for(addr).queue_size(100));

@@ -103,14 +103,17 @@ impl Queued {
         if segment.spans.len() > INLINE_SPANS {
             return Queued::Whole(Box::new(segment));
         }
-        let message = SegmentMessage::with_layout(segment, LAYOUT.take());
+        // `try_with`: a segment may end while the thread's thread-locals are being destroyed
+        // (a span kept in one), after this one; a fresh `Vec` then does.
+        let scratch = LAYOUT.try_with(Cell::take).unwrap_or_default();
+        let message = SegmentMessage::with_layout(segment, scratch);
         let mut bytes = Vec::with_capacity(message.len);
         message.write(&mut bytes);
         let SegmentMessage {
             segment, layout, ..
         } = message;
         drop(segment);
-        LAYOUT.set(layout);
+        let _ = LAYOUT.try_with(|scratch| scratch.set(layout));
         Queued::Encoded(bytes)
     }
 

@@ -664,8 +664,10 @@ impl CollectorBuilder {
 
     /// Count-only mode, for benchmarks: trace segments (`TraceSegmentReportService/collect`) are
     /// read off the stream and counted ([`Collector::segment_count`]) but not decoded, kept or
-    /// published — OAP's work, which would otherwise take CPU the benchmark's load needs. The
-    /// stream's gRPC framing is still checked and the call answered as usual. Default off.
+    /// published — OAP's work, which would otherwise take CPU the benchmark's load needs. So
+    /// [`Collector::segments`], [`Collector::wait_for_segments`] and subscribers see none of
+    /// them (`collectInSync` still stores). The stream's gRPC framing is still checked, the token
+    /// too, and the call answered as usual. Default off.
     ///
     /// ```
     /// let builder = skytrace_collector::Collector::builder().count_only(true);

@@ -119,16 +119,7 @@ end
                 return Load::Wrk { script };
             }
         }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("bench-load")
-            .on_thread_start(|| {
-                common::pin_current_thread(LOAD_CPU);
-            })
-            .enable_all()
-            .build()
-            .expect("load runtime");
-        Load::InProcess(rt)
+        Load::InProcess(pinned_runtime("bench-load", 1, LOAD_CPU))
     }
 
     fn name(&self) -> &'static str {
@@ -178,24 +169,8 @@ fn main() {
     }
     // The reporter thread is spawned by this thread and inherits its CPU.
     let pinned = common::pin_current_thread(SERVER_CPU);
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(SERVER_THREADS)
-        .thread_name("bench-server")
-        .on_thread_start(|| {
-            common::pin_current_thread(SERVER_CPU);
-        })
-        .enable_all()
-        .build()
-        .expect("server runtime");
-    let collector_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("bench-collector")
-        .on_thread_start(|| {
-            common::pin_current_thread(LOAD_CPU);
-        })
-        .enable_all()
-        .build()
-        .expect("collector runtime");
+    let server_rt = pinned_runtime("bench-server", SERVER_THREADS, SERVER_CPU);
+    let collector_rt = pinned_runtime("bench-collector", 1, LOAD_CPU);
     // Count-only: the collector reads and counts the segments but does not decode them, which
     // is OAP's work on its own machines, and here would take the load generator's CPU.
     let collector = collector_rt
@@ -371,6 +346,19 @@ fn main() {
         "  reporter: sent {} dropped {} failed {}",
         stats.sent, stats.dropped, stats.failed
     );
+}
+
+/// A tokio runtime of `workers` threads named `name`, each pinned to `cpu`.
+fn pinned_runtime(name: &str, workers: usize, cpu: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name(name)
+        .on_thread_start(move || {
+            common::pin_current_thread(cpu);
+        })
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 /// The server thread's CPU per request, µs (the reporter's is apart).

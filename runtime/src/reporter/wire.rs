@@ -86,15 +86,21 @@ pub(crate) enum Queued {
     Whole(Box<Segment>),
 }
 
-/// What a `collect` stream sends.
-pub(crate) enum Outgoing {
-    Encoded(Vec<u8>),
-    Message(Box<SegmentMessage>),
-}
+/// What a `collect` stream sends: a segment's protobuf bytes.
+pub(crate) struct Outgoing(Vec<u8>);
 
 thread_local! {
     /// [`SegmentMessage::layout`]'s space, reused by every segment this thread encodes.
     static LAYOUT: Cell<Vec<SpanLayout>> = const { Cell::new(Vec::new()) };
+}
+
+/// `segment`'s bytes; the segment is freed here. `layout` is scratch space, handed back.
+fn encode(segment: Segment, layout: Vec<SpanLayout>) -> (Vec<u8>, Vec<SpanLayout>) {
+    let message = SegmentMessage::with_layout(segment, layout);
+    let mut bytes = Vec::with_capacity(message.len);
+    message.write(&mut bytes);
+    debug_assert_eq!(bytes.len(), message.len);
+    (bytes, message.layout)
 }
 
 impl Queued {
@@ -106,43 +112,29 @@ impl Queued {
         // `try_with`: a segment may end while the thread's thread-locals are being destroyed
         // (a span kept in one), after this one; a fresh `Vec` then does.
         let scratch = LAYOUT.try_with(Cell::take).unwrap_or_default();
-        let message = SegmentMessage::with_layout(segment, scratch);
-        let mut bytes = Vec::with_capacity(message.len);
-        message.write(&mut bytes);
-        let SegmentMessage {
-            segment, layout, ..
-        } = message;
-        drop(segment);
-        let _ = LAYOUT.try_with(|scratch| scratch.set(layout));
+        let (bytes, scratch) = encode(segment, scratch);
+        let _ = LAYOUT.try_with(|layout| layout.set(scratch));
         Queued::Encoded(bytes)
     }
 
     /// Ready to send (on the reporter's thread).
     pub(crate) fn into_outgoing(self) -> Outgoing {
         match self {
-            Queued::Encoded(bytes) => Outgoing::Encoded(bytes),
-            Queued::Whole(segment) => {
-                Outgoing::Message(Box::new(SegmentMessage::with_layout(*segment, Vec::new())))
-            }
+            Queued::Encoded(bytes) => Outgoing(bytes),
+            Queued::Whole(segment) => Outgoing(encode(*segment, Vec::new()).0),
         }
     }
 }
 
 impl std::fmt::Debug for Outgoing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Outgoing::Encoded(bytes) => write!(f, "Encoded({} bytes)", bytes.len()),
-            Outgoing::Message(message) => message.fmt(f),
-        }
+        write!(f, "Outgoing({} bytes)", self.0.len())
     }
 }
 
 impl Message for Outgoing {
     fn encode_raw(&self, buf: &mut impl BufMut) {
-        match self {
-            Outgoing::Encoded(bytes) => buf.put_slice(bytes),
-            Outgoing::Message(message) => message.write(buf),
-        }
+        buf.put_slice(&self.0);
     }
 
     fn merge_field(
@@ -157,10 +149,7 @@ impl Message for Outgoing {
     }
 
     fn encoded_len(&self) -> usize {
-        match self {
-            Outgoing::Encoded(bytes) => bytes.len(),
-            Outgoing::Message(message) => message.len,
-        }
+        self.0.len()
     }
 
     fn clear(&mut self) {}
@@ -179,7 +168,7 @@ impl std::fmt::Debug for SegmentMessage {
 
 impl SegmentMessage {
     /// Writes the message's fields (what `prost::Message::encode_raw` would).
-    fn write(&self, buf: &mut impl BufMut) {
+    fn write(&self, buf: &mut Vec<u8>) {
         let s = &self.segment;
         put_str(1, s.trace_id(), buf);
         put_str(2, s.segment_id.as_str(), buf);
@@ -221,12 +210,7 @@ fn span_len(span: &SpanRecord, (start, end): (i64, i64), refs: &[SegmentRef]) ->
         + bool_len(14, span.skip_analysis)
 }
 
-fn put_span(
-    span: &SpanRecord,
-    (start, end): (i64, i64),
-    refs: &[SegmentRef],
-    buf: &mut impl BufMut,
-) {
+fn put_span(span: &SpanRecord, (start, end): (i64, i64), refs: &[SegmentRef], buf: &mut Vec<u8>) {
     put_int(1, i64::from(span.id), buf);
     put_int(2, i64::from(span.parent), buf);
     put_int(3, start, buf);
@@ -263,7 +247,7 @@ fn ref_len(r: &SegmentRef) -> usize {
         + str_len(8, &r.network_address)
 }
 
-fn put_ref(r: &SegmentRef, buf: &mut impl BufMut) {
+fn put_ref(r: &SegmentRef, buf: &mut Vec<u8>) {
     put_int(1, i64::from(r.kind.to_proto() as i32), buf);
     put_str(2, &r.trace_id, buf);
     put_str(3, &r.parent_segment_id, buf);
@@ -278,7 +262,7 @@ fn pair_len(key: &str, value: &str) -> usize {
     str_len(1, key) + str_len(2, value)
 }
 
-fn put_pair(key: &str, value: &str, buf: &mut impl BufMut) {
+fn put_pair(key: &str, value: &str, buf: &mut Vec<u8>) {
     put_str(1, key, buf);
     put_str(2, value, buf);
 }
@@ -292,7 +276,7 @@ fn log_len(log: &LogRecord) -> usize {
             .sum::<usize>()
 }
 
-fn put_log(log: &LogRecord, buf: &mut impl BufMut) {
+fn put_log(log: &LogRecord, buf: &mut Vec<u8>) {
     put_int(1, log.time.to_millis(), buf);
     for (k, v) in &log.fields {
         put_message_header(2, pair_len(k, v), buf);
@@ -304,27 +288,20 @@ fn put_log(log: &LogRecord, buf: &mut impl BufMut) {
 
 /// A field's key: its tag and wire type, as a varint.
 #[inline]
-fn put_key(tag: u32, wire_type: WireType, buf: &mut impl BufMut) {
+fn put_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
     put_varint(u64::from(tag << 3 | wire_type as u32), buf);
 }
 
-/// `value` as a varint, in one `put_slice`: prost's `encode_varint` puts it a byte at a time,
-/// each a capacity check of the buffer, and that was a quarter of the reporter thread's work.
+/// `value` as a varint. Segments are encoded into a `Vec` sized to the message beforehand, so
+/// a byte at a time costs a store and a predicted capacity check (writing into tonic's
+/// `BytesMut`, a slice at once was cheaper: its `put_u8` checked more).
 #[inline]
-fn put_varint(mut value: u64, buf: &mut impl BufMut) {
-    if value < 0x80 {
-        buf.put_u8(value as u8);
-        return;
-    }
-    let mut bytes = [0u8; 10];
-    let mut len = 0;
+fn put_varint(mut value: u64, buf: &mut Vec<u8>) {
     while value >= 0x80 {
-        bytes[len] = (value as u8 & 0x7F) | 0x80;
+        buf.push((value as u8 & 0x7F) | 0x80);
         value >>= 7;
-        len += 1;
     }
-    bytes[len] = value as u8;
-    buf.put_slice(&bytes[..=len]);
+    buf.push(value as u8);
 }
 
 fn int_len(tag: u32, value: i64) -> usize {
@@ -335,7 +312,7 @@ fn int_len(tag: u32, value: i64) -> usize {
     }
 }
 
-fn put_int(tag: u32, value: i64, buf: &mut impl BufMut) {
+fn put_int(tag: u32, value: i64, buf: &mut Vec<u8>) {
     if value != 0 {
         put_key(tag, WireType::Varint, buf);
         put_varint(value as u64, buf);
@@ -346,7 +323,7 @@ fn bool_len(tag: u32, value: bool) -> usize {
     if value { key_len(tag) + 1 } else { 0 }
 }
 
-fn put_bool(tag: u32, value: bool, buf: &mut impl BufMut) {
+fn put_bool(tag: u32, value: bool, buf: &mut Vec<u8>) {
     if value {
         put_key(tag, WireType::Varint, buf);
         put_varint(1, buf);
@@ -361,10 +338,10 @@ fn str_len(tag: u32, value: &str) -> usize {
     }
 }
 
-fn put_str(tag: u32, value: &str, buf: &mut impl BufMut) {
+fn put_str(tag: u32, value: &str, buf: &mut Vec<u8>) {
     if !value.is_empty() {
         put_message_header(tag, value.len(), buf);
-        buf.put_slice(value.as_bytes());
+        buf.extend_from_slice(value.as_bytes());
     }
 }
 
@@ -373,7 +350,7 @@ fn message_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
-fn put_message_header(tag: u32, len: usize, buf: &mut impl BufMut) {
+fn put_message_header(tag: u32, len: usize, buf: &mut Vec<u8>) {
     put_key(tag, WireType::LengthDelimited, buf);
     put_varint(len as u64, buf);
 }

@@ -22,13 +22,12 @@ use prost::encoding::{DecodeContext, WireType, encoded_len_varint, key_len, skip
 
 use crate::segment::{LogRecord, Segment, SegmentRef, SpanRecord};
 
-/// A finished segment as the `collect` stream's message.
+/// A finished segment with what writing it needs worked out.
 pub(crate) struct SegmentMessage {
     segment: Segment,
-    /// Each span's start and end in milliseconds and its encoded length, worked out once:
-    /// prost asks for the message's length before writing it, and a span's length is written
-    /// before the span, so each was computed twice (and sizing was a sixth of the reporter
-    /// thread's work).
+    /// Each span's start and end in milliseconds and its encoded length, worked out once: the
+    /// message's length sizes the buffer, and a span's length is written before the span, so
+    /// each would otherwise be computed twice (sizing was a sixth of the encoding's work).
     layout: Vec<SpanLayout>,
     /// The whole message's length.
     len: usize,

@@ -318,7 +318,8 @@ impl Collector {
     /// # rt.block_on(async {
     /// let collector = skytrace_collector::Collector::start().await.unwrap();
     /// let backend = collector.addr().to_string(); // e.g. for SW_AGENT_COLLECTOR_BACKEND_SERVICES
-    /// assert!(backend.starts_with("127.0.0.1:"));
+    /// assert!(collector.addr().ip().is_loopback());
+    /// assert!(backend.starts_with("127."));
     /// # });
     /// ```
     pub fn addr(&self) -> SocketAddr {
@@ -622,10 +623,25 @@ pub struct CollectorBuilder {
     required_token: Option<String>,
 }
 
+/// A loopback address for one collector (see [`CollectorBuilder::addr`]).
+fn loopback_of_its_own() -> Ipv4Addr {
+    if !cfg!(target_os = "linux") {
+        return Ipv4Addr::LOCALHOST;
+    }
+    // std's `RandomState` is randomly keyed per instance: enough to spread collectors over the
+    // 16 million addresses, without a random-number crate.
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u8(0);
+    let [a, b, c, ..] = hasher.finish().to_le_bytes();
+    // Not .0 or .255 in the last place, which some tools read as network or broadcast.
+    Ipv4Addr::new(127, a, b, c.clamp(1, 254))
+}
+
 impl Default for CollectorBuilder {
     fn default() -> Self {
         CollectorBuilder {
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            addr: SocketAddr::from((loopback_of_its_own(), 0)),
             stall: false,
             count_only: false,
             required_token: None,
@@ -634,7 +650,11 @@ impl Default for CollectorBuilder {
 }
 
 impl CollectorBuilder {
-    /// The address to listen on; default `127.0.0.1:0` (a free port).
+    /// The address to listen on. Default: a free port on a loopback address of the collector's
+    /// own — on Linux a random one of `127.0.0.0/8`, elsewhere `127.0.0.1`. Agents still
+    /// reconnecting to an earlier collector (a test's, after it ended) then cannot reach this one
+    /// when the system hands it the same port number: several collectors in one test process
+    /// each see only their own agents.
     ///
     /// ```
     /// let builder = skytrace_collector::Collector::builder().addr("127.0.0.1:11800".parse().unwrap());

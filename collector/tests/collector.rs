@@ -127,6 +127,25 @@ async fn count_only_counts_segments_without_keeping_them() {
     collector.shutdown().await;
 }
 
+/// An agent still reconnecting to an ended collector's address must not reach the next one,
+/// even when the system gives it the same port.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn collectors_listen_on_loopback_addresses_of_their_own() {
+    let first = Collector::start().await.unwrap();
+    let second = Collector::start().await.unwrap();
+    assert!(first.addr().ip().is_loopback() && second.addr().ip().is_loopback());
+    assert_ne!(first.addr().ip(), second.addr().ip());
+    // Reachable like any address.
+    let mut client = TraceSegmentReportServiceClient::new(channel(&second).await);
+    client
+        .collect(tokio_stream::iter([segment("t", "a")]))
+        .await
+        .unwrap();
+    assert_eq!(second.segment_count(), 1);
+    assert_eq!(first.segment_count(), 0);
+}
+
 #[tokio::test]
 async fn wait_for_segments_sent_later() {
     let collector = Collector::start().await.unwrap();

@@ -35,6 +35,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The Java agent re-sends instance properties every 10 heartbeats.
 const PROPERTIES_EVERY: u64 = 10;
+/// How long the worker goes on delivering what is queued once its `GrpcReporter` is dropped
+/// without [`Reporter::shutdown`]: as if shut down with this timeout.
+const ORPHAN_GRACE: Duration = Duration::from_secs(5);
 
 const CONNECTING: u8 = 0;
 const CONNECTED: u8 = 1;
@@ -149,6 +152,7 @@ impl GrpcReporter {
                             queue: rx,
                             shared: worker_shared,
                             shutdown: shutdown_rx,
+                            orphaned: std::cell::Cell::new(None),
                             next_backend: 0,
                         }
                         .run(),
@@ -223,6 +227,8 @@ struct Worker {
     queue: mpsc::Receiver<Queued>,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<Option<Instant>>,
+    /// Set once the `GrpcReporter` is gone without a shutdown: the deadline it gets instead.
+    orphaned: std::cell::Cell<Option<Instant>>,
     next_backend: usize,
 }
 
@@ -272,8 +278,25 @@ impl Worker {
         }
     }
 
+    /// When to stop: the shutdown's deadline, or, once the `GrpcReporter` was dropped without
+    /// one, [`ORPHAN_GRACE`] from when that was noticed. (Before this, a dropped reporter whose
+    /// backend was down retried for ever, and its waits, which end early on a shutdown signal,
+    /// ended at once: a thread spinning on connection attempts.)
     fn deadline(&self) -> Option<Instant> {
-        *self.shutdown.borrow()
+        if let Some(deadline) = *self.shutdown.borrow() {
+            return Some(deadline);
+        }
+        if let Some(deadline) = self.orphaned.get() {
+            return Some(deadline);
+        }
+        // The sender lives in the `GrpcReporter`; it is gone when the reporter is, and so are
+        // the queue's senders (a closed queue with nothing in it has nothing left to deliver).
+        if self.shutdown.has_changed().is_err() || self.queue.is_closed() {
+            let deadline = Instant::now() + ORPHAN_GRACE;
+            self.orphaned.set(Some(deadline));
+            return Some(deadline);
+        }
+        None
     }
 
     fn deadline_passed(&self) -> bool {

@@ -77,7 +77,9 @@ struct Control {
 ///
 /// Never blocks the service: [`Reporter::report`] puts the segment in a bounded queue (size
 /// `SW_AGENT_QUEUE_SIZE`) or, when it is full, drops it and counts it in
-/// [`ReporterStats::dropped`]. Usually started by [`crate::init`].
+/// [`ReporterStats::dropped`]. Usually started by [`crate::init`]. [`Reporter::shutdown`]
+/// delivers what is queued within a timeout and stops the background thread; a reporter
+/// dropped without it (its last tracer gone) does the same with a timeout of 5 s.
 ///
 /// ```no_run
 /// use std::time::Duration;

@@ -37,7 +37,7 @@ use crate::component;
 use crate::segment::SpanLayer;
 use crate::span::Span;
 
-/// `execute_traced` for [`reqwest::Client`](Client).
+/// `execute_traced` for [`reqwest::Client`].
 ///
 /// ```no_run
 /// use skytrace::integrations::reqwest::TracedClientExt;
@@ -73,7 +73,7 @@ impl TracedClientExt for Client {
     }
 }
 
-/// `send_traced` for [`reqwest::RequestBuilder`](RequestBuilder).
+/// `send_traced` for [`reqwest::RequestBuilder`].
 ///
 /// ```no_run
 /// use skytrace::integrations::reqwest::RequestBuilderExt;

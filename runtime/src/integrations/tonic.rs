@@ -1,7 +1,7 @@
 //! tonic (feature `tonic`): a server layer ([`GrpcServerLayer`]) giving every call an entry span,
 //! a client layer ([`GrpcClientLayer`]) giving every call an exit span and the `sw8` header the
 //! callee continues from, and [`Extractor`] / [`Injector`] for tonic's
-//! [`MetadataMap`] and [`tonic::Request`](::tonic::Request).
+//! [`MetadataMap`] and [`tonic::Request`].
 //!
 //! ```no_run
 //! use skytrace::integrations::tonic::{GrpcClientLayer, GrpcServerLayer};
@@ -150,7 +150,7 @@ impl<T> Injector for ::tonic::Request<T> {
 // ----------------------------------------------------------------------------------------------
 // Server
 
-/// A tower layer for [`tonic::transport::Server`](::tonic::transport::Server): an entry span
+/// A tower layer for [`tonic::transport::Server`]: an entry span
 /// per call. See the [module documentation](self).
 ///
 /// ```

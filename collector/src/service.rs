@@ -40,7 +40,7 @@ const FETCH_CONFIGURATIONS: &str =
 /// whole and counted as one segment; the reply is the usual empty `Commands`.
 #[derive(Clone)]
 struct CountingCollect {
-    shared: Arc<Shared>,
+    handler: Arc<Handler>,
 }
 
 struct SkipDecoder;
@@ -83,7 +83,7 @@ impl Service<Request<Streaming<()>>> for CountingCollect {
     }
 
     fn call(&mut self, request: Request<Streaming<()>>) -> Self::Future {
-        let handler = Handler::new(Arc::clone(&self.shared));
+        let handler = Arc::clone(&self.handler);
         Box::pin(async move {
             handler
                 .drain(TRACE_COLLECT, request, |()| handler.shared.count_segment())
@@ -263,10 +263,10 @@ pub(crate) struct Routes {
 
 impl Routes {
     pub(crate) fn new(handler: Handler) -> Self {
-        let counting = handler.shared.count_only().then(|| CountingCollect {
-            shared: Arc::clone(&handler.shared),
-        });
         let handler = Arc::new(handler);
+        let counting = handler.shared.count_only().then(|| CountingCollect {
+            handler: Arc::clone(&handler),
+        });
         Routes {
             counting,
             trace: TraceSegmentReportServiceServer::from_arc(Arc::clone(&handler)),

@@ -77,7 +77,7 @@ fn segment(c: &mut Criterion) {
     discard.install_global();
     g.bench_function("global", |b| {
         b.iter_custom(|iters| {
-            on_two_threads(iters, || drop(black_box(skytrace::Span::entry_new("job"))))
+            on_two_threads(iters, || drop(black_box(skytrace::Span::root_entry("job"))))
         })
     });
     g.finish();

@@ -63,7 +63,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             println!("execute_traced GET {} -> {outcome:?}", urls[0]);
         }
     }
-    .in_span(Span::entry_new("refresh-inventory"))
+    .in_span(Span::root_entry("refresh-inventory"))
     .await;
 
     guard.shutdown(Duration::from_secs(5));

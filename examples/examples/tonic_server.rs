@@ -93,7 +93,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             }
         }
     }
-    .in_span(Span::entry_new("sync-configurations"))
+    .in_span(Span::root_entry("sync-configurations"))
     .await;
 
     guard.shutdown(Duration::from_secs(5));

@@ -354,7 +354,7 @@ fn open_span(kind: Kind, args: &Args, func: &Func, sync: bool) -> TokenStream {
             Some(carrier) => quote_spanned! {carrier.span()=>
                 ::skytrace::Span::entry(#name, &#carrier)
             },
-            None => quote!(::skytrace::Span::entry_new(#name)),
+            None => quote!(::skytrace::Span::root_entry(#name)),
         },
         Kind::Exit => match (args.peer_literal(), &args.peer) {
             (Some(peer), _) => {

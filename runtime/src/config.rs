@@ -32,6 +32,7 @@ pub enum ReporterKind {
 pub struct Config {
     pub(crate) service_name: String,
     pub(crate) instance_name: String,
+    #[allow(dead_code)] // propagation headers are never prefixed any more; the reporter sends it
     pub(crate) namespace: String,
     pub(crate) backends: Vec<String>,
     // The next fields configure the gRPC reporter only.

@@ -67,7 +67,7 @@ pin_project! {
     /// ending it, so that an integration can tag the outcome (status code, error) before the
     /// span ends. [`InSpan`] is this with the span dropped at once. Dropped before completion,
     /// the span is tagged `cancelled`; a panicking poll marks it as failed (see
-    /// [`crate::EnteredSpan`]).
+    /// [`crate::Entered`]).
     pub(crate) struct Traced<F> {
         #[pin]
         inner: F,
@@ -106,7 +106,7 @@ impl<F: Future> Future for Traced<F> {
         let this = self.project();
         // Entered with `Span::enter`: inside its parent's poll (the usual case) that switches the
         // current span id in place; otherwise it puts a counted clone of the handle in the
-        // thread-local. Never lent like `SpanGuard`'s: user code inside the poll may hold a
+        // thread-local. Never lent like an `EnteredSpan`'s: user code inside the poll may hold a
         // guard across an `.await`, and a lent handle caught in such a guard would be lost.
         let poll = match this.span.as_ref() {
             Some(span) => {

@@ -8,7 +8,7 @@
 //! // Reads SW_AGENT_NAME, SW_AGENT_COLLECTOR_BACKEND_SERVICES, SW_AGENT_SAMPLE, …
 //! let _guard = skytrace::init(skytrace::Config::from_env()?)?;
 //!
-//! let request = skytrace::Span::entry_new("nightly-job");
+//! let request = skytrace::Span::root_entry("nightly-job");
 //! let _in = request.enter();
 //! {
 //!     let step = skytrace::Span::local("load");
@@ -26,6 +26,7 @@
 //! - [`Config`], [`init`], [`Tracer`]: configuration and the reporter ([`GrpcReporter`],
 //!   [`ConsoleReporter`]).
 #![warn(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 // Lets the runtime's own tests use the attributes, whose expansions name `::skytrace::…`.
 extern crate self as skytrace;
@@ -33,10 +34,13 @@ extern crate self as skytrace;
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+mod agent;
 pub mod component;
 mod config;
 mod context;
+mod edit;
 mod glob;
+mod global;
 mod host;
 mod id;
 mod instrument;
@@ -53,24 +57,29 @@ mod propagation;
 mod reporter;
 mod sampler;
 mod segment;
+mod settings;
+mod snapshot;
 mod span;
+mod suffix;
 mod time;
 mod tracer;
 
 pub use config::{Config, ConfigBuilder, ConfigError, DEFAULT_IGNORE_SUFFIX, ReporterKind};
-pub use context::{
-    ContextSnapshot, current_trace_id, get_correlation, inject, put_correlation, snapshot,
-};
 pub use instrument::{InSpan, Instrument};
 pub use local_span::LocalSpan;
 pub use propagation::{
-    Correlation, Extractor, Injector, SW8_MAX_LEN, Sw8Error, Sw8Extension, Sw8Header,
+    Correlation, Extractor, Injector, SW8, SW8_CORRELATION, SW8_MAX_LEN, SW8_X, Sw8Error,
+    Sw8Extension, Sw8Header,
 };
 #[cfg(feature = "grpc")]
 pub use reporter::GrpcReporter;
 pub use reporter::{ConsoleReporter, DiscardReporter, Reporter, ReporterStats};
 pub use segment::{Segment, SpanKind, SpanLayer};
-pub use span::{EnteredSpan, Span, SpanGuard};
+pub use settings::TraceSettings;
+pub use snapshot::{
+    ContextSnapshot, current_trace_id, get_correlation, inject, put_correlation, snapshot,
+};
+pub use span::{Entered, EnteredSpan, Span};
 pub use tracer::{DEFAULT_SHUTDOWN_TIMEOUT, InitError, Tracer, TracerGuard, init, is_ignored_path};
 
 pub use skytrace_macros::{entry_span, exit_span, trace};

@@ -4,9 +4,9 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use crate::context::{LocalEntry, end_local, start_local, with_local_record};
+use crate::context::current::{self, OpenLocalSpan};
+use crate::edit::{Edit, error_log, fields_log, panic_log};
 use crate::segment::SpanLayer;
-use crate::span::{error_log, fields_log};
 use crate::time::Stamp;
 
 /// A local span for synchronous work on this thread: a child of the current span, current
@@ -33,7 +33,7 @@ use crate::time::Stamp;
 /// ```
 #[must_use = "a local span ends as soon as it is dropped"]
 pub struct LocalSpan {
-    entry: Option<LocalEntry>,
+    open: Option<OpenLocalSpan>,
     /// The span restores a thread-local when dropped: it must stay on its thread.
     _not_send: PhantomData<*const ()>,
 }
@@ -43,7 +43,7 @@ impl LocalSpan {
     #[inline]
     pub fn enter(operation_name: impl Into<Cow<'static, str>>) -> LocalSpan {
         LocalSpan {
-            entry: start_local(operation_name.into()),
+            open: current::start_local(operation_name.into()),
             _not_send: PhantomData,
         }
     }
@@ -51,39 +51,37 @@ impl LocalSpan {
     /// Whether this span records. Skip work that only feeds it (formatting tags) when it does not.
     #[inline]
     pub fn is_recording(&self) -> bool {
-        self.entry.is_some()
+        self.open.is_some()
     }
 
-    fn update(&self, mut f: impl FnMut(&mut crate::segment::SpanRecord)) {
-        if let Some(entry) = &self.entry {
-            with_local_record(entry, &mut f);
+    fn edit(&self, edit: Edit) {
+        if let Some(open) = &self.open {
+            current::edit_local(open, edit);
         }
     }
 
     /// Sets the layer OAP analyses the span by.
     pub fn set_layer(&self, layer: SpanLayer) {
-        self.update(|s| s.layer = layer);
+        self.edit(Edit::Layer(layer));
     }
 
     /// Sets the component id (see [`crate::component`]).
     pub fn set_component(&self, component_id: i32) {
-        self.update(|s| s.component = component_id);
+        self.edit(Edit::Component(component_id));
     }
 
     /// Renames the span.
     pub fn set_operation_name(&self, operation_name: impl Into<Cow<'static, str>>) {
-        let mut name = Some(operation_name.into());
-        self.update(|s| {
-            if let Some(name) = name.take() {
-                s.operation = name;
-            }
-        });
+        if self.is_recording() {
+            self.edit(Edit::Operation(operation_name.into()));
+        }
     }
 
     /// Adds a tag.
     pub fn add_tag(&self, key: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) {
-        let mut tag = Some((key.into(), value.into()));
-        self.update(|s| s.tags.extend(tag.take()));
+        if self.is_recording() {
+            self.edit(Edit::Tag(key.into(), value.into()));
+        }
     }
 
     /// Adds a timestamped log of key/value fields.
@@ -92,45 +90,38 @@ impl LocalSpan {
         K: Into<Cow<'static, str>>,
         V: Into<Cow<'static, str>>,
     {
-        if !self.is_recording() {
-            return;
+        if self.is_recording() {
+            self.edit(Edit::Log(fields_log(fields)));
         }
-        let mut log = Some(fields_log(fields));
-        self.update(|s| s.logs.extend(log.take()));
     }
 
     /// Marks the span as failed (or not).
     pub fn set_error(&self, is_error: bool) {
-        self.update(|s| s.is_error = is_error);
+        self.edit(Edit::Error(is_error));
     }
 
     /// Marks the span as failed and logs the error's message (`event=error`, `message=…`).
     pub fn record_error(&self, error: &dyn fmt::Display) {
-        if !self.is_recording() {
-            return;
+        if self.is_recording() {
+            self.edit(Edit::Failed(error_log(Stamp::now(), error)));
         }
-        let mut log = Some(error_log(Stamp::now(), error));
-        self.update(|s| {
-            s.is_error = true;
-            s.logs.extend(log.take());
-        });
     }
 
     /// Asks OAP not to analyse this span (it is still stored and shown).
     pub fn set_skip_analysis(&self) {
-        self.update(|s| s.skip_analysis = true);
+        self.edit(Edit::SkipAnalysis);
     }
 }
 
 impl Drop for LocalSpan {
     #[inline]
     fn drop(&mut self) {
-        if let Some(entry) = &self.entry {
-            end_local(entry, std::thread::panicking());
+        if let Some(open) = &self.open {
+            let panic = std::thread::panicking().then(|| Edit::Failed(panic_log(Stamp::now())));
+            current::end_local(open, panic);
         }
     }
 }
-
 impl fmt::Debug for LocalSpan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalSpan")

@@ -3,21 +3,19 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 
-use crate::context::{Handle, peek_current, with_current_record};
+use crate::context::current::{self, Current};
+use crate::edit::{Edit, error_log};
 use crate::span::Span;
+use crate::time::Stamp;
 
 /// Marks the current span as failed and logs `error`'s message (`err` on async fns, where the
 /// span itself lives inside the future).
 pub fn record_error(error: &dyn Display) {
-    if peek_current(|cur| matches!(cur, Handle::Recording { .. })) != Some(true) {
+    if current::current() != Current::Recording {
         return;
     }
     // Formatted before looking at the record: `Display` is user code.
-    let log = crate::span::error_log(crate::time::Stamp::now(), error);
-    with_current_record(|record| {
-        record.is_error = true;
-        record.logs.push(log);
-    });
+    current::edit_current(Edit::Failed(error_log(Stamp::now(), error)));
 }
 
 /// [`Span::exit`] with a peer formatted only when a span needs it: with no active trace it
@@ -25,7 +23,7 @@ pub fn record_error(error: &dyn Display) {
 pub fn exit(operation_name: impl Into<Cow<'static, str>>, peer: &dyn Display) -> Span {
     // Any current trace (recording or not) keeps the peer; formatting runs user code, so it
     // happens here and not while the current span is being looked at.
-    if peek_current(|_| ()).is_none() {
+    if current::current() == Current::None {
         return Span::noop();
     }
     Span::exit(operation_name, peer.to_string())

@@ -1,19 +1,16 @@
-//! [`Span`]: the handle instrumentation holds while a piece of work runs.
+//! [`Span`]: the handle instrumentation holds while a piece of work runs, and the guards that
+//! make it current ([`Entered`], [`EnteredSpan`]).
 
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::context::{
-    ActiveSegment, Handle, NOT_BUFFERED, inject_handle, peek_current, replace_current,
-    start_buffered, switch_back, switch_in_place, take_back, with_new_span_record,
-    with_span_record,
-};
+use crate::context::{self, Handle, HandleId, RecordAt, Started, current};
+use crate::edit::{Edit, error_log, fields_log, panic_log};
 use crate::propagation::{Extractor, Injector};
-use crate::segment::{LogRecord, SpanKind, SpanLayer, Text};
+use crate::segment::{SpanKind, SpanLayer, SpanRecord, Text};
 use crate::time::Stamp;
-use crate::tracer;
 
 /// A span of the current trace. It ends when dropped (or at [`Span::end`]); ending a segment's
 /// first span hands the segment to the reporter.
@@ -38,24 +35,25 @@ use crate::tracer;
 #[must_use = "a span ends as soon as it is dropped"]
 pub struct Span {
     handle: Option<Handle>,
-    /// Where the record was put in the buffer of the thread that started the span, for a local
-    /// span; [`NOT_BUFFERED`] for a span recorded in its segment directly.
-    slot: usize,
+    /// Where the record is, for a recording span.
+    at: RecordAt,
 }
 
 impl Span {
-    pub(crate) fn from_handle(handle: Handle) -> Span {
-        Span {
-            handle: Some(handle),
-            slot: NOT_BUFFERED,
+    pub(crate) fn from_started(started: Option<Started>) -> Span {
+        match started {
+            Some(Started { handle, at }) => Span {
+                handle: Some(handle),
+                at,
+            },
+            None => Span::noop(),
         }
     }
 
-    /// A local span whose record is in this thread's buffer at `slot`.
-    pub(crate) fn buffered(segment: Arc<ActiveSegment>, span_id: i32, slot: usize) -> Span {
+    pub(crate) fn from_handle(handle: Handle) -> Span {
         Span {
-            handle: Some(Handle::Recording { segment, span_id }),
-            slot,
+            handle: Some(handle),
+            at: RecordAt::Segment,
         }
     }
 
@@ -63,14 +61,23 @@ impl Span {
     pub const fn noop() -> Span {
         Span {
             handle: None,
-            slot: NOT_BUFFERED,
+            at: RecordAt::Segment,
         }
     }
 
     /// A local span, child of the current span. No-op when no trace is active.
     #[inline]
     pub fn local(operation_name: impl Into<Cow<'static, str>>) -> Span {
-        Self::child(SpanKind::Local, operation_name, Cow::Borrowed(""))
+        // Converted before looking at the current span: an `Into` impl is user code, and for
+        // `&'static str` the conversion is free. Recorded on this thread without a lock, like a
+        // `LocalSpan`.
+        match current::start_buffered(operation_name.into()) {
+            Some((segment, span_id, index)) => Span {
+                handle: Some(Handle::Recording { segment, span_id }),
+                at: RecordAt::Buffered(index),
+            },
+            None => Span::noop(),
+        }
     }
 
     /// An exit span for a call to `peer` (the `host:port` dialled), child of the current span.
@@ -80,36 +87,20 @@ impl Span {
         operation_name: impl Into<Cow<'static, str>>,
         peer: impl Into<Cow<'static, str>>,
     ) -> Span {
-        Self::child(SpanKind::Exit, operation_name, peer)
-    }
-
-    #[inline]
-    fn child(
-        kind: SpanKind,
-        operation_name: impl Into<Cow<'static, str>>,
-        peer: impl Into<Cow<'static, str>>,
-    ) -> Span {
-        // Converted before looking at the current span: `peek_current` must run no user code
-        // (an `Into` impl could), and for `&'static str` the conversion is free.
-        let operation_name = operation_name.into();
-        if kind == SpanKind::Local {
-            // Recorded on this thread without a lock, like a `LocalSpan`.
-            return start_buffered(operation_name).unwrap_or(Span::noop());
-        }
-        let peer = peer.into();
-        peek_current(|cur| match cur {
-            Handle::Recording { segment, span_id } => {
-                segment.start_span(*span_id, kind, operation_name, peer)
+        // Converted before looking at the current span (user code, see `local`).
+        let (operation_name, peer) = (operation_name.into(), peer.into());
+        match current::start_child(SpanKind::Exit, operation_name, peer) {
+            Some(current::Child::Recording { segment, span_id }) => {
+                Span::from_handle(Handle::Recording { segment, span_id })
             }
-            Handle::Unsampled { context, .. } if kind == SpanKind::Exit => {
+            Some(current::Child::Unsampled(context, peer)) => {
                 Span::from_handle(Handle::Unsampled {
-                    context: Arc::clone(context),
+                    context,
                     peer: Some(peer),
                 })
             }
-            Handle::Unsampled { .. } => Span::noop(),
-        })
-        .unwrap_or(Span::noop())
+            None => Span::noop(),
+        }
     }
 
     /// An entry span: where a request enters this service. It continues the caller's trace from
@@ -120,11 +111,28 @@ impl Span {
         operation_name: impl Into<Cow<'static, str>>,
         carrier: &(impl Extractor + ?Sized),
     ) -> Span {
-        tracer::entry(None, operation_name.into(), carrier)
+        Self::entry_with(operation_name.into(), carrier, |_| {})
     }
 
-    /// An entry span with no carrier: starts a new trace (for jobs, consumers, main loops).
-    pub fn entry_new(operation_name: impl Into<Cow<'static, str>>) -> Span {
+    /// [`Span::entry`], with `init` applied to the span's record as it is made (only if it
+    /// records): how an integration sets layer, component and tags without a lock afterwards.
+    #[inline]
+    pub(crate) fn entry_with(
+        operation_name: Text,
+        carrier: &(impl Extractor + ?Sized),
+        init: impl FnOnce(&mut SpanRecord),
+    ) -> Span {
+        Span::from_started(context::entry(None, operation_name, carrier, init))
+    }
+
+    /// An entry span for work that no caller handed over (jobs, consumers, main loops): it
+    /// starts a new trace, through the global tracer. [`Span::entry`] with no carrier.
+    ///
+    /// ```
+    /// let job = skytrace::Span::root_entry("nightly-cleanup");
+    /// assert!(!job.is_recording()); // no tracer installed here
+    /// ```
+    pub fn root_entry(operation_name: impl Into<Cow<'static, str>>) -> Span {
         Self::entry(operation_name, &())
     }
 
@@ -134,78 +142,53 @@ impl Span {
         matches!(self.handle, Some(Handle::Recording { .. }))
     }
 
-    /// Changes the span's record (under one lock at most, however much changes).
+    /// Applies `edit` to the span's record (under one lock at most).
     #[inline]
-    pub(crate) fn update(&self, f: impl FnOnce(&mut crate::segment::SpanRecord) + Send + 'static) {
+    fn edit(&self, edit: Edit) {
         if let Some(Handle::Recording { segment, span_id }) = &self.handle {
-            with_span_record(segment, *span_id, self.slot, f);
+            context::edit_span(segment, *span_id, self.at, edit);
         }
     }
 
-    /// Changes the record of a span just made on this thread, before it is handed anywhere.
-    pub(crate) fn init_record(&self, f: impl FnOnce(&mut crate::segment::SpanRecord)) {
-        if let Some(Handle::Recording { segment, span_id }) = &self.handle {
-            with_new_span_record(segment, *span_id, self.slot, f);
-        }
-    }
-
-    /// Changes the span's record with `f` and ends the span: one lock where changing, then
+    /// Applies `edits` to the span's record and ends the span: one lock where changing, then
     /// dropping, took two (integrations tag the response this way).
     #[allow(dead_code)] // used by the HTTP integrations, which depend on the features
-    pub(crate) fn end_with(
-        mut self,
-        f: impl FnOnce(&mut crate::segment::SpanRecord) + Send + 'static,
-    ) {
+    pub(crate) fn end_with(mut self, edits: impl IntoIterator<Item = Edit>) {
         // Taken out, so that `drop` finds nothing more to end.
         if let Some(Handle::Recording { segment, span_id }) = self.handle.take() {
-            if span_id == 0 {
-                segment.end_span_with(0, f);
-            } else {
-                let now = Stamp::now();
-                with_span_record(&segment, span_id, self.slot, move |s| {
-                    f(s);
-                    s.close(now);
-                });
-            }
+            context::end_span(&segment, span_id, self.at, edits);
         }
     }
 
     /// Sets the layer OAP analyses the span by.
     pub fn set_layer(&self, layer: SpanLayer) {
-        self.update(move |s| s.layer = layer);
+        self.edit(Edit::Layer(layer));
     }
 
     /// Sets the component id (see [`crate::component`]).
     pub fn set_component(&self, component_id: i32) {
-        self.update(move |s| s.component = component_id);
+        self.edit(Edit::Component(component_id));
     }
 
     /// Sets the peer: the address of the other side.
     pub fn set_peer(&self, peer: impl Into<Cow<'static, str>>) {
-        if !self.is_recording() {
-            return;
+        if self.is_recording() {
+            self.edit(Edit::Peer(peer.into()));
         }
-        // Converted before the segment is locked: an `Into` impl is user code.
-        let peer = peer.into();
-        self.update(move |s| s.peer = peer);
     }
 
     /// Renames the span (an entry span's name is its endpoint).
     pub fn set_operation_name(&self, operation_name: impl Into<Cow<'static, str>>) {
-        if !self.is_recording() {
-            return;
+        if self.is_recording() {
+            self.edit(Edit::Operation(operation_name.into()));
         }
-        let operation_name = operation_name.into();
-        self.update(move |s| s.operation = operation_name);
     }
 
     /// Adds a tag.
     pub fn add_tag(&self, key: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) {
-        if !self.is_recording() {
-            return;
+        if self.is_recording() {
+            self.edit(Edit::Tag(key.into(), value.into()));
         }
-        let tag = (key.into(), value.into());
-        self.update(move |s| s.tags.push(tag));
     }
 
     /// Adds a timestamped log of key/value fields.
@@ -214,41 +197,33 @@ impl Span {
         K: Into<Cow<'static, str>>,
         V: Into<Cow<'static, str>>,
     {
-        if !self.is_recording() {
-            return;
+        if self.is_recording() {
+            self.edit(Edit::Log(fields_log(fields)));
         }
-        let log = fields_log(fields);
-        self.update(move |s| s.logs.push(log));
     }
 
     /// Marks the span as failed (or not).
     pub fn set_error(&self, is_error: bool) {
-        self.update(move |s| s.is_error = is_error);
+        self.edit(Edit::Error(is_error));
     }
 
     /// Marks the span as failed and logs the error's message, as the official agents do
     /// (`event=error`, `message=…`).
     pub fn record_error(&self, error: &dyn fmt::Display) {
-        if !self.is_recording() {
-            return;
+        if self.is_recording() {
+            self.edit(Edit::Failed(error_log(Stamp::now(), error)));
         }
-        let log = error_log(Stamp::now(), error);
-        self.update(move |s| {
-            s.is_error = true;
-            s.logs.push(log);
-        });
     }
 
     /// Asks OAP not to analyse this span (it is still stored and shown).
     pub fn set_skip_analysis(&self) {
-        self.update(move |s| s.skip_analysis = true);
+        self.edit(Edit::SkipAnalysis);
     }
 
     /// Writes the headers for a call made from this (exit) span; see [`crate::inject`].
     pub fn inject(&self, carrier: &mut (impl Injector + ?Sized)) -> bool {
-        let mut carrier = carrier;
         match &self.handle {
-            Some(handle) => inject_handle(handle, &mut carrier),
+            Some(handle) => crate::snapshot::inject_handle(handle, carrier),
             None => false,
         }
     }
@@ -257,21 +232,21 @@ impl Span {
     /// meanwhile become its children. Dropping the guard while panicking marks the span as
     /// failed. For async code use [`crate::Instrument::in_span`], which enters around each poll.
     #[inline]
-    pub fn enter(&self) -> EnteredSpan<'_> {
+    pub fn enter(&self) -> Entered<'_> {
         let state = match &self.handle {
-            None => Entered::Noop,
+            None => EnterState::Noop,
             Some(handle @ Handle::Recording { segment, span_id }) => {
-                match switch_in_place(segment, *span_id) {
-                    Some(previous) => Entered::Switched {
+                match current::switch_in_place(segment, *span_id) {
+                    Some(previous) => EnterState::Switched {
                         segment: Arc::as_ptr(segment) as usize,
                         previous,
                     },
-                    None => Entered::Replaced(replace_current(Some(handle.clone()))),
+                    None => EnterState::Replaced(current::replace(Some(handle.clone()))),
                 }
             }
-            Some(handle) => Entered::Replaced(replace_current(Some(handle.clone()))),
+            Some(handle) => EnterState::Replaced(current::replace(Some(handle.clone()))),
         };
-        EnteredSpan {
+        Entered {
             span: self,
             state,
             _not_send: PhantomData,
@@ -292,12 +267,12 @@ impl Span {
     /// drop(guard); // ends `step`
     /// ```
     #[inline]
-    pub fn entered(mut self) -> SpanGuard {
+    pub fn entered(mut self) -> EnteredSpan {
         let state = match &self.handle {
-            None => Guarded::Noop,
+            None => GuardState::Noop,
             Some(Handle::Recording { segment, span_id }) => {
-                match switch_in_place(segment, *span_id) {
-                    Some(previous) => Guarded::Switched {
+                match current::switch_in_place(segment, *span_id) {
+                    Some(previous) => GuardState::Switched {
                         segment: Arc::as_ptr(segment) as usize,
                         previous,
                     },
@@ -306,7 +281,7 @@ impl Span {
             }
             Some(_) => self.lend(),
         };
-        SpanGuard {
+        EnteredSpan {
             span: self,
             state,
             _not_send: PhantomData,
@@ -315,16 +290,16 @@ impl Span {
 
     /// Moves the handle into the thread-local, where no other handle of its segment is: the
     /// first span of a segment on this thread, entered with no count to pay.
-    fn lend(&mut self) -> Guarded {
+    fn lend(&mut self) -> GuardState {
         match self.handle.take() {
             Some(handle) => {
-                let identity = handle.identity();
-                Guarded::Lent {
-                    previous: replace_current(Some(handle)),
-                    identity,
+                let id = handle.id();
+                GuardState::Lent {
+                    previous: current::replace(Some(handle)),
+                    id,
                 }
             }
-            None => Guarded::Noop,
+            None => GuardState::Noop,
         }
     }
 
@@ -334,14 +309,9 @@ impl Span {
     }
 
     pub(crate) fn record_panic(&self) {
-        if !self.is_recording() {
-            return;
+        if self.is_recording() {
+            self.edit(Edit::Failed(panic_log(Stamp::now())));
         }
-        let time = Stamp::now();
-        self.update(move |s| {
-            s.is_error = true;
-            s.logs.push(panic_log(time));
-        });
     }
 }
 
@@ -349,12 +319,7 @@ impl Drop for Span {
     #[inline]
     fn drop(&mut self) {
         if let Some(Handle::Recording { segment, span_id }) = &self.handle {
-            if *span_id == 0 {
-                segment.end_span(0);
-            } else {
-                let now = Stamp::now();
-                with_span_record(segment, *span_id, self.slot, move |s| s.close(now));
-            }
+            context::end_span(segment, *span_id, self.at, []);
         }
     }
 }
@@ -370,38 +335,38 @@ impl fmt::Debug for Span {
     }
 }
 
-/// Guard returned by [`Span::entered`]: owns the span, which is current until the guard drops
-/// and ends then.
+/// The guard [`Span::entered`] returns: it owns the span, which is current until the guard
+/// drops and ends then (as `tracing`'s `EnteredSpan`).
 #[must_use = "the span is current only while the guard lives"]
-pub struct SpanGuard {
+pub struct EnteredSpan {
     span: Span,
-    state: Guarded,
+    state: GuardState,
     /// The guard restores a thread-local: it must be dropped on the thread that made it.
     _not_send: PhantomData<*const ()>,
 }
 
-/// How a [`SpanGuard`] made its span current.
-enum Guarded {
+/// How an [`EnteredSpan`] made its span current.
+enum GuardState {
     /// A no-op span: nothing changed.
     Noop,
     /// The current handle, already of this segment, had its span id switched.
     Switched { segment: usize, previous: i32 },
     /// The span's handle was moved into the thread-local (its segment was not current here);
-    /// `identity` recognises it when it is taken back.
+    /// `id` recognises it when it is taken back.
     Lent {
         previous: Option<Handle>,
-        identity: (usize, i32),
+        id: HandleId,
     },
 }
 
-impl Drop for SpanGuard {
+impl Drop for EnteredSpan {
     #[inline]
     fn drop(&mut self) {
-        match std::mem::replace(&mut self.state, Guarded::Noop) {
-            Guarded::Noop => return,
-            Guarded::Switched { segment, previous } => switch_back(segment, previous),
-            Guarded::Lent { previous, identity } => {
-                self.span.handle = take_back(previous, identity);
+        match std::mem::replace(&mut self.state, GuardState::Noop) {
+            GuardState::Noop => return,
+            GuardState::Switched { segment, previous } => current::switch_back(segment, previous),
+            GuardState::Lent { previous, id } => {
+                self.span.handle = current::take_back(previous, id);
             }
         }
         if std::thread::panicking() {
@@ -411,25 +376,26 @@ impl Drop for SpanGuard {
     }
 }
 
-impl fmt::Debug for SpanGuard {
+impl fmt::Debug for EnteredSpan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SpanGuard")
-            .field("entered", &!matches!(self.state, Guarded::Noop))
+        f.debug_struct("EnteredSpan")
+            .field("entered", &!matches!(self.state, GuardState::Noop))
             .finish()
     }
 }
 
-/// Guard returned by [`Span::enter`]: restores the previous current span when dropped.
+/// The guard [`Span::enter`] returns: it borrows the span and makes the previous current span
+/// current again when dropped (as `tracing`'s `Entered`).
 #[must_use = "the span is current only while the guard lives"]
-pub struct EnteredSpan<'a> {
+pub struct Entered<'a> {
     span: &'a Span,
-    state: Entered,
+    state: EnterState,
     /// The guard restores a thread-local: it must be dropped on the thread that made it.
     _not_send: PhantomData<*const ()>,
 }
 
-/// How an [`EnteredSpan`] made its span current.
-enum Entered {
+/// How an [`Entered`] made its span current.
+enum EnterState {
     /// A no-op span: nothing changed.
     Noop,
     /// The current handle, already of this segment, had its span id switched.
@@ -438,68 +404,29 @@ enum Entered {
     Replaced(Option<Handle>),
 }
 
-impl Drop for EnteredSpan<'_> {
+impl Drop for Entered<'_> {
     #[inline]
     fn drop(&mut self) {
-        let state = std::mem::replace(&mut self.state, Entered::Noop);
-        if matches!(state, Entered::Noop) {
+        let state = std::mem::replace(&mut self.state, EnterState::Noop);
+        if matches!(state, EnterState::Noop) {
             return;
         }
         if std::thread::panicking() {
             self.span.record_panic();
         }
         match state {
-            Entered::Noop => {}
-            Entered::Switched { segment, previous } => switch_back(segment, previous),
-            Entered::Replaced(previous) => {
-                replace_current(previous);
+            EnterState::Noop => {}
+            EnterState::Switched { segment, previous } => current::switch_back(segment, previous),
+            EnterState::Replaced(previous) => {
+                // What it replaces is dropped here, outside the thread-local.
+                drop(current::replace(previous));
             }
         }
     }
 }
 
-impl fmt::Debug for EnteredSpan<'_> {
+impl fmt::Debug for Entered<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EnteredSpan")
-            .field("span", self.span)
-            .finish()
-    }
-}
-
-/// A log of `fields`, stamped now.
-pub(crate) fn fields_log<K, V>(fields: impl IntoIterator<Item = (K, V)>) -> LogRecord
-where
-    K: Into<Cow<'static, str>>,
-    V: Into<Cow<'static, str>>,
-{
-    let fields: Vec<(Text, Text)> = fields
-        .into_iter()
-        .map(|(k, v)| (k.into(), v.into()))
-        .collect();
-    LogRecord {
-        time: Stamp::now(),
-        fields,
-    }
-}
-
-/// The log the official agents write for an error: `event=error`, `message=…`.
-pub(crate) fn error_log(time: Stamp, error: &dyn fmt::Display) -> LogRecord {
-    LogRecord {
-        time,
-        fields: vec![
-            (Cow::Borrowed("event"), Cow::Borrowed("error")),
-            (Cow::Borrowed("message"), Cow::Owned(error.to_string())),
-        ],
-    }
-}
-
-/// The log of a span that ended by a panic.
-pub(crate) fn panic_log(time: Stamp) -> LogRecord {
-    LogRecord {
-        time,
-        fields: vec![
-            (Cow::Borrowed("event"), Cow::Borrowed("error")),
-            (Cow::Borrowed("error.kind"), Cow::Borrowed("panic")),
-        ],
+        f.debug_struct("Entered").field("span", self.span).finish()
     }
 }

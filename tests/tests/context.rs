@@ -164,7 +164,7 @@ async fn malformed_sw8_starts_a_fresh_trace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_spans_inject_a_header_the_callee_continues_from() {
     let collector = Collector::start().await.unwrap();
-    let tracer = grpc_tracer(config_for(collector.addr()).namespace("blue"));
+    let tracer = grpc_tracer(config_for(collector.addr()));
     let entry = tracer.entry_span("GET:/front", &());
     let mut headers = http::HeaderMap::new();
     {
@@ -178,9 +178,7 @@ async fn exit_spans_inject_a_header_the_callee_continues_from() {
         assert!(skytrace::inject(&mut headers));
     }
     drop(entry);
-    // The namespace prefixes every header name.
-    assert!(headers.get("sw8").is_none());
-    let sw8 = Sw8Header::decode(headers["blue-sw8"].to_str().unwrap()).unwrap();
+    let sw8 = Sw8Header::decode(headers["sw8"].to_str().unwrap()).unwrap();
     let front = &collector.wait_for_segments(1, WAIT).await[0];
     assert!(sw8.sampled);
     assert_eq!(sw8.trace_id, front.trace_id);
@@ -190,18 +188,14 @@ async fn exit_spans_inject_a_header_the_callee_continues_from() {
     assert_eq!(sw8.parent_service_instance, "svc-1");
     assert_eq!(sw8.parent_endpoint, "GET:/front");
     assert_eq!(sw8.target_address, "back:8080");
-    let correlation = headers["blue-sw8-correlation"].to_str().unwrap();
+    let correlation = headers["sw8-correlation"].to_str().unwrap();
     assert_eq!(
         correlation,
         format!("{}:{}", STANDARD.encode("tenant"), STANDARD.encode("acme"))
     );
 
-    // The callee (same namespace) continues it, baggage included.
-    let callee = grpc_tracer(
-        config_for(collector.addr())
-            .namespace("blue")
-            .service_name("back"),
-    );
+    // The callee continues it, baggage included.
+    let callee = grpc_tracer(config_for(collector.addr()).service_name("back"));
     let entry = callee.entry_span("GET:/back", &headers);
     {
         let _in = entry.enter();
@@ -516,7 +510,7 @@ fn replacing_the_global_tracer_takes_effect_on_the_next_entry() {
         .unwrap();
     let first = skytrace::Tracer::new(&config, skytrace::DiscardReporter::new());
     let second = skytrace::Tracer::new(&config, skytrace::DiscardReporter::new());
-    let entry = || drop(Span::entry_new("job"));
+    let entry = || drop(Span::root_entry("job"));
 
     first.install_global();
     entry();

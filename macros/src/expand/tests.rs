@@ -429,7 +429,7 @@ fn entry_expansion() {
     )
     .to_string();
     assert!(
-        out.contains(&quote!(::skytrace::Span::entry_new("job")).to_string()),
+        out.contains(&quote!(::skytrace::Span::root_entry("job")).to_string()),
         "{out}"
     );
 }

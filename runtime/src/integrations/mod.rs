@@ -30,6 +30,7 @@ pub mod tonic;
 pub(crate) use crate::instrument::Traced;
 use std::borrow::Cow;
 
+use crate::edit::Edit;
 use crate::propagation::Extractor;
 use crate::segment::{SpanLayer, SpanRecord};
 use crate::span::Span;
@@ -64,9 +65,7 @@ impl TracerSlot {
         init: impl FnOnce(&mut SpanRecord),
     ) -> Span {
         match self {
-            TracerSlot::Global => {
-                crate::tracer::entry_with(None, operation_name.into(), carrier, init)
-            }
+            TracerSlot::Global => Span::entry_with(operation_name.into(), carrier, init),
             TracerSlot::Explicit(tracer) => {
                 tracer.entry_span_with(operation_name.into(), carrier, init)
             }
@@ -110,13 +109,12 @@ impl TracerSlot {
 #[allow(dead_code)] // which helpers are used depends on the features
 pub(crate) fn end_with_status(span: Span, status: u16) {
     if span.is_recording() {
-        let text = status_text(status);
-        span.end_with(move |s| {
-            s.tags.push((Cow::Borrowed("status_code"), text));
-            if status >= 500 {
-                s.is_error = true;
-            }
-        });
+        let tag = Edit::Tag(Cow::Borrowed("status_code"), status_text(status));
+        if status >= 500 {
+            span.end_with([tag, Edit::Error(true)]);
+        } else {
+            span.end_with([tag]);
+        }
     }
 }
 

@@ -10,3 +10,11 @@ pub use correlation::Correlation;
 pub(crate) use sw8::Sw8Parts;
 pub use sw8::{SW8_MAX_LEN, Sw8Error, Sw8Header};
 pub use sw8x::Sw8Extension;
+
+/// The cross-process header's name. Never prefixed: since the Java agent 8.10 no current agent
+/// reads a namespaced (`{namespace}-sw8`) header.
+pub const SW8: &str = "sw8";
+/// The correlation (baggage) header's name.
+pub const SW8_CORRELATION: &str = "sw8-correlation";
+/// The extension header's name.
+pub const SW8_X: &str = "sw8-x";

@@ -1,0 +1,128 @@
+//! Starting an entry span: the caller's `sw8` (and `sw8-correlation`, `sw8-x`), the sampling
+//! decision and the ignore rules.
+
+use std::sync::Arc;
+
+use super::current::{self, Current};
+use super::handle::{Handle, RecordAt};
+use super::recording::{ActiveSegment, SegmentStart, new_record};
+use super::unsampled::UnsampledContext;
+use crate::agent::Agent;
+use crate::id::TraceId;
+use crate::propagation::{
+    Correlation, Extractor, SW8, SW8_CORRELATION, SW8_X, Sw8Extension, Sw8Header,
+};
+use crate::segment::{RefKind, SegmentRef, SpanKind, SpanRecord, Text};
+
+/// A span just started: its handle, and where its record is.
+pub(crate) struct Started {
+    pub(crate) handle: Handle,
+    pub(crate) at: RecordAt,
+}
+
+/// An entry span named `operation` on `agent` (the global one when `None`), continuing the
+/// caller's context in `carrier`; `init` is applied to its record as it is made (only if it
+/// records): how an integration sets layer, component and tags without taking the segment's
+/// lock afterwards. Inside a recording trace the entry is a local child instead: a handler
+/// under a tracing middleware must not count the request twice. `None`: nothing to record.
+pub(crate) fn entry<E: Extractor + ?Sized>(
+    agent: Option<&Arc<Agent>>,
+    operation: Text,
+    carrier: &E,
+    init: impl FnOnce(&mut SpanRecord),
+) -> Option<Started> {
+    match current::current() {
+        Current::Recording => {
+            // Prepared here, where `init` may run whatever it likes; the thread's context is
+            // only touched once the record is complete.
+            let mut record = new_record(SpanKind::Local, operation);
+            init(&mut record);
+            let (segment, span_id, index) = current::start_buffered_record(record)?;
+            return Some(Started {
+                handle: Handle::Recording { segment, span_id },
+                at: RecordAt::Buffered(index),
+            });
+        }
+        Current::Unsampled => return None,
+        Current::None => {}
+    }
+    let handle = match agent {
+        Some(agent) => start(agent, operation, carrier, init),
+        None => crate::global::with(|agent| start(agent, operation, carrier, init))?,
+    };
+    Some(Started {
+        handle,
+        at: RecordAt::Segment,
+    })
+}
+
+/// A new segment for a request entering the service, or the unsampled context that still
+/// propagates it.
+fn start<E: Extractor + ?Sized>(
+    agent: &Arc<Agent>,
+    operation: Text,
+    carrier: &E,
+    init: impl FnOnce(&mut SpanRecord),
+) -> Handle {
+    let header = carrier.get(SW8).and_then(|v| Sw8Header::decode(v).ok());
+    let available = agent.accepts_traces();
+    let upstream_sampled = header.as_ref().is_some_and(|h| h.sampled);
+    let sampled = available
+        && agent.settings.with(|s| {
+            !s.ignore_suffix.matches(&operation) && (upstream_sampled || s.sampler.try_sample())
+        });
+    if !sampled {
+        let context =
+            UnsampledContext::new(Arc::clone(agent), header.map(|h| h.trace_id), operation);
+        return Handle::Unsampled {
+            context: Arc::new(context),
+            peer: None,
+        };
+    }
+    // `sw8-correlation` and `sw8-x` belong to the caller's context: without a valid `sw8`
+    // there is none (as in the official agents), and two header lookups are saved.
+    let upstream = |key: &str| header.as_ref().and_then(|_| carrier.get(key));
+    let correlation = match upstream(SW8_CORRELATION) {
+        Some(v) => Correlation::decode(
+            v,
+            agent.correlation_max_keys,
+            agent.correlation_max_value_size,
+        ),
+        None => Correlation::new(agent.correlation_max_keys, agent.correlation_max_value_size),
+    };
+    let extension = upstream(SW8_X)
+        .map(Sw8Extension::decode)
+        .unwrap_or_default();
+    let (trace_id, refs) = match header {
+        Some(h) => (
+            Some(TraceId::new(&h.trace_id)),
+            vec![SegmentRef {
+                kind: RefKind::CrossProcess,
+                trace_id: h.trace_id,
+                parent_segment_id: h.parent_segment_id,
+                parent_span_id: h.parent_span_id,
+                parent_service: h.parent_service,
+                parent_service_instance: h.parent_service_instance,
+                parent_endpoint: h.parent_endpoint,
+                network_address: h.target_address,
+            }],
+        ),
+        None => (None, Vec::new()),
+    };
+    let mut first = new_record(SpanKind::Entry, operation);
+    init(&mut first);
+    let segment = ActiveSegment::start(
+        Arc::clone(agent),
+        SegmentStart {
+            trace_id,
+            refs,
+            correlation,
+            skip_analysis: extension.skip_analysis,
+        },
+        first,
+    );
+    Handle::Recording {
+        segment,
+        span_id: 0,
+    }
+}

@@ -1,0 +1,328 @@
+//! [`ActiveSegment`]: one segment while it is recorded, shared (`Arc`) by its spans.
+//!
+//! Span ids come from an atomic counter, so they are unique however the spans reach the
+//! segment: started here under its lock, or recorded on a thread's buffer and handed over in a
+//! batch (see `current`). A change to a span whose record has not arrived yet waits here until
+//! it does. The segment sorts its spans by id when it ends and hands them to the reporter.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::agent::Agent;
+use crate::edit::Edit;
+use crate::id::{Id, TraceId, new_id_at};
+use crate::propagation::{Correlation, Sw8Extension, Sw8Parts};
+use crate::segment::{Segment, SegmentRef, SpanKind, SpanRecord, Text};
+use crate::time::Stamp;
+
+pub(crate) struct ActiveSegment {
+    pub(crate) agent: Arc<Agent>,
+    /// `None`: a new trace, named after this, its first segment.
+    trace_id: Option<TraceId>,
+    pub(crate) segment_id: Id,
+    /// Set when the trace skips analysis (`sw8-x`): every span of the segment does.
+    pub(crate) skip_analysis: bool,
+    /// The span limit in force when the segment started.
+    span_limit: u32,
+    /// The next span id. Handed out without the lock, so that local spans need none.
+    next_span_id: AtomicU32,
+    /// Set when a span was refused for the span limit.
+    size_limited: AtomicBool,
+    state: Mutex<SegmentState>,
+}
+
+struct SegmentState {
+    /// In the order they reached the segment, which is id order except where local spans
+    /// recorded on a thread arrive after spans started later; sorted when the segment ends.
+    spans: Vec<SpanRecord>,
+    refs: Vec<SegmentRef>,
+    /// Changes to spans recorded on a thread that has not handed them over yet.
+    pending: Vec<(i32, Edit)>,
+    finished: bool,
+    correlation: Correlation,
+}
+
+impl SegmentState {
+    /// Where span `span_id` is: at its own index when spans arrived in order (the usual case),
+    /// else found from the end, where the spans still being worked on are.
+    fn position(&self, span_id: i32) -> Option<usize> {
+        let guess = usize::try_from(span_id).ok()?;
+        match self.spans.get(guess) {
+            Some(span) if span.id == span_id => Some(guess),
+            _ => self.spans.iter().rposition(|s| s.id == span_id),
+        }
+    }
+
+    fn span(&self, span_id: i32) -> Option<&SpanRecord> {
+        self.position(span_id).map(|i| &self.spans[i])
+    }
+
+    fn span_mut(&mut self, span_id: i32) -> Option<&mut SpanRecord> {
+        self.position(span_id).map(|i| &mut self.spans[i])
+    }
+}
+
+/// How a new segment starts.
+pub(crate) struct SegmentStart {
+    pub(crate) trace_id: Option<TraceId>,
+    pub(crate) refs: Vec<SegmentRef>,
+    pub(crate) correlation: Correlation,
+    pub(crate) skip_analysis: bool,
+}
+
+/// The headers a call made from an exit span carries.
+pub(crate) struct OutgoingHeaders {
+    pub(crate) sw8: String,
+    pub(crate) correlation: Option<String>,
+    pub(crate) extension: Option<String>,
+}
+
+/// What a snapshot needs to continue the trace elsewhere.
+pub(crate) struct SnapshotParts {
+    pub(crate) trace_id: TraceId,
+    pub(crate) segment_id: Id,
+    pub(crate) endpoint: String,
+    pub(crate) correlation: Correlation,
+    pub(crate) skip_analysis: bool,
+}
+
+impl ActiveSegment {
+    pub(crate) fn trace_id(&self) -> &str {
+        self.trace_id
+            .as_ref()
+            .map_or(self.segment_id.as_str(), TraceId::as_str)
+    }
+
+    /// Starts a segment whose first span (id 0) is `first`, made by the caller and not shared
+    /// yet (its id and parent are set here).
+    pub(crate) fn start(
+        agent: Arc<Agent>,
+        start: SegmentStart,
+        mut first: SpanRecord,
+    ) -> Arc<Self> {
+        first.id = 0;
+        first.parent = -1;
+        first.skip_analysis |= start.skip_analysis;
+        let span_limit = agent.settings.with(|s| s.span_limit);
+        let segment_id = new_id_at(first.start);
+        // Seven records (952 bytes) stay within glibc's per-thread cache of small blocks (up to
+        // 1,032 bytes); eight did not, and took the arena's slower path on every request.
+        let mut spans = Vec::with_capacity(7);
+        spans.push(first);
+        // A new trace is named after its first segment, as unique among traces as that id is
+        // among segments (OAP keeps the two apart): one id to make per request, not two.
+        Arc::new(ActiveSegment {
+            agent,
+            trace_id: start.trace_id,
+            segment_id,
+            skip_analysis: start.skip_analysis,
+            span_limit,
+            next_span_id: AtomicU32::new(1),
+            size_limited: AtomicBool::new(false),
+            state: Mutex::new(SegmentState {
+                spans,
+                refs: start.refs,
+                pending: Vec::new(),
+                finished: false,
+                correlation: start.correlation,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SegmentState> {
+        // A panic while the lock was held cannot leave the state half-written in a way that
+        // matters more than losing the trace; never propagate it into the service.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new span id, or `None` past the span limit (the segment is then marked size-limited).
+    #[inline]
+    pub(crate) fn allocate_span_id(&self) -> Option<i32> {
+        // Checked before adding, so that the counter stays near the limit and never wraps.
+        if self.next_span_id.load(Ordering::Relaxed) < self.span_limit {
+            let id = self.next_span_id.fetch_add(1, Ordering::Relaxed);
+            if id < self.span_limit {
+                return i32::try_from(id).ok();
+            }
+        }
+        self.size_limited.store(true, Ordering::Relaxed);
+        None
+    }
+
+    /// Takes the local spans recorded on one thread (dropped if the segment has ended).
+    pub(crate) fn absorb(&self, local: &mut Vec<SpanRecord>) {
+        let mut state = self.lock();
+        if state.finished {
+            drop(state);
+            local.clear();
+            return;
+        }
+        let first_new = state.spans.len();
+        state.spans.append(local);
+        if !state.pending.is_empty() {
+            let state = &mut *state;
+            for (id, edit) in std::mem::take(&mut state.pending) {
+                match state.spans[first_new..].iter_mut().find(|r| r.id == id) {
+                    Some(record) => edit.apply(record),
+                    None => state.pending.push((id, edit)),
+                }
+            }
+        }
+    }
+
+    /// Opens a child of `parent` recorded in the segment itself: its id, or `None` past the
+    /// span limit or after the segment ended.
+    pub(crate) fn start_span(
+        &self,
+        parent: i32,
+        kind: SpanKind,
+        operation: Text,
+        peer: Text,
+    ) -> Option<i32> {
+        let span_id = self.allocate_span_id()?;
+        let mut record = SpanRecord::new(span_id, parent, kind, operation, peer, Stamp::now());
+        record.skip_analysis = self.skip_analysis;
+        let mut state = self.lock();
+        if state.finished {
+            return None;
+        }
+        state.spans.push(record);
+        Some(span_id)
+    }
+
+    /// Applies `edit` to span `span_id` if it has reached the segment; else gives it back.
+    pub(crate) fn edit(&self, span_id: i32, edit: Edit) -> Result<(), Edit> {
+        match self.lock().span_mut(span_id) {
+            Some(span) => {
+                edit.apply(span);
+                Ok(())
+            }
+            None => Err(edit),
+        }
+    }
+
+    /// Applies `edit` to span `span_id`; if it has not reached the segment yet (and the segment
+    /// is still open), when it does.
+    pub(crate) fn edit_or_defer(&self, span_id: i32, edit: Edit) {
+        let mut state = self.lock();
+        if let Some(span) = state.span_mut(span_id) {
+            edit.apply(span);
+        } else if !state.finished {
+            state.pending.push((span_id, edit));
+        }
+    }
+
+    /// Applies `edits` to span `span_id` and ends it, under one lock (for a span recorded in the
+    /// segment, or already handed over). Ending span 0 finishes the segment and reports it; the
+    /// caller first moves this thread's local spans in (see `current::flush_if_current`).
+    pub(crate) fn end_span(&self, span_id: i32, edits: impl IntoIterator<Item = Edit>) {
+        let now = Stamp::now();
+        let mut state = self.lock();
+        if state.finished {
+            return;
+        }
+        let Some(span) = state.span_mut(span_id) else {
+            return;
+        };
+        for edit in edits {
+            edit.apply(span);
+        }
+        span.close(now);
+        if span_id != 0 {
+            return;
+        }
+        state.finished = true;
+        let mut spans = std::mem::take(&mut state.spans);
+        let refs = std::mem::take(&mut state.refs);
+        // Changes still waiting belong to spans that never arrived.
+        let pending = std::mem::take(&mut state.pending);
+        drop(state);
+        drop(pending);
+        // Spans still open when the segment ends (work that outlived its parent) close with it.
+        // Ids whose spans never arrived (recorded on a thread still inside the segment's work)
+        // leave gaps: ids need not be dense, only unique.
+        for span in &mut spans {
+            span.close(now);
+        }
+        if !spans.is_sorted_by_key(|s| s.id) {
+            spans.sort_unstable_by_key(|s| s.id);
+        }
+        let segment = Segment {
+            trace_id: self.trace_id.clone(),
+            segment_id: self.segment_id.clone(),
+            service: self.agent.service,
+            instance: self.agent.instance,
+            spans,
+            refs,
+            size_limited: self.size_limited.load(Ordering::Relaxed),
+        };
+        // A finished segment adopts no new span: they would be recorded, then dropped. With
+        // the counter at the limit, new spans are no-ops, at no cost to the per-span check.
+        self.next_span_id.store(self.span_limit, Ordering::Relaxed);
+        self.agent.reporter.report(segment);
+    }
+
+    /// The headers for a call made from exit span `span_id`; `None` if it is not an open exit
+    /// span with a peer. Made under the lock; written onto the carrier (user code) by the caller,
+    /// after the lock is released.
+    pub(crate) fn outgoing_headers(&self, span_id: i32) -> Option<OutgoingHeaders> {
+        let state = self.lock();
+        let span = state.span(span_id)?;
+        if span.kind != SpanKind::Exit || span.peer.is_empty() {
+            return None;
+        }
+        let endpoint = state.span(0).map(|s| &*s.operation)?;
+        let sw8 = Sw8Parts {
+            sampled: true,
+            trace_id: self.trace_id(),
+            parent_segment_id: self.segment_id.as_str(),
+            parent_span_id: span_id,
+            parent_service: self.agent.service,
+            parent_service_instance: self.agent.instance,
+            parent_endpoint: endpoint,
+            target_address: &span.peer,
+        }
+        .encode();
+        let correlation = (!state.correlation.is_empty()).then(|| state.correlation.encode());
+        let extension = Sw8Extension {
+            skip_analysis: self.skip_analysis,
+            send_time_ms: None,
+        };
+        Some(OutgoingHeaders {
+            sw8,
+            correlation,
+            extension: (!extension.is_empty()).then(|| extension.encode()),
+        })
+    }
+
+    /// What continuing the trace in another task needs.
+    pub(crate) fn snapshot_parts(&self) -> Option<SnapshotParts> {
+        let state = self.lock();
+        let endpoint = state.span(0).map(|s| s.operation.to_string())?;
+        Some(SnapshotParts {
+            trace_id: self
+                .trace_id
+                .clone()
+                .unwrap_or_else(|| TraceId::Inline(self.segment_id.clone())),
+            segment_id: self.segment_id.clone(),
+            endpoint,
+            correlation: state.correlation.clone(),
+            skip_analysis: self.skip_analysis,
+        })
+    }
+
+    pub(crate) fn correlation(&self, key: &str) -> Option<String> {
+        self.lock().correlation.get(key).map(str::to_owned)
+    }
+
+    /// Sets a correlation value (converted by the caller, before the lock).
+    pub(crate) fn put_correlation(&self, key: String, value: String) -> bool {
+        self.lock().correlation.put(key, value)
+    }
+}
+
+/// A new span record whose id and parent are set when it joins a segment.
+pub(crate) fn new_record(kind: SpanKind, operation: Text) -> SpanRecord {
+    SpanRecord::new(0, -1, kind, operation, Cow::Borrowed(""), Stamp::now())
+}

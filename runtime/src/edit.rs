@@ -1,0 +1,89 @@
+//! Changes to a span's record, as values.
+//!
+//! A span's record may be on the thread that started it, in its segment, or on its way between
+//! the two; a change must reach it wherever it is, sometimes later (it then waits in the
+//! segment). Changes are data rather than closures so that applying one runs no code but ours:
+//! nothing a user wrote (a `Display`, an `Into` conversion) can run while a record is borrowed
+//! from the thread's buffer or the segment's lock is held. Whatever user code a change needs
+//! has run before the [`Edit`] is made.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::segment::{LogRecord, SpanLayer, SpanRecord, Text};
+use crate::time::Stamp;
+
+/// One change to a span's record.
+pub(crate) enum Edit {
+    Layer(SpanLayer),
+    Component(i32),
+    Peer(Text),
+    Operation(Text),
+    Tag(Text, Text),
+    Log(LogRecord),
+    Error(bool),
+    /// Marks the span as failed and adds a log (an error's message, a panic).
+    Failed(LogRecord),
+    SkipAnalysis,
+    /// Ends the span at this time unless it has ended already.
+    End(Stamp),
+}
+
+impl Edit {
+    #[inline]
+    pub(crate) fn apply(self, record: &mut SpanRecord) {
+        match self {
+            Edit::Layer(layer) => record.layer = layer,
+            Edit::Component(id) => record.component = id,
+            Edit::Peer(peer) => record.peer = peer,
+            Edit::Operation(name) => record.operation = name,
+            Edit::Tag(key, value) => record.tags.push((key, value)),
+            Edit::Log(log) => record.logs.push(log),
+            Edit::Error(is_error) => record.is_error = is_error,
+            Edit::Failed(log) => {
+                record.is_error = true;
+                record.logs.push(log);
+            }
+            Edit::SkipAnalysis => record.skip_analysis = true,
+            Edit::End(now) => record.close(now),
+        }
+    }
+}
+
+/// A log of `fields`, stamped now.
+pub(crate) fn fields_log<K, V>(fields: impl IntoIterator<Item = (K, V)>) -> LogRecord
+where
+    K: Into<Cow<'static, str>>,
+    V: Into<Cow<'static, str>>,
+{
+    let fields: Vec<(Text, Text)> = fields
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    LogRecord {
+        time: Stamp::now(),
+        fields,
+    }
+}
+
+/// The log the official agents write for an error: `event=error`, `message=…`.
+pub(crate) fn error_log(time: Stamp, error: &dyn fmt::Display) -> LogRecord {
+    LogRecord {
+        time,
+        fields: vec![
+            (Cow::Borrowed("event"), Cow::Borrowed("error")),
+            (Cow::Borrowed("message"), Cow::Owned(error.to_string())),
+        ],
+    }
+}
+
+/// The log of a span that ended by a panic.
+pub(crate) fn panic_log(time: Stamp) -> LogRecord {
+    LogRecord {
+        time,
+        fields: vec![
+            (Cow::Borrowed("event"), Cow::Borrowed("error")),
+            (Cow::Borrowed("error.kind"), Cow::Borrowed("panic")),
+        ],
+    }
+}

@@ -1,0 +1,215 @@
+//! The current trace, as user code sees it: [`snapshot`] to continue it in another task,
+//! [`inject`] to continue it in another process, correlation values, and the trace id for logs.
+//!
+//! Each function takes what it needs from the thread's context first (a counted handle), and
+//! only then runs user code (an `Injector`, a conversion), so whatever that code does — panic,
+//! start or enter spans — the thread's context is as it was.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::agent::Agent;
+use crate::context::{ActiveSegment, Handle, SegmentStart, UnsampledContext, current, new_record};
+use crate::id::{Id, TraceId};
+use crate::propagation::{Correlation, Injector, SW8, SW8_CORRELATION, SW8_X};
+use crate::segment::{RefKind, SegmentRef, SpanKind};
+use crate::span::Span;
+
+/// The current context, captured to continue the trace in another task or thread.
+///
+/// ```
+/// use skytrace::{Instrument, Span};
+///
+/// # async fn demo() {
+/// // Inside a traced request:
+/// let snapshot = skytrace::snapshot();
+/// tokio::spawn(async move {
+///     let span = snapshot.map_or_else(Span::noop, |s| s.continue_span("background-job"));
+///     async { /* work */ }.in_span(span).await;
+/// });
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ContextSnapshot {
+    inner: SnapshotInner,
+}
+
+// The ids are inline (~170 bytes): boxing them would cost an allocation per snapshot to save
+// bytes in a value that lives as long as a spawn.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+enum SnapshotInner {
+    Recording {
+        agent: Arc<Agent>,
+        trace_id: TraceId,
+        segment_id: Id,
+        span_id: i32,
+        endpoint: String,
+        correlation: Correlation,
+        skip_analysis: bool,
+    },
+    Unsampled(Arc<UnsampledContext>),
+}
+
+impl ContextSnapshot {
+    /// Starts a new segment of the same trace whose first span is a local span named
+    /// `operation`, with a `CrossThread` reference to the span the snapshot was taken in.
+    pub fn continue_span(&self, operation: impl Into<Cow<'static, str>>) -> Span {
+        match &self.inner {
+            SnapshotInner::Recording {
+                agent,
+                trace_id,
+                segment_id,
+                span_id,
+                endpoint,
+                correlation,
+                skip_analysis,
+            } => {
+                let reference = SegmentRef {
+                    kind: RefKind::CrossThread,
+                    trace_id: trace_id.as_str().to_owned(),
+                    parent_segment_id: segment_id.as_str().to_owned(),
+                    parent_span_id: *span_id,
+                    parent_service: agent.service.to_string(),
+                    parent_service_instance: agent.instance.to_string(),
+                    parent_endpoint: endpoint.clone(),
+                    network_address: String::new(),
+                };
+                let segment = ActiveSegment::start(
+                    Arc::clone(agent),
+                    SegmentStart {
+                        trace_id: Some(trace_id.clone()),
+                        refs: vec![reference],
+                        correlation: correlation.clone(),
+                        skip_analysis: *skip_analysis,
+                    },
+                    new_record(SpanKind::Local, operation.into()),
+                );
+                Span::from_handle(Handle::Recording {
+                    segment,
+                    span_id: 0,
+                })
+            }
+            SnapshotInner::Unsampled(context) => Span::from_handle(Handle::Unsampled {
+                context: Arc::clone(context),
+                peer: None,
+            }),
+        }
+    }
+
+    /// The trace id the snapshot belongs to (`None` for a trace that is not sampled and was
+    /// never propagated).
+    pub fn trace_id(&self) -> Option<&str> {
+        match &self.inner {
+            SnapshotInner::Recording { trace_id, .. } => Some(trace_id.as_str()),
+            SnapshotInner::Unsampled(c) => c.trace_id.get().map(String::as_str),
+        }
+    }
+}
+
+impl std::fmt::Debug for ContextSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContextSnapshot")
+            .field("trace_id", &self.trace_id())
+            .finish()
+    }
+}
+
+/// Captures the current context, if a trace is active on this task.
+pub fn snapshot() -> Option<ContextSnapshot> {
+    let inner = match current::clone_current()? {
+        Handle::Recording { segment, span_id } => {
+            let parts = segment.snapshot_parts()?;
+            SnapshotInner::Recording {
+                agent: Arc::clone(&segment.agent),
+                trace_id: parts.trace_id,
+                segment_id: parts.segment_id,
+                span_id,
+                endpoint: parts.endpoint,
+                correlation: parts.correlation,
+                skip_analysis: parts.skip_analysis,
+            }
+        }
+        Handle::Unsampled { context, .. } => SnapshotInner::Unsampled(context),
+    };
+    Some(ContextSnapshot { inner })
+}
+
+/// Writes `sw8` (and `sw8-correlation`, `sw8-x` when there is something to carry) for the
+/// current exit span onto `carrier`. Returns `false`, writing nothing, when no exit span is
+/// current.
+///
+/// ```
+/// let mut headers = http::HeaderMap::new();
+/// // Outside any trace there is nothing to inject.
+/// assert!(!skytrace::inject(&mut headers));
+/// ```
+pub fn inject(carrier: &mut (impl Injector + ?Sized)) -> bool {
+    match current::clone_current() {
+        Some(handle) => inject_handle(&handle, carrier),
+        None => false,
+    }
+}
+
+/// Writes the headers of the exit span `handle` onto `carrier`: made first, then written, so
+/// that the carrier (user code) runs with no lock held and the thread's context untouched.
+pub(crate) fn inject_handle(handle: &Handle, carrier: &mut (impl Injector + ?Sized)) -> bool {
+    match handle {
+        Handle::Recording { segment, span_id } => {
+            let Some(headers) = segment.outgoing_headers(*span_id) else {
+                return false;
+            };
+            carrier.set(SW8, headers.sw8);
+            if let Some(correlation) = headers.correlation {
+                carrier.set(SW8_CORRELATION, correlation);
+            }
+            if let Some(extension) = headers.extension {
+                carrier.set(SW8_X, extension);
+            }
+            true
+        }
+        Handle::Unsampled {
+            context,
+            peer: Some(peer),
+        } => match context.sw8(peer) {
+            Some(sw8) => {
+                carrier.set(SW8, sw8);
+                true
+            }
+            None => false,
+        },
+        Handle::Unsampled { peer: None, .. } => false,
+    }
+}
+
+/// The id of the trace being recorded on this task, for logs.
+///
+/// ```
+/// assert_eq!(skytrace::current_trace_id(), None);
+/// ```
+pub fn current_trace_id() -> Option<String> {
+    match current::clone_current()? {
+        Handle::Recording { segment, .. } => Some(segment.trace_id().to_owned()),
+        Handle::Unsampled { context, .. } => context.trace_id.get().cloned(),
+    }
+}
+
+/// Reads a correlation (baggage) value of the current trace.
+pub fn get_correlation(key: &str) -> Option<String> {
+    match current::clone_current()? {
+        Handle::Recording { segment, .. } => segment.correlation(key),
+        Handle::Unsampled { .. } => None,
+    }
+}
+
+/// Sets a correlation (baggage) value on the current trace; it travels to every later exit span
+/// and continued task. Returns `false` when no trace is recorded or the limits reject it.
+pub fn put_correlation(key: impl Into<String>, value: impl Into<String>) -> bool {
+    let Some(Handle::Recording { segment, .. }) = current::clone_current() else {
+        return false;
+    };
+    // Converted before the segment is locked: the conversions are user code, and may record
+    // on this very segment.
+    let (key, value) = (key.into(), value.into());
+    segment.put_correlation(key, value)
+}

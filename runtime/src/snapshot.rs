@@ -9,9 +9,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::agent::Agent;
-use crate::context::{ActiveSegment, Handle, SegmentStart, UnsampledContext, current, new_record};
+use crate::context::{
+    ActiveSegment, Handle, SegmentStart, UnsampledContext, current, new_record, write_headers,
+};
 use crate::id::{Id, TraceId};
-use crate::propagation::{Correlation, Injector, SW8, SW8_CORRELATION, SW8_X};
+use crate::propagation::{Correlation, Injector};
 use crate::segment::{RefKind, SegmentRef, SpanKind};
 use crate::span::Span;
 
@@ -146,39 +148,8 @@ pub fn snapshot() -> Option<ContextSnapshot> {
 /// ```
 pub fn inject(carrier: &mut (impl Injector + ?Sized)) -> bool {
     match current::clone_current() {
-        Some(handle) => inject_handle(&handle, carrier),
+        Some(handle) => write_headers(&handle, carrier),
         None => false,
-    }
-}
-
-/// Writes the headers of the exit span `handle` onto `carrier`: made first, then written, so
-/// that the carrier (user code) runs with no lock held and the thread's context untouched.
-pub(crate) fn inject_handle(handle: &Handle, carrier: &mut (impl Injector + ?Sized)) -> bool {
-    match handle {
-        Handle::Recording { segment, span_id } => {
-            let Some(headers) = segment.outgoing_headers(*span_id) else {
-                return false;
-            };
-            carrier.set(SW8, headers.sw8);
-            if let Some(correlation) = headers.correlation {
-                carrier.set(SW8_CORRELATION, correlation);
-            }
-            if let Some(extension) = headers.extension {
-                carrier.set(SW8_X, extension);
-            }
-            true
-        }
-        Handle::Unsampled {
-            context,
-            peer: Some(peer),
-        } => match context.sw8(peer) {
-            Some(sw8) => {
-                carrier.set(SW8, sw8);
-                true
-            }
-            None => false,
-        },
-        Handle::Unsampled { peer: None, .. } => false,
     }
 }
 

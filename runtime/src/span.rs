@@ -223,7 +223,7 @@ impl Span {
     /// Writes the headers for a call made from this (exit) span; see [`crate::inject`].
     pub fn inject(&self, carrier: &mut (impl Injector + ?Sized)) -> bool {
         match &self.handle {
-            Some(handle) => crate::snapshot::inject_handle(handle, carrier),
+            Some(handle) => context::write_headers(handle, carrier),
             None => false,
         }
     }

@@ -6,7 +6,8 @@
 //! - `recording`: [`ActiveSegment`], one segment while it is recorded;
 //! - `unsampled`: a trace that is propagated but not recorded here;
 //! - `handle`: what a span holds of its trace;
-//! - `entry`: starting an entry span (`sw8`, sampling, ignore rules).
+//! - `entry`: starting an entry span (`sw8`, sampling, ignore rules);
+//! - `outgoing`: the headers an exit span's call carries.
 //!
 //! A trace being recorded in this process lives in an [`ActiveSegment`], shared (`Arc`) by the
 //! spans that belong to it. Because a future carries its span and re-enters it on whichever
@@ -17,11 +18,13 @@
 pub(crate) mod current;
 mod entry;
 mod handle;
+mod outgoing;
 mod recording;
 mod unsampled;
 
 pub(crate) use entry::{Started, entry};
 pub(crate) use handle::{Handle, HandleId, RecordAt};
+pub(crate) use outgoing::write_headers;
 pub(crate) use recording::{ActiveSegment, SegmentStart, new_record};
 pub(crate) use unsampled::UnsampledContext;
 
@@ -62,3 +65,6 @@ where
     }
     edit_span(segment, span_id, at, Edit::End(now));
 }
+
+#[cfg(test)]
+mod tests;

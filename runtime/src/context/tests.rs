@@ -1,0 +1,317 @@
+//! The context alone: no runtime, no network. `.ci/run` runs these under valgrind's memcheck,
+//! since they exercise every path of the `unsafe` thread-local code (`current.rs`).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::propagation::{Injector, SW8, Sw8Header};
+use crate::reporter::Reporter;
+use crate::segment::{Segment, SpanKind};
+use crate::{Config, LocalSpan, Span, TraceSettings, Tracer};
+
+/// Keeps every segment it is given.
+#[derive(Clone, Default)]
+struct Keep(Arc<Mutex<Vec<Segment>>>);
+
+impl Reporter for Keep {
+    fn report(&self, segment: Segment) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(segment);
+    }
+}
+
+impl Keep {
+    fn take(&self) -> Vec<Segment> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+fn tracer() -> (Tracer, Keep) {
+    let keep = Keep::default();
+    let config = Config::builder()
+        .service_name("svc")
+        .instance_name("svc-1")
+        .build()
+        .unwrap();
+    (Tracer::new(&config, keep.clone()), keep)
+}
+
+/// (id, parent, name) of every span, in order.
+fn shape(segment: &Segment) -> Vec<(i32, i32, String)> {
+    segment
+        .spans
+        .iter()
+        .map(|s| (s.id, s.parent, s.operation.to_string()))
+        .collect()
+}
+
+fn names(segment: &Segment) -> Vec<String> {
+    segment
+        .spans
+        .iter()
+        .map(|s| s.operation.to_string())
+        .collect()
+}
+
+#[test]
+fn local_spans_and_spans_nest_and_reach_the_segment() {
+    let (tracer, keep) = tracer();
+    {
+        let _entry = tracer.entry_span("entry", &()).entered();
+        {
+            let a = LocalSpan::enter("a");
+            a.add_tag("k", "v");
+            let _b = LocalSpan::enter("b");
+        }
+        let c = Span::local("c");
+        let _in = c.enter();
+        let d = Span::exit("d", "peer:1");
+        d.set_component(7);
+    }
+    let segments = keep.take();
+    assert_eq!(segments.len(), 1);
+    assert_eq!(
+        shape(&segments[0]),
+        [
+            (0, -1, "entry".into()),
+            (1, 0, "a".into()),
+            (2, 1, "b".into()),
+            (3, 0, "c".into()),
+            (4, 3, "d".into()),
+        ]
+    );
+    let spans = &segments[0].spans;
+    assert_eq!(spans[1].tags.len(), 1);
+    assert_eq!(spans[4].component, 7);
+    assert_eq!(spans[4].kind, SpanKind::Exit);
+    assert!(spans.iter().all(|s| s.end.is_some()));
+    // Nothing is current any more.
+    assert!(!Span::local("after").is_recording());
+}
+
+#[test]
+fn a_span_ended_on_another_thread_keeps_its_changes() {
+    let (tracer, keep) = tracer();
+    let entry = tracer.entry_span("entry", &());
+    {
+        let _in = entry.enter();
+        let moved = Span::local("moved");
+        std::thread::spawn(move || {
+            moved.add_tag("where", "elsewhere");
+            moved.set_error(true);
+        })
+        .join()
+        .unwrap();
+    }
+    drop(entry);
+    let segments = keep.take();
+    let moved = &segments[0].spans[1];
+    assert_eq!(&*moved.operation, "moved");
+    assert!(moved.is_error);
+    assert_eq!(moved.tags.len(), 1);
+}
+
+/// An `Injector` that runs arbitrary code.
+struct Hostile<F: FnMut(&str, String)>(F);
+
+impl<F: FnMut(&str, String)> Injector for Hostile<F> {
+    fn set(&mut self, key: &str, value: String) {
+        (self.0)(key, value);
+    }
+}
+
+#[test]
+fn an_injector_that_panics_leaves_the_context_as_it_was() {
+    let (tracer, keep) = tracer();
+    for _ in 0..2 {
+        let entry = tracer.entry_span("entry", &());
+        {
+            let _in = entry.enter();
+            let exit = Span::exit("call", "peer:1");
+            let _in = exit.enter();
+            let panicked = std::panic::catch_unwind(|| {
+                crate::inject(&mut Hostile(|_: &str, _: String| panic!("injector")));
+            });
+            assert!(panicked.is_err());
+            // Still inside the exit span: a sibling of it is its child.
+            let child = Span::local("after-panic");
+            assert!(child.is_recording());
+        }
+        drop(entry);
+    }
+    let segments = keep.take();
+    assert_eq!(
+        segments.len(),
+        2,
+        "the next trace on this thread is reported too"
+    );
+    for segment in &segments {
+        assert_eq!(
+            shape(segment),
+            [
+                (0, -1, "entry".into()),
+                (1, 0, "call".into()),
+                (2, 1, "after-panic".into()),
+            ]
+        );
+    }
+}
+
+#[test]
+fn an_injector_that_starts_its_own_trace_leaves_the_outer_one_whole() {
+    let (tracer, keep) = tracer();
+    let (inner_tracer, inner_keep) = self::tracer();
+    let mut written = Vec::new();
+    let entry = tracer.entry_span("outer", &());
+    {
+        let _in = entry.enter();
+        let exit = Span::exit("call", "peer:1");
+        let _in = exit.enter();
+        assert!(crate::inject(&mut Hostile(|key: &str, value: String| {
+            // A trace of its own, entered and left inside the callback: the entry is a child of
+            // the current span only if this thread's context is the outer one; it must not be
+            // taken out from under the callback.
+            let own = inner_tracer.entry_span("inner", &());
+            let _in = own.enter();
+            let _step = LocalSpan::enter("inner-step");
+            written.push((key.to_owned(), value));
+        })));
+        let _after = LocalSpan::enter("after");
+    }
+    drop(entry);
+    let outer = keep.take();
+    assert_eq!(outer.len(), 1);
+    let names = names(&outer[0]);
+    assert_eq!(names[..3], ["outer", "call", "inner"]);
+    assert!(names.contains(&"after".to_string()));
+    assert!(
+        inner_keep.take().is_empty(),
+        "the callback's entry joined the current trace"
+    );
+    let sw8 = &written.iter().find(|(k, _)| k == SW8).unwrap().1;
+    let header = Sw8Header::decode(sw8).unwrap();
+    assert_eq!(header.parent_span_id, 1);
+    // Span ids stayed unique.
+    let mut ids: Vec<i32> = outer[0].spans.iter().map(|s| s.id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), outer[0].spans.len());
+}
+
+#[test]
+fn a_correlation_conversion_that_records_does_not_deadlock() {
+    struct Loud(&'static str);
+    impl From<Loud> for String {
+        fn from(loud: Loud) -> String {
+            // Records on the current segment while `put_correlation` runs.
+            Span::local("conversion").add_tag("k", loud.0);
+            loud.0.to_owned()
+        }
+    }
+    let (tracer, keep) = tracer();
+    {
+        let _entry = tracer.entry_span("entry", &()).entered();
+        assert!(crate::put_correlation(Loud("key"), Loud("value")));
+        assert_eq!(crate::get_correlation("key").as_deref(), Some("value"));
+    }
+    assert_eq!(keep.take()[0].spans.len(), 3);
+}
+
+#[test]
+fn a_finished_segment_adopts_no_span() {
+    let (tracer, keep) = tracer();
+    let entry = tracer.entry_span("entry", &());
+    let late = {
+        let _in = entry.enter();
+        Span::local("outlives")
+    };
+    drop(entry);
+    assert_eq!(keep.take().len(), 1);
+    // `late`'s segment is gone to the reporter: spans under it record nothing.
+    let _in = late.enter();
+    assert!(!Span::local("child").is_recording());
+    assert!(!LocalSpan::enter("local child").is_recording());
+}
+
+#[test]
+fn leaked_local_spans_and_guards_cost_at_most_themselves() {
+    let (tracer, keep) = tracer();
+    {
+        let _entry = tracer.entry_span("entry", &()).entered();
+        std::mem::forget(LocalSpan::enter("leaked"));
+        let _sibling = LocalSpan::enter("sibling");
+    }
+    let segments = keep.take();
+    assert_eq!(segments.len(), 1);
+    assert!(
+        !Span::local("after").is_recording(),
+        "nothing is left current"
+    );
+    // A leaked guard of a span that is not the thread's first.
+    {
+        let _entry = tracer.entry_span("entry", &()).entered();
+        std::mem::forget(Span::local("leaked").entered());
+    }
+    assert_eq!(keep.take().len(), 1);
+}
+
+#[test]
+fn new_settings_apply_to_the_next_trace_on_every_thread() {
+    let (tracer, keep) = tracer();
+    let mut settings = tracer.settings();
+    settings.span_limit = 2;
+    settings.ignore_suffix = vec![".txt".into()];
+    // Read once on another thread, so that its copy is stale afterwards.
+    std::thread::scope(|s| {
+        s.spawn(|| drop(tracer.entry_span("before", &())));
+    });
+    let open = tracer.entry_span("open", &());
+    tracer.set_settings(settings.clone()).unwrap();
+    assert_eq!(tracer.settings(), settings);
+    {
+        // The segment keeps the limit it started with.
+        let _in = open.enter();
+        for _ in 0..3 {
+            assert!(Span::local("x").is_recording());
+        }
+    }
+    drop(open);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            drop(tracer.entry_span("GET:/a.txt", &()));
+            let entry = tracer.entry_span("limited", &());
+            let _in = entry.enter();
+            assert!(Span::local("one").is_recording());
+            assert!(!Span::local("two").is_recording());
+        });
+    });
+    let names: Vec<String> = keep.take().iter().map(|s| names(s)[0].clone()).collect();
+    assert_eq!(names, ["before", "open", "limited"]);
+    let bad = TraceSettings {
+        span_limit: 0,
+        ..settings
+    };
+    assert_eq!(tracer.set_settings(bad).unwrap_err().variable, "span_limit");
+}
+
+#[test]
+fn an_unsampled_trace_propagates_through_an_exit_span() {
+    let (tracer, keep) = tracer();
+    let mut settings = tracer.settings();
+    settings.ignore_suffix = vec!["ignored".into()];
+    tracer.set_settings(settings).unwrap();
+    let entry = tracer.entry_span("ignored", &());
+    assert!(!entry.is_recording());
+    let mut headers = http::HeaderMap::new();
+    {
+        let _in = entry.enter();
+        assert!(!Span::local("local").is_recording());
+        let exit = Span::exit("call", "peer:1");
+        assert!(exit.inject(&mut headers));
+    }
+    let header = Sw8Header::decode(headers[SW8].to_str().unwrap()).unwrap();
+    assert!(!header.sampled);
+    assert_eq!(header.target_address, "peer:1");
+    drop(entry);
+    assert!(keep.take().is_empty());
+}

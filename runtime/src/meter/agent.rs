@@ -64,7 +64,10 @@ impl AgentHealth {
             (names::AGENT_SEGMENTS_FAILED, self.segments_failed),
             (names::AGENT_SEGMENTS_QUEUED, self.segments_queued),
             (names::AGENT_LOG_RECORDS_DROPPED, self.log_records_dropped),
-            (names::AGENT_METER_REPORTS_DROPPED, self.meter_reports_dropped),
+            (
+                names::AGENT_METER_REPORTS_DROPPED,
+                self.meter_reports_dropped,
+            ),
         ]
     }
 }

@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::registry::{MeterId, MeterRegistry};
 use super::MeterError;
+use super::registry::{MeterId, MeterRegistry};
 
 /// What a [`Counter`] reports each period.
 ///
@@ -236,7 +236,10 @@ mod tests {
     #[test]
     fn total_mode_reports_the_total() {
         let c = Counter {
-            core: Arc::new(CounterCore::new(MeterId::new("t", vec![]), CounterMode::Total)),
+            core: Arc::new(CounterCore::new(
+                MeterId::new("t", vec![]),
+                CounterMode::Total,
+            )),
         };
         c.increment(4.0);
         assert_eq!(c.core.take_report(), 4.0);
@@ -246,7 +249,10 @@ mod tests {
     #[test]
     fn bad_amounts_are_ignored() {
         let c = Counter {
-            core: Arc::new(CounterCore::new(MeterId::new("t", vec![]), CounterMode::Total)),
+            core: Arc::new(CounterCore::new(
+                MeterId::new("t", vec![]),
+                CounterMode::Total,
+            )),
         };
         for bad in [-1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0] {
             c.increment(bad);

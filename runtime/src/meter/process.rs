@@ -90,7 +90,10 @@ impl MeterRegistry {
     /// ```
     pub fn register_process_meters(&self) {
         if !self.has_source(SourceKind::Process) {
-            self.set_source(SourceKind::Process, std::sync::Arc::new(ProcessSource::new()));
+            self.set_source(
+                SourceKind::Process,
+                std::sync::Arc::new(ProcessSource::new()),
+            );
         }
     }
 }
@@ -222,9 +225,15 @@ mod tests {
 
         let rss = m[names::PROCESS_RESIDENT_MEMORY];
         let own = vm_rss_bytes();
-        assert!(rss > 0.5 * own && rss < 1.5 * own, "rss {rss} vs VmRSS {own}");
+        assert!(
+            rss > 0.5 * own && rss < 1.5 * own,
+            "rss {rss} vs VmRSS {own}"
+        );
         if let Some(smaps) = smaps_rss_bytes() {
-            assert!(rss > 0.5 * smaps && rss < 1.5 * smaps, "rss {rss} vs smaps {smaps}");
+            assert!(
+                rss > 0.5 * smaps && rss < 1.5 * smaps,
+                "rss {rss} vs smaps {smaps}"
+            );
         }
         assert!(m[names::PROCESS_VIRTUAL_MEMORY] >= rss);
         assert!(m[names::PROCESS_THREADS] >= 1.0);

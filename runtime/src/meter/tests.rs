@@ -158,7 +158,9 @@ fn a_bad_gauge_loses_only_its_own_value() {
     let registry = MeterRegistry::new();
     registry.gauge("nan", || f64::NAN).build().unwrap();
     registry
-        .gauge("boom", || panic!("a gauge that panics (expected by the test)"))
+        .gauge("boom", || {
+            panic!("a gauge that panics (expected by the test)")
+        })
         .build()
         .unwrap();
     registry.gauge("fine", || 1.0).build().unwrap();
@@ -185,7 +187,13 @@ fn histograms_go_out_per_bucket_with_lower_bounds() {
         panic!("{report:?}");
     };
     assert_eq!(hist.name, "latency_ms");
-    assert_eq!(hist.labels, vec![v3::Label { name: "route".into(), value: "/pay".into() }]);
+    assert_eq!(
+        hist.labels,
+        vec![v3::Label {
+            name: "route".into(),
+            value: "/pay".into()
+        }]
+    );
     let buckets: Vec<(f64, i64, bool)> = hist
         .values
         .iter()
@@ -221,7 +229,11 @@ fn validation_and_limits() {
         let err = registry.counter(bad).build().unwrap_err();
         assert!(matches!(err, MeterError::InvalidName { .. }), "{err}");
     }
-    let err = registry.gauge("g", || 0.0).label("x y", "1").build().unwrap_err();
+    let err = registry
+        .gauge("g", || 0.0)
+        .label("x y", "1")
+        .build()
+        .unwrap_err();
     assert!(matches!(err, MeterError::InvalidLabelName { .. }), "{err}");
     let err = registry
         .histogram("h", &[1.0])
@@ -229,7 +241,10 @@ fn validation_and_limits() {
         .build()
         .unwrap_err();
     assert!(matches!(err, MeterError::ReservedLabel { .. }), "{err}");
-    let err = registry.counter(names::PROCESS_THREADS).build().unwrap_err();
+    let err = registry
+        .counter(names::PROCESS_THREADS)
+        .build()
+        .unwrap_err();
     assert!(err.to_string().contains("built-in"), "{err}");
 
     registry.counter("one").build().unwrap();
@@ -337,8 +352,14 @@ fn the_oap_file_uses_every_meter_the_agent_emits_and_no_other() {
     let emitted: BTreeSet<String> = names::ALL.iter().map(|n| (*n).to_owned()).collect();
     let unused: Vec<_> = emitted.difference(&mal.used).collect();
     let unknown: Vec<_> = mal.used.difference(&emitted).collect();
-    assert!(unused.is_empty(), "emitted but not in rust-runtime.yaml: {unused:?}");
-    assert!(unknown.is_empty(), "in rust-runtime.yaml but never emitted: {unknown:?}");
+    assert!(
+        unused.is_empty(),
+        "emitted but not in rust-runtime.yaml: {unused:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "in rust-runtime.yaml but never emitted: {unknown:?}"
+    );
 }
 
 #[test]

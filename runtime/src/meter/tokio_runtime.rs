@@ -16,7 +16,10 @@ struct TokioSource {
 impl Source for TokioSource {
     fn collect(&self, out: &mut Vec<(&'static str, f64)>) {
         out.push((names::TOKIO_WORKERS, self.metrics.num_workers() as f64));
-        out.push((names::TOKIO_ALIVE_TASKS, self.metrics.num_alive_tasks() as f64));
+        out.push((
+            names::TOKIO_ALIVE_TASKS,
+            self.metrics.num_alive_tasks() as f64,
+        ));
         out.push((
             names::TOKIO_GLOBAL_QUEUE_DEPTH,
             self.metrics.global_queue_depth() as f64,

@@ -377,3 +377,26 @@ fn the_oap_file_has_the_runtime_files_shape() {
     }
     assert_eq!(mal.rule_names.len(), names::ALL.len());
 }
+
+#[test]
+fn the_dashboard_shows_the_files_metrics() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../oap/ui-initialized-templates/general/rust-instance.json"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut shown = BTreeSet::new();
+    for (at, _) in text.match_indices("meter_instance_rust_") {
+        let word: String = text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        shown.insert(word);
+    }
+    let stored: BTreeSet<String> = mal_file()
+        .rule_names
+        .iter()
+        .map(|n| format!("meter_{n}"))
+        .collect();
+    assert_eq!(shown, stored);
+}

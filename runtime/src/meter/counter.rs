@@ -78,13 +78,18 @@ impl CounterCore {
         match self.mode {
             CounterMode::Total => self.get(),
             CounterMode::Rate => {
+                // The baselines only move forward (`fetch_max`), so two overlapping calls
+                // cannot report an increase twice or a negative one.
                 let whole = self.whole.load(Ordering::Relaxed);
-                let fraction = self.fraction.load(Ordering::Relaxed);
-                let prev_whole = self.reported_whole.swap(whole, Ordering::Relaxed);
-                let prev_fraction =
-                    f64::from_bits(self.reported_fraction.swap(fraction, Ordering::Relaxed));
-                whole.wrapping_sub(prev_whole) as f64
-                    + (f64::from_bits(fraction) - prev_fraction).max(0.0)
+                let prev_whole = self.reported_whole.fetch_max(whole, Ordering::Relaxed);
+                let fraction = f64::from_bits(self.fraction.load(Ordering::Relaxed));
+                let prev_fraction = self
+                    .reported_fraction
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                        (fraction > f64::from_bits(bits)).then_some(fraction.to_bits())
+                    })
+                    .map_or_else(f64::from_bits, f64::from_bits);
+                whole.saturating_sub(prev_whole) as f64 + (fraction - prev_fraction).max(0.0)
             }
         }
     }
@@ -231,6 +236,37 @@ mod tests {
         c.inc();
         assert_eq!(c.core.take_report(), 3.25);
         assert_eq!(c.get(), 6.25);
+    }
+
+    #[test]
+    fn rate_reports_add_up_to_the_total_under_concurrency() {
+        let c = Counter {
+            core: Arc::new(CounterCore::new(
+                MeterId::new("r", vec![]),
+                CounterMode::Rate,
+            )),
+        };
+        let reported = std::sync::Mutex::new(0.0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..20_000 {
+                        c.inc();
+                    }
+                });
+            }
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..2_000 {
+                        let r = c.core.take_report();
+                        assert!(r >= 0.0);
+                        *reported.lock().unwrap() += r;
+                    }
+                });
+            }
+        });
+        let total = *reported.lock().unwrap() + c.core.take_report();
+        assert_eq!(total, 80_000.0);
     }
 
     #[test]

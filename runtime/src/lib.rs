@@ -53,6 +53,7 @@ mod instrument;
 pub mod integrations;
 mod intern;
 mod local_span;
+pub mod meter;
 mod propagation;
 mod reporter;
 mod sampler;

@@ -1,0 +1,97 @@
+//! Gauges: a value the registry asks the service for once per period.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::MeterError;
+use super::registry::{MeterId, MeterRegistry};
+
+pub(crate) type ReadFn = dyn Fn() -> f64 + Send + Sync;
+
+/// A value read from a function once per report period. Cloning is cheap.
+///
+/// The function runs on the reporter's thread, outside every lock of skytrace, so it may take
+/// locks of its own; it should return quickly. A NaN or infinite result, or a panic, skips that
+/// period's value.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+///
+/// let queue_len = Arc::new(AtomicUsize::new(0));
+/// let seen = Arc::clone(&queue_len);
+/// let registry = skytrace::meter::MeterRegistry::new();
+/// let gauge = registry
+///     .gauge("jobs_waiting", move || seen.load(Ordering::Relaxed) as f64)
+///     .label("queue", "email")
+///     .build()
+///     .unwrap();
+/// assert_eq!(gauge.name(), "jobs_waiting");
+/// ```
+#[derive(Clone)]
+pub struct Gauge {
+    pub(crate) core: Arc<GaugeCore>,
+}
+
+pub(crate) struct GaugeCore {
+    pub(crate) id: MeterId,
+    pub(crate) read: Box<ReadFn>,
+}
+
+impl Gauge {
+    /// The meter's name.
+    pub fn name(&self) -> &str {
+        &self.core.id.name
+    }
+}
+
+impl fmt::Debug for Gauge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gauge")
+            .field("name", &self.core.id.name)
+            .field("labels", &self.core.id.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Registers a [`Gauge`]: made by [`MeterRegistry::gauge`] or [`gauge`](super::gauge).
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct GaugeBuilder<'r> {
+    registry: &'r MeterRegistry,
+    name: String,
+    labels: Vec<(String, String)>,
+    read: Box<ReadFn>,
+}
+
+impl<'r> GaugeBuilder<'r> {
+    pub(crate) fn new(registry: &'r MeterRegistry, name: String, read: Box<ReadFn>) -> Self {
+        GaugeBuilder {
+            registry,
+            name,
+            labels: Vec::new(),
+            read,
+        }
+    }
+
+    /// Adds a label.
+    pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.push((name.into(), value.into()));
+        self
+    }
+
+    /// Registers the gauge. If one with this name and labels exists already, that one is
+    /// returned and this builder's function is dropped.
+    pub fn build(self) -> Result<Gauge, MeterError> {
+        self.registry
+            .register_gauge(&self.name, self.labels, self.read)
+    }
+}
+
+impl fmt::Debug for GaugeBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GaugeBuilder")
+            .field("name", &self.name)
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}

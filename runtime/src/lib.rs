@@ -85,5 +85,10 @@ pub use tracer::{DEFAULT_SHUTDOWN_TIMEOUT, InitError, Tracer, TracerGuard, init,
 
 pub use skytrace_macros::{entry_span, exit_span, trace};
 
+// The README's quick start compiles as a doctest, so it cannot drift from the API.
+#[cfg(all(doctest, feature = "enable", feature = "axum", feature = "reqwest"))]
+#[doc = include_str!("../../README.md")]
+struct ReadmeQuickStart;
+
 /// The protocol types, for custom reporters.
 pub use skytrace_proto as proto;

@@ -6,6 +6,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::context::current::Saved;
 use crate::context::{self, Handle, HandleId, RecordAt, Started, current};
 use crate::edit::{Edit, error_log, fields_log, panic_log};
 use crate::propagation::{Extractor, Injector};
@@ -241,10 +242,10 @@ impl Span {
                         segment: Arc::as_ptr(segment) as usize,
                         previous,
                     },
-                    None => EnterState::Replaced(current::replace(Some(handle.clone()))),
+                    None => EnterState::Replaced(current::enter(handle.clone())),
                 }
             }
-            Some(handle) => EnterState::Replaced(current::replace(Some(handle.clone()))),
+            Some(handle) => EnterState::Replaced(current::enter(handle.clone())),
         };
         Entered {
             span: self,
@@ -295,7 +296,7 @@ impl Span {
             Some(handle) => {
                 let id = handle.id();
                 GuardState::Lent {
-                    previous: current::replace(Some(handle)),
+                    previous: current::enter(handle),
                     id,
                 }
             }
@@ -353,10 +354,7 @@ enum GuardState {
     Switched { segment: usize, previous: i32 },
     /// The span's handle was moved into the thread-local (its segment was not current here);
     /// `id` recognises it when it is taken back.
-    Lent {
-        previous: Option<Handle>,
-        id: HandleId,
-    },
+    Lent { previous: Saved, id: HandleId },
 }
 
 impl Drop for EnteredSpan {
@@ -401,7 +399,7 @@ enum EnterState {
     /// The current handle, already of this segment, had its span id switched.
     Switched { segment: usize, previous: i32 },
     /// A clone of the span's handle replaced the current one, which is put back on drop.
-    Replaced(Option<Handle>),
+    Replaced(Saved),
 }
 
 impl Drop for Entered<'_> {
@@ -419,7 +417,7 @@ impl Drop for Entered<'_> {
             EnterState::Switched { segment, previous } => current::switch_back(segment, previous),
             EnterState::Replaced(previous) => {
                 // What it replaces is dropped here, outside the thread-local.
-                drop(current::replace(previous));
+                drop(current::restore(previous));
             }
         }
     }

@@ -33,8 +33,11 @@ struct ThreadContext {
     /// The current span, if any.
     current: Cell<Option<Handle>>,
     /// Local spans recorded since the last flush. They all belong to `current`'s segment:
-    /// `current` changes segment only through [`replace`], which flushes first.
+    /// `current` changes segment only through [`install`], which flushes first.
     local: UnsafeCell<Vec<SpanRecord>>,
+    /// The tokio task that made `current` current (`None` outside a task). A task that finds
+    /// another task's span current was left it by a guard held across an `.await` (or leaked).
+    task: Cell<Option<tokio::task::Id>>,
 }
 
 thread_local! {
@@ -42,6 +45,7 @@ thread_local! {
         ThreadContext {
             current: Cell::new(None),
             local: UnsafeCell::new(Vec::new()),
+            task: Cell::new(None),
         }
     };
     /// Mirrors `current.is_some()`. A thread-local without a destructor is a plain load, while
@@ -102,6 +106,33 @@ pub(crate) fn current() -> Current {
         .unwrap_or(Current::None)
 }
 
+/// What is current on this thread for a new entry span: as [`current`], except that a span
+/// made current by another tokio task counts as nothing. That span was left here by a guard
+/// held across an `.await` (or leaked) in that task; a request starting in this task is not
+/// part of its trace. Said once, the first time it is seen.
+pub(crate) fn current_for_entry() -> Current {
+    let found = current();
+    if found == Current::None {
+        return found;
+    }
+    let foreign = CONTEXT
+        .try_with(|ctx| ctx.task.get() != tokio::task::try_id())
+        .unwrap_or(false);
+    if !foreign {
+        return found;
+    }
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!(
+            "skytrace: a span guard was held across an `.await` (or leaked), so another task's \
+             span was still current when a request started; the request starts a trace of its \
+             own. Use `future.in_span(span)` for async code instead of holding `span.enter()` \
+             or `span.entered()` across an `.await`. (Said once.)"
+        );
+    }
+    Current::None
+}
+
 /// A counted copy of the current handle: for work that then runs user code (an `Injector`, a
 /// snapshot taken to another task).
 pub(crate) fn clone_current() -> Option<Handle> {
@@ -117,12 +148,34 @@ pub(crate) fn clone_current() -> Option<Handle> {
         .flatten()
 }
 
-/// Makes `handle` current, returning what was current before (for the caller to drop or put
-/// back). The local spans recorded under the previous handle move to its segment first.
-pub(crate) fn replace(handle: Option<Handle>) -> Option<Handle> {
+/// What was current before a span was entered, for its guard to put back.
+pub(crate) struct Saved {
+    handle: Option<Handle>,
+    task: Option<tokio::task::Id>,
+}
+
+/// Makes `handle` current, for the running task; returns what was current before.
+pub(crate) fn enter(handle: Handle) -> Saved {
+    let (handle, task) = install(Some(handle), tokio::task::try_id());
+    Saved { handle, task }
+}
+
+/// Puts back what [`enter`] replaced; returns the handle that was current (for the caller to
+/// drop or keep: never dropped here).
+pub(crate) fn restore(saved: Saved) -> Option<Handle> {
+    install(saved.handle, saved.task).0
+}
+
+/// Makes `handle` current (for `task`), returning what was current before. The local spans
+/// recorded under the previous handle move to its segment first.
+fn install(
+    handle: Option<Handle>,
+    task: Option<tokio::task::Id>,
+) -> (Option<Handle>, Option<tokio::task::Id>) {
     let active = handle.is_some();
     let previous = CONTEXT
         .try_with(|ctx| {
+            let task = ctx.task.replace(task);
             let previous = ctx.current.replace(handle);
             if let Some(Handle::Recording { segment, .. }) = &previous {
                 // SAFETY: `current` is not borrowed (replaced by value above); `absorb` takes
@@ -132,21 +185,21 @@ pub(crate) fn replace(handle: Option<Handle>) -> Option<Handle> {
                     segment.absorb(local);
                 }
             }
-            previous
+            (previous, task)
         })
-        .unwrap_or(None);
+        .unwrap_or((None, None));
     ACTIVE.with(|a| a.set(active));
     previous
 }
 
-/// Puts `previous` back as current and returns the handle that was current, if it is the one
+/// Puts `saved` back as current and returns the handle that was current, if it is the one
 /// `id` names: how a guard that lent its handle to the thread takes it back. A handle of the
 /// same segment pointing at another span was left so by a leaked [`crate::LocalSpan`]: it is
 /// taken back as the lent span. Anything else found there was left by a leaked guard: it is
 /// released, and the lent handle, held by that guard, is lost with it — a lost span, never
 /// unsound memory.
-pub(crate) fn take_back(previous: Option<Handle>, id: HandleId) -> Option<Handle> {
-    let mut handle = replace(previous)?;
+pub(crate) fn take_back(saved: Saved, id: HandleId) -> Option<Handle> {
+    let mut handle = restore(saved)?;
     if handle.id().context() != id.context() {
         return None;
     }
@@ -493,7 +546,7 @@ pub(crate) fn edit_current(edit: Edit) {
 /// Moves this thread's local spans to `segment` if they belong to it: before the segment ends.
 pub(crate) fn flush_if_current(segment: &ActiveSegment) {
     let _ = CONTEXT.try_with(|ctx| {
-        // SAFETY: as in `replace`; `absorb` locks the segment and moves records.
+        // SAFETY: as in `install`; `absorb` locks the segment and moves records.
         let (current, local) = unsafe { (ctx.current(), ctx.local()) };
         if let Some(Handle::Recording {
             segment: current, ..

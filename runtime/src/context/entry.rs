@@ -31,7 +31,7 @@ pub(crate) fn entry<E: Extractor + ?Sized>(
     carrier: &E,
     init: impl FnOnce(&mut SpanRecord),
 ) -> Option<Started> {
-    match current::current() {
+    match current::current_for_entry() {
         Current::Recording => {
             // Prepared here, where `init` may run whatever it likes; the thread's context is
             // only touched once the record is complete.

@@ -10,7 +10,7 @@
 //! }
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let _tracing = skytrace::init(skytrace::Config::from_env()?)?;
+//!     let _agent = skytrace::init(skytrace::Config::from_env()?)?;
 //!     actix_web::rt::System::new().block_on(
 //!         HttpServer::new(|| {
 //!             App::new()

@@ -4,7 +4,7 @@
 //! a trace has been quiet for a moment, its tree (with span logs, refs and peers). Keeps only
 //! the last `--keep` segments in memory. Stop it with Ctrl-C.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -156,6 +156,8 @@ async fn run(args: Args) -> ExitCode {
     let mut window = Window::new(args.keep);
     // Traces with segments not printed yet, in arrival order; when the first one came.
     let mut dirty: Vec<String> = Vec::new();
+    // The same, for lookups: a flood of traces must not make each arrival a linear search.
+    let mut dirty_set: HashSet<String> = HashSet::new();
     let mut dirty_since = Instant::now();
     let mut last_segment = Instant::now();
     while !out.broken {
@@ -172,6 +174,7 @@ async fn run(args: Args) -> ExitCode {
                     out.text("\n");
                 }
                 dirty.clear();
+                dirty_set.clear();
                 if let Some(note) = window.drop_note() {
                     out.line(note);
                 }
@@ -181,7 +184,7 @@ async fn run(args: Args) -> ExitCode {
                 if dirty.is_empty() {
                     dirty_since = last_segment;
                 }
-                if !dirty.contains(&segment.trace_id) {
+                if dirty_set.insert(segment.trace_id.clone()) {
                     dirty.push(segment.trace_id.clone());
                 }
                 let endpoint = segment
@@ -269,24 +272,20 @@ impl Window {
 
     /// The trees of `traces`, in that order, from the segments still kept (one pass over them).
     fn trees(&self, traces: &[String], detail: Detail) -> Vec<String> {
-        let wanted: HashSet<&str> = traces.iter().map(String::as_str).collect();
-        let kept: Vec<SegmentObject> = self
-            .segments
+        let mut of_trace: HashMap<&str, Vec<SegmentObject>> = traces
             .iter()
-            .filter(|s| wanted.contains(s.trace_id.as_str()))
-            .cloned()
+            .map(|trace| (trace.as_str(), Vec::new()))
             .collect();
-        // `render_trace_tree_with` groups by trace in order of first appearance: one call per
-        // trace keeps the order in which they became due.
+        for segment in &self.segments {
+            if let Some(list) = of_trace.get_mut(segment.trace_id.as_str()) {
+                list.push(segment.clone());
+            }
+        }
         traces
             .iter()
             .filter_map(|trace| {
-                let of_trace: Vec<SegmentObject> = kept
-                    .iter()
-                    .filter(|s| &s.trace_id == trace)
-                    .cloned()
-                    .collect();
-                (!of_trace.is_empty()).then(|| render_trace_tree_with(&of_trace, detail))
+                let segments = of_trace.remove(trace.as_str())?;
+                (!segments.is_empty()).then(|| render_trace_tree_with(&segments, detail))
             })
             .collect()
     }

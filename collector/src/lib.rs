@@ -48,7 +48,7 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use skytrace_proto;
-pub use tree::render_trace_tree;
+pub use tree::{Detail, render_trace_tree, render_trace_tree_with};
 
 /// How many not-yet-received items a lagging [`Collector::subscribe`] or
 /// [`Collector::subscribe_events`] receiver may fall behind before it misses some.
@@ -144,6 +144,9 @@ pub(crate) struct Shared {
     stall: bool,
     /// Count-only mode: segments are counted here, not decoded nor kept.
     count_only: bool,
+    /// Whether `received` keeps what arrives (see [`CollectorBuilder::store`]).
+    store: bool,
+    /// Segments counted but not stored (count-only mode, or `store(false)`).
     counted: AtomicU64,
     /// Becomes `true` (or its sender is dropped) when the collector stops.
     shutdown: watch::Receiver<bool>,
@@ -157,7 +160,9 @@ impl Shared {
 
     /// Applies `f` to the recorded data, then wakes waiters and publishes `event`.
     pub(crate) fn record(&self, f: impl FnOnce(&mut Received), event: Option<Event>) {
-        f(&mut self.lock());
+        if self.store {
+            f(&mut self.lock());
+        }
         self.version.send_modify(|v| *v = v.wrapping_add(1));
         if let Some(event) = event {
             // No receiver is not an error.
@@ -174,6 +179,9 @@ impl Shared {
         // Stored before it is published, so a subscriber finds it in `segments()`.
         let live = (self.segments_tx.receiver_count() > 0).then(|| segment.clone());
         let event = self.event(|| Event::Segment(segment.clone()));
+        if !self.store {
+            self.counted.fetch_add(1, Ordering::Relaxed);
+        }
         self.record(|r| r.segments.push(segment), event);
         if let Some(segment) = live {
             let _ = self.segments_tx.send(segment);
@@ -620,6 +628,7 @@ pub struct CollectorBuilder {
     addr: SocketAddr,
     stall: bool,
     count_only: bool,
+    store: bool,
     required_token: Option<String>,
 }
 
@@ -644,6 +653,7 @@ impl Default for CollectorBuilder {
             addr: SocketAddr::from((loopback_of_its_own(), 0)),
             stall: false,
             count_only: false,
+            store: true,
             required_token: None,
         }
     }
@@ -698,6 +708,24 @@ impl CollectorBuilder {
         self
     }
 
+    /// Whether what arrives is kept in memory, for [`Collector::received`],
+    /// [`Collector::segments`], [`Collector::wait_for`] and the other readers. Default on: a
+    /// test's collector keeps everything, for ever. Off, nothing is kept, so memory stays flat
+    /// however long the collector runs: arrivals are only published to subscribers
+    /// ([`Collector::subscribe`], [`Collector::subscribe_events`]) and segments counted
+    /// ([`Collector::segment_count`]); the readers see nothing, and tokens and rejected calls
+    /// are not recorded. The `skytrace-collector` binary runs so, keeping a bounded window of
+    /// recent segments of its own.
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder().store(false);
+    /// # drop(builder);
+    /// ```
+    pub fn store(mut self, yes: bool) -> Self {
+        self.store = yes;
+        self
+    }
+
     /// Rejects every call whose `authentication` metadata is not `token` with
     /// `UNAUTHENTICATED`. Default: no token required.
     ///
@@ -732,6 +760,7 @@ impl CollectorBuilder {
             required_token: self.required_token,
             stall: self.stall,
             count_only: self.count_only,
+            store: self.store,
             counted: AtomicU64::new(0),
             shutdown: shutdown_rx.clone(),
         });

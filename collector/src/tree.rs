@@ -3,21 +3,31 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use skytrace_proto::v3::{SegmentObject, SpanLayer, SpanObject, SpanType};
+use skytrace_proto::v3::{
+    RefType, SegmentObject, SegmentReference, SpanLayer, SpanObject, SpanType,
+};
 
-/// Renders `segments` as one indented tree per trace (in order of first appearance).
+/// How much [`render_trace_tree_with`] shows.
 ///
-/// Each trace starts with a header line: the trace id, how many segments and spans it has and
-/// its total duration (first start to last end). Then one line per span, drawn under its parent
-/// with `├─`, `└─` and `│`: the service in brackets (on the first span of each segment), the
-/// operation name, the kind and layer (an `Unknown` layer is left out), the duration in ms,
-/// `→ peer` for exit spans, `ERROR` when the span is an error, and the tags as `k=v`.
+/// ```
+/// use skytrace_collector::Detail;
 ///
-/// Segments are linked through the refs of their first span: a segment whose first span refers
-/// to span `P` of segment `S` is drawn under that span, so calls between services and tasks
-/// nest as they happened. Spans whose parent is unknown (not received, or never sent) become
-/// roots of their trace. Siblings are ordered by start time. Control characters in names are
-/// escaped, so the output is safe to print.
+/// assert_eq!(Detail::default(), Detail::Normal);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Detail {
+    /// What [`render_trace_tree`] shows: span lines, their logs, and the refs the tree does not
+    /// already show by drawing a segment under its parent span.
+    #[default]
+    Normal,
+    /// Also every ref (those the tree already shows too) and, under the first span of each
+    /// segment, its segment id and service instance.
+    Verbose,
+}
+
+/// Renders `segments` as one indented tree per trace (in order of first appearance), with
+/// [`Detail::Normal`]; see [`render_trace_tree_with`] for the format.
 ///
 /// ```
 /// use skytrace_collector::render_trace_tree;
@@ -57,6 +67,82 @@ use skytrace_proto::v3::{SegmentObject, SpanLayer, SpanObject, SpanType};
 /// );
 /// ```
 pub fn render_trace_tree(segments: &[SegmentObject]) -> String {
+    render_trace_tree_with(segments, Detail::Normal)
+}
+
+/// Renders `segments` as one indented tree per trace (in order of first appearance).
+///
+/// Each trace starts with a header line: the trace id, how many segments and spans it has and
+/// its total duration (first start to last end). Then one line per span, drawn under its parent
+/// with `├─`, `└─` and `│`: the service in brackets (on the first span of each segment), the
+/// operation name, the kind and layer (an `Unknown` layer is left out), the duration in ms,
+/// `← peer` for entry spans (the client's address) and `→ peer` for exit spans (the address
+/// called), `ERROR` when the span is an error, and the tags as `k=v`.
+///
+/// Under a span line, before its children, come:
+/// - `ref …` lines: where the segment was continued from — the kind (`CrossProcess` from
+///   another service's `sw8`, `CrossThread` from another task of the same service), the
+///   parent's `service/instance` and endpoint, then its segment id, span id and the address the
+///   caller used. With [`Detail::Normal`] only the refs the tree does not show already (the
+///   parent segment was not received: the caller reports elsewhere, or not yet); with
+///   [`Detail::Verbose`] all of them.
+/// - `log +N ms k=v …` lines: the span's logs in time order, `N` counted from the span's start
+///   (an error's `event=error error.kind=… message=…`).
+///
+/// Segments are linked through the refs of their first span: a segment whose first span refers
+/// to span `P` of segment `S` is drawn under that span, so calls between services and tasks
+/// nest as they happened. Spans whose parent is unknown (not received, or never sent) become
+/// roots of their trace. Siblings are ordered by start time. Control characters in names are
+/// escaped, so the output is safe to print.
+///
+/// ```
+/// use skytrace_collector::skytrace_proto::v3::{
+///     KeyStringValuePair, Log, RefType, SegmentObject, SegmentReference, SpanObject, SpanType,
+/// };
+/// use skytrace_collector::{Detail, render_trace_tree_with};
+///
+/// let entry = SpanObject {
+///     span_id: 0,
+///     parent_span_id: -1,
+///     start_time: 1_000,
+///     end_time: 1_030,
+///     operation_name: "GET:/cart".into(),
+///     span_type: SpanType::Entry as i32,
+///     peer: "10.0.0.9:50312".into(),
+///     refs: vec![SegmentReference {
+///         ref_type: RefType::CrossProcess as i32,
+///         trace_id: "t1".into(),
+///         parent_trace_segment_id: "gw-seg".into(),
+///         parent_span_id: 1,
+///         parent_service: "gateway".into(),
+///         parent_service_instance: "gw-1".into(),
+///         parent_endpoint: "GET:/api/cart".into(),
+///         network_address_used_at_peer: "shop:8080".into(),
+///     }],
+///     logs: vec![Log {
+///         time: 1_012,
+///         data: vec![KeyStringValuePair { key: "message".into(), value: "slow".into() }],
+///     }],
+///     ..Default::default()
+/// };
+/// let segment = SegmentObject {
+///     trace_id: "t1".into(),
+///     trace_segment_id: "s1".into(),
+///     service: "shop".into(),
+///     service_instance: "shop-1".into(),
+///     spans: vec![entry],
+///     ..Default::default()
+/// };
+/// assert_eq!(
+///     render_trace_tree_with(&[segment], Detail::Verbose),
+///     "trace t1: 1 segment, 1 span, 30 ms\n\
+///      └─ [shop] GET:/cart (Entry) 30 ms ← 10.0.0.9:50312\n     \
+///         segment s1 of shop/shop-1\n     \
+///         ref CrossProcess from gateway/gw-1 GET:/api/cart (segment gw-seg, span 1, address shop:8080)\n     \
+///         log +12 ms message=slow\n",
+/// );
+/// ```
+pub fn render_trace_tree_with(segments: &[SegmentObject], detail: Detail) -> String {
     let mut traces: Vec<(&str, Vec<&SegmentObject>)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for segment in segments {
@@ -72,7 +158,7 @@ pub fn render_trace_tree(segments: &[SegmentObject]) -> String {
         if i > 0 {
             out.push('\n');
         }
-        render_trace(&mut out, trace_id, segments);
+        render_trace(&mut out, trace_id, segments, detail);
     }
     out
 }
@@ -82,9 +168,11 @@ struct Node<'a> {
     segment: usize,
     span: &'a SpanObject,
     parent: Option<usize>,
+    /// The index of the ref that gave `parent`, when it is in another segment.
+    via_ref: Option<usize>,
 }
 
-fn render_trace(out: &mut String, trace_id: &str, segments: &[&SegmentObject]) {
+fn render_trace(out: &mut String, trace_id: &str, segments: &[&SegmentObject], detail: Detail) {
     // Every span of the trace, and per segment its span ids (first occurrence wins).
     let mut nodes: Vec<Node<'_>> = Vec::new();
     let mut span_ids: Vec<HashMap<i32, usize>> = Vec::with_capacity(segments.len());
@@ -98,6 +186,7 @@ fn render_trace(out: &mut String, trace_id: &str, segments: &[&SegmentObject]) {
                 segment: s,
                 span,
                 parent: None,
+                via_ref: None,
             });
         }
         span_ids.push(ids);
@@ -110,15 +199,20 @@ fn render_trace(out: &mut String, trace_id: &str, segments: &[&SegmentObject]) {
             .then(|| span_ids[segment].get(&span.parent_span_id).copied())
             .flatten()
             .filter(|&p| p != n);
-        node.parent = local.or_else(|| {
-            span.refs.iter().find_map(|r| {
-                let parent_segment = *segment_ids.get(r.parent_trace_segment_id.as_str())?;
-                if parent_segment == segment {
-                    return None;
-                }
-                span_ids[parent_segment].get(&r.parent_span_id).copied()
-            })
+        if local.is_some() {
+            node.parent = local;
+            continue;
+        }
+        let by_ref = span.refs.iter().enumerate().find_map(|(i, r)| {
+            let parent_segment = *segment_ids.get(r.parent_trace_segment_id.as_str())?;
+            if parent_segment == segment {
+                return None;
+            }
+            let parent = span_ids[parent_segment].get(&r.parent_span_id).copied()?;
+            Some((parent, i))
         });
+        node.parent = by_ref.map(|(parent, _)| parent);
+        node.via_ref = by_ref.map(|(_, i)| i);
     }
 
     let by_start = |a: &usize, b: &usize| {
@@ -173,7 +267,8 @@ fn render_trace(out: &mut String, trace_id: &str, segments: &[&SegmentObject]) {
             out.push_str(if last { "└─ " } else { "├─ " });
             let node = &nodes[n];
             let first_of_segment = node.parent.is_none_or(|p| nodes[p].segment != node.segment);
-            push_span(out, segments[node.segment], node.span, first_of_segment);
+            let segment = segments[node.segment];
+            push_span(out, segment, node.span, first_of_segment);
 
             let below: Vec<usize> = children[n]
                 .iter()
@@ -181,6 +276,28 @@ fn render_trace(out: &mut String, trace_id: &str, segments: &[&SegmentObject]) {
                 .filter(|&c| !visited[c])
                 .collect();
             let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
+            // The span's details, under it and above its children.
+            let detail_prefix = format!(
+                "{child_prefix}{}",
+                if below.is_empty() { "  " } else { "│ " }
+            );
+            if detail == Detail::Verbose && first_of_segment {
+                out.push_str(&detail_prefix);
+                out.push_str("segment ");
+                push_clean(out, &segment.trace_segment_id);
+                out.push_str(" of ");
+                push_clean(out, &segment.service);
+                out.push('/');
+                push_clean(out, &segment.service_instance);
+                out.push('\n');
+            }
+            for (i, r) in node.span.refs.iter().enumerate() {
+                if detail == Detail::Verbose || node.via_ref != Some(i) {
+                    out.push_str(&detail_prefix);
+                    push_ref(out, trace_id, r);
+                }
+            }
+            push_logs(out, &detail_prefix, node.span);
             for (i, &c) in below.iter().enumerate().rev() {
                 visited[c] = true;
                 stack.push((c, child_prefix.clone(), i + 1 == below.len()));
@@ -240,9 +357,14 @@ fn push_span(out: &mut String, segment: &SegmentObject, span: &SpanObject, first
         span.end_time.saturating_sub(span.start_time).max(0)
     );
 
-    if span.span_type == SpanType::Exit as i32 && !span.peer.is_empty() {
-        out.push_str(" → ");
-        push_clean(out, &span.peer);
+    if !span.peer.is_empty() {
+        if span.span_type == SpanType::Exit as i32 {
+            out.push_str(" → ");
+            push_clean(out, &span.peer);
+        } else if span.span_type == SpanType::Entry as i32 {
+            out.push_str(" ← ");
+            push_clean(out, &span.peer);
+        }
     }
     if span.is_error {
         out.push_str(" ERROR");
@@ -257,6 +379,61 @@ fn push_span(out: &mut String, segment: &SegmentObject, span: &SpanObject, first
         out.push_str(" (segment size-limited)");
     }
     out.push('\n');
+}
+
+/// Appends a `ref …` line: where the span's segment was continued from.
+fn push_ref(out: &mut String, trace_id: &str, r: &SegmentReference) {
+    out.push_str("ref ");
+    match RefType::try_from(r.ref_type) {
+        Ok(kind) => out.push_str(kind.as_str_name()),
+        Err(_) => {
+            let _ = write!(out, "RefType({})", r.ref_type);
+        }
+    }
+    if !r.parent_service.is_empty() || !r.parent_service_instance.is_empty() {
+        out.push_str(" from ");
+        push_clean(out, &r.parent_service);
+        out.push('/');
+        push_clean(out, &r.parent_service_instance);
+    }
+    if !r.parent_endpoint.is_empty() {
+        out.push(' ');
+        push_clean(out, &r.parent_endpoint);
+    }
+    out.push_str(" (segment ");
+    push_clean(out, &r.parent_trace_segment_id);
+    let _ = write!(out, ", span {}", r.parent_span_id);
+    if !r.network_address_used_at_peer.is_empty() {
+        out.push_str(", address ");
+        push_clean(out, &r.network_address_used_at_peer);
+    }
+    if r.trace_id != trace_id {
+        out.push_str(", trace ");
+        push_clean(out, &r.trace_id);
+    }
+    out.push_str(")\n");
+}
+
+/// Appends the span's logs, one `log +N ms k=v …` line each, in time order.
+fn push_logs(out: &mut String, prefix: &str, span: &SpanObject) {
+    let mut logs: Vec<_> = span.logs.iter().collect();
+    // Stable: logs stamped alike keep the order they were recorded in.
+    logs.sort_by_key(|log| log.time);
+    for log in logs {
+        out.push_str(prefix);
+        let _ = write!(
+            out,
+            "log +{} ms",
+            log.time.saturating_sub(span.start_time).max(0)
+        );
+        for kv in &log.data {
+            out.push(' ');
+            push_clean(out, &kv.key);
+            out.push('=');
+            push_clean(out, &kv.value);
+        }
+        out.push('\n');
+    }
 }
 
 /// Appends `text` with control characters (newlines, terminal escapes) escaped.
@@ -281,7 +458,7 @@ fn plural(n: usize, what: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skytrace_proto::v3::{KeyStringValuePair, RefType, SegmentReference};
+    use skytrace_proto::v3::{KeyStringValuePair, Log};
 
     fn span(id: i32, parent: i32, start: i64, end: i64, kind: SpanType, op: &str) -> SpanObject {
         SpanObject {
@@ -378,7 +555,81 @@ trace trace-1: 3 segments, 6 spans, 150 ms
         let expected = "\
 trace trace-1: 1 segment, 2 spans, 4 ms
 ├─ [mq-consumer] consume (Entry) 4 ms
+│    ref CrossProcess (segment never-received, span 3)
 └─ [mq-consumer] orphan (Local) 1 ms
+";
+        assert_eq!(rendered, expected, "\n{rendered}");
+    }
+
+    fn log(time: i64, pairs: &[(&str, &str)]) -> Log {
+        Log {
+            time,
+            data: pairs.iter().map(|(k, v)| tag(k, v)).collect(),
+        }
+    }
+
+    /// The frontend continued from a gateway that reports elsewhere; its exit span logged a
+    /// transport error (logs out of time order); the entry span has the client's address.
+    fn with_details() -> Vec<SegmentObject> {
+        let mut segments = two_services();
+        let frontend = &mut segments[2];
+        let entry = &mut frontend.spans[2];
+        entry.peer = "10.0.0.1:5000".into();
+        entry.refs = vec![SegmentReference {
+            parent_service: "gateway".into(),
+            parent_service_instance: "gw-1".into(),
+            parent_endpoint: "GET:/shop/checkout".into(),
+            network_address_used_at_peer: "frontend:80".into(),
+            ..reference(RefType::CrossProcess, "gw-seg", 4)
+        }];
+        let call = &mut frontend.spans[0];
+        call.logs = vec![
+            log(
+                1_090,
+                &[("event", "error"), ("message", "connection reset\nby peer")],
+            ),
+            log(1_050, &[("event", "retry")]),
+        ];
+        segments
+    }
+
+    #[test]
+    fn shows_logs_unseen_refs_and_entry_peers() {
+        let rendered = render_trace_tree(&with_details());
+        let expected = "\
+trace trace-1: 3 segments, 6 spans, 150 ms
+└─ [frontend] GET:/checkout (Entry, Http) 120 ms ← 10.0.0.1:5000 http.method=GET status_code=200
+   │ ref CrossProcess from gateway/gw-1 GET:/shop/checkout (segment gw-seg, span 4, address frontend:80)
+   ├─ /api/price (Exit, Http) 80 ms → backend:8080
+   │  │ log +40 ms event=retry
+   │  │ log +80 ms event=error message=connection reset\\nby peer
+   │  └─ [backend] /api/price (Entry, Http) 60 ms
+   │     └─ SELECT price (Exit, Database) 40 ms → db:5432 ERROR db.type=sql
+   └─ spawn-audit (Local) 5 ms
+      └─ [frontend] audit (Local) 50 ms
+";
+        assert_eq!(rendered, expected, "\n{rendered}");
+    }
+
+    #[test]
+    fn verbose_shows_every_ref_and_segment() {
+        let rendered = render_trace_tree_with(&with_details(), Detail::Verbose);
+        let expected = "\
+trace trace-1: 3 segments, 6 spans, 150 ms
+└─ [frontend] GET:/checkout (Entry, Http) 120 ms ← 10.0.0.1:5000 http.method=GET status_code=200
+   │ segment seg-front of frontend/i
+   │ ref CrossProcess from gateway/gw-1 GET:/shop/checkout (segment gw-seg, span 4, address frontend:80)
+   ├─ /api/price (Exit, Http) 80 ms → backend:8080
+   │  │ log +40 ms event=retry
+   │  │ log +80 ms event=error message=connection reset\\nby peer
+   │  └─ [backend] /api/price (Entry, Http) 60 ms
+   │     │ segment seg-back of backend/i
+   │     │ ref CrossProcess (segment seg-front, span 1)
+   │     └─ SELECT price (Exit, Database) 40 ms → db:5432 ERROR db.type=sql
+   └─ spawn-audit (Local) 5 ms
+      └─ [frontend] audit (Local) 50 ms
+           segment seg-audit of frontend/i
+           ref CrossThread (segment seg-front, span 2)
 ";
         assert_eq!(rendered, expected, "\n{rendered}");
     }

@@ -127,6 +127,38 @@ async fn count_only_counts_segments_without_keeping_them() {
     collector.shutdown().await;
 }
 
+/// `store(false)`, for a long-running collector: nothing is kept, everything is published and
+/// segments are counted.
+#[tokio::test]
+async fn without_storing_publishes_and_counts_only() {
+    let collector = Collector::builder().store(false).start().await.unwrap();
+    let mut events = collector.subscribe_events();
+    let mut client = TraceSegmentReportServiceClient::new(channel(&collector).await);
+    let sent: Vec<_> = (0..20).map(|i| segment("t", &i.to_string())).collect();
+    client
+        .collect(tokio_stream::iter(sent.clone()))
+        .await
+        .unwrap();
+    let mut management = ManagementServiceClient::new(channel(&collector).await);
+    management
+        .keep_alive(with_token(InstancePingPkg::default(), "any"))
+        .await
+        .unwrap();
+
+    for expected in &sent {
+        match events.recv().await.unwrap() {
+            Event::Segment(segment) => assert_eq!(&segment, expected),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(matches!(events.recv().await.unwrap(), Event::Ping(_)));
+    assert_eq!(collector.segment_count(), 20);
+    let received = collector.received();
+    assert!(received.segments.is_empty() && received.pings.is_empty());
+    assert!(received.tokens.is_empty());
+    collector.shutdown().await;
+}
+
 /// An agent still reconnecting to an ended collector's address must not reach the next one,
 /// even when the system gives it the same port.
 #[cfg(target_os = "linux")]

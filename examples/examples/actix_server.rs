@@ -16,7 +16,7 @@ use actix_web::{App, HttpServer, web};
 use skytrace::integrations::actix_web::SkytraceMiddleware;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let guard = skytrace_examples::init_example("actix-example")?;
+    let agent = skytrace_examples::init_example("actix-example")?;
     let serve_forever = std::env::args().nth(1).as_deref() == Some("serve");
     actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(|| {
@@ -49,7 +49,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         running.await??;
         Ok(())
     })?;
-    guard.shutdown(Duration::from_secs(5));
+    agent.shutdown(Duration::from_secs(5));
     Ok(())
 }
 

@@ -22,7 +22,7 @@ use skytrace::integrations::axum::SkytraceLayer;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let guard = skytrace_examples::init_example("axum-example")?;
+    let agent = skytrace_examples::init_example("axum-example")?;
     let app = Router::new()
         .route("/users/{id}", get(get_user))
         .route("/fail", get(fail))
@@ -71,7 +71,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         let status = request.send().await?.status();
         println!("GET {path} -> {status}");
     }
-    guard.shutdown(Duration::from_secs(5));
+    agent.shutdown_async(Duration::from_secs(5)).await;
     Ok(())
 }
 

@@ -66,8 +66,8 @@ async fn main() -> ExitCode {
         }
     };
     let backends = config.backends().join(",");
-    let guard = match skytrace::init(config) {
-        Ok(guard) => guard,
+    let agent = match skytrace::init(config) {
+        Ok(agent) => agent,
         Err(e) => {
             eprintln!("quickstart: {e}");
             return ExitCode::FAILURE;
@@ -77,7 +77,7 @@ async fn main() -> ExitCode {
     let total = handle_checkout(http::HeaderMap::new()).await;
     println!("checkout total: {total}");
 
-    let stats = guard.shutdown(Duration::from_secs(5));
+    let stats = agent.shutdown_async(Duration::from_secs(5)).await;
     if to_oap && stats.sent == 0 {
         eprintln!(
             "quickstart: could not deliver the trace to {backends} within 5 s \

@@ -23,7 +23,7 @@ use skytrace::{Instrument, Span, Sw8Header};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let guard = skytrace_examples::init_example("reqwest-example")?;
+    let agent = skytrace_examples::init_example("reqwest-example")?;
     let client = reqwest::Client::new();
 
     let urls: Vec<String> = match std::env::args().nth(1) {
@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     .in_span(Span::root_entry("refresh-inventory"))
     .await;
 
-    guard.shutdown(Duration::from_secs(5));
+    agent.shutdown_async(Duration::from_secs(5)).await;
     Ok(())
 }
 

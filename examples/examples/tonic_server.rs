@@ -54,7 +54,7 @@ impl ConfigurationDiscoveryService for Configurations {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let guard = skytrace_examples::init_example("tonic-example")?;
+    let agent = skytrace_examples::init_example("tonic-example")?;
     let serve_forever = std::env::args().nth(1).as_deref() == Some("serve");
     let listener = tokio::net::TcpListener::bind(if serve_forever {
         "127.0.0.1:50051"
@@ -96,6 +96,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
     .in_span(Span::root_entry("sync-configurations"))
     .await;
 
-    guard.shutdown(Duration::from_secs(5));
+    agent.shutdown_async(Duration::from_secs(5)).await;
     Ok(())
 }

@@ -219,6 +219,46 @@ impl TracerGuard {
         self.stop(timeout)
     }
 
+    /// [`shutdown`](Self::shutdown) for async code: the same work, done on a thread of its own
+    /// (started at once, so dropping the future does not cancel it), and a future that waits
+    /// for it without blocking the runtime. Works on any executor, a current-thread runtime
+    /// too: no worker is blocked, so a collector or anything else on the same runtime keeps
+    /// running meanwhile. Resolves to the reporter's final counters (all zero if the thread
+    /// could not be started; the guard then shuts down as it is dropped, on this thread).
+    ///
+    /// ```no_run
+    /// # async fn serve() {}
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let agent = skytrace::init(skytrace::Config::from_env()?)?;
+    /// serve().await; // e.g. axum::serve(..).with_graceful_shutdown(..)
+    /// let stats = agent.shutdown_async(std::time::Duration::from_secs(5)).await;
+    /// println!("segments sent: {}, dropped: {}", stats.sent, stats.dropped);
+    /// # Ok(()) }
+    /// ```
+    pub fn shutdown_async(
+        mut self,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = ReporterStats> + Send + 'static {
+        let guard = TracerGuard {
+            tracer: self.tracer.take(),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let started = std::thread::Builder::new()
+            .name("skytrace-shutdown".into())
+            .spawn(move || {
+                // The receiver may be gone (the future dropped): the shutdown is done anyway.
+                let _ = tx.send(guard.shutdown(timeout));
+            });
+        let rx = started.ok().map(|_| rx);
+        async move {
+            match rx {
+                // An error means the thread ended without an answer (it cannot, short of a panic).
+                Some(rx) => rx.await.unwrap_or_default(),
+                None => ReporterStats::default(),
+            }
+        }
+    }
+
     fn stop(&mut self, timeout: Duration) -> ReporterStats {
         let Some(tracer) = self.tracer.take() else {
             return ReporterStats::default();

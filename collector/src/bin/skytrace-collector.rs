@@ -1,28 +1,50 @@
 //! `skytrace-collector`: a stand-in SkyWalking OAP for the terminal.
 //!
 //! Listens like OAP (default `127.0.0.1:11800`), prints one line per thing received and, once
-//! a trace has been quiet for a moment, its tree. Stop it with Ctrl-C.
+//! a trace has been quiet for a moment, its tree (with span logs, refs and peers). Keeps only
+//! the last `--keep` segments in memory. Stop it with Ctrl-C.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use skytrace_collector::skytrace_proto::v3::SegmentObject;
 use skytrace_collector::skytrace_proto::v3::log_data_body::Content;
 use skytrace_collector::skytrace_proto::v3::{KeyStringValuePair, LogData, meter_data::Metric};
-use skytrace_collector::{Collector, Event, render_trace_tree};
+use skytrace_collector::{Collector, Detail, Event, render_trace_tree_with};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
 const USAGE: &str = "\
-usage: skytrace-collector [--addr IP:PORT] [--token TOKEN] [--stall]
+usage: skytrace-collector [--addr IP:PORT] [--token TOKEN] [--stall] [--verbose] [--keep N]
 
-A stand-in SkyWalking OAP: receives what agents report over gRPC and prints it.
+A stand-in SkyWalking OAP: receives what agents report over gRPC and prints it: one line per
+thing received and, once a trace has been quiet for half a second, the trace as a tree.
 
   --addr IP:PORT   address to listen on (default 127.0.0.1:11800)
   --token TOKEN    reject calls whose `authentication` metadata is not TOKEN
   --stall          accept `collect` streams but never read them (a stuck OAP)
-  -h, --help       print this help";
+  -v, --verbose    trees also show every ref, and each segment's id and instance
+  --keep N         segments kept in memory to draw trees (default 10000, at least 1): older
+                   ones are dropped, and the drops counted in a printed note, so memory stays
+                   bounded however long it runs; a trace that outlives its dropped segments
+                   is drawn from those left
+  -h, --help       print this help
+
+In a tree, a span line reads
+  [service] operation (Kind, Layer) N ms ← client  → peer  ERROR  tag=value …
+([service] on a segment's first span; ← the caller's address on entry spans, → the address
+called on exit spans). Under it, before its children:
+  ref Kind from service/instance endpoint (segment S, span N, address A)
+      where the segment was continued from (another service's `sw8`: CrossProcess; another
+      task: CrossThread), when the tree does not show it already (--verbose: always)
+  log +N ms key=value …
+      the span's logs, in time order, N counted from the span's start (an error's message)";
+
+/// Segments kept in memory by default (`--keep`).
+const DEFAULT_KEEP: usize = 10_000;
 
 /// A trace is printed once no segment of any trace arrived for this long...
 const QUIET: Duration = Duration::from_millis(500);
@@ -34,6 +56,8 @@ struct Args {
     addr: SocketAddr,
     token: Option<String>,
     stall: bool,
+    detail: Detail,
+    keep: usize,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -41,6 +65,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         addr: SocketAddr::from(([127, 0, 0, 1], 11800)),
         token: None,
         stall: false,
+        detail: Detail::Normal,
+        keep: DEFAULT_KEEP,
     };
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -63,7 +89,15 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             }
             "--token" => parsed.token = Some(value("TOKEN")?),
             "--stall" if inline.is_none() => parsed.stall = true,
-            "--stall" => return Err("--stall takes no value".into()),
+            "-v" | "--verbose" if inline.is_none() => parsed.detail = Detail::Verbose,
+            "--stall" | "--verbose" => return Err(format!("{name} takes no value")),
+            "--keep" => {
+                let text = value("N")?;
+                parsed.keep = match text.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(format!("--keep: `{text}` is not a number of segments >= 1")),
+                };
+            }
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -96,7 +130,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
-    let mut builder = Collector::builder().addr(args.addr).stall(args.stall);
+    // Nothing is stored by the collector itself: `window` keeps what the trees need, bounded.
+    let mut builder = Collector::builder()
+        .addr(args.addr)
+        .stall(args.stall)
+        .store(false);
     if let Some(token) = args.token {
         builder = builder.require_token(token);
     }
@@ -115,8 +153,11 @@ async fn run(args: Args) -> ExitCode {
         if args.stall { ", stalled" } else { "" }
     ));
 
+    let mut window = Window::new(args.keep);
     // Traces with segments not printed yet, in arrival order; when the first one came.
     let mut dirty: Vec<String> = Vec::new();
+    // The same, for lookups: a flood of traces must not make each arrival a linear search.
+    let mut dirty_set: HashSet<String> = HashSet::new();
     let mut dirty_since = Instant::now();
     let mut last_segment = Instant::now();
     while !out.broken {
@@ -128,15 +169,14 @@ async fn run(args: Args) -> ExitCode {
         };
         match event {
             None => {
-                let segments = collector.segments();
-                for trace in dirty.drain(..) {
-                    let of_trace: Vec<_> = segments
-                        .iter()
-                        .filter(|s| s.trace_id == trace)
-                        .cloned()
-                        .collect();
-                    out.text(&render_trace_tree(&of_trace));
+                for tree in window.trees(&dirty, args.detail) {
+                    out.text(&tree);
                     out.text("\n");
+                }
+                dirty.clear();
+                dirty_set.clear();
+                if let Some(note) = window.drop_note() {
+                    out.line(note);
                 }
             }
             Some(Ok(Event::Segment(segment))) => {
@@ -144,7 +184,7 @@ async fn run(args: Args) -> ExitCode {
                 if dirty.is_empty() {
                     dirty_since = last_segment;
                 }
-                if !dirty.contains(&segment.trace_id) {
+                if dirty_set.insert(segment.trace_id.clone()) {
                     dirty.push(segment.trace_id.clone());
                 }
                 let endpoint = segment
@@ -160,6 +200,7 @@ async fn run(args: Args) -> ExitCode {
                     segment.spans.len(),
                     endpoint,
                 ));
+                window.push(segment);
             }
             Some(Ok(Event::InstanceProperties(p))) => out.line(format!(
                 "properties  {}/{} {}",
@@ -200,6 +241,67 @@ async fn run(args: Args) -> ExitCode {
     }
     collector.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// The last `keep` segments, from which trees are drawn; older ones are dropped and counted.
+struct Window {
+    keep: usize,
+    segments: VecDeque<SegmentObject>,
+    dropped: u64,
+    /// `dropped` when the last note about drops was printed.
+    noted: u64,
+}
+
+impl Window {
+    fn new(keep: usize) -> Self {
+        Window {
+            keep,
+            segments: VecDeque::new(),
+            dropped: 0,
+            noted: 0,
+        }
+    }
+
+    fn push(&mut self, segment: SegmentObject) {
+        while self.segments.len() >= self.keep {
+            self.segments.pop_front();
+            self.dropped += 1;
+        }
+        self.segments.push_back(segment);
+    }
+
+    /// The trees of `traces`, in that order, from the segments still kept (one pass over them).
+    fn trees(&self, traces: &[String], detail: Detail) -> Vec<String> {
+        let mut of_trace: HashMap<&str, Vec<SegmentObject>> = traces
+            .iter()
+            .map(|trace| (trace.as_str(), Vec::new()))
+            .collect();
+        for segment in &self.segments {
+            if let Some(list) = of_trace.get_mut(segment.trace_id.as_str()) {
+                list.push(segment.clone());
+            }
+        }
+        traces
+            .iter()
+            .filter_map(|trace| {
+                let segments = of_trace.remove(trace.as_str())?;
+                (!segments.is_empty()).then(|| render_trace_tree_with(&segments, detail))
+            })
+            .collect()
+    }
+
+    /// A note when segments were dropped since the last one.
+    fn drop_note(&mut self) -> Option<String> {
+        if self.dropped == self.noted {
+            return None;
+        }
+        let new = self.dropped - self.noted;
+        self.noted = self.dropped;
+        Some(format!(
+            "dropped     {new} older segment(s) from memory ({} in all): only the last {} are kept for trees (--keep)",
+            self.dropped, self.keep
+        ))
+    }
 }
 
 fn log_line(log: &LogData) -> String {
@@ -277,13 +379,31 @@ mod tests {
         let default = parse(&[]).unwrap().unwrap();
         assert_eq!(default.addr.to_string(), "127.0.0.1:11800");
         assert!(!default.stall && default.token.is_none());
+        assert_eq!(default.detail, Detail::Normal);
+        assert_eq!(default.keep, DEFAULT_KEEP);
 
-        let given = parse(&["--addr", "0.0.0.0:1234", "--token=s3", "--stall"])
-            .unwrap()
-            .unwrap();
+        let given = parse(&[
+            "--addr",
+            "0.0.0.0:1234",
+            "--token=s3",
+            "--stall",
+            "-v",
+            "--keep=5",
+        ])
+        .unwrap()
+        .unwrap();
         assert_eq!(given.addr.to_string(), "0.0.0.0:1234");
         assert_eq!(given.token.as_deref(), Some("s3"));
         assert!(given.stall);
+        assert_eq!(given.detail, Detail::Verbose);
+        assert_eq!(given.keep, 5);
+        assert_eq!(
+            parse(&["--verbose"]).unwrap().unwrap().detail,
+            Detail::Verbose
+        );
+        assert!(parse(&["--keep", "0"]).unwrap_err().contains(">= 1"));
+        assert!(parse(&["--keep", "many"]).unwrap_err().contains(">= 1"));
+        assert!(parse(&["--verbose=yes"]).is_err());
         assert_eq!(
             parse(&["--addr=[::1]:9"])
                 .unwrap()
@@ -302,5 +422,35 @@ mod tests {
         );
         assert!(parse(&["--stall=yes"]).is_err());
         assert!(parse(&["extra"]).unwrap_err().contains("unknown argument"));
+    }
+
+    fn segment(trace: &str, id: &str) -> SegmentObject {
+        SegmentObject {
+            trace_id: trace.into(),
+            trace_segment_id: id.into(),
+            service: "svc".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn window_keeps_the_last_segments_and_counts_drops() {
+        let mut window = Window::new(2);
+        assert_eq!(window.drop_note(), None);
+        window.push(segment("a", "a1"));
+        window.push(segment("b", "b1"));
+        window.push(segment("a", "a2"));
+        assert_eq!(window.segments.len(), 2);
+        let note = window.drop_note().unwrap();
+        assert!(
+            note.contains("1 older segment(s)") && note.contains("last 2"),
+            "{note}"
+        );
+        assert_eq!(window.drop_note(), None, "said once");
+        // `a1` is gone: trace a is drawn from `a2` alone; a trace with nothing left is skipped.
+        let trees = window.trees(&["gone".into(), "a".into(), "b".into()], Detail::Normal);
+        assert_eq!(trees.len(), 2);
+        assert!(trees[0].starts_with("trace a: 1 segment"), "{}", trees[0]);
+        assert!(trees[1].starts_with("trace b: 1 segment"), "{}", trees[1]);
     }
 }

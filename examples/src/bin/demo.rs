@@ -73,7 +73,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     // The frontend uses the global tracer (its handler is an `#[entry_span]`); the users service
     // has a tracer of its own, so one process can show two services.
-    let frontend_tracing = skytrace::init(config(&backends, "demo-frontend")?)?;
+    let frontend_agent = skytrace::init(config(&backends, "demo-frontend")?)?;
     let users_config = config(&backends, "demo-users")?;
     let users_tracer = Tracer::new(&users_config, GrpcReporter::start(&users_config)?);
 
@@ -113,7 +113,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     // Two segments per request: one per service.
     let expected = REQUESTS.len() * 2;
-    let frontend_stats = frontend_tracing.shutdown(Duration::from_secs(5));
+    let frontend_stats = frontend_agent.shutdown(Duration::from_secs(5));
     let users_stats = users_tracer.reporter().shutdown(Duration::from_secs(5));
     let sent = frontend_stats.sent + users_stats.sent;
     println!(

@@ -10,7 +10,7 @@
 //! }
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let _tracing = skytrace::init(skytrace::Config::from_env()?)?;
+//!     let _agent = skytrace::init(skytrace::Config::from_env()?)?;
 //!     actix_web::rt::System::new().block_on(
 //!         HttpServer::new(|| {
 //!             App::new()
@@ -26,7 +26,8 @@
 //!
 //! Per request the middleware opens an entry span named `{METHOD}:{route}` from
 //! [`HttpRequest::match_pattern`](::actix_web::HttpRequest::match_pattern)
-//! (`GET:/users/{id}`; the plain path when no resource matches), continuing the caller's trace
+//! (`GET:/users/{id}`; the method alone, `GET`, when no resource matches: see
+//! [`SkytraceMiddleware::unmatched`]), continuing the caller's trace
 //! from `sw8`, `sw8-correlation` and `sw8-x`. It sets layer Http, component http (49), the tags
 //! `http.method`, `url` (scheme, host and path; no query string) and `status_code`, and the peer
 //! to the client's address. A 5xx response marks the span as failed (logging the handler's
@@ -44,6 +45,7 @@ use ::actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forw
 use ::actix_web::http::header::HeaderMap;
 use pin_project_lite::pin_project;
 
+pub use super::Unmatched;
 use super::{Traced, TracerSlot, end_with_status};
 use crate::propagation::Extractor;
 use crate::span::Span;
@@ -94,6 +96,7 @@ impl Extractor for ::actix_web::HttpRequest {
 #[derive(Clone, Debug, Default)]
 pub struct SkytraceMiddleware {
     tracer: TracerSlot,
+    unmatched: Unmatched,
 }
 
 impl SkytraceMiddleware {
@@ -127,7 +130,28 @@ impl SkytraceMiddleware {
     pub fn with_tracer(tracer: Tracer) -> Self {
         SkytraceMiddleware {
             tracer: TracerSlot::Explicit(tracer),
+            unmatched: Unmatched::default(),
         }
+    }
+
+    /// What to do with requests no resource matches (answered by actix's 404 or the app's
+    /// `default_service`): [`Unmatched::Traced`] (the default) names their spans by the method
+    /// alone (`GET`), never by the path, which would give OAP an endpoint per scanned or
+    /// mistyped URL; [`Unmatched::Untraced`] leaves them untraced. See
+    /// [the integrations' documentation](super#requests-no-route-matches).
+    ///
+    /// ```
+    /// use actix_web::{App, web};
+    /// use skytrace::integrations::actix_web::{SkytraceMiddleware, Unmatched};
+    ///
+    /// let app = App::new()
+    ///     .wrap(SkytraceMiddleware::new().unmatched(Unmatched::Untraced))
+    ///     .route("/users/{id}", web::get().to(|| async { "user" }));
+    /// # let _ = app;
+    /// ```
+    pub fn unmatched(mut self, unmatched: Unmatched) -> Self {
+        self.unmatched = unmatched;
+        self
     }
 }
 
@@ -145,6 +169,7 @@ where
         ready(Ok(SkytraceActixService {
             service,
             tracer: self.tracer.clone(),
+            unmatched: self.unmatched,
         }))
     }
 }
@@ -171,6 +196,7 @@ where
 pub struct SkytraceActixService<S> {
     service: S,
     tracer: TracerSlot,
+    unmatched: Unmatched,
 }
 
 impl<S, B> Service<ServiceRequest> for SkytraceActixService<S>
@@ -202,10 +228,13 @@ impl<S> SkytraceActixService<S> {
             return Span::noop();
         }
         let route = request.match_pattern();
-        let route = route.as_deref().unwrap_or(path);
+        if route.is_none() && self.unmatched == Unmatched::Untraced {
+            return Span::noop();
+        }
         self.tracer.http_entry(
             request.method().as_str(),
-            route,
+            route.as_deref(),
+            path,
             request.headers(),
             || {
                 let info = request.connection_info();

@@ -22,13 +22,29 @@
 //! ```
 //!
 //! Per request the layer opens an entry span named `{METHOD}:{route}` from axum's
-//! [`MatchedPath`] (`GET:/users/{id}`, never `GET:/users/42`; the plain path for requests no
-//! route matched), continuing the caller's trace from `sw8`, `sw8-correlation` and `sw8-x`. It
+//! [`MatchedPath`] (`GET:/users/{id}`, never `GET:/users/42`), continuing the caller's trace from `sw8`, `sw8-correlation` and `sw8-x`. It
 //! sets layer Http, component http (49), the tags `http.method`, `url` (without the query
 //! string) and `status_code`, and the peer to the client's address when the router is served
 //! with [`ConnectInfo`] (`into_make_service_with_connect_info::<SocketAddr>()`). A 5xx response
 //! or an error from the inner service marks the span as failed. Requests whose path matches
 //! `SW_AGENT_TRACE_IGNORE_PATH` are passed through untraced.
+//!
+//! A request no route matches (answered by the router's 404 or by a
+//! [`fallback`](::axum::Router::fallback)) is named by its method alone, `GET`: never by its
+//! path, which would give OAP an endpoint per scanned or mistyped URL. With
+//! [`SkytraceLayer::unmatched`]`(`[`Unmatched::Untraced`]`)` such requests are not traced at all.
+//! See [the integrations' documentation](super#requests-no-route-matches) for what the official
+//! agents do.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use skytrace::integrations::axum::{SkytraceLayer, Unmatched};
+//!
+//! let app: Router = Router::new()
+//!     .route("/users/{id}", get(|| async { "user" }))
+//!     // `GET /nope` is not traced; `GET /users/7` is `GET:/users/{id}`.
+//!     .layer(SkytraceLayer::new().unmatched(Unmatched::Untraced));
+//! ```
 //!
 //! The handler future is polled inside the span, so every span it opens — `#[trace]`ed
 //! functions, exit spans of clients — is a child of the entry span, whichever worker thread
@@ -40,8 +56,8 @@
 //! [`Router::layer`](::axum::Router::layer) (which wraps every route, and the fallback) or
 //! [`Router::route_layer`](::axum::Router::route_layer) (routes only: requests no route matches
 //! are then not traced). Wrapped around the whole router from outside (for example with
-//! `tower::ServiceBuilder` around `Router`), the layer runs before routing and names spans after
-//! the raw path. Routes of nested routers carry the full template (`/api/users/{id}`).
+//! `tower::ServiceBuilder` around `Router`), the layer runs before routing, sees no route and
+//! names every span by its method alone. Routes of nested routers carry the full template (`/api/users/{id}`).
 
 use std::fmt;
 use std::future::Future;
@@ -54,6 +70,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub use super::Unmatched;
 use super::{Traced, TracerSlot, end_with_status, server_url};
 use crate::span::Span;
 use crate::tracer::Tracer;
@@ -72,6 +89,7 @@ use crate::tracer::Tracer;
 #[derive(Clone, Debug, Default)]
 pub struct SkytraceLayer {
     tracer: TracerSlot,
+    unmatched: Unmatched,
 }
 
 impl SkytraceLayer {
@@ -106,7 +124,26 @@ impl SkytraceLayer {
     pub fn with_tracer(tracer: Tracer) -> Self {
         SkytraceLayer {
             tracer: TracerSlot::Explicit(tracer),
+            unmatched: Unmatched::default(),
         }
+    }
+
+    /// What to do with requests no route matches: [`Unmatched::Traced`] (the default) names
+    /// their spans by the method alone (`GET`); [`Unmatched::Untraced`] leaves them untraced.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use skytrace::integrations::axum::{SkytraceLayer, Unmatched};
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/orders/{id}", get(|| async { "order" }))
+    ///     .fallback(|| async { "not here" })
+    ///     // The fallback's requests are not traced.
+    ///     .layer(SkytraceLayer::new().unmatched(Unmatched::Untraced));
+    /// ```
+    pub fn unmatched(mut self, unmatched: Unmatched) -> Self {
+        self.unmatched = unmatched;
+        self
     }
 }
 
@@ -117,6 +154,7 @@ impl<S> Layer<S> for SkytraceLayer {
         SkytraceService {
             inner,
             tracer: self.tracer.clone(),
+            unmatched: self.unmatched,
         }
     }
 }
@@ -145,6 +183,7 @@ impl<S> Layer<S> for SkytraceLayer {
 pub struct SkytraceService<S> {
     inner: S,
     tracer: TracerSlot,
+    unmatched: Unmatched,
 }
 
 impl<S, B, ResBody> Service<http::Request<B>> for SkytraceService<S>
@@ -187,7 +226,10 @@ impl<S> SkytraceService<S> {
         let route = request
             .extensions()
             .get::<MatchedPath>()
-            .map_or(path, MatchedPath::as_str);
+            .map(MatchedPath::as_str);
+        if route.is_none() && self.unmatched == Unmatched::Untraced {
+            return Span::noop();
+        }
         let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -199,6 +241,7 @@ impl<S> SkytraceService<S> {
         self.tracer.http_entry(
             request.method().as_str(),
             route,
+            path,
             request.headers(),
             || server_url(uri, host, path),
             peer,

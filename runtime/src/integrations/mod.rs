@@ -14,6 +14,20 @@
 //! with `with_tracer`. Client integrations open an exit span as a child of the current span and
 //! write `sw8` onto the outgoing request.
 //!
+//! ## Requests no route matches
+//!
+//! The axum layer and the actix-web middleware name an entry span after the route template that
+//! matched (`GET:/users/{id}`). A request that no route matches (a 404 from the router, or one
+//! the fallback / default service answers) is named by its method alone: `GET`, `POST`, …, so
+//! that scanners and typos (`/wp-login.php`, `/users/123/x`) cannot create endpoints without
+//! limit in OAP, which stores and analyses every distinct one. Its `url` tag still carries the
+//! path. [`Unmatched::Untraced`] leaves such requests untraced instead. Of the official agents,
+//! the SkyWalking Go agent's former gin plugin (go2sky) names an unmatched request by its method
+//! alone too, as OpenTelemetry's HTTP conventions do; the current ones (Java's Tomcat and Spring
+//! MVC plugins, skywalking-go's gin plugin, Python's Flask and Django plugins) name it by its raw
+//! path, which is what this avoids. `SW_AGENT_IGNORE_SUFFIX` applies to the path of an unmatched
+//! request (a `/favicon.ico` nobody serves stays untraced).
+//!
 //! OAP's component-libraries list has no framework-specific Rust ids (Rust's range
 //! `[11000, 12000)` holds only `Rust = 11000`), so HTTP integrations report
 //! [`crate::component::HTTP`] (49) and the tonic ones [`crate::component::GRPC`] (23).
@@ -35,6 +49,26 @@ use crate::propagation::Extractor;
 use crate::segment::{SpanLayer, SpanRecord};
 use crate::span::Span;
 use crate::tracer::Tracer;
+
+/// What the HTTP server integrations ([`axum::SkytraceLayer`], [`actix_web::SkytraceMiddleware`])
+/// do with a request that no route matches; see the [module documentation](self#requests-no-route-matches).
+///
+/// ```
+/// use skytrace::integrations::Unmatched;
+///
+/// // The default: traced, named by the method alone (`GET`).
+/// assert_eq!(Unmatched::default(), Unmatched::Traced);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Unmatched {
+    /// Traced as any other request, under one operation name per method: the method alone
+    /// (`GET`, `POST`, …), never the path. The default.
+    #[default]
+    Traced,
+    /// Not traced at all (no span, no segment, the caller's `sw8` not continued).
+    Untraced,
+}
 
 /// Which tracer a server integration starts entry spans on.
 #[derive(Clone, Debug, Default)]
@@ -79,19 +113,31 @@ impl TracerSlot {
         }
     }
 
-    /// The entry span of an HTTP request: `{METHOD}:{route}`, layer Http, component http (49),
-    /// tags `http.method` and `url`, peer = the client's address when known.
+    /// The entry span of an HTTP request: `{METHOD}:{route}` (the method alone when `route` is
+    /// `None`: no route matched `path`), layer Http, component http (49), tags `http.method` and
+    /// `url`, peer = the client's address when known.
     pub(crate) fn http_entry(
         &self,
         method: &str,
-        route: &str,
+        route: Option<&str>,
+        path: &str,
         carrier: &(impl Extractor + ?Sized),
         url: impl FnOnce() -> String,
         peer: Option<String>,
     ) -> Span {
+        let (name, unmatched_name) = match route {
+            Some(route) => (join([method, ":", route]), None),
+            // Started under the path, so that the sampling decision (`SW_AGENT_IGNORE_SUFFIX`)
+            // sees it as the official agents' would; renamed as the record is made, before
+            // anything is reported or propagated from it.
+            None => (join([method, ":", path]), Some(method_text(method))),
+        };
         // Set as the record is made: no lock to take afterwards, and nothing (not even the
         // URL) made for a request that is not traced.
-        self.entry_with(join([method, ":", route]), carrier, |s| {
+        self.entry_with(name, carrier, |s| {
+            if let Some(name) = unmatched_name {
+                s.operation = name;
+            }
             s.layer = SpanLayer::Http;
             s.component = crate::component::HTTP;
             s.tags.reserve(3);

@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::context::current::Saved;
-use crate::context::{self, Handle, HandleId, RecordAt, Started, current};
+use crate::context::{self, EntryName, Handle, HandleId, RecordAt, Started, current};
 use crate::edit::{Edit, error_log, fields_log, panic_log};
 use crate::propagation::{Extractor, Injector};
 use crate::segment::{SpanKind, SpanLayer, SpanRecord, Text};
@@ -112,18 +112,18 @@ impl Span {
         operation_name: impl Into<Cow<'static, str>>,
         carrier: &(impl Extractor + ?Sized),
     ) -> Span {
-        Self::entry_with(operation_name.into(), carrier, |_| {})
+        Self::entry_with(Text::from(operation_name.into()).into(), carrier, |_| {})
     }
 
     /// [`Span::entry`], with `init` applied to the span's record as it is made (only if it
     /// records): how an integration sets layer, component and tags without a lock afterwards.
     #[inline]
     pub(crate) fn entry_with(
-        operation_name: Text,
+        name: EntryName<'_>,
         carrier: &(impl Extractor + ?Sized),
         init: impl FnOnce(&mut SpanRecord),
     ) -> Span {
-        Span::from_started(context::entry(None, operation_name, carrier, init))
+        Span::from_started(context::entry(None, name, carrier, init))
     }
 
     /// An entry span for work that no caller handed over (jobs, consumers, main loops): it

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::agent::Agent;
 use crate::config::{Config, ConfigError, ReporterKind};
+use crate::context::EntryName;
 use crate::propagation::Extractor;
 use crate::reporter::{ConsoleReporter, DiscardReporter, Reporter, ReporterStats};
 use crate::segment::{SpanRecord, Text};
@@ -63,19 +64,19 @@ impl Tracer {
         operation_name: impl Into<std::borrow::Cow<'static, str>>,
         carrier: &(impl Extractor + ?Sized),
     ) -> Span {
-        self.entry_span_with(operation_name.into(), carrier, |_| {})
+        self.entry_span_with(Text::from(operation_name.into()).into(), carrier, |_| {})
     }
 
     /// [`Tracer::entry_span`], with `init` applied to the span's record as it is made.
     pub(crate) fn entry_span_with(
         &self,
-        operation_name: Text,
+        name: EntryName<'_>,
         carrier: &(impl Extractor + ?Sized),
         init: impl FnOnce(&mut SpanRecord),
     ) -> Span {
         Span::from_started(crate::context::entry(
             Some(&self.agent),
-            operation_name,
+            name,
             carrier,
             init,
         ))

@@ -14,6 +14,23 @@ use crate::propagation::{
 };
 use crate::segment::{RefKind, SegmentRef, SpanKind, SpanRecord, Text};
 
+/// The name of an entry span, and what the ignore rules (`SW_AGENT_IGNORE_SUFFIX`) judge: the
+/// name itself, or, for a request named by something else than its path (an unmatched route,
+/// named by its method alone), the path-like name the rules would have seen.
+pub(crate) struct EntryName<'a> {
+    pub(crate) operation: Text,
+    pub(crate) judged_as: Option<&'a str>,
+}
+
+impl From<Text> for EntryName<'_> {
+    fn from(operation: Text) -> Self {
+        EntryName {
+            operation,
+            judged_as: None,
+        }
+    }
+}
+
 /// A span just started: its handle, and where its record is.
 pub(crate) struct Started {
     pub(crate) handle: Handle,
@@ -27,7 +44,7 @@ pub(crate) struct Started {
 /// under a tracing middleware must not count the request twice. `None`: nothing to record.
 pub(crate) fn entry<E: Extractor + ?Sized>(
     agent: Option<&Arc<Agent>>,
-    operation: Text,
+    name: EntryName<'_>,
     carrier: &E,
     init: impl FnOnce(&mut SpanRecord),
 ) -> Option<Started> {
@@ -35,7 +52,7 @@ pub(crate) fn entry<E: Extractor + ?Sized>(
         Current::Recording => {
             // Prepared here, where `init` may run whatever it likes; the thread's context is
             // only touched once the record is complete.
-            let mut record = new_record(SpanKind::Local, operation);
+            let mut record = new_record(SpanKind::Local, name.operation);
             init(&mut record);
             let (segment, span_id, index) = current::start_buffered_record(record)?;
             return Some(Started {
@@ -47,8 +64,8 @@ pub(crate) fn entry<E: Extractor + ?Sized>(
         Current::None => {}
     }
     let handle = match agent {
-        Some(agent) => start(agent, operation, carrier, init),
-        None => crate::global::with(|agent| start(agent, operation, carrier, init))?,
+        Some(agent) => start(agent, name, carrier, init),
+        None => crate::global::with(|agent| start(agent, name, carrier, init))?,
     };
     Some(Started {
         handle,
@@ -60,16 +77,18 @@ pub(crate) fn entry<E: Extractor + ?Sized>(
 /// propagates it.
 fn start<E: Extractor + ?Sized>(
     agent: &Arc<Agent>,
-    operation: Text,
+    name: EntryName<'_>,
     carrier: &E,
     init: impl FnOnce(&mut SpanRecord),
 ) -> Handle {
     let header = carrier.get(SW8).and_then(|v| Sw8Header::decode(v).ok());
     let available = agent.accepts_traces();
     let upstream_sampled = header.as_ref().is_some_and(|h| h.sampled);
+    let operation = name.operation;
+    let judged = name.judged_as.unwrap_or(&operation);
     let sampled = available
         && agent.settings.with(|s| {
-            !s.ignore_suffix.matches(&operation) && (upstream_sampled || s.sampler.try_sample())
+            !s.ignore_suffix.matches(judged) && (upstream_sampled || s.sampler.try_sample())
         });
     if !sampled {
         let context =

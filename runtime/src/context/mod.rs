@@ -22,7 +22,7 @@ mod outgoing;
 mod recording;
 mod unsampled;
 
-pub(crate) use entry::{Started, entry};
+pub(crate) use entry::{EntryName, Started, entry};
 pub(crate) use handle::{Handle, HandleId, RecordAt};
 pub(crate) use outgoing::write_headers;
 pub(crate) use recording::{ActiveSegment, SegmentStart, new_record};

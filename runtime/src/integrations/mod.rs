@@ -44,9 +44,10 @@ pub mod tonic;
 pub(crate) use crate::instrument::Traced;
 use std::borrow::Cow;
 
+use crate::context::EntryName;
 use crate::edit::Edit;
 use crate::propagation::Extractor;
-use crate::segment::{SpanLayer, SpanRecord};
+use crate::segment::{SpanLayer, SpanRecord, Text};
 use crate::span::Span;
 use crate::tracer::Tracer;
 
@@ -88,21 +89,19 @@ impl TracerSlot {
         operation_name: String,
         carrier: &(impl Extractor + ?Sized),
     ) -> Span {
-        self.entry_with(operation_name, carrier, |_| {})
+        self.entry_with(Text::from(operation_name).into(), carrier, |_| {})
     }
 
     /// [`TracerSlot::entry`], with `init` applied to the span's record as it is made.
     pub(crate) fn entry_with(
         &self,
-        operation_name: String,
+        name: EntryName<'_>,
         carrier: &(impl Extractor + ?Sized),
         init: impl FnOnce(&mut SpanRecord),
     ) -> Span {
         match self {
-            TracerSlot::Global => Span::entry_with(operation_name.into(), carrier, init),
-            TracerSlot::Explicit(tracer) => {
-                tracer.entry_span_with(operation_name.into(), carrier, init)
-            }
+            TracerSlot::Global => Span::entry_with(name, carrier, init),
+            TracerSlot::Explicit(tracer) => tracer.entry_span_with(name, carrier, init),
         }
     }
 
@@ -125,19 +124,22 @@ impl TracerSlot {
         url: impl FnOnce() -> String,
         peer: Option<String>,
     ) -> Span {
-        let (name, unmatched_name) = match route {
-            Some(route) => (join([method, ":", route]), None),
-            // Started under the path, so that the sampling decision (`SW_AGENT_IGNORE_SUFFIX`)
-            // sees it as the official agents' would; renamed as the record is made, before
-            // anything is reported or propagated from it.
-            None => (join([method, ":", path]), Some(method_text(method))),
+        // An unmatched request is named by its method alone; the ignore rules
+        // (`SW_AGENT_IGNORE_SUFFIX`) still judge its path, as the official agents' would.
+        let unmatched_path;
+        let name = match route {
+            Some(route) => EntryName::from(Text::Owned(join([method, ":", route]))),
+            None => {
+                unmatched_path = join([method, ":", path]);
+                EntryName {
+                    operation: method_text(method),
+                    judged_as: Some(&unmatched_path),
+                }
+            }
         };
         // Set as the record is made: no lock to take afterwards, and nothing (not even the
         // URL) made for a request that is not traced.
         self.entry_with(name, carrier, |s| {
-            if let Some(name) = unmatched_name {
-                s.operation = name;
-            }
             s.layer = SpanLayer::Http;
             s.component = crate::component::HTTP;
             s.tags.reserve(3);

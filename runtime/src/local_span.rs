@@ -117,8 +117,11 @@ impl Drop for LocalSpan {
     #[inline]
     fn drop(&mut self) {
         if let Some(open) = &self.open {
-            let panic = std::thread::panicking().then(|| Edit::Failed(panic_log(Stamp::now())));
-            current::end_local(open, panic);
+            if std::thread::panicking() {
+                current::end_local_failed(open, Edit::Failed(panic_log(Stamp::now())));
+            } else {
+                current::end_local(open);
+            }
         }
     }
 }

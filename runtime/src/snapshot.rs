@@ -80,6 +80,7 @@ impl ContextSnapshot {
                 let segment = ActiveSegment::start(
                     Arc::clone(agent),
                     SegmentStart {
+                        span_limit: agent.settings.with(|s| s.span_limit),
                         trace_id: Some(trace_id.clone()),
                         refs: vec![reference],
                         correlation: correlation.clone(),

@@ -364,36 +364,43 @@ fn push_new(
 }
 
 /// Ends the local span `span`: its parent becomes current again (if the span still is) and
-/// its record gets its end time (and, when `panic` is given, is marked failed with that log).
+/// its record gets its end time.
 #[inline]
-pub(crate) fn end_local(span: &OpenLocalSpan, panic: Option<Edit>) {
+pub(crate) fn end_local(span: &OpenLocalSpan) {
     let now = Stamp::now();
     let _ = CONTEXT.try_with(|ctx| {
-        {
-            // SAFETY: nothing else runs while the reference lives (it ends with this block).
-            let current = unsafe { ctx.current() };
-            if let Some(Handle::Recording { segment, span_id }) = current
-                && Arc::as_ptr(segment) as usize == span.segment
-                && *span_id == span.id
-            {
-                *span_id = span.parent;
-            }
-        }
-        match panic {
-            // The usual case, inline: the record is still on this thread.
-            None => {
-                if let Err(edit) =
-                    edit_buffered_in(ctx, span.segment, span.id, span.index, Edit::End(now))
-                {
-                    edit_local_in(ctx, span, edit);
-                }
-            }
-            Some(failed) => {
-                edit_local_in(ctx, span, failed);
-                edit_local_in(ctx, span, Edit::End(now));
-            }
+        restore_parent(ctx, span);
+        // The usual case, inline: the record is still on this thread.
+        // SAFETY: the record is only closed (our code), and nothing else touches the context.
+        match unsafe { buffered_record(ctx, span.segment, span.id, span.index) } {
+            Some(record) => record.close(now),
+            None => edit_local_in(ctx, span, Edit::End(now)),
         }
     });
+}
+
+/// [`end_local`] for a span dropped by a panic: marked failed with `failed` first.
+#[cold]
+pub(crate) fn end_local_failed(span: &OpenLocalSpan, failed: Edit) {
+    let now = Stamp::now();
+    let _ = CONTEXT.try_with(|ctx| {
+        restore_parent(ctx, span);
+        edit_local_in(ctx, span, failed);
+        edit_local_in(ctx, span, Edit::End(now));
+    });
+}
+
+/// Makes `span`'s parent current again, if `span` still is.
+#[inline(always)]
+fn restore_parent(ctx: &ThreadContext, span: &OpenLocalSpan) {
+    // SAFETY: nothing else runs while the reference lives (it ends with this function).
+    let current = unsafe { ctx.current() };
+    if let Some(Handle::Recording { segment, span_id }) = current
+        && Arc::as_ptr(segment) as usize == span.segment
+        && *span_id == span.id
+    {
+        *span_id = span.parent;
+    }
 }
 
 /// Starts a local span that may leave this thread (a [`crate::Span`]) under the current span.
@@ -475,9 +482,38 @@ pub(crate) fn edit_buffered(
     }
 }
 
-/// [`edit_buffered`] on the context in hand. The buffer holds the current segment's spans
-/// only, and ids are unique within a segment, so a record there with that id under that
-/// segment is the one.
+/// The record of span `id` of the segment at `segment` if it is in this thread's buffer at
+/// `index`. The buffer holds the current segment's spans only, and ids are unique within a
+/// segment, so a record there with that id under that segment is the one.
+///
+/// # Safety
+/// The reference borrows the buffer: the caller uses it at once, makes no other access to the
+/// thread's context while it lives, and runs nothing but this crate's code on the record.
+#[inline(always)]
+#[allow(clippy::mut_from_ref)] // the contract above is the borrow check
+unsafe fn buffered_record(
+    ctx: &ThreadContext,
+    segment: usize,
+    id: i32,
+    index: usize,
+) -> Option<&mut SpanRecord> {
+    // SAFETY: only read, and the reference ends before `local`'s is made.
+    let current = unsafe { ctx.current() };
+    let Some(Handle::Recording {
+        segment: current, ..
+    }) = current
+    else {
+        return None;
+    };
+    if Arc::as_ptr(current) as usize != segment {
+        return None;
+    }
+    // SAFETY: the caller keeps the contract above for as long as this reference lives.
+    let local = unsafe { ctx.local() };
+    local.get_mut(index).filter(|record| record.id == id)
+}
+
+/// [`edit_buffered`] on the context in hand.
 #[inline]
 fn edit_buffered_in(
     ctx: &ThreadContext,
@@ -486,25 +522,38 @@ fn edit_buffered_in(
     index: usize,
     edit: Edit,
 ) -> Result<(), Edit> {
-    // SAFETY: the two references are to different cells and live only in this function, which
-    // runs nothing but `Edit::apply` (data) while they do.
-    let (current, local) = unsafe { (ctx.current(), ctx.local()) };
-    let Some(Handle::Recording {
-        segment: current, ..
-    }) = current
-    else {
-        return Err(edit);
-    };
-    if Arc::as_ptr(current) as usize != segment {
-        return Err(edit);
-    }
-    match local.get_mut(index).filter(|record| record.id == id) {
+    // SAFETY: only `Edit::apply` (data) runs on the record, and nothing else touches the context.
+    match unsafe { buffered_record(ctx, segment, id, index) } {
         Some(record) => {
             edit.apply(record);
             Ok(())
         }
         None => Err(edit),
     }
+}
+
+/// Ends span `id` of `segment` at `now` if its record is in this thread's buffer at `index`;
+/// `false` if it is not (the caller then ends it in the segment).
+#[inline]
+pub(crate) fn close_buffered(
+    segment: &Arc<ActiveSegment>,
+    id: i32,
+    index: usize,
+    now: Stamp,
+) -> bool {
+    CONTEXT
+        .try_with(|ctx| {
+            let segment = Arc::as_ptr(segment) as usize;
+            // SAFETY: the record is only closed (our code), and nothing else touches the context.
+            match unsafe { buffered_record(ctx, segment, id, index) } {
+                Some(record) => {
+                    record.close(now);
+                    true
+                }
+                None => false,
+            }
+        })
+        .unwrap_or(false)
 }
 
 /// Applies `edit` to the record of local span `span`, wherever it is now: still on this

@@ -86,10 +86,12 @@ fn start<E: Extractor + ?Sized>(
     let upstream_sampled = header.as_ref().is_some_and(|h| h.sampled);
     let operation = name.operation;
     let judged = name.judged_as.unwrap_or(&operation);
-    let sampled = available
-        && agent.settings.with(|s| {
-            !s.ignore_suffix.matches(judged) && (upstream_sampled || s.sampler.try_sample())
-        });
+    let (sampled, span_limit) = agent.settings.with(|s| {
+        let sampled = available
+            && !s.ignore_suffix.matches(judged)
+            && (upstream_sampled || s.sampler.try_sample());
+        (sampled, s.span_limit)
+    });
     if !sampled {
         let context =
             UnsampledContext::new(Arc::clone(agent), header.map(|h| h.trace_id), operation);
@@ -133,6 +135,7 @@ fn start<E: Extractor + ?Sized>(
     let segment = ActiveSegment::start(
         Arc::clone(agent),
         SegmentStart {
+            span_limit,
             trace_id,
             refs,
             correlation,

@@ -63,8 +63,11 @@ where
     for edit in edits {
         edit_span(segment, span_id, at, edit);
     }
-    edit_span(segment, span_id, at, Edit::End(now));
+    // The usual case, without an `Edit`: a local span's record still on this thread.
+    if let RecordAt::Buffered(index) = at
+        && current::close_buffered(segment, span_id, index, now)
+    {
+        return;
+    }
+    segment.edit_or_defer(span_id, Edit::End(now));
 }
-
-#[cfg(test)]
-mod tests;

@@ -65,6 +65,8 @@ impl SegmentState {
 
 /// How a new segment starts.
 pub(crate) struct SegmentStart {
+    /// The span limit in force (read with the sampling decision: one look at the settings).
+    pub(crate) span_limit: u32,
     pub(crate) trace_id: Option<TraceId>,
     pub(crate) refs: Vec<SegmentRef>,
     pub(crate) correlation: Correlation,
@@ -104,7 +106,6 @@ impl ActiveSegment {
         first.id = 0;
         first.parent = -1;
         first.skip_analysis |= start.skip_analysis;
-        let span_limit = agent.settings.with(|s| s.span_limit);
         let segment_id = new_id_at(first.start);
         // Seven records (952 bytes) stay within glibc's per-thread cache of small blocks (up to
         // 1,032 bytes); eight did not, and took the arena's slower path on every request.
@@ -117,7 +118,7 @@ impl ActiveSegment {
             trace_id: start.trace_id,
             segment_id,
             skip_analysis: start.skip_analysis,
-            span_limit,
+            span_limit: start.span_limit,
             next_span_id: AtomicU32::new(1),
             size_limited: AtomicBool::new(false),
             state: Mutex::new(SegmentState {

@@ -4,8 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::MeterError;
-use super::registry::{MeterId, MeterRegistry};
+use super::id::MeterId;
 
 /// What a [`Counter`] reports each period.
 ///
@@ -153,62 +152,18 @@ impl fmt::Debug for Counter {
     }
 }
 
-/// Registers a [`Counter`]: made by [`MeterRegistry::counter`] or [`counter`](super::counter).
-#[must_use = "a builder does nothing until `build` is called"]
-pub struct CounterBuilder<'r> {
-    registry: &'r MeterRegistry,
-    name: String,
-    labels: Vec<(String, String)>,
-    mode: CounterMode,
-}
-
-impl<'r> CounterBuilder<'r> {
-    pub(crate) fn new(registry: &'r MeterRegistry, name: String) -> Self {
-        CounterBuilder {
-            registry,
-            name,
-            labels: Vec::new(),
-            mode: CounterMode::Total,
-        }
-    }
-
-    /// Adds a label.
-    pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.labels.push((name.into(), value.into()));
-        self
-    }
-
-    /// Sets how the counter reports (default [`CounterMode::Total`]).
-    pub fn mode(mut self, mode: CounterMode) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    /// Registers the counter, or returns the one already registered with this name and labels.
-    pub fn build(self) -> Result<Counter, MeterError> {
-        self.registry
-            .register_counter(&self.name, self.labels, self.mode)
-    }
-}
-
-impl fmt::Debug for CounterBuilder<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CounterBuilder")
-            .field("name", &self.name)
-            .field("labels", &self.labels)
-            .field("mode", &self.mode)
-            .finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn eight_threads_sum_right() {
-        let registry = MeterRegistry::new();
-        let counter = registry.counter("hits").build().unwrap();
+        let counter = Counter {
+            core: Arc::new(CounterCore::new(
+                MeterId::new("hits", vec![]),
+                CounterMode::Total,
+            )),
+        };
         std::thread::scope(|s| {
             for _ in 0..8 {
                 let c = counter.clone();

@@ -3,8 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::MeterError;
-use super::registry::{MeterId, MeterRegistry};
+use super::id::MeterId;
 
 pub(crate) type ReadFn = dyn Fn() -> f64 + Send + Sync;
 
@@ -50,48 +49,6 @@ impl fmt::Debug for Gauge {
         f.debug_struct("Gauge")
             .field("name", &self.core.id.name)
             .field("labels", &self.core.id.labels)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Registers a [`Gauge`]: made by [`MeterRegistry::gauge`] or [`gauge`](super::gauge).
-#[must_use = "a builder does nothing until `build` is called"]
-pub struct GaugeBuilder<'r> {
-    registry: &'r MeterRegistry,
-    name: String,
-    labels: Vec<(String, String)>,
-    read: Box<ReadFn>,
-}
-
-impl<'r> GaugeBuilder<'r> {
-    pub(crate) fn new(registry: &'r MeterRegistry, name: String, read: Box<ReadFn>) -> Self {
-        GaugeBuilder {
-            registry,
-            name,
-            labels: Vec::new(),
-            read,
-        }
-    }
-
-    /// Adds a label.
-    pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.labels.push((name.into(), value.into()));
-        self
-    }
-
-    /// Registers the gauge. If one with this name and labels exists already, that one is
-    /// returned and this builder's function is dropped.
-    pub fn build(self) -> Result<Gauge, MeterError> {
-        self.registry
-            .register_gauge(&self.name, self.labels, self.read)
-    }
-}
-
-impl fmt::Debug for GaugeBuilder<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GaugeBuilder")
-            .field("name", &self.name)
-            .field("labels", &self.labels)
             .finish_non_exhaustive()
     }
 }

@@ -13,8 +13,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::MeterError;
-use super::registry::{MeterId, MeterRegistry};
+use super::error::MeterError;
+use super::id::MeterId;
 
 /// Counts of observed values per bucket. Cloning is cheap; any thread observes without a lock.
 ///
@@ -118,50 +118,6 @@ pub(crate) fn bucket_bounds(name: &str, bounds: &[f64]) -> Result<Box<[f64]>, Me
         sorted.insert(0, 0.0);
     }
     Ok(sorted.into_boxed_slice())
-}
-
-/// Registers a [`Histogram`]: made by [`MeterRegistry::histogram`] or
-/// [`histogram`](super::histogram).
-#[must_use = "a builder does nothing until `build` is called"]
-pub struct HistogramBuilder<'r> {
-    registry: &'r MeterRegistry,
-    name: String,
-    labels: Vec<(String, String)>,
-    bounds: Vec<f64>,
-}
-
-impl<'r> HistogramBuilder<'r> {
-    pub(crate) fn new(registry: &'r MeterRegistry, name: String, bounds: Vec<f64>) -> Self {
-        HistogramBuilder {
-            registry,
-            name,
-            labels: Vec::new(),
-            bounds,
-        }
-    }
-
-    /// Adds a label.
-    pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.labels.push((name.into(), value.into()));
-        self
-    }
-
-    /// Registers the histogram, or returns the one already registered with this name, labels
-    /// and bounds.
-    pub fn build(self) -> Result<Histogram, MeterError> {
-        self.registry
-            .register_histogram(&self.name, self.labels, &self.bounds)
-    }
-}
-
-impl fmt::Debug for HistogramBuilder<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HistogramBuilder")
-            .field("name", &self.name)
-            .field("labels", &self.labels)
-            .field("bounds", &self.bounds)
-            .finish()
-    }
 }
 
 #[cfg(test)]

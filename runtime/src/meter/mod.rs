@@ -34,10 +34,12 @@
 //! `oap/meter-analyzer-config/rust-runtime.yaml` for the built-in meters (see `docs/meters.md`).
 
 mod agent;
+mod builder;
 mod counter;
 mod error;
 mod gauge;
 mod histogram;
+mod id;
 pub mod names;
 mod process;
 mod registry;
@@ -49,10 +51,11 @@ mod tokio_runtime;
 use std::sync::OnceLock;
 
 pub use agent::AgentHealth;
-pub use counter::{Counter, CounterBuilder, CounterMode};
+pub use builder::{CounterBuilder, GaugeBuilder, HistogramBuilder};
+pub use counter::{Counter, CounterMode};
 pub use error::MeterError;
-pub use gauge::{Gauge, GaugeBuilder};
-pub use histogram::{Histogram, HistogramBuilder};
+pub use gauge::Gauge;
+pub use histogram::Histogram;
 pub use registry::{DEFAULT_MAX_METERS, MeterRegistry};
 
 static GLOBAL: OnceLock<MeterRegistry> = OnceLock::new();

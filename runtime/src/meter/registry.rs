@@ -7,40 +7,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use skytrace_proto::v3::{self, meter_data::Metric};
 
-use super::counter::{Counter, CounterBuilder, CounterCore, CounterMode};
-use super::gauge::{Gauge, GaugeBuilder, GaugeCore, ReadFn};
-use super::histogram::{Histogram, HistogramBuilder, HistogramCore, bucket_bounds};
-use super::{MeterError, error, names};
+use super::counter::{Counter, CounterCore, CounterMode};
+use super::error::{self, MeterError};
+use super::gauge::{Gauge, GaugeCore, ReadFn};
+use super::histogram::{Histogram, HistogramCore, bucket_bounds};
+use super::id::MeterId;
+use super::names;
 
 /// The most meters one registry holds, as the Java agent's `meter.max_meter_size`: a label
 /// with unbounded values (a user id, a URL with ids in it) must not grow memory for ever.
 pub const DEFAULT_MAX_METERS: usize = 500;
-
-/// A meter's name and its labels, sorted by label name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct MeterId {
-    pub(crate) name: String,
-    pub(crate) labels: Vec<(String, String)>,
-}
-
-impl MeterId {
-    pub(crate) fn new(name: &str, labels: Vec<(String, String)>) -> MeterId {
-        MeterId {
-            name: name.to_owned(),
-            labels,
-        }
-    }
-
-    fn wire_labels(&self) -> Vec<v3::Label> {
-        self.labels
-            .iter()
-            .map(|(name, value)| v3::Label {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect()
-    }
-}
 
 #[derive(Clone)]
 enum Meter {
@@ -146,25 +122,6 @@ impl MeterRegistry {
                 state: Mutex::new(State::default()),
             }),
         }
-    }
-
-    /// Starts registering a [`Counter`].
-    pub fn counter(&self, name: impl Into<String>) -> CounterBuilder<'_> {
-        CounterBuilder::new(self, name.into())
-    }
-
-    /// Starts registering a [`Gauge`] that reports what `read` returns each period.
-    pub fn gauge(
-        &self,
-        name: impl Into<String>,
-        read: impl Fn() -> f64 + Send + Sync + 'static,
-    ) -> GaugeBuilder<'_> {
-        GaugeBuilder::new(self, name.into(), Box::new(read))
-    }
-
-    /// Starts registering a [`Histogram`] with these bucket lower bounds.
-    pub fn histogram(&self, name: impl Into<String>, bounds: &[f64]) -> HistogramBuilder<'_> {
-        HistogramBuilder::new(self, name.into(), bounds.to_vec())
     }
 
     /// How many meters are registered (the built-in groups not counted).

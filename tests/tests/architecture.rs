@@ -63,6 +63,39 @@ fn identifiers_after<'a>(code: &'a str, prefix: &'a str) -> impl Iterator<Item =
     })
 }
 
+/// The modules named after `prefix`: `crate::a::…`, and each entry of a group,
+/// `crate::{a, b::c}`.
+fn imported(code: &str, prefix: &str) -> Vec<String> {
+    let mut out: Vec<String> = identifiers_after(code, prefix).map(str::to_owned).collect();
+    let group = format!("{prefix}{{");
+    for (i, _) in code.match_indices(&group) {
+        let rest = &code[i + group.len()..];
+        let mut depth = 0;
+        let mut entry_start = true;
+        for (j, c) in rest.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => entry_start = true,
+                c if entry_start && (c.is_alphanumeric() || c == '_') => {
+                    let word = &rest[j..];
+                    let end = word
+                        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .unwrap_or(word.len());
+                    out.push(word[..end].to_owned());
+                    entry_start = false;
+                }
+                c if c.is_whitespace() => {}
+                _ => entry_start = false,
+            }
+        }
+    }
+    // `self` and types named directly (`crate::{Span, …}`) are not modules.
+    out.retain(|m| m != "self" && m.chars().next().is_some_and(|c| c.is_lowercase()));
+    out
+}
+
 /// Module -> the modules it imports, at one level: top-level modules of the crate, and, inside
 /// a folder module, its siblings.
 fn import_graph() -> BTreeMap<String, BTreeSet<String>> {
@@ -76,14 +109,14 @@ fn import_graph() -> BTreeMap<String, BTreeSet<String>> {
         let top = module.split("::").next().unwrap().to_owned();
         let code = code(&src.join(&file));
         let node = graph.entry(module.clone()).or_default();
-        for dep in identifiers_after(&code, "crate::") {
+        for dep in imported(&code, "crate::") {
             if dep != top && dep != "__private" {
-                node.insert(dep.to_owned());
+                node.insert(dep);
             }
         }
         // Siblings inside a folder module.
         if let Some((parent, _)) = module.rsplit_once("::") {
-            for dep in identifiers_after(&code, "super::") {
+            for dep in imported(&code, "super::") {
                 node.insert(format!("{parent}::{dep}"));
             }
         }

@@ -166,6 +166,34 @@ pub fn current_trace_id() -> Option<String> {
     }
 }
 
+/// Where a log line written now belongs: the trace, segment and span being recorded on this
+/// task, and the segment's endpoint (its first span's name). `None` outside a recorded trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // used by the log bridges, which depend on features
+pub(crate) struct LogContext {
+    pub(crate) service: &'static str,
+    pub(crate) instance: &'static str,
+    pub(crate) trace_id: String,
+    pub(crate) segment_id: String,
+    pub(crate) span_id: i32,
+    pub(crate) endpoint: String,
+}
+
+#[allow(dead_code)] // used by the log bridges, which depend on features
+pub(crate) fn current_log_context() -> Option<LogContext> {
+    match current::clone_current()? {
+        Handle::Recording { segment, span_id } => Some(LogContext {
+            service: segment.agent.service,
+            instance: segment.agent.instance,
+            trace_id: segment.trace_id().to_owned(),
+            segment_id: segment.segment_id.as_str().to_owned(),
+            span_id,
+            endpoint: segment.endpoint()?,
+        }),
+        Handle::Unsampled { .. } => None,
+    }
+}
+
 /// Reads a correlation (baggage) value of the current trace.
 pub fn get_correlation(key: &str) -> Option<String> {
     match current::clone_current()? {

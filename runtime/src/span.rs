@@ -254,6 +254,16 @@ impl Span {
         }
     }
 
+    /// [`Span::enter`] without a guard borrowing the span: for bridges whose enter and exit are
+    /// separate callbacks (the `tracing` layer keeps the [`Entrance`] on a per-thread stack).
+    /// Unlike a guard, leaving does not mark the span failed during a panic.
+    #[allow(dead_code)] // used by the `tracing` bridge, which depends on a feature
+    pub(crate) fn enter_detached(&self) -> Entrance {
+        let mut entered = self.enter();
+        let state = std::mem::replace(&mut entered.state, EnterState::Noop);
+        Entrance(state)
+    }
+
     /// Makes this span current on this thread and returns a guard that owns it: dropping the
     /// guard restores the previous current span and ends this one (marked as failed when
     /// dropped while panicking). What `#[entry_span]` and `#[exit_span]` use on a sync fn.
@@ -390,6 +400,22 @@ pub struct Entered<'a> {
     state: EnterState,
     /// The guard restores a thread-local: it must be dropped on the thread that made it.
     _not_send: PhantomData<*const ()>,
+}
+
+/// What [`Span::enter_detached`] changed; [`Entrance::exit`] undoes it on the same thread.
+#[allow(dead_code)] // used by the `tracing` bridge, which depends on a feature
+pub(crate) struct Entrance(EnterState);
+
+#[allow(dead_code)] // used by the `tracing` bridge, which depends on a feature
+impl Entrance {
+    /// Makes what was current before the entrance current again.
+    pub(crate) fn exit(self) {
+        match self.0 {
+            EnterState::Noop => {}
+            EnterState::Switched { segment, previous } => current::switch_back(segment, previous),
+            EnterState::Replaced(previous) => drop(current::restore(previous)),
+        }
+    }
 }
 
 /// How an [`Entered`] made its span current.

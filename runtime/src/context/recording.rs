@@ -313,6 +313,12 @@ impl ActiveSegment {
         })
     }
 
+    /// The segment's endpoint: its first span's name.
+    #[allow(dead_code)] // used by the log bridges, which depend on features
+    pub(crate) fn endpoint(&self) -> Option<String> {
+        self.lock().span(0).map(|s| s.operation.to_string())
+    }
+
     pub(crate) fn correlation(&self, key: &str) -> Option<String> {
         self.lock().correlation.get(key).map(str::to_owned)
     }

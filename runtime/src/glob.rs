@@ -1,52 +1,263 @@
-//! Path patterns for `SW_AGENT_TRACE_IGNORE_PATH`, in the Ant style the Java agent uses:
-//! `?` one character, `*` any run within a segment, `**` any run across segments.
+//! Path patterns for `SW_AGENT_TRACE_IGNORE_PATH`, in the Ant style the Java agent documents:
+//! `?` matches one character, `*` any run of characters within a path segment, and a segment
+//! that is exactly `**` any number of segments, none included.
+//!
+//! The rules, precisely (they follow Spring's `AntPathMatcher`, which the Java agent's docs
+//! point to, except where noted):
+//! - Both the pattern and the path are split at `/`; empty segments are dropped (`/a//b` is
+//!   `/a/b`), but a trailing `/` counts as an empty last segment, so `/a` and `/a/` differ while
+//!   `/a/*` and `/a/**` match `/a/`.
+//! - A pattern that starts with `/` matches only paths that do, and the other way round, unless
+//!   its first segment is `**` (then `**` and `**/x` match rooted and unrooted paths alike).
+//! - `**` inside a segment (`a**b`) is a `*`. `{` and `}` have no special meaning.
+//!
+//! Patterns are compiled once ([`PathPattern::new`]) and matched with bounded work: a pattern
+//! that needs more segments or characters than the path has is refused before any matching, so
+//! a 10 KB pattern costs a few comparisons against a normal request path; otherwise the work
+//! is at most proportional to the pattern's length times the path's (no backtracking beyond
+//! one star per segment and one `**` per block: the leftmost placement is always the right one).
 
-pub(crate) fn path_matches(pattern: &str, path: &str) -> bool {
-    matches(pattern.as_bytes(), path.as_bytes())
+/// A compiled `SW_AGENT_TRACE_IGNORE_PATH` pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PathPattern {
+    text: String,
+    /// Whether the path must start with `/`; `None` when the pattern starts with `**`.
+    rooted: Option<bool>,
+    /// Blocks of segment globs separated by `**`: `blocks[0]` is anchored at the start,
+    /// the last at the end (when there is a `**`), the others float.
+    blocks: Vec<Vec<Glob>>,
+    /// Whether there is at least one `**` (then `blocks.len() >= 2`).
+    any_depth: bool,
+    /// The fewest path segments that can match.
+    min_segments: usize,
+    /// The fewest bytes a matching path can have.
+    min_len: usize,
 }
 
-fn matches(pattern: &[u8], text: &[u8]) -> bool {
-    // Iterative matcher with one backtrack point per kind of star: linear enough for the short
-    // patterns and paths it sees, and no recursion to blow the stack on hostile input.
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize, bool)> = None; // (pattern after star, text pos, crosses '/')
-    while t < text.len() {
-        if p < pattern.len() {
-            match pattern[p] {
-                b'*' => {
-                    let crosses = pattern.get(p + 1) == Some(&b'*');
-                    p += if crosses { 2 } else { 1 };
-                    star = Some((p, t, crosses));
+/// One segment's pattern, consecutive `*`s collapsed into one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Glob {
+    bytes: Box<[u8]>,
+    /// The fewest bytes a matching segment has: literals, plus one per `?`.
+    min_len: usize,
+    /// No `*` or `?`: a plain comparison.
+    literal: bool,
+}
+
+/// Paths of up to this many segments are split on the stack.
+const STACK_SEGMENTS: usize = 32;
+
+impl PathPattern {
+    /// Compiles `pattern`. Every string is a valid pattern.
+    pub(crate) fn new(pattern: &str) -> PathPattern {
+        let (rooted, segments) = split(pattern);
+        let mut blocks = vec![Vec::new()];
+        let mut any_depth = false;
+        let mut min_segments = 0;
+        let mut min_len = 0;
+        for segment in segments {
+            if segment == "**" {
+                any_depth = true;
+                // `**/**` is one `**`: skip an empty block between them.
+                if !blocks.last().is_some_and(Vec::is_empty) || blocks.len() == 1 {
+                    blocks.push(Vec::new());
+                }
+                continue;
+            }
+            let glob = Glob::new(segment);
+            min_segments += 1;
+            min_len += glob.min_len;
+            if let Some(block) = blocks.last_mut() {
+                block.push(glob);
+            }
+        }
+        // `**` and `**/x` match rooted and unrooted paths; `/**` only rooted ones.
+        let rooted = if !rooted && any_depth && blocks.first().is_some_and(Vec::is_empty) {
+            None
+        } else {
+            Some(rooted)
+        };
+        PathPattern {
+            text: pattern.to_owned(),
+            rooted,
+            blocks,
+            any_depth,
+            min_segments,
+            min_len,
+        }
+    }
+
+    /// The pattern as written.
+    #[allow(dead_code)] // for messages and the live-settings API
+    pub(crate) fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether `path` matches.
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        if path.len() < self.min_len {
+            return false;
+        }
+        if let Some(rooted) = self.rooted {
+            if path.starts_with('/') != rooted {
+                return false;
+            }
+        }
+        let mut stack = [""; STACK_SEGMENTS];
+        let mut count = 0;
+        let mut heap = Vec::new();
+        for segment in split(path).1 {
+            if count < STACK_SEGMENTS {
+                stack[count] = segment;
+            } else {
+                if heap.is_empty() {
+                    heap.extend_from_slice(&stack);
+                }
+                heap.push(segment);
+            }
+            count += 1;
+        }
+        let segments = if heap.is_empty() {
+            &stack[..count]
+        } else {
+            &heap[..]
+        };
+        self.matches_segments(segments)
+    }
+
+    fn matches_segments(&self, path: &[&str]) -> bool {
+        if path.len() < self.min_segments {
+            return false;
+        }
+        let Some((head, rest)) = self.blocks.split_first() else {
+            return path.is_empty();
+        };
+        if !self.any_depth {
+            return path.len() == head.len() && block_matches_at(head, path);
+        }
+        // Anchored at both ends, then each floating block at its leftmost place: any later
+        // place leaves the `**`s fewer segments to cover, never more.
+        let (tail, middle) = rest.split_last().unwrap_or((head, &[]));
+        // `min_segments` counts every block, so the head and the tail cannot overlap.
+        let end = path.len() - tail.len();
+        if !block_matches_at(head, path) || !block_matches_at(tail, &path[end..]) {
+            return false;
+        }
+        let mut at = head.len();
+        for block in middle {
+            let window = &path[at..end];
+            if window.len() < block.len() {
+                return false;
+            }
+            match (0..=window.len() - block.len()).find(|&i| block_matches_at(block, &window[i..]))
+            {
+                Some(i) => at += i + block.len(),
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Whether `block` matches the first `block.len()` segments of `path`.
+fn block_matches_at(block: &[Glob], path: &[&str]) -> bool {
+    path.len() >= block.len() && block.iter().zip(path).all(|(g, s)| g.matches(s))
+}
+
+/// Whether the text starts with `/`, and its segments: empty ones dropped, except that a
+/// trailing `/` gives an empty last segment.
+fn split(text: &str) -> (bool, impl Iterator<Item = &str>) {
+    let trailing = (text.ends_with('/')).then_some("");
+    let segments = text.split('/').filter(|s| !s.is_empty()).chain(trailing);
+    (text.starts_with('/'), segments)
+}
+
+impl Glob {
+    fn new(segment: &str) -> Glob {
+        let mut bytes = Vec::with_capacity(segment.len());
+        let mut min_len = 0;
+        for &b in segment.as_bytes() {
+            if b == b'*' {
+                if bytes.last() != Some(&b'*') {
+                    bytes.push(b);
+                }
+                continue;
+            }
+            min_len += 1;
+            bytes.push(b);
+        }
+        let literal = !bytes.iter().any(|&b| b == b'*' || b == b'?');
+        Glob {
+            bytes: bytes.into(),
+            min_len,
+            literal,
+        }
+    }
+
+    /// The classic wildcard match with one backtrack point: after a `*`, a mismatch restarts
+    /// just past where the star's run began, so the work is at most pattern × text.
+    fn matches(&self, text: &str) -> bool {
+        let (p, t) = (&*self.bytes, text.as_bytes());
+        if self.literal {
+            return p == t;
+        }
+        if t.len() < self.min_len {
+            return false;
+        }
+        let (mut pi, mut ti) = (0, 0);
+        // (pattern index after the last star, text index its run would end at next)
+        let mut star: Option<(usize, usize)> = None;
+        while ti < t.len() {
+            match p.get(pi) {
+                Some(b'*') => {
+                    pi += 1;
+                    star = Some((pi, ti));
                     continue;
                 }
-                b'?' if text[t] != b'/' => {
-                    p += 1;
-                    t += 1;
+                // `?` is one character, not one byte.
+                Some(b'?') => {
+                    pi += 1;
+                    ti += char_len(t[ti]);
                     continue;
                 }
-                c if c == text[t] => {
-                    p += 1;
-                    t += 1;
+                Some(&c) if c == t[ti] => {
+                    pi += 1;
+                    ti += 1;
                     continue;
                 }
                 _ => {}
             }
+            let Some((after_star, run_end)) = star else {
+                return false;
+            };
+            let next = run_end + char_len(t[run_end]);
+            star = Some((after_star, next));
+            pi = after_star;
+            ti = next;
         }
-        match star {
-            Some((sp, st, crosses)) if crosses || text[st] != b'/' => {
-                star = Some((sp, st + 1, crosses));
-                p = sp;
-                t = st + 1;
-            }
-            _ => return false,
-        }
+        p[pi..].iter().all(|&b| b == b'*')
     }
-    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// The length of the UTF-8 character that starts with `first`.
+fn char_len(first: u8) -> usize {
+    match first {
+        0xf0.. => 4,
+        0xe0.. => 3,
+        0xc0.. => 2,
+        _ => 1,
+    }
+}
+
+/// Matches one pattern against one path, compiling it first. Prefer a [`PathPattern`] made
+/// once: this is for one-off checks.
+pub(crate) fn path_matches(pattern: &str, path: &str) -> bool {
+    PathPattern::new(pattern).matches(path)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::path_matches;
+    use super::{PathPattern, path_matches};
 
     #[test]
     fn ant_style_patterns() {
@@ -60,5 +271,74 @@ mod tests {
         assert!(!path_matches("/user?", "/user/"));
         assert!(path_matches("**", "/anything/at/all"));
         assert!(!path_matches("/a*b", "/a/b"));
+    }
+
+    #[test]
+    fn double_star_is_zero_or_more_segments() {
+        // The cases issue 12 found missed.
+        assert!(path_matches("/static/**/*.css", "/static/a.css"));
+        assert!(path_matches("/static/**/*.css", "/static/a/b/c.css"));
+        assert!(path_matches("/**/x*", "/a/x/b/xy"));
+        assert!(path_matches("/a/**/b/*/c", "/a/x/b/y/b/z/c"));
+        assert!(!path_matches("/static/**/*.css", "/static/a.js"));
+        assert!(!path_matches("/static/**/*.css", "/assets/a.css"));
+        assert!(path_matches("/static/**", "/static"));
+        assert!(path_matches("/a/**/**/b", "/a/b"));
+        assert!(path_matches("/a/**/b/**/c", "/a/b/c"));
+        assert!(!path_matches("/a/**/b/**/c", "/a/c/b"));
+    }
+
+    #[test]
+    fn slashes() {
+        assert!(path_matches("/a//b", "/a/b"));
+        assert!(path_matches("/a/b", "/a//b"));
+        assert!(!path_matches("/a", "/a/"));
+        assert!(!path_matches("/a/", "/a"));
+        assert!(path_matches("/a/", "/a/"));
+        assert!(path_matches("/a/*", "/a/"));
+        assert!(path_matches("/a/**", "/a/"));
+        assert!(path_matches("/", "/"));
+        assert!(path_matches("/*", "/"));
+        assert!(!path_matches("/", "/a"));
+        assert!(!path_matches("a", "/a"));
+        assert!(!path_matches("/**/a", "a"));
+        assert!(!path_matches("/a", "a"));
+        assert!(path_matches("**/a", "a"));
+        assert!(path_matches("", ""));
+        assert!(!path_matches("", "/"));
+    }
+
+    #[test]
+    fn question_mark_is_one_character() {
+        assert!(path_matches("/caf?", "/café"));
+        assert!(path_matches("/?", "/😀"));
+        assert!(!path_matches("/??", "/😀"));
+        assert!(path_matches("/*é*", "/xéy"));
+        assert!(path_matches("/a**b", "/axxb"));
+    }
+
+    #[test]
+    fn hostile_patterns_are_refused_early() {
+        let long = format!("/{}", "*a".repeat(5_000));
+        let p = PathPattern::new(&long);
+        assert!(!p.matches("/aaaa/bbbb"));
+        assert!(p.matches(&format!("/{}", "a".repeat(5_000))));
+        let deep = "/**/a".repeat(2_000);
+        let p = PathPattern::new(&deep);
+        assert!(!p.matches("/a/a/a"));
+        assert!(p.matches(&"/a".repeat(2_000)));
+        let stars = format!("/{}", "*".repeat(10_000));
+        assert!(PathPattern::new(&stars).matches("/anything"));
+        let double = "/**".repeat(3_000);
+        assert!(PathPattern::new(&double).matches("/x/y/z"));
+        assert_eq!(PathPattern::new(&double).as_str(), double);
+    }
+
+    #[test]
+    fn long_paths_split_beyond_the_stack() {
+        let path = "/s".repeat(100);
+        assert!(path_matches("/**/s", &path));
+        assert!(path_matches(&"/*".repeat(100), &path));
+        assert!(!path_matches(&"/*".repeat(99), &path));
     }
 }

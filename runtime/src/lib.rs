@@ -39,6 +39,7 @@ mod context;
 mod glob;
 mod host;
 mod id;
+mod init_error;
 mod instrument;
 #[cfg(any(
     feature = "axum",
@@ -61,6 +62,7 @@ pub use config::{Config, ConfigBuilder, ConfigError, DEFAULT_IGNORE_SUFFIX, Repo
 pub use context::{
     ContextSnapshot, current_trace_id, get_correlation, inject, put_correlation, snapshot,
 };
+pub use init_error::InitError;
 pub use instrument::{InSpan, Instrument};
 pub use local_span::LocalSpan;
 pub use propagation::{
@@ -71,7 +73,7 @@ pub use reporter::GrpcReporter;
 pub use reporter::{ConsoleReporter, DiscardReporter, Reporter, ReporterStats};
 pub use segment::{Segment, SpanKind, SpanLayer};
 pub use span::{EnteredSpan, Span, SpanGuard};
-pub use tracer::{DEFAULT_SHUTDOWN_TIMEOUT, InitError, Tracer, TracerGuard, init, is_ignored_path};
+pub use tracer::{DEFAULT_SHUTDOWN_TIMEOUT, Tracer, TracerGuard, init, is_ignored_path};
 
 pub use skytrace_macros::{entry_span, exit_span, trace};
 

@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError, ReporterKind};
+use crate::config::{Config, ReporterKind};
 use crate::context::{ActiveSegment, Handle, UnsampledContext, peek_current};
 use crate::id::TraceId;
+use crate::init_error::InitError;
 use crate::propagation::{Correlation, Extractor, Sw8Extension, Sw8Header};
 use crate::reporter::{ConsoleReporter, DiscardReporter, Reporter, ReporterStats};
 use crate::sampler::Sampler;
@@ -307,39 +308,6 @@ pub(crate) fn with_global<R>(f: impl FnOnce(&Arc<TracerInner>) -> R) -> Option<R
         (Some(result), _) => result,
         (None, Some(f)) => read_global().as_ref().map(f),
         (None, None) => None,
-    }
-}
-
-/// Why [`init`] failed.
-#[derive(Debug)]
-pub enum InitError {
-    /// A configuration value is invalid.
-    Config(ConfigError),
-    /// The reporter could not start.
-    Reporter(std::io::Error),
-}
-
-impl std::fmt::Display for InitError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            InitError::Config(e) => write!(f, "skytrace configuration: {e}"),
-            InitError::Reporter(e) => write!(f, "skytrace reporter: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for InitError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            InitError::Config(e) => Some(e),
-            InitError::Reporter(e) => Some(e),
-        }
-    }
-}
-
-impl From<ConfigError> for InitError {
-    fn from(e: ConfigError) -> Self {
-        InitError::Config(e)
     }
 }
 

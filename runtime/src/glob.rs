@@ -341,4 +341,106 @@ mod tests {
         assert!(path_matches(&"/*".repeat(100), &path));
         assert!(!path_matches(&"/*".repeat(99), &path));
     }
+
+    /// A plain recursive matcher written from the rules in the module docs: exponential, but
+    /// obviously right on small inputs. The compiled matcher must agree with it.
+    fn reference(pattern: &str, path: &str) -> bool {
+        fn segments(text: &str) -> Vec<&str> {
+            let mut out: Vec<&str> = text.split('/').filter(|s| !s.is_empty()).collect();
+            if text.ends_with('/') {
+                out.push("");
+            }
+            out
+        }
+        fn sequence(p: &[&str], t: &[&str]) -> bool {
+            match p.split_first() {
+                None => t.is_empty(),
+                Some((&"**", rest)) => (0..=t.len()).any(|i| sequence(rest, &t[i..])),
+                Some((glob, rest)) => {
+                    let (g, s): (Vec<char>, Vec<char>) = (
+                        glob.chars().collect(),
+                        t.first().map_or(vec![], |s| s.chars().collect()),
+                    );
+                    !t.is_empty() && chars(&g, &s) && sequence(rest, &t[1..])
+                }
+            }
+        }
+        fn chars(p: &[char], t: &[char]) -> bool {
+            match p.split_first() {
+                None => t.is_empty(),
+                Some(('*', rest)) => (0..=t.len()).any(|i| chars(rest, &t[i..])),
+                Some(('?', rest)) => !t.is_empty() && chars(rest, &t[1..]),
+                Some((c, rest)) => t.first() == Some(c) && chars(rest, &t[1..]),
+            }
+        }
+        let (p, t) = (segments(pattern), segments(path));
+        let floating = !pattern.starts_with('/') && p.first() == Some(&"**");
+        if !floating && pattern.starts_with('/') != path.starts_with('/') {
+            return false;
+        }
+        sequence(&p, &t)
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::{PathPattern, reference};
+
+        /// Small patterns and paths over an alphabet that makes matches likely.
+        fn pattern() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop::sample::select(vec!["/", "/", "a", "b", "é", "*", "*", "?", "**", "/**/"]),
+                0..8,
+            )
+            .prop_map(|parts| parts.concat())
+        }
+
+        fn path() -> impl Strategy<Value = String> {
+            proptest::collection::vec(prop::sample::select(vec!["/", "/", "a", "b", "é"]), 0..10)
+                .prop_map(|parts| parts.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            #[test]
+            fn agrees_with_the_reference(pattern in pattern(), path in path()) {
+                prop_assert_eq!(
+                    PathPattern::new(&pattern).matches(&path),
+                    reference(&pattern, &path),
+                    "pattern {:?}, path {:?}", pattern, path
+                );
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+
+            #[test]
+            fn never_panics(pattern in any::<String>(), path in any::<String>()) {
+                let _ = PathPattern::new(&pattern).matches(&path);
+            }
+
+            #[test]
+            fn a_path_matches_itself(path in "(/[a-z0-9.]{0,5}){0,6}") {
+                prop_assert!(PathPattern::new(&path).matches(&path));
+            }
+        }
+    }
+
+    #[test]
+    fn the_reference_agrees_on_the_documented_cases() {
+        for (pattern, path, expected) in [
+            ("/static/**/*.css", "/static/a.css", true),
+            ("/**/x*", "/a/x/b/xy", true),
+            ("/a/**/b/*/c", "/a/x/b/y/b/z/c", true),
+            ("/a", "/a/", false),
+            ("/a/*", "/a/", true),
+            ("**", "a/b", true),
+            ("/**", "a/b", false),
+        ] {
+            assert_eq!(reference(pattern, path), expected, "{pattern} {path}");
+            assert_eq!(path_matches(pattern, path), expected, "{pattern} {path}");
+        }
+    }
 }

@@ -98,10 +98,11 @@ impl PathPattern {
         if path.len() < self.min_len {
             return false;
         }
-        if let Some(rooted) = self.rooted {
-            if path.starts_with('/') != rooted {
-                return false;
-            }
+        if self
+            .rooted
+            .is_some_and(|rooted| path.starts_with('/') != rooted)
+        {
+            return false;
         }
         let mut stack = [""; STACK_SEGMENTS];
         let mut count = 0;

@@ -186,7 +186,7 @@ async fn exit_spans_inject_a_header_the_callee_continues_from() {
     assert_eq!(sw8.trace_id, front.trace_id);
     assert_eq!(sw8.parent_segment_id, front.trace_segment_id);
     assert_eq!(sw8.parent_span_id, span(front, "GET:/back").span_id);
-    assert_eq!(sw8.parent_service, "svc");
+    assert_eq!(sw8.parent_service, "svc|blue"); // name|namespace
     assert_eq!(sw8.parent_service_instance, "svc-1");
     assert_eq!(sw8.parent_endpoint, "GET:/front");
     assert_eq!(sw8.target_address, "back:8080");

@@ -22,6 +22,16 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Runs `f` on a runtime of its own (the `SERIAL` guard is held outside it, not across awaits).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(f)
+}
+
 fn env_error(pairs: &[(&str, &str)]) -> ConfigError {
     let map: HashMap<String, String> = pairs
         .iter()
@@ -147,9 +157,13 @@ fn backends_must_be_host_and_port() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ipv6_backend_in_brackets_receives_segments() {
+#[test]
+fn an_ipv6_backend_in_brackets_receives_segments() {
     let _serial = serial();
+    block_on(ipv6_backend());
+}
+
+async fn ipv6_backend() {
     let addr = SocketAddr::from((Ipv6Addr::LOCALHOST, 0));
     let collector = match Collector::builder().addr(addr).start().await {
         Ok(c) => c,
@@ -184,9 +198,13 @@ fn namespace_and_cluster_are_bounded_and_plain() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_service_name_carries_namespace_and_cluster() {
+#[test]
+fn the_service_name_carries_namespace_and_cluster() {
     let _serial = serial();
+    block_on(service_name_parts());
+}
+
+async fn service_name_parts() {
     let config = Config::builder()
         .env(|name| match name {
             "SW_AGENT_NAME" => Some("orders".into()),

@@ -26,10 +26,6 @@ pub(crate) struct PathPattern {
     /// Blocks of segment globs separated by `**`: `blocks[0]` is anchored at the start,
     /// the last at the end (when there is a `**`), the others float.
     blocks: Vec<Vec<Glob>>,
-    /// Whether there is at least one `**` (then `blocks.len() >= 2`).
-    any_depth: bool,
-    /// The fewest path segments that can match.
-    min_segments: usize,
     /// The fewest bytes a matching path can have.
     min_len: usize,
 }
@@ -53,7 +49,6 @@ impl PathPattern {
         let (rooted, segments) = split(pattern);
         let mut blocks = vec![Vec::new()];
         let mut any_depth = false;
-        let mut min_segments = 0;
         let mut min_len = 0;
         for segment in segments {
             if segment == "**" {
@@ -65,7 +60,6 @@ impl PathPattern {
                 continue;
             }
             let glob = Glob::new(segment);
-            min_segments += 1;
             min_len += glob.min_len;
             if let Some(block) = blocks.last_mut() {
                 block.push(glob);
@@ -81,8 +75,6 @@ impl PathPattern {
             text: pattern.to_owned(),
             rooted,
             blocks,
-            any_depth,
-            min_segments,
             min_len,
         }
     }
@@ -93,21 +85,64 @@ impl PathPattern {
         &self.text
     }
 
-    /// Whether `path` matches.
+    /// Whether `path` matches. The head block is matched from the front and the tail block
+    /// from the back without splitting the rest of the path: `/static/**` or `/**/*.css` look
+    /// at one segment. Only floating blocks (`/a/**/b/**/c`) split what lies between.
     pub(crate) fn matches(&self, path: &str) -> bool {
-        if path.len() < self.min_len {
-            return false;
-        }
-        if self
-            .rooted
-            .is_some_and(|rooted| path.starts_with('/') != rooted)
+        if path.len() < self.min_len
+            || self
+                .rooted
+                .is_some_and(|rooted| path.starts_with('/') != rooted)
         {
             return false;
         }
+        let Some((head, rest)) = self.blocks.split_first() else {
+            return false; // `new` always makes a head block
+        };
+        let mut front = forward(path);
+        // The start and end of the head's last segment.
+        let mut head_last = None;
+        for glob in head {
+            match front.next() {
+                Some((start, s)) if glob.matches(s) => head_last = Some((start, start + s.len())),
+                _ => return false,
+            }
+        }
+        let Some((tail, middle)) = rest.split_last() else {
+            // No `**`: the head is the whole pattern.
+            return front.next().is_none();
+        };
+        // The start of the tail's first segment.
+        let mut tail_first = None;
+        let mut back = backward(path);
+        for glob in tail.iter().rev() {
+            match back.next() {
+                Some((start, s)) if glob.matches(s) => tail_first = Some(start),
+                _ => return false,
+            }
+        }
+        // Segments start at distinct offsets: the head and the tail must not share one.
+        if let (Some((head_start, _)), Some(tail_start)) = (head_last, tail_first) {
+            if head_start >= tail_start {
+                return false;
+            }
+        }
+        if middle.is_empty() {
+            return true;
+        }
+        let from = head_last.map_or(0, |(_, end)| end);
+        let (to, trailing) = match tail_first {
+            Some(start) => (start, None),
+            None => (path.len(), path.ends_with('/').then_some("")),
+        };
+        let between = path[from..to]
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .chain(trailing);
         let mut stack = [""; STACK_SEGMENTS];
         let mut count = 0;
         let mut heap = Vec::new();
-        for segment in split(path).1 {
+        for segment in between {
             if count < STACK_SEGMENTS {
                 stack[count] = segment;
             } else {
@@ -118,51 +153,60 @@ impl PathPattern {
             }
             count += 1;
         }
-        let segments = if heap.is_empty() {
+        let window = if heap.is_empty() {
             &stack[..count]
         } else {
             &heap[..]
         };
-        self.matches_segments(segments)
-    }
-
-    fn matches_segments(&self, path: &[&str]) -> bool {
-        if path.len() < self.min_segments {
-            return false;
-        }
-        let Some((head, rest)) = self.blocks.split_first() else {
-            return path.is_empty();
-        };
-        if !self.any_depth {
-            return path.len() == head.len() && block_matches_at(head, path);
-        }
-        // Anchored at both ends, then each floating block at its leftmost place: any later
-        // place leaves the `**`s fewer segments to cover, never more.
-        let (tail, middle) = rest.split_last().unwrap_or((head, &[]));
-        // `min_segments` counts every block, so the head and the tail cannot overlap.
-        let end = path.len() - tail.len();
-        if !block_matches_at(head, path) || !block_matches_at(tail, &path[end..]) {
-            return false;
-        }
-        let mut at = head.len();
-        for block in middle {
-            let window = &path[at..end];
-            if window.len() < block.len() {
-                return false;
-            }
-            match (0..=window.len() - block.len()).find(|&i| block_matches_at(block, &window[i..]))
-            {
-                Some(i) => at += i + block.len(),
-                None => return false,
-            }
-        }
-        true
+        floating_blocks_match(middle, window)
     }
 }
 
-/// Whether `block` matches the first `block.len()` segments of `path`.
-fn block_matches_at(block: &[Glob], path: &[&str]) -> bool {
-    path.len() >= block.len() && block.iter().zip(path).all(|(g, s)| g.matches(s))
+/// Places each block at its leftmost match in `window`, in order: any later place leaves the
+/// `**`s around it fewer segments to cover, never more, so no other placement needs trying.
+fn floating_blocks_match(blocks: &[Vec<Glob>], window: &[&str]) -> bool {
+    let mut at = 0;
+    for block in blocks {
+        let rest = &window[at..];
+        if rest.len() < block.len() {
+            return false;
+        }
+        let found = (0..=rest.len() - block.len())
+            .find(|&i| block.iter().zip(&rest[i..]).all(|(g, s)| g.matches(s)));
+        match found {
+            Some(i) => at += i + block.len(),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The segments of `path` and where each starts, from the front: empty ones dropped, except
+/// that a trailing `/` gives an empty last segment (starting at the end).
+fn forward(path: &str) -> impl Iterator<Item = (usize, &str)> {
+    let trailing = path.ends_with('/').then_some((path.len(), ""));
+    path.split('/')
+        .scan(0, |at, s| {
+            let start = *at;
+            *at += s.len() + 1;
+            Some((start, s))
+        })
+        .filter(|(_, s)| !s.is_empty())
+        .chain(trailing)
+}
+
+/// [`forward`], from the back.
+fn backward(path: &str) -> impl Iterator<Item = (usize, &str)> {
+    let trailing = path.ends_with('/').then_some((path.len(), ""));
+    let segments = path
+        .rsplit('/')
+        .scan(path.len() + 1, |end, s| {
+            let start = *end - 1 - s.len();
+            *end = start;
+            Some((start, s))
+        })
+        .filter(|(_, s)| !s.is_empty());
+    trailing.into_iter().chain(segments)
 }
 
 /// Whether the text starts with `/`, and its segments: empty ones dropped, except that a
@@ -387,22 +431,50 @@ mod tests {
 
         use super::{PathPattern, reference};
 
-        /// Small patterns and paths over an alphabet that makes matches likely.
+        /// Small patterns and paths over alphabets that make matches likely: built from
+        /// characters (for the rules within a segment) or from whole segments (for `**`).
         fn pattern() -> impl Strategy<Value = String> {
-            proptest::collection::vec(
+            let chars = proptest::collection::vec(
                 prop::sample::select(vec!["/", "/", "a", "b", "é", "*", "*", "?", "**", "/**/"]),
                 0..8,
             )
-            .prop_map(|parts| parts.concat())
+            .prop_map(|parts| parts.concat());
+            let segments = (
+                any::<bool>(),
+                proptest::collection::vec(
+                    prop::sample::select(vec!["**", "**", "*", "a", "b", "a*", "*b", "?", ""]),
+                    0..7,
+                ),
+                any::<bool>(),
+            )
+                .prop_map(|(lead, parts, trail)| joined(lead, &parts, trail));
+            prop_oneof![chars, segments]
         }
 
         fn path() -> impl Strategy<Value = String> {
-            proptest::collection::vec(prop::sample::select(vec!["/", "/", "a", "b", "é"]), 0..10)
-                .prop_map(|parts| parts.concat())
+            let chars =
+                proptest::collection::vec(prop::sample::select(vec!["/", "/", "a", "b", "é"]), 0..10)
+                    .prop_map(|parts| parts.concat());
+            let segments = (
+                any::<bool>(),
+                proptest::collection::vec(prop::sample::select(vec!["a", "b", "ab", "é", ""]), 0..7),
+                any::<bool>(),
+            )
+                .prop_map(|(lead, parts, trail)| joined(lead, &parts, trail));
+            prop_oneof![chars, segments]
+        }
+
+        fn joined(lead: bool, parts: &[&str], trail: bool) -> String {
+            let mut out = if lead { "/".to_owned() } else { String::new() };
+            out.push_str(&parts.join("/"));
+            if trail {
+                out.push('/');
+            }
+            out
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(2_000))]
+            #![proptest_config(ProptestConfig::with_cases(4_000))]
 
             #[test]
             fn agrees_with_the_reference(pattern in pattern(), path in path()) {

@@ -746,6 +746,11 @@ mod tests {
             "correlation_max_value_size"
         );
         assert_eq!(err(b().ignore_paths("/a\u{1b}")), "ignore_paths");
+        let multi_line = b()
+            .ignore_paths("/health,\n  /static/**\n")
+            .build()
+            .unwrap();
+        assert_eq!(multi_line.ignore_paths, ["/health", "/static/**"]);
         assert_eq!(err(b().ignore_suffix(",".repeat(70_000))), "ignore_suffix");
         // Namespaces are no longer header prefixes: anything printable but `|` is fine.
         let config = b().service_name("s").namespace("a b").build().unwrap();

@@ -122,10 +122,10 @@ impl PathPattern {
             }
         }
         // Segments start at distinct offsets: the head and the tail must not share one.
-        if let (Some((head_start, _)), Some(tail_start)) = (head_last, tail_first) {
-            if head_start >= tail_start {
-                return false;
-            }
+        if let (Some((head_start, _)), Some(tail_start)) = (head_last, tail_first)
+            && head_start >= tail_start
+        {
+            return false;
         }
         if middle.is_empty() {
             return true;
@@ -452,12 +452,17 @@ mod tests {
         }
 
         fn path() -> impl Strategy<Value = String> {
-            let chars =
-                proptest::collection::vec(prop::sample::select(vec!["/", "/", "a", "b", "é"]), 0..10)
-                    .prop_map(|parts| parts.concat());
+            let chars = proptest::collection::vec(
+                prop::sample::select(vec!["/", "/", "a", "b", "é"]),
+                0..10,
+            )
+            .prop_map(|parts| parts.concat());
             let segments = (
                 any::<bool>(),
-                proptest::collection::vec(prop::sample::select(vec!["a", "b", "ab", "é", ""]), 0..7),
+                proptest::collection::vec(
+                    prop::sample::select(vec!["a", "b", "ab", "é", ""]),
+                    0..7,
+                ),
                 any::<bool>(),
             )
                 .prop_map(|(lead, parts, trail)| joined(lead, &parts, trail));

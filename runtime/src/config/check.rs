@@ -184,9 +184,11 @@ pub(super) fn list(variable: &str, value: &str) -> Result<Vec<String>, ConfigErr
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
+    // Line breaks and tabs around entries are trimmed (lists written over several lines);
+    // inside an entry a control character is a mistake.
     if value.len() > MAX_LIST_LEN
         || entries.len() > MAX_LIST_ENTRIES
-        || value.chars().any(char::is_control)
+        || entries.iter().any(|e| e.chars().any(char::is_control))
     {
         return Err(invalid(
             variable,

@@ -431,6 +431,15 @@ mod tests {
 
         use super::{PathPattern, reference};
 
+        /// `cases` cases unless `PROPTEST_CASES` says otherwise.
+        fn config(cases: u32) -> ProptestConfig {
+            let default = ProptestConfig::default();
+            match std::env::var_os("PROPTEST_CASES") {
+                Some(_) => default,
+                None => ProptestConfig { cases, ..default },
+            }
+        }
+
         /// Small patterns and paths over alphabets that make matches likely: built from
         /// characters (for the rules within a segment) or from whole segments (for `**`).
         fn pattern() -> impl Strategy<Value = String> {
@@ -479,7 +488,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(4_000))]
+            #![proptest_config(config(4_000))]
 
             #[test]
             fn agrees_with_the_reference(pattern in pattern(), path in path()) {
@@ -492,7 +501,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(500))]
+            #![proptest_config(config(500))]
 
             #[test]
             fn never_panics(pattern in any::<String>(), path in any::<String>()) {

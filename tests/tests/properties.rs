@@ -4,8 +4,8 @@
 //! tests in `runtime/src/glob.rs`: the compiled matcher is internal.)
 //!
 //! Case counts are bounded so the file runs in seconds; `PROPTEST_CASES=100000` runs longer.
-//! Failing inputs proptest finds are saved under `tests/proptest-regressions/` and replayed
-//! first on every run: commit them.
+//! Failing inputs proptest finds are saved in `tests/proptest-regressions/properties.txt` and
+//! replayed first on every run: commit them.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -14,7 +14,25 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use skytrace::{Config, Correlation, SW8_MAX_LEN, Sw8Extension, Sw8Header};
+
+/// `cases` cases unless `PROPTEST_CASES` says otherwise; failures saved where they are kept.
+fn config(cases: u32) -> ProptestConfig {
+    let default = ProptestConfig::default();
+    ProptestConfig {
+        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
+            default.cases
+        } else {
+            cases
+        },
+        // Relative to the package: `cargo test` runs in `tests/`.
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/properties.txt",
+        ))),
+        ..default
+    }
+}
 
 /// Every variable `ConfigBuilder::env` reads.
 const VARIABLES: &[&str] = &[
@@ -133,7 +151,7 @@ fn sw8_like() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1_000))]
+    #![proptest_config(config(1_000))]
 
     #[test]
     fn sw8_decoding_never_panics(value in prop_oneof![any::<String>(), sw8_like()]) {
@@ -201,7 +219,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(500))]
+    #![proptest_config(config(500))]
 
     #[test]
     fn configuration_errors_name_their_variable(

@@ -1,5 +1,14 @@
 //! Agent configuration: a builder, and the `SW_AGENT_*` variables the other SkyWalking agents read.
+//!
+//! Every value is checked when it is read ([`ConfigBuilder::env`]) and again when the
+//! configuration is built ([`ConfigBuilder::build`]): a value the agent cannot use is an error
+//! that names the variable (or the builder method) and the value, never a panic later or a
+//! setting silently ignored.
 
+pub(crate) mod check;
+
+use std::cell::RefCell;
+use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
 
@@ -28,12 +37,14 @@ pub enum ReporterKind {
 ///     .unwrap();
 /// assert_eq!(config.backends().len(), 2);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
+    /// The name reported to OAP: `name|namespace|cluster`, empty parts left out.
     pub(crate) service_name: String,
     pub(crate) instance_name: String,
     #[allow(dead_code)] // propagation headers are never prefixed any more; the reporter sends it
     pub(crate) namespace: String,
+    pub(crate) cluster: String,
     pub(crate) backends: Vec<String>,
     // The next fields configure the gRPC reporter only.
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
@@ -52,12 +63,54 @@ pub struct Config {
     pub(crate) reporter: ReporterKind,
 }
 
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("service_name", &self.service_name)
+            .field("instance_name", &self.instance_name)
+            .field("namespace", &self.namespace)
+            .field("cluster", &self.cluster)
+            .field("backends", &self.backends)
+            // A secret: say only whether there is one.
+            .field(
+                "authentication",
+                &self.authentication.as_ref().map(|_| "<redacted>"),
+            )
+            .field("sample_per_3_secs", &self.sample_per_3_secs)
+            .field("span_limit", &self.span_limit)
+            .field("ignore_suffix", &self.ignore_suffix)
+            .field("ignore_paths", &self.ignore_paths)
+            .field("heartbeat_period", &self.heartbeat_period)
+            .field("queue_size", &self.queue_size)
+            .field("keep_tracing", &self.keep_tracing)
+            .field("correlation_max_keys", &self.correlation_max_keys)
+            .field(
+                "correlation_max_value_size",
+                &self.correlation_max_value_size,
+            )
+            .field("reporter", &self.reporter)
+            .finish()
+    }
+}
+
 /// A configuration value that cannot be used: names the variable (or builder setting) and the value.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` prints the same message as `Display`, so that `main() -> Result<(), Box<dyn Error>>`
+/// shows it as written:
+///
+/// ```
+/// let env = |name: &str| (name == "SW_AGENT_SAMPLE").then(|| "lots".to_string());
+/// let err = skytrace::Config::builder().env(env).unwrap_err();
+/// assert_eq!(
+///     format!("{err:?}"),
+///     r#"invalid value for SW_AGENT_SAMPLE: "lots" (expected an integer >= -1)"#
+/// );
+/// ```
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// `SW_AGENT_SAMPLE`, or the builder method's name.
     pub variable: String,
-    /// The value as given.
+    /// The value as given (for a list, the entry at fault).
     pub value: String,
     /// What was expected instead.
     pub expected: String,
@@ -70,6 +123,12 @@ impl fmt::Display for ConfigError {
             "invalid value for {}: {:?} (expected {})",
             self.variable, self.value, self.expected
         )
+    }
+}
+
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -86,13 +145,32 @@ impl Config {
     }
 
     /// Reads the `SW_AGENT_*` environment variables over the defaults; see [`ConfigBuilder::env`].
+    /// A variable whose value is not UTF-8 is an error naming it.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = skytrace::Config::from_env()?;
+    /// println!("reporting as {}", config.service_name());
+    /// # Ok(()) }
+    /// ```
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::builder()
-            .env(|name| std::env::var(name).ok())?
+            .env_os(|name| std::env::var_os(name))?
             .build()
     }
 
-    /// The service name reported to OAP.
+    /// The service name reported to OAP: the name (`SW_AGENT_NAME`), then the namespace and the
+    /// cluster when set, joined by `|` as the Java agent does (`orders|prod|eu-1`, or `orders`
+    /// with neither).
+    ///
+    /// ```
+    /// let config = skytrace::Config::builder()
+    ///     .service_name("orders")
+    ///     .namespace("prod")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(config.service_name(), "orders|prod");
+    /// ```
     pub fn service_name(&self) -> &str {
         &self.service_name
     }
@@ -102,7 +180,27 @@ impl Config {
         &self.instance_name
     }
 
-    /// The collector addresses, `host:port` each.
+    /// `SW_AGENT_NAMESPACE`; empty when not set.
+    ///
+    /// ```
+    /// let config = skytrace::Config::builder().namespace("prod").build().unwrap();
+    /// assert_eq!(config.namespace(), "prod");
+    /// ```
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// `SW_AGENT_CLUSTER`; empty when not set.
+    ///
+    /// ```
+    /// let config = skytrace::Config::builder().cluster("eu-1").build().unwrap();
+    /// assert_eq!(config.cluster(), "eu-1");
+    /// ```
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The collector addresses, `host:port` each (`[::1]:11800` for IPv6).
     pub fn backends(&self) -> &[String] {
         &self.backends
     }
@@ -113,12 +211,14 @@ impl Config {
     }
 }
 
-/// Builds a [`Config`]; every setter has the default the official agents use.
+/// Builds a [`Config`]; every setter has the default the official agents use. Setters accept
+/// anything; [`ConfigBuilder::build`] checks every value and names the setter of a bad one.
 #[derive(Clone, Debug)]
 pub struct ConfigBuilder {
     service_name: Option<String>,
     instance_name: Option<String>,
     namespace: String,
+    cluster: String,
     backends: String,
     authentication: Option<String>,
     sample_per_3_secs: i32,
@@ -139,6 +239,7 @@ impl Default for ConfigBuilder {
             service_name: None,
             instance_name: None,
             namespace: String::new(),
+            cluster: String::new(),
             backends: "127.0.0.1:11800".into(),
             authentication: None,
             sample_per_3_secs: -1,
@@ -156,33 +257,56 @@ impl Default for ConfigBuilder {
 }
 
 impl ConfigBuilder {
-    /// `SW_AGENT_NAME`. Default: the executable's name.
+    /// `SW_AGENT_NAME`: non-empty, at most 256 characters, no control characters. Default: the
+    /// executable's name.
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
         self.service_name = Some(name.into());
         self
     }
 
-    /// `SW_AGENT_INSTANCE_NAME`. Default: `{uuid}@{ipv4}` (the host name without an IPv4), like
-    /// the Java agent.
+    /// `SW_AGENT_INSTANCE_NAME`: non-empty, at most 256 characters, no control characters.
+    /// Default: `{uuid}@{ipv4}` (the host name without an IPv4), like the Java agent.
     pub fn instance_name(mut self, name: impl Into<String>) -> Self {
         self.instance_name = Some(name.into());
         self
     }
 
-    /// `SW_AGENT_NAMESPACE`: isolates propagation; headers become `{namespace}-sw8` and so on.
+    /// `SW_AGENT_NAMESPACE`: becomes part of the reported service name
+    /// (`name|namespace|cluster`, see [`Config::service_name`]). At most 256 characters, no `|`
+    /// and no control characters; empty (the default) for none.
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
         self
     }
 
-    /// `SW_AGENT_COLLECTOR_BACKEND_SERVICES`: comma-separated `host:port` list. Default
-    /// `127.0.0.1:11800`. The reporter round-robins and fails over across them.
+    /// `SW_AGENT_CLUSTER`: the last part of the reported service name (`name|namespace|cluster`,
+    /// see [`Config::service_name`]). At most 256 characters, no `|` and no control characters;
+    /// empty (the default) for none.
+    ///
+    /// ```
+    /// let config = skytrace::Config::builder()
+    ///     .service_name("orders")
+    ///     .cluster("eu-1")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(config.service_name(), "orders|eu-1");
+    /// ```
+    pub fn cluster(mut self, cluster: impl Into<String>) -> Self {
+        self.cluster = cluster.into();
+        self
+    }
+
+    /// `SW_AGENT_COLLECTOR_BACKEND_SERVICES`: comma-separated `host:port` list, at most 256
+    /// entries. Default `127.0.0.1:11800`. A host is a DNS name, an IPv4 address or an IPv6
+    /// address in brackets (`[::1]:11800`); the port is 1 to 65535. The reporter round-robins
+    /// and fails over across them.
     pub fn backend_services(mut self, list: impl Into<String>) -> Self {
         self.backends = list.into();
         self
     }
 
-    /// `SW_AGENT_AUTHENTICATION`: sent as the `authentication` gRPC metadata.
+    /// `SW_AGENT_AUTHENTICATION`: sent as the `authentication` gRPC metadata. Printable ASCII,
+    /// at most 8 KiB; empty means none.
     pub fn authentication(mut self, token: impl Into<String>) -> Self {
         self.authentication = Some(token.into());
         self
@@ -195,35 +319,41 @@ impl ConfigBuilder {
         self
     }
 
-    /// `SW_AGENT_SPAN_LIMIT`: spans per segment (default 300); later ones are not recorded and the
-    /// segment is marked size-limited.
+    /// `SW_AGENT_SPAN_LIMIT`: spans per segment, 1 to 10,000 (default 300); later ones are not
+    /// recorded and the segment is marked size-limited.
     pub fn span_limit(mut self, limit: usize) -> Self {
         self.span_limit = limit;
         self
     }
 
     /// `SW_AGENT_IGNORE_SUFFIX`: comma-separated; entry operations ending so start no trace.
+    /// At most 1,024 entries and 64 KiB.
     pub fn ignore_suffix(mut self, list: impl Into<String>) -> Self {
         self.ignore_suffix = list.into();
         self
     }
 
     /// `SW_AGENT_TRACE_IGNORE_PATH`: comma-separated request paths the HTTP integrations do not
-    /// trace, such as `/health,/metrics,/static/**`. `*` matches within one path segment, `**`
-    /// across segments, `?` one character.
+    /// trace, such as `/health,/metrics,/static/**`, in the Ant style of the Java agent: `?`
+    /// matches one character, `*` any run within a path segment, a `**` segment any number of
+    /// segments (`/static/**/*.css` matches `/static/a.css` and `/static/a/b/c.css`). A trailing
+    /// `/` counts (`/a` does not match `/a/`). At most 1,024 patterns and 64 KiB; matching costs
+    /// at most pattern length × path length, and a pattern longer than the path is refused at
+    /// once.
     pub fn ignore_paths(mut self, list: impl Into<String>) -> Self {
         self.ignore_paths = list.into();
         self
     }
 
-    /// `SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD` (seconds in the variable): keep-alive period, default 30 s.
+    /// `SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD` (whole seconds in the variable): keep-alive period,
+    /// from 1 s to 1 hour, default 30 s.
     pub fn heartbeat_period(mut self, period: Duration) -> Self {
         self.heartbeat_period = period;
         self
     }
 
-    /// `SW_AGENT_QUEUE_SIZE`: segments waiting for the reporter, default 10,000. When full, new
-    /// segments are dropped and counted.
+    /// `SW_AGENT_QUEUE_SIZE`: segments waiting for the reporter, 1 to 1,048,576 (2^20), default
+    /// 10,000. When full, new segments are dropped and counted.
     pub fn queue_size(mut self, size: usize) -> Self {
         self.queue_size = size;
         self
@@ -236,13 +366,15 @@ impl ConfigBuilder {
         self
     }
 
-    /// `SW_AGENT_CORRELATION_MAX_KEY_COUNT` (default 3).
+    /// `SW_AGENT_CORRELATION_MAX_KEY_COUNT`: 0 to 64 (default 3), and keys × value size at
+    /// most 8 KiB so the `sw8-correlation` header stays within what a callee reads.
     pub fn correlation_max_keys(mut self, n: usize) -> Self {
         self.correlation_max_keys = n;
         self
     }
 
-    /// `SW_AGENT_CORRELATION_MAX_VALUE_SIZE` in bytes (default 128).
+    /// `SW_AGENT_CORRELATION_MAX_VALUE_SIZE` in bytes: 0 to 8,192 (default 128), and keys ×
+    /// value size at most 8 KiB.
     pub fn correlation_max_value_size(mut self, n: usize) -> Self {
         self.correlation_max_value_size = n;
         self
@@ -254,8 +386,10 @@ impl ConfigBuilder {
         self
     }
 
-    /// Applies every `SW_AGENT_*` variable that `lookup` knows. With `std::env::var` this is
-    /// [`Config::from_env`]; a closure over a map makes it testable.
+    /// Applies every `SW_AGENT_*` variable that `lookup` knows, checking each: a value the
+    /// agent cannot use is an error naming the variable and the value. Values are trimmed.
+    /// A closure over a map makes it testable; [`ConfigBuilder::env_os`] takes values that may
+    /// not be UTF-8, as the process environment's.
     ///
     /// ```
     /// let env = |name: &str| match name {
@@ -270,197 +404,180 @@ impl ConfigBuilder {
     pub fn env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let var = |name: &str| lookup(name).map(|v| v.trim().to_owned());
         if let Some(v) = var("SW_AGENT_NAME") {
-            self.service_name = Some(non_empty("SW_AGENT_NAME", v)?);
+            self.service_name = Some(check::name("SW_AGENT_NAME", v)?);
         }
         if let Some(v) = var("SW_AGENT_INSTANCE_NAME") {
-            self.instance_name = Some(non_empty("SW_AGENT_INSTANCE_NAME", v)?);
+            self.instance_name = Some(check::name("SW_AGENT_INSTANCE_NAME", v)?);
         }
         if let Some(v) = var("SW_AGENT_NAMESPACE") {
-            self.namespace = v;
+            self.namespace = check::label("SW_AGENT_NAMESPACE", v)?;
+        }
+        if let Some(v) = var("SW_AGENT_CLUSTER") {
+            self.cluster = check::label("SW_AGENT_CLUSTER", v)?;
         }
         if let Some(v) = var("SW_AGENT_COLLECTOR_BACKEND_SERVICES") {
-            parse_backends("SW_AGENT_COLLECTOR_BACKEND_SERVICES", &v)?;
+            check::backends("SW_AGENT_COLLECTOR_BACKEND_SERVICES", &v)?;
             self.backends = v;
         }
         if let Some(v) = var("SW_AGENT_AUTHENTICATION") {
-            self.authentication = (!v.is_empty()).then_some(v);
+            self.authentication = check::token("SW_AGENT_AUTHENTICATION", v)?;
         }
         if let Some(v) = var("SW_AGENT_SAMPLE") {
-            self.sample_per_3_secs = parse_num("SW_AGENT_SAMPLE", &v, -1, "an integer >= -1")?;
+            let n = check::number("SW_AGENT_SAMPLE", &v, check::SAMPLE)?;
+            self.sample_per_3_secs =
+                check::sample("SW_AGENT_SAMPLE", n).map_err(|e| ConfigError { value: v, ..e })?;
         }
         if let Some(v) = var("SW_AGENT_SPAN_LIMIT") {
-            self.span_limit = parse_num("SW_AGENT_SPAN_LIMIT", &v, 1, "an integer >= 1")?;
+            let n = check::number("SW_AGENT_SPAN_LIMIT", &v, check::SPAN_LIMIT)?;
+            self.span_limit = check::span_limit("SW_AGENT_SPAN_LIMIT", n)
+                .map_err(|e| ConfigError { value: v, ..e })?;
         }
         if let Some(v) = var("SW_AGENT_IGNORE_SUFFIX") {
+            check::list("SW_AGENT_IGNORE_SUFFIX", &v)?;
             self.ignore_suffix = v;
         }
         if let Some(v) = var("SW_AGENT_TRACE_IGNORE_PATH") {
+            check::list("SW_AGENT_TRACE_IGNORE_PATH", &v)?;
             self.ignore_paths = v;
         }
         if let Some(v) = var("SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD") {
-            let secs: u64 = parse_num(
-                "SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD",
-                &v,
-                1,
-                "a whole number of seconds >= 1",
-            )?;
+            let name = "SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD";
+            let secs: u64 = check::number(name, &v, check::HEARTBEAT_SECS)?;
+            if !(1..=check::MAX_HEARTBEAT_SECS).contains(&secs) {
+                return Err(check::invalid(name, v, check::HEARTBEAT_SECS));
+            }
             self.heartbeat_period = Duration::from_secs(secs);
         }
         if let Some(v) = var("SW_AGENT_QUEUE_SIZE") {
-            self.queue_size = parse_num("SW_AGENT_QUEUE_SIZE", &v, 1, "an integer >= 1")?;
+            let n = check::number("SW_AGENT_QUEUE_SIZE", &v, check::QUEUE_SIZE)?;
+            self.queue_size = check::queue_size("SW_AGENT_QUEUE_SIZE", n)
+                .map_err(|e| ConfigError { value: v, ..e })?;
         }
         if let Some(v) = var("SW_AGENT_KEEP_TRACING") {
-            self.keep_tracing = parse_bool("SW_AGENT_KEEP_TRACING", &v)?;
+            self.keep_tracing = check::boolean("SW_AGENT_KEEP_TRACING", &v)?;
         }
+        let mut correlation_set = None;
         if let Some(v) = var("SW_AGENT_CORRELATION_MAX_KEY_COUNT") {
-            self.correlation_max_keys = parse_num(
-                "SW_AGENT_CORRELATION_MAX_KEY_COUNT",
-                &v,
-                0,
-                "an integer >= 0",
-            )?;
+            let name = "SW_AGENT_CORRELATION_MAX_KEY_COUNT";
+            let n = check::number(name, &v, check::CORRELATION_KEYS)?;
+            self.correlation_max_keys =
+                check::correlation_keys(name, n).map_err(|e| ConfigError { value: v, ..e })?;
+            correlation_set = Some((name, n));
         }
         if let Some(v) = var("SW_AGENT_CORRELATION_MAX_VALUE_SIZE") {
-            self.correlation_max_value_size = parse_num(
-                "SW_AGENT_CORRELATION_MAX_VALUE_SIZE",
-                &v,
-                0,
-                "an integer >= 0",
+            let name = "SW_AGENT_CORRELATION_MAX_VALUE_SIZE";
+            let n = check::number(name, &v, check::CORRELATION_VALUE)?;
+            self.correlation_max_value_size =
+                check::correlation_value(name, n).map_err(|e| ConfigError { value: v, ..e })?;
+            correlation_set = Some((name, n));
+        }
+        if let Some((name, n)) = correlation_set {
+            check::correlation_total(
+                name,
+                n,
+                self.correlation_max_keys,
+                self.correlation_max_value_size,
             )?;
         }
         Ok(self)
     }
 
-    /// Checks every value and fills the derived defaults.
-    pub fn build(self) -> Result<Config, ConfigError> {
-        let backends = parse_backends("backend_services", &self.backends)?;
-        if self.sample_per_3_secs < -1 {
-            return Err(invalid(
-                "sample_per_3_secs",
-                self.sample_per_3_secs.to_string(),
-                "an integer >= -1",
-            ));
-        }
-        if self.span_limit == 0 {
-            return Err(invalid("span_limit", "0", "an integer >= 1"));
-        }
-        if self.queue_size == 0 {
-            return Err(invalid("queue_size", "0", "an integer >= 1"));
-        }
-        if self.heartbeat_period.is_zero() {
-            return Err(invalid("heartbeat_period", "0s", "a positive duration"));
-        }
-        if let Some(token) = &self.authentication {
-            // gRPC metadata values are visible ASCII.
-            if !token.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-                return Err(invalid(
-                    "SW_AGENT_AUTHENTICATION",
-                    token.clone(),
-                    "printable ASCII",
-                ));
+    /// [`ConfigBuilder::env`] for values that may not be UTF-8, as `std::env::var_os` returns
+    /// them: such a value is an error naming its variable (its value shown lossily).
+    ///
+    /// ```
+    /// # #[cfg(unix)] {
+    /// use std::ffi::OsString;
+    /// use std::os::unix::ffi::OsStringExt;
+    ///
+    /// let env = |name: &str| (name == "SW_AGENT_NAME").then(|| OsString::from_vec(vec![0xff]));
+    /// let err = skytrace::Config::builder().env_os(env).unwrap_err();
+    /// assert_eq!(err.variable, "SW_AGENT_NAME");
+    /// # }
+    /// ```
+    pub fn env_os(self, lookup: impl Fn(&str) -> Option<OsString>) -> Result<Self, ConfigError> {
+        let not_utf8 = RefCell::new(None);
+        let result = self.env(|name| match lookup(name)?.into_string() {
+            Ok(value) => Some(value),
+            Err(raw) => {
+                not_utf8.borrow_mut().get_or_insert_with(|| {
+                    check::invalid(name, raw.to_string_lossy(), "UTF-8 text")
+                });
+                None
             }
+        });
+        match not_utf8.into_inner() {
+            Some(e) => Err(e),
+            None => result,
         }
-        if !self
-            .namespace
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
-            return Err(invalid(
-                "SW_AGENT_NAMESPACE",
-                self.namespace.clone(),
-                "letters, digits, '-', '_' or '.' (it becomes part of a header name)",
-            ));
-        }
+    }
+
+    /// Checks every value (naming the builder method of a bad one) and fills the derived
+    /// defaults.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let name = match self.service_name {
+            Some(name) => check::name("service_name", name)?,
+            None => default_service_name(),
+        };
+        let instance_name = match self.instance_name {
+            Some(name) => check::name("instance_name", name)?,
+            None => default_instance_name(),
+        };
+        let namespace = check::label("namespace", self.namespace)?;
+        let cluster = check::label("cluster", self.cluster)?;
+        let backends = check::backends("backend_services", &self.backends)?;
+        let authentication = match self.authentication {
+            Some(token) => check::token("authentication", token)?,
+            None => None,
+        };
+        let sample_per_3_secs = check::sample("sample_per_3_secs", self.sample_per_3_secs)?;
+        let span_limit = check::span_limit("span_limit", self.span_limit)?;
+        let ignore_suffix = check::list("ignore_suffix", &self.ignore_suffix)?;
+        let ignore_paths = check::list("ignore_paths", &self.ignore_paths)?;
+        let heartbeat_period = check::heartbeat("heartbeat_period", self.heartbeat_period)?;
+        let queue_size = check::queue_size("queue_size", self.queue_size)?;
+        let keys = check::correlation_keys("correlation_max_keys", self.correlation_max_keys)?;
+        let value_size = check::correlation_value(
+            "correlation_max_value_size",
+            self.correlation_max_value_size,
+        )?;
+        check::correlation_total("correlation_max_value_size", value_size, keys, value_size)?;
+        let service_name = [name.as_str(), &namespace, &cluster]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join("|");
         Ok(Config {
-            service_name: self.service_name.unwrap_or_else(default_service_name),
-            instance_name: self.instance_name.unwrap_or_else(default_instance_name),
-            namespace: self.namespace,
+            service_name,
+            instance_name,
+            namespace,
+            cluster,
             backends,
-            authentication: self.authentication,
-            sample_per_3_secs: self.sample_per_3_secs,
-            span_limit: self.span_limit,
-            ignore_suffix: split_list(&self.ignore_suffix),
-            ignore_paths: split_list(&self.ignore_paths),
-            heartbeat_period: self.heartbeat_period,
-            queue_size: self.queue_size,
+            authentication,
+            sample_per_3_secs,
+            span_limit,
+            ignore_suffix,
+            ignore_paths,
+            heartbeat_period,
+            queue_size,
             keep_tracing: self.keep_tracing,
-            correlation_max_keys: self.correlation_max_keys,
-            correlation_max_value_size: self.correlation_max_value_size,
+            correlation_max_keys: keys,
+            correlation_max_value_size: value_size,
             reporter: self.reporter,
         })
     }
-}
-
-fn split_list(list: &str) -> Vec<String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn invalid(variable: &str, value: impl Into<String>, expected: &str) -> ConfigError {
-    ConfigError {
-        variable: variable.to_owned(),
-        value: value.into(),
-        expected: expected.to_owned(),
-    }
-}
-
-fn non_empty(variable: &str, value: String) -> Result<String, ConfigError> {
-    if value.is_empty() {
-        return Err(invalid(variable, value, "a non-empty name"));
-    }
-    Ok(value)
-}
-
-fn parse_num<T: std::str::FromStr + PartialOrd>(
-    variable: &str,
-    value: &str,
-    min: T,
-    expected: &str,
-) -> Result<T, ConfigError> {
-    match value.parse::<T>() {
-        Ok(n) if n >= min => Ok(n),
-        _ => Err(invalid(variable, value, expected)),
-    }
-}
-
-fn parse_bool(variable: &str, value: &str) -> Result<bool, ConfigError> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(invalid(variable, value, "true or false")),
-    }
-}
-
-/// Splits and checks a `host:port,host:port` list.
-fn parse_backends(variable: &str, list: &str) -> Result<Vec<String>, ConfigError> {
-    let expected = "a comma-separated list of host:port";
-    let mut out = Vec::new();
-    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let Some((host, port)) = item.rsplit_once(':') else {
-            return Err(invalid(variable, list, expected));
-        };
-        let host_ok = !host.is_empty()
-            && !host.contains('/')
-            && !host.chars().any(char::is_whitespace)
-            && !host.contains('@');
-        if !host_ok || port.parse::<u16>().is_err() {
-            return Err(invalid(variable, list, expected));
-        }
-        out.push(item.to_owned());
-    }
-    if out.is_empty() {
-        return Err(invalid(variable, list, expected));
-    }
-    Ok(out)
 }
 
 fn default_service_name() -> String {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|s| {
+            s.chars()
+                .filter(|c| !c.is_control())
+                .take(check::MAX_NAME_CHARS)
+                .collect::<String>()
+        })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "rust-service".to_owned())
 }
@@ -470,7 +587,11 @@ fn default_instance_name() -> String {
         .into_iter()
         .next()
         .unwrap_or_else(crate::host::hostname);
-    format!("{}@{host}", crate::id::process_uuid())
+    let name = format!("{}@{host}", crate::id::process_uuid());
+    name.chars()
+        .filter(|c| !c.is_control())
+        .take(check::MAX_NAME_CHARS)
+        .collect()
 }
 
 #[cfg(test)]
@@ -493,6 +614,7 @@ mod tests {
                 ("SW_AGENT_NAME", "orders"),
                 ("SW_AGENT_INSTANCE_NAME", "orders-1"),
                 ("SW_AGENT_NAMESPACE", "prod"),
+                ("SW_AGENT_CLUSTER", "eu-1"),
                 ("SW_AGENT_COLLECTOR_BACKEND_SERVICES", "a:1, b:2"),
                 ("SW_AGENT_AUTHENTICATION", "secret"),
                 ("SW_AGENT_SAMPLE", "50"),
@@ -508,9 +630,10 @@ mod tests {
             .unwrap()
             .build()
             .unwrap();
-        assert_eq!(config.service_name, "orders");
+        assert_eq!(config.service_name, "orders|prod|eu-1");
         assert_eq!(config.instance_name, "orders-1");
         assert_eq!(config.namespace, "prod");
+        assert_eq!(config.cluster, "eu-1");
         assert_eq!(config.backends, vec!["a:1", "b:2"]);
         assert_eq!(config.authentication.as_deref(), Some("secret"));
         assert_eq!(config.sample_per_3_secs, 50);
@@ -522,6 +645,7 @@ mod tests {
         assert!(config.keep_tracing);
         assert_eq!(config.correlation_max_keys, 2);
         assert_eq!(config.correlation_max_value_size, 16);
+        assert!(!format!("{config:?}").contains("secret"));
     }
 
     #[test]
@@ -534,6 +658,8 @@ mod tests {
         assert!(config.ignore_suffix.contains(&".jpg".to_string()));
         assert!(config.instance_name.contains('@'));
         assert!(!config.service_name.is_empty());
+        assert!(!config.service_name.contains('|'));
+        assert_eq!((config.namespace(), config.cluster()), ("", ""));
     }
 
     #[test]
@@ -543,14 +669,32 @@ mod tests {
             ("SW_AGENT_SAMPLE", "-2"),
             ("SW_AGENT_SPAN_LIMIT", "0"),
             ("SW_AGENT_SPAN_LIMIT", "many"),
+            ("SW_AGENT_SPAN_LIMIT", "10001"),
             ("SW_AGENT_QUEUE_SIZE", "-5"),
+            ("SW_AGENT_QUEUE_SIZE", "2305843009213693952"),
+            ("SW_AGENT_QUEUE_SIZE", "99999999999999999999999"),
             ("SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD", "30s"),
+            ("SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD", "0"),
+            (
+                "SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD",
+                "18446744073709551615",
+            ),
             ("SW_AGENT_COLLECTOR_BACKEND_SERVICES", "oap"),
             ("SW_AGENT_COLLECTOR_BACKEND_SERVICES", "oap:port"),
             ("SW_AGENT_COLLECTOR_BACKEND_SERVICES", "http://oap:11800"),
             ("SW_AGENT_COLLECTOR_BACKEND_SERVICES", ","),
+            ("SW_AGENT_COLLECTOR_BACKEND_SERVICES", "::1"),
+            ("SW_AGENT_COLLECTOR_BACKEND_SERVICES", "::1:11800"),
+            ("SW_AGENT_COLLECTOR_BACKEND_SERVICES", "a?b:11800"),
+            ("SW_AGENT_COLLECTOR_BACKEND_SERVICES", "%zz:11800"),
             ("SW_AGENT_KEEP_TRACING", "maybe"),
             ("SW_AGENT_NAME", ""),
+            ("SW_AGENT_NAMESPACE", "a|b"),
+            ("SW_AGENT_CLUSTER", "a\u{7}b"),
+            ("SW_AGENT_CORRELATION_MAX_KEY_COUNT", "65"),
+            ("SW_AGENT_CORRELATION_MAX_VALUE_SIZE", "8193"),
+            ("SW_AGENT_CORRELATION_MAX_VALUE_SIZE", "4096"),
+            ("SW_AGENT_AUTHENTICATION", "tök"),
         ];
         for (name, value) in cases {
             let lookup = move |n: &str| (n == *name).then(|| value.to_string());
@@ -558,35 +702,112 @@ mod tests {
             assert_eq!(err.variable, *name);
             assert_eq!(err.value, *value);
             let text = err.to_string();
-            assert!(text.contains(name) && text.contains(value), "{text}");
+            assert!(
+                text.contains(name) && text.contains(&format!("{value:?}")),
+                "{text}"
+            );
+            assert_eq!(format!("{err:?}"), text);
         }
     }
 
     #[test]
-    fn builder_checks_values_too() {
+    fn builder_checks_every_value_and_names_the_method() {
+        let err = |b: ConfigBuilder| b.build().unwrap_err().variable;
+        let b = Config::builder;
+        assert_eq!(err(b().service_name("")), "service_name");
+        assert_eq!(err(b().service_name("x".repeat(257))), "service_name");
+        assert_eq!(err(b().instance_name("a\nb")), "instance_name");
+        assert_eq!(err(b().namespace("a|b")), "namespace");
+        assert_eq!(err(b().namespace("n".repeat(100_000))), "namespace");
+        assert_eq!(err(b().cluster("\0")), "cluster");
+        assert_eq!(err(b().backend_services("::1")), "backend_services");
+        assert_eq!(err(b().authentication("tok\n")), "authentication");
+        assert_eq!(err(b().sample_per_3_secs(-2)), "sample_per_3_secs");
+        assert_eq!(err(b().span_limit(0)), "span_limit");
+        assert_eq!(err(b().span_limit(usize::MAX)), "span_limit");
+        assert_eq!(err(b().queue_size(0)), "queue_size");
+        assert_eq!(err(b().queue_size(usize::MAX)), "queue_size");
         assert_eq!(
-            Config::builder()
-                .span_limit(0)
-                .build()
-                .unwrap_err()
-                .variable,
-            "span_limit"
+            err(b().heartbeat_period(Duration::ZERO)),
+            "heartbeat_period"
         );
+        assert_eq!(err(b().heartbeat_period(Duration::MAX)), "heartbeat_period");
+        assert_eq!(err(b().correlation_max_keys(65)), "correlation_max_keys");
         assert_eq!(
-            Config::builder()
-                .namespace("a b")
-                .build()
-                .unwrap_err()
-                .variable,
-            "SW_AGENT_NAMESPACE"
+            err(b()
+                .correlation_max_keys(64)
+                .correlation_max_value_size(1024)),
+            "correlation_max_value_size"
         );
-        assert_eq!(
+        assert_eq!(err(b().ignore_paths("/a\u{1b}")), "ignore_paths");
+        let multi_line = b()
+            .ignore_paths("/health,\n  /static/**\n")
+            .build()
+            .unwrap();
+        assert_eq!(multi_line.ignore_paths, ["/health", "/static/**"]);
+        assert_eq!(err(b().ignore_suffix(",".repeat(70_000))), "ignore_suffix");
+        // Namespaces are no longer header prefixes: anything printable but `|` is fine.
+        let config = b().service_name("s").namespace("a b").build().unwrap();
+        assert_eq!(config.service_name(), "s|a b");
+        assert_eq!(b().authentication("").build().unwrap().authentication, None);
+    }
+
+    #[test]
+    fn service_name_joins_the_parts_that_are_set() {
+        let name = |ns: &str, cluster: &str| {
             Config::builder()
-                .authentication("tok\n")
+                .service_name("orders")
+                .namespace(ns)
+                .cluster(cluster)
                 .build()
-                .unwrap_err()
-                .variable,
-            "SW_AGENT_AUTHENTICATION"
-        );
+                .unwrap()
+                .service_name
+        };
+        assert_eq!(name("", ""), "orders");
+        assert_eq!(name("prod", ""), "orders|prod");
+        assert_eq!(name("", "eu"), "orders|eu");
+        assert_eq!(name("prod", "eu"), "orders|prod|eu");
+    }
+
+    #[test]
+    fn ipv6_backends_are_kept_in_brackets() {
+        let config = Config::builder()
+            .backend_services("[::1]:11800, oap:11800")
+            .build()
+            .unwrap();
+        assert_eq!(config.backends(), ["[::1]:11800", "oap:11800"]);
+    }
+
+    #[test]
+    fn a_list_error_names_the_entry_at_fault() {
+        let err = Config::builder()
+            .env(env_of(&[(
+                "SW_AGENT_COLLECTOR_BACKEND_SERVICES",
+                "oap:11800,::1:11800",
+            )]))
+            .unwrap_err();
+        assert_eq!(err.value, "::1:11800");
+        assert!(err.expected.contains("[::1]:11800"), "{err}");
+    }
+
+    #[test]
+    fn non_utf8_values_name_the_variable() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStringExt;
+            let err = Config::builder()
+                .env_os(|name| {
+                    (name == "SW_AGENT_NAMESPACE").then(|| OsString::from_vec(b"a\xffb".to_vec()))
+                })
+                .unwrap_err();
+            assert_eq!(err.variable, "SW_AGENT_NAMESPACE");
+            assert_eq!(err.value, "a\u{fffd}b");
+        }
+        let ok = Config::builder()
+            .env_os(|name| (name == "SW_AGENT_NAME").then(|| OsString::from("orders")))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(ok.service_name(), "orders");
     }
 }

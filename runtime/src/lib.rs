@@ -43,6 +43,7 @@ mod glob;
 mod global;
 mod host;
 mod id;
+mod init_error;
 mod instrument;
 #[cfg(any(
     feature = "axum",
@@ -66,6 +67,7 @@ mod time;
 mod tracer;
 
 pub use config::{Config, ConfigBuilder, ConfigError, DEFAULT_IGNORE_SUFFIX, ReporterKind};
+pub use init_error::InitError;
 pub use instrument::{InSpan, Instrument};
 pub use local_span::LocalSpan;
 pub use propagation::{
@@ -81,7 +83,7 @@ pub use snapshot::{
     ContextSnapshot, current_trace_id, get_correlation, inject, put_correlation, snapshot,
 };
 pub use span::{Entered, EnteredSpan, Span};
-pub use tracer::{DEFAULT_SHUTDOWN_TIMEOUT, InitError, Tracer, TracerGuard, init, is_ignored_path};
+pub use tracer::{DEFAULT_SHUTDOWN_TIMEOUT, Tracer, TracerGuard, init, is_ignored_path};
 
 pub use skytrace_macros::{entry_span, exit_span, trace};
 

@@ -13,7 +13,8 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, check};
+use crate::glob::PathPattern;
 use crate::sampler::Sampler;
 use crate::suffix::SuffixSet;
 
@@ -55,38 +56,22 @@ impl TraceSettings {
         }
     }
 
+    /// The same checks as the configuration's; an error names the setting.
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |variable: &str, value: String, expected: &str| ConfigError {
-            variable: variable.into(),
-            value,
-            expected: expected.into(),
-        };
-        if self.sample_per_3_secs < -1 {
-            return Err(invalid(
-                "sample_per_3_secs",
-                self.sample_per_3_secs.to_string(),
-                "an integer >= -1",
-            ));
-        }
-        if self.span_limit == 0 || self.span_limit > MAX_SPAN_LIMIT {
-            return Err(invalid(
-                "span_limit",
-                self.span_limit.to_string(),
-                "an integer from 1 to 100000",
-            ));
-        }
+        check::sample("sample_per_3_secs", self.sample_per_3_secs)?;
+        check::span_limit("span_limit", self.span_limit)?;
+        check::list("ignore_suffix", &self.ignore_suffix.join(","))?;
+        check::list("ignore_paths", &self.ignore_paths.join(","))?;
         Ok(())
     }
 }
-
-/// More spans than this in one segment would make a message OAP and the collectors refuse.
-pub(crate) const MAX_SPAN_LIMIT: usize = 100_000;
 
 /// [`TraceSettings`] made ready for the hot path.
 pub(crate) struct Compiled {
     pub(crate) source: TraceSettings,
     pub(crate) sampler: Sampler,
     pub(crate) ignore_suffix: SuffixSet,
+    ignore_paths: Vec<PathPattern>,
     pub(crate) span_limit: u32,
 }
 
@@ -95,18 +80,23 @@ impl Compiled {
         Compiled {
             sampler: Sampler::new(source.sample_per_3_secs),
             ignore_suffix: SuffixSet::new(&source.ignore_suffix),
+            ignore_paths: source
+                .ignore_paths
+                .iter()
+                .map(|p| PathPattern::new(p))
+                .collect(),
             // Checked by `validate` on every way in; clamped all the same, as the hot path
             // relies on it.
-            span_limit: u32::try_from(source.span_limit.clamp(1, MAX_SPAN_LIMIT)).unwrap_or(1),
+            span_limit: u32::try_from(source.span_limit.clamp(1, check::MAX_SPAN_LIMIT))
+                .unwrap_or(1),
             source,
         }
     }
 
     pub(crate) fn is_ignored_path(&self, path: &str) -> bool {
-        self.source
-            .ignore_paths
+        self.ignore_paths
             .iter()
-            .any(|pattern| crate::glob::path_matches(pattern, path))
+            .any(|pattern| pattern.matches(path))
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::agent::Agent;
 use crate::config::{Config, ConfigError, ReporterKind};
 use crate::context::EntryName;
+use crate::init_error::InitError;
 use crate::propagation::Extractor;
 use crate::reporter::{ConsoleReporter, DiscardReporter, Reporter, ReporterStats};
 use crate::segment::{SpanRecord, Text};
@@ -125,39 +126,6 @@ impl Tracer {
 /// ```
 pub fn is_ignored_path(path: &str) -> bool {
     crate::global::with(|agent| agent.is_ignored_path(path)).unwrap_or(false)
-}
-
-/// Why [`init`] failed.
-#[derive(Debug)]
-pub enum InitError {
-    /// A configuration value is invalid.
-    Config(ConfigError),
-    /// The reporter could not start.
-    Reporter(std::io::Error),
-}
-
-impl std::fmt::Display for InitError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            InitError::Config(e) => write!(f, "skytrace configuration: {e}"),
-            InitError::Reporter(e) => write!(f, "skytrace reporter: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for InitError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            InitError::Config(e) => Some(e),
-            InitError::Reporter(e) => Some(e),
-        }
-    }
-}
-
-impl From<ConfigError> for InitError {
-    fn from(e: ConfigError) -> Self {
-        InitError::Config(e)
-    }
 }
 
 /// Starts the reporter `config` selects and installs the global tracer. Keep the returned guard

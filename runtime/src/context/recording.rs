@@ -273,7 +273,13 @@ impl ActiveSegment {
         if span.kind != SpanKind::Exit || span.peer.is_empty() {
             return None;
         }
-        let endpoint = state.span(0).map(|s| &*s.operation)?;
+        // The callee rejects an empty field: with no name on the first span, the exit span's
+        // own name stands in (what the Python and Node.js agents send anyway).
+        let endpoint = match state.span(0).map(|s| &*s.operation) {
+            Some(name) if !name.is_empty() => name,
+            _ if !span.operation.is_empty() => &*span.operation,
+            _ => return None,
+        };
         let sw8 = Sw8Parts {
             sampled: true,
             trace_id: self.trace_id(),

@@ -61,8 +61,8 @@ impl<T: Injector + ?Sized> Injector for &mut T {
 
 /// The propagation headers' own names, made once. A `HeaderMap` looked up by `&str` parses and
 /// hashes the name on every call (a tenth of an entry span's work), and a name made from a
-/// `&str` to insert a header is an allocation; these are neither. Names with a namespace prefix
-/// (`SW_AGENT_NAMESPACE`) take the general path.
+/// `&str` to insert a header is an allocation; these are neither. Any other name takes the
+/// general path.
 fn known_name(key: &str) -> Option<&'static http::HeaderName> {
     static SW8: http::HeaderName = http::HeaderName::from_static("sw8");
     static CORRELATION: http::HeaderName = http::HeaderName::from_static("sw8-correlation");

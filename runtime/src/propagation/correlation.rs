@@ -66,10 +66,28 @@ impl Correlation {
         out
     }
 
-    /// Sets `key`; a later write overrides. Returns `false` (and keeps nothing) when the value is
-    /// too long or a new key would exceed the key limit.
+    /// Sets `key`; a later write overrides. Returns `false` (and keeps nothing) when the key is
+    /// empty, the value too long, or a new key would exceed the key limit.
+    ///
+    /// An empty value removes `key`, as go2sky does (an empty value cannot be sent): then the
+    /// result says whether the key was there.
+    ///
+    /// ```
+    /// use skytrace::Correlation;
+    ///
+    /// let mut c = Correlation::new(3, 128);
+    /// assert!(c.put("tenant", "acme"));
+    /// assert!(c.put("tenant", ""));
+    /// assert_eq!(c.get("tenant"), None);
+    /// assert!(!c.put("tenant", ""), "nothing left to remove");
+    /// ```
     pub fn put(&mut self, key: impl Into<String>, value: impl Into<String>) -> bool {
         let (key, value) = (key.into(), value.into());
+        if value.is_empty() {
+            let before = self.entries.len();
+            self.entries.retain(|(k, _)| *k != key);
+            return self.entries.len() != before;
+        }
         if key.is_empty() || value.len() > self.max_value_len {
             return false;
         }
@@ -119,6 +137,20 @@ mod tests {
         assert_eq!(c.get("a"), Some("9"));
         let back = Correlation::decode(&c.encode(), 2, 4);
         assert_eq!(back.iter().count(), 2);
+    }
+
+    #[test]
+    fn an_empty_value_removes_the_key() {
+        let mut c = Correlation::new(2, 8);
+        assert!(c.put("a", "1"));
+        assert!(c.put("b", "2"));
+        assert!(c.put("a", ""));
+        assert_eq!(c.iter().collect::<Vec<_>>(), vec![("b", "2")]);
+        assert!(!c.put("a", ""));
+        assert!(c.put("c", "3"), "the removed key's place is free again");
+        assert!(!c.put("", ""));
+        let back = Correlation::decode(&c.encode(), 2, 8);
+        assert_eq!(back, c);
     }
 
     #[test]

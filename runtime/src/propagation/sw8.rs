@@ -9,6 +9,10 @@ use base64::engine::general_purpose::STANDARD;
 /// Longest `sw8` value accepted; the protocol keeps the whole header under 2 KB.
 pub const SW8_MAX_LEN: usize = 2048;
 
+/// Longest trace or segment id accepted, in bytes: agents write ids of well under 100
+/// characters, and an id this long still leaves room to propagate the trace further.
+const SW8_MAX_ID_LEN: usize = 1024;
+
 /// A decoded `sw8` header.
 ///
 /// ```
@@ -54,7 +58,8 @@ pub enum Sw8Error {
     SampleFlag,
     /// The parent span id is not a decimal integer ≥ 0.
     SpanId,
-    /// A string field (1-based index) is not base64, not UTF-8, or empty.
+    /// A string field (1-based index) is not base64, not UTF-8, or empty; or an id (fields 2
+    /// and 3) is longer than 1,024 bytes.
     Field(usize),
 }
 
@@ -103,10 +108,17 @@ impl Sw8Header {
         };
         let parent_span_id = parse_span_id(fields[3]).ok_or(Sw8Error::SpanId)?;
         let text = |i: usize| decode_field(fields[i]).ok_or(Sw8Error::Field(i + 1));
+        // Ids no agent writes, and that would leave no room to propagate the trace further.
+        let id = |i: usize| {
+            text(i).and_then(|id| match id.len() {
+                ..=SW8_MAX_ID_LEN => Ok(id),
+                _ => Err(Sw8Error::Field(i + 1)),
+            })
+        };
         Ok(Sw8Header {
             sampled,
-            trace_id: text(1)?,
-            parent_segment_id: text(2)?,
+            trace_id: id(1)?,
+            parent_segment_id: id(2)?,
             parent_span_id,
             parent_service: text(4)?,
             parent_service_instance: text(5)?,
@@ -115,7 +127,32 @@ impl Sw8Header {
         })
     }
 
-    /// The header value, as the official agents write it.
+    /// The header value, as the official agents write it, never longer than [`SW8_MAX_LEN`]
+    /// (a callee refuses a longer one and starts a new trace). To fit, the free-text fields are
+    /// cut at a character boundary, in this order, each only as far as needed and never below
+    /// one character: the parent endpoint, the parent instance, the target address, the parent
+    /// service. The ids are never cut: only ids longer than [`Sw8Header::decode`] accepts
+    /// (1,024 bytes each) can make the value longer than the limit.
+    ///
+    /// ```
+    /// use skytrace::{SW8_MAX_LEN, Sw8Header};
+    ///
+    /// let header = Sw8Header {
+    ///     sampled: true,
+    ///     trace_id: "t".into(),
+    ///     parent_segment_id: "s".into(),
+    ///     parent_span_id: 1,
+    ///     parent_service: "svc".into(),
+    ///     parent_service_instance: "i".into(),
+    ///     parent_endpoint: format!("/search?q={}", "x".repeat(3000)),
+    ///     target_address: "callee:80".into(),
+    /// };
+    /// let value = header.encode();
+    /// assert!(value.len() <= SW8_MAX_LEN);
+    /// let back = Sw8Header::decode(&value).unwrap();
+    /// assert!(header.parent_endpoint.starts_with(&back.parent_endpoint));
+    /// assert_eq!(back.target_address, "callee:80");
+    /// ```
     pub fn encode(&self) -> String {
         Sw8Parts {
             sampled: self.sampled,
@@ -166,31 +203,64 @@ pub(crate) struct Sw8Parts<'a> {
 }
 
 impl Sw8Parts<'_> {
-    /// Sized exactly up front and encoded in place: one allocation.
+    /// The header value, cut to fit [`SW8_MAX_LEN`] (see [`Sw8Header::encode`]). Sized exactly
+    /// up front and encoded in place: one allocation.
     pub(crate) fn encode(&self) -> String {
-        let texts = [
-            self.trace_id,
-            self.parent_segment_id,
+        let span_id = self.parent_span_id.to_string();
+        // Flag, seven dashes, the span id, the two ids: what is never cut.
+        let fixed = 1
+            + 7
+            + span_id.len()
+            + encoded_len(self.trace_id)
+            + encoded_len(self.parent_segment_id);
+        let mut free = [
             self.parent_service,
             self.parent_service_instance,
             self.parent_endpoint,
             self.target_address,
         ];
-        // Flag, seven dashes, a span id of at most 11 characters, and the six fields.
-        let len = 1 + 7 + 11 + texts.iter().map(|t| encoded_len(t)).sum::<usize>();
+        let mut len = fixed + free.iter().map(|t| encoded_len(t)).sum::<usize>();
+        // The order fields are cut in: what the callee needs least first.
+        for i in CUT_ORDER {
+            if len <= SW8_MAX_LEN {
+                break;
+            }
+            let before = encoded_len(free[i]);
+            let room = before.saturating_sub(len - SW8_MAX_LEN);
+            free[i] = cut(free[i], room / 4 * 3);
+            len = len - before + encoded_len(free[i]);
+        }
         let mut out = Vec::with_capacity(len);
         out.push(if self.sampled { b'1' } else { b'0' });
-        let [trace, segment, service, instance, endpoint, address] = texts;
-        push_field(&mut out, trace);
-        push_field(&mut out, segment);
+        push_field(&mut out, self.trace_id);
+        push_field(&mut out, self.parent_segment_id);
         out.push(b'-');
-        out.extend_from_slice(self.parent_span_id.to_string().as_bytes());
-        for text in [service, instance, endpoint, address] {
+        out.extend_from_slice(span_id.as_bytes());
+        for text in free {
             push_field(&mut out, text);
         }
         // Base64, digits and dashes only.
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// Indexes into `[service, instance, endpoint, address]`, in the order [`Sw8Parts::encode`]
+/// cuts them: the parent endpoint (only shown to users), then the parent instance, then the
+/// target address (OAP maps it to the callee), and the parent service last.
+const CUT_ORDER: [usize; 4] = [2, 1, 3, 0];
+
+/// `text` cut to at most `max` bytes at a character boundary, but never below its first
+/// character: an empty field makes the whole header invalid.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let first = text.chars().next().map_or(0, char::len_utf8);
+    let mut end = max.max(first);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn encoded_len(text: &str) -> usize {
@@ -285,6 +355,45 @@ mod tests {
         // `-1` splits into an extra empty field.
         let value = EXAMPLE.replace("-3-", "--1-");
         assert!(Sw8Header::decode(&value).is_err());
+    }
+
+    #[test]
+    fn long_fields_are_cut_to_fit() {
+        // Issue 12: a 1,612-byte endpoint made a 2,337-byte header the callee refused.
+        let mut h = sample();
+        h.parent_endpoint = format!("/{}", "é".repeat(806)); // 1,613 bytes
+        let value = h.encode();
+        assert!(value.len() <= SW8_MAX_LEN, "{}", value.len());
+        let back = Sw8Header::decode(&value).unwrap();
+        assert!(h.parent_endpoint.starts_with(&back.parent_endpoint));
+        assert!(back.parent_endpoint.len() > 1_400);
+        assert_eq!(back.target_address, h.target_address);
+        assert_eq!(back.parent_service, h.parent_service);
+
+        // Everything long: cut in the documented order, each field keeps a character.
+        h.parent_service = "s".repeat(1_000);
+        h.parent_service_instance = "😀".repeat(500);
+        h.target_address = "a".repeat(1_000);
+        let back = Sw8Header::decode(&h.encode()).unwrap();
+        assert_eq!(back.parent_endpoint, "/");
+        assert_eq!(back.parent_service_instance, "😀");
+        assert!(h.parent_service.starts_with(&back.parent_service));
+        assert!(back.parent_service.len() > 100);
+        assert!(h.target_address.starts_with(&back.target_address));
+
+        // What already fits is left alone, byte for byte.
+        h = sample();
+        h.parent_endpoint = "e".repeat(1_000);
+        assert_eq!(Sw8Header::decode(&h.encode()), Ok(h));
+    }
+
+    #[test]
+    fn ids_over_the_limit_are_rejected() {
+        let mut h = sample();
+        h.trace_id = "t".repeat(SW8_MAX_ID_LEN);
+        assert_eq!(Sw8Header::decode(&h.encode()), Ok(h.clone()));
+        h.trace_id.push('t');
+        assert_eq!(Sw8Header::decode(&h.encode()), Err(Sw8Error::Field(2)));
     }
 
     #[test]

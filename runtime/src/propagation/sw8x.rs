@@ -21,12 +21,22 @@ impl Sw8Extension {
         }
     }
 
-    /// The header value, e.g. `1-` or `0-1700000000000`.
+    /// The header value, e.g. `1-` or `0-1700000000000`. A negative send time is no time
+    /// (and `-` separates the fields): it is left out.
+    ///
+    /// ```
+    /// use skytrace::Sw8Extension;
+    ///
+    /// let x = Sw8Extension { skip_analysis: false, send_time_ms: Some(1_700_000_000_000) };
+    /// assert_eq!(Sw8Extension::decode(&x.encode()), x);
+    /// let negative = Sw8Extension { skip_analysis: true, send_time_ms: Some(-5) };
+    /// assert_eq!(negative.encode(), "1-");
+    /// ```
     pub fn encode(&self) -> String {
         let mode = if self.skip_analysis { "1" } else { "0" };
         match self.send_time_ms {
-            Some(ts) => format!("{mode}-{ts}"),
-            None => format!("{mode}-"),
+            Some(ts) if ts >= 0 => format!("{mode}-{ts}"),
+            _ => format!("{mode}-"),
         }
     }
 

@@ -41,6 +41,7 @@ pub mod sqlx;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 
+#[allow(unused_imports)] // used by the HTTP integrations only
 pub(crate) use crate::instrument::Traced;
 use std::borrow::Cow;
 

@@ -138,8 +138,13 @@ impl TracedChannel {
                 span.add_tag("mq.queue", routing_key.as_str().to_owned());
             },
         );
-        let mut headers = properties.headers().clone().unwrap_or_default();
-        if mq::inject_with_send_time(&span, &mut Headers(&mut headers)) {
+        // Written aside first: the message's own headers are copied only when traced.
+        let mut written = mq::Written::default();
+        if mq::inject_with_send_time(&span, &mut written) {
+            let mut headers = properties.headers().clone().unwrap_or_default();
+            for (key, value) in written.0 {
+                Headers(&mut headers).set(&key, value);
+            }
             properties = properties.with_headers(headers);
         }
         let result = self

@@ -6,7 +6,7 @@
 //! | `actix-web` | [`actix_web::SkytraceMiddleware`] | entry, `{METHOD}:{route}` |
 //! | `tonic` | [`tonic::GrpcServerLayer`], [`tonic::GrpcClientLayer`], `MetadataMap` carriers | entry / exit, `/pkg.Service/Method` |
 //! | `reqwest` | [`reqwest::RequestBuilderExt::send_traced`], [`reqwest::TracedClientExt::execute_traced`] | exit, `{METHOD}:{path}` |
-//! | `sqlx` (`sqlx-postgres`, `sqlx-mysql`) | [`sqlx::TracedPool`] (`pool.traced()`), [`sqlx::Traced`] | exit, `PostgreSQL/sqlx/fetch_one` |
+//! | `sqlx` (`sqlx-postgres`, `sqlx-mysql`) | [`sqlx::TracedPool`] (`pool.traced()`), [`sqlx::Traced`] | exit, `PostgreSQL/sqlx/fetch` |
 //! | `redis` | [`redis::TracedConnection`] (`conn.traced(&client)`) | exit, `Redis/GET` |
 //! | `lapin` | [`lapin::TracedChannel`] (`channel.traced(broker)`) | exit / entry, `RabbitMQ/Topic/{exchange}Queue/{key}/Producer` |
 //! | `async-nats` | [`nats::TracedClient`] (`client.traced(server)`) | exit / entry, `Nats/Pub/{subject}` |

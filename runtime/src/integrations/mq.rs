@@ -43,6 +43,19 @@ pub(crate) fn inject_with_send_time(span: &Span, carrier: &mut dyn Injector) -> 
     true
 }
 
+/// Headers written by a span, to be merged into a message's own only when there are some.
+#[derive(Default)]
+pub(crate) struct Written(pub(crate) Vec<(String, String)>);
+
+impl Injector for Written {
+    fn set(&mut self, key: &str, value: String) {
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((key.to_owned(), value)),
+        }
+    }
+}
+
 struct SendTime<'a> {
     inner: &'a mut dyn Injector,
     now_ms: i64,

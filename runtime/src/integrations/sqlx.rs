@@ -26,11 +26,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Each span is a child of the current span, named `{db}/sqlx/{method}` — the database as the
-//! Java agent's JDBC plugin spells it (`PostgreSQL`, `Mysql`) and the [`sqlx::Executor`]
-//! method that ran (`execute`, `fetch_one`, `fetch_all`, `fetch_optional`, `fetch`,
-//! `fetch_many`, `execute_many`, `prepare`), or `commit` / `rollback` for a transaction: the
-//! Rust analogue of the JDBC plugin's `{db}/JDBC/PreparedStatement/executeQuery`. The SQL text
+//! Each span is a child of the current span, named `{db}/sqlx/{execute|fetch}` — the database
+//! as the Java agent's JDBC plugin spells it (`PostgreSQL`, `Mysql`), then `execute` for
+//! statements run for their effect (sqlx's `execute`, `execute_many`) and `fetch` for queries
+//! that read rows (`fetch`, `fetch_one`, `fetch_all`, `fetch_optional`, `fetch_many`): the
+//! Rust analogue of the JDBC plugin's `{db}/JDBC/PreparedStatement/executeUpdate` and
+//! `…/executeQuery`. `prepare`, `commit` and `rollback` have spans of their own. The SQL text
 //! is never part of the name (OAP would see one endpoint per statement). Layer Database,
 //! component `PostgreSQL` (22) or `Mysql` (5), peer = the pool's `host:port` (or its socket
 //! path), tags `db.type` = `sql`, `db.instance` = the database, `db.statement` = the SQL,
@@ -68,16 +69,13 @@ type BoxStream<'a, T> = Pin<Box<dyn Stream<Item = T> + Send + 'a>>;
 /// `plugin.jdbc.sql_body_max_length`.
 pub const DEFAULT_STATEMENT_MAX_LEN: usize = 2048;
 
-/// The [`Executor`] method a span stands for; indexes [`TracedDatabase::OPERATIONS`].
+/// What a span stands for; indexes [`TracedDatabase::OPERATIONS`].
 #[derive(Clone, Copy)]
 enum Method {
+    /// `execute`, `execute_many`: statements run for their effect.
     Execute,
-    ExecuteMany,
+    /// `fetch`, `fetch_many`, `fetch_all`, `fetch_one`, `fetch_optional`: queries read.
     Fetch,
-    FetchMany,
-    FetchAll,
-    FetchOne,
-    FetchOptional,
     Prepare,
     Commit,
     Rollback,
@@ -87,12 +85,7 @@ macro_rules! operations {
     ($db:literal) => {
         [
             concat!($db, "/sqlx/execute"),
-            concat!($db, "/sqlx/execute_many"),
             concat!($db, "/sqlx/fetch"),
-            concat!($db, "/sqlx/fetch_many"),
-            concat!($db, "/sqlx/fetch_all"),
-            concat!($db, "/sqlx/fetch_one"),
-            concat!($db, "/sqlx/fetch_optional"),
             concat!($db, "/sqlx/prepare"),
             concat!($db, "/sqlx/commit"),
             concat!($db, "/sqlx/rollback"),
@@ -117,7 +110,7 @@ pub trait TracedDatabase: Database + sealed::Sealed {
     /// The component id OAP draws the database with (see [`crate::component`]).
     const COMPONENT: i32;
     #[doc(hidden)]
-    const OPERATIONS: [&'static str; 10];
+    const OPERATIONS: [&'static str; 5];
 
     /// The span peer and `db.instance` of a connection made with `options`.
     #[doc(hidden)]
@@ -130,7 +123,7 @@ impl sealed::Sealed for ::sqlx::Postgres {}
 #[cfg(feature = "sqlx-postgres")]
 impl TracedDatabase for ::sqlx::Postgres {
     const COMPONENT: i32 = crate::component::POSTGRESQL;
-    const OPERATIONS: [&'static str; 10] = operations!("PostgreSQL");
+    const OPERATIONS: [&'static str; 5] = operations!("PostgreSQL");
 
     fn target_of(options: &::sqlx::postgres::PgConnectOptions) -> (String, String) {
         let peer = match options.get_socket() {
@@ -149,7 +142,7 @@ impl sealed::Sealed for ::sqlx::MySql {}
 #[cfg(feature = "sqlx-mysql")]
 impl TracedDatabase for ::sqlx::MySql {
     const COMPONENT: i32 = crate::component::MYSQL;
-    const OPERATIONS: [&'static str; 10] = operations!("Mysql");
+    const OPERATIONS: [&'static str; 5] = operations!("Mysql");
 
     fn target_of(options: &::sqlx::mysql::MySqlConnectOptions) -> (String, String) {
         let peer = match options.get_socket() {
@@ -180,7 +173,7 @@ pub struct DbTarget {
     peer: String,
     instance: String,
     component: i32,
-    operations: [&'static str; 10],
+    operations: [&'static str; 5],
     statement_max_len: usize,
 }
 
@@ -344,7 +337,7 @@ macro_rules! traced_executor_methods {
             E: 'q + Execute<'q, Self::Database>,
         {
             let $this = self;
-            let span = $target.start(Method::ExecuteMany, query.sql());
+            let span = $target.start(Method::Execute, query.sql());
             traced_stream(span, $inner.execute_many(query))
         }
 
@@ -379,7 +372,7 @@ macro_rules! traced_executor_methods {
             E: 'q + Execute<'q, Self::Database>,
         {
             let $this = self;
-            let span = $target.start(Method::FetchMany, query.sql());
+            let span = $target.start(Method::Fetch, query.sql());
             traced_stream(span, $inner.fetch_many(query))
         }
 
@@ -392,7 +385,7 @@ macro_rules! traced_executor_methods {
             E: 'q + Execute<'q, Self::Database>,
         {
             let $this = self;
-            let span = $target.start(Method::FetchAll, query.sql());
+            let span = $target.start(Method::Fetch, query.sql());
             traced_future(span, $inner.fetch_all(query))
         }
 
@@ -405,7 +398,7 @@ macro_rules! traced_executor_methods {
             E: 'q + Execute<'q, Self::Database>,
         {
             let $this = self;
-            let span = $target.start(Method::FetchOne, query.sql());
+            let span = $target.start(Method::Fetch, query.sql());
             traced_future(span, $inner.fetch_one(query))
         }
 
@@ -418,7 +411,7 @@ macro_rules! traced_executor_methods {
             E: 'q + Execute<'q, Self::Database>,
         {
             let $this = self;
-            let span = $target.start(Method::FetchOptional, query.sql());
+            let span = $target.start(Method::Fetch, query.sql());
             traced_future(span, $inner.fetch_optional(query))
         }
 

@@ -185,6 +185,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             delivery
                 .ack(BasicAckOptions::default())
                 .await
+                .map(drop)
                 .map_err(|e| e.to_string())
         }
         .in_span(span)
@@ -204,7 +205,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("GET /orders/7 -> {item}");
     tokio::time::timeout(Duration::from_secs(10), worker)
         .await
-        .map_err(|_| "the worker got no event in 10 s")??;
+        .map_err(|_| "the worker got no event in 10 s")???;
 
     // Cleanup, outside any trace.
     sqlx::query(&format!("DROP TABLE {table}"))

@@ -122,7 +122,10 @@ async fn a_trace_crosses_rabbitmq_from_producer_to_consumer() {
 
     // The producer keeps a header of its own next to the trace's.
     let mut own = FieldTable::default();
-    own.insert("tenant".into(), lapin::types::AMQPValue::LongString("acme".into()));
+    own.insert(
+        "tenant".into(),
+        lapin::types::AMQPValue::LongString("acme".into()),
+    );
     let entry = producer.entry_span("POST:/orders", &());
     async {
         publisher

@@ -265,7 +265,12 @@ async fn mysql_queries_are_exit_spans_and_errors_are_marked() {
 
     let segment = only_segment(&collector).await;
     let s = &segment.spans;
-    assert_eq!(s.len(), 6, "{}", render_trace_tree(std::slice::from_ref(&segment)));
+    assert_eq!(
+        s.len(),
+        6,
+        "{}",
+        render_trace_tree(std::slice::from_ref(&segment))
+    );
     let peer = "127.0.0.1:3306";
     assert_sql_span(&s[1], "Mysql/sqlx/execute", 5, peer, &create);
     assert_sql_span(&s[2], "Mysql/sqlx/execute", 5, peer, &insert);

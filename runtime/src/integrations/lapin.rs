@@ -276,13 +276,7 @@ impl fmt::Debug for TracedConsumer {
 /// The Java agent's name: `RabbitMQ/Topic/{exchange}Queue/{routing key}{suffix}` (no slash
 /// before `Queue`, as there).
 fn operation_name(exchange: &str, routing_key: &str, suffix: &str) -> String {
-    super::join([
-        "RabbitMQ/Topic/",
-        exchange,
-        "Queue/",
-        routing_key,
-        suffix,
-    ])
+    super::join(["RabbitMQ/Topic/", exchange, "Queue/", routing_key, suffix])
 }
 
 /// Message headers as a carrier: values written as long strings (what the Java client sends

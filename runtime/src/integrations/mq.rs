@@ -38,7 +38,9 @@ pub(crate) fn inject_with_send_time(span: &Span, carrier: &mut dyn Injector) -> 
             skip_analysis: false,
             send_time_ms: Some(with_time.now_ms),
         };
-        with_time.inner.set(&format!("{sw8_key}-x"), extension.encode());
+        with_time
+            .inner
+            .set(&format!("{sw8_key}-x"), extension.encode());
     }
     true
 }
@@ -91,7 +93,8 @@ impl<E: Extractor> Extractor for SendTimeProbe<E> {
         let value = self.inner.get(key);
         if key.ends_with("sw8-x") {
             if let Some(value) = value {
-                self.send_time_ms.set(Sw8Extension::decode(value).send_time_ms);
+                self.send_time_ms
+                    .set(Sw8Extension::decode(value).send_time_ms);
             }
         }
         value
@@ -173,8 +176,7 @@ mod tests {
 
     #[test]
     fn the_probe_notes_the_send_time() {
-        let headers: HashMap<String, String> =
-            [("sw8-x".to_owned(), "0-1000".to_owned())].into();
+        let headers: HashMap<String, String> = [("sw8-x".to_owned(), "0-1000".to_owned())].into();
         let probe = SendTimeProbe {
             inner: &headers,
             send_time_ms: Cell::new(None),

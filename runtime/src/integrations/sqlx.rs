@@ -221,10 +221,7 @@ impl DbTarget {
             span.add_tag("db.type", "sql");
             span.add_tag("db.instance", self.instance.clone());
             if !sql.is_empty() {
-                span.add_tag(
-                    "db.statement",
-                    cut(sql, self.statement_max_len).to_owned(),
-                );
+                span.add_tag("db.statement", cut(sql, self.statement_max_len).to_owned());
             }
         }
         span

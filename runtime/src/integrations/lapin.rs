@@ -131,7 +131,7 @@ impl TracedChannel {
     ) -> ::lapin::Result<PublisherConfirm> {
         let span = mq::producer_span(
             || operation_name(exchange.as_str(), routing_key.as_str(), "/Producer"),
-            &self.broker,
+            self.broker.clone(),
             |span| {
                 span.set_component(component::RABBITMQ_PRODUCER);
                 span.add_tag("mq.topic", exchange.as_str().to_owned());
@@ -187,7 +187,7 @@ impl TracedChannel {
             operation_name(exchange, routing_key, "/Consumer"),
             headers,
             component::RABBITMQ_CONSUMER,
-            &self.broker,
+            self.broker.clone(),
             |span| {
                 span.add_tag("mq.topic", exchange.to_owned());
                 span.add_tag("mq.queue", routing_key.to_owned());

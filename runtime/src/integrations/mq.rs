@@ -91,11 +91,11 @@ pub(crate) struct SendTimeProbe<E> {
 impl<E: Extractor> Extractor for SendTimeProbe<E> {
     fn get(&self, key: &str) -> Option<&str> {
         let value = self.inner.get(key);
-        if key.ends_with("sw8-x") {
-            if let Some(value) = value {
-                self.send_time_ms
-                    .set(Sw8Extension::decode(value).send_time_ms);
-            }
+        if key.ends_with("sw8-x")
+            && let Some(value) = value
+        {
+            self.send_time_ms
+                .set(Sw8Extension::decode(value).send_time_ms);
         }
         value
     }
@@ -109,7 +109,7 @@ pub(crate) fn consumer_span(
     operation_name: String,
     headers: impl Extractor,
     component: i32,
-    broker: &Cow<'static, str>,
+    broker: Cow<'static, str>,
     tags: impl FnOnce(&Span),
 ) -> Span {
     let probe = SendTimeProbe {
@@ -124,7 +124,7 @@ pub(crate) fn consumer_span(
         span.set_layer(SpanLayer::Mq);
         span.set_component(component);
         span.set_peer(broker.clone());
-        span.add_tag("mq.broker", broker.clone());
+        span.add_tag("mq.broker", broker);
         tags(&span);
         if let Some(sent) = probe.send_time_ms.get() {
             span.add_tag("transmission.latency", (now_ms() - sent).to_string());
@@ -138,7 +138,7 @@ pub(crate) fn consumer_span(
 /// span records (a placeholder otherwise: the name of an unrecorded span is never seen).
 pub(crate) fn producer_span(
     operation_name: impl FnOnce() -> String,
-    broker: &Cow<'static, str>,
+    broker: Cow<'static, str>,
     tags: impl FnOnce(&Span),
 ) -> Span {
     // The peer is given at once: an unsampled trace still propagates, and its `sw8` names it.
@@ -146,7 +146,7 @@ pub(crate) fn producer_span(
     if span.is_recording() {
         span.set_operation_name(operation_name());
         span.set_layer(SpanLayer::Mq);
-        span.add_tag("mq.broker", broker.clone());
+        span.add_tag("mq.broker", broker);
         tags(&span);
     }
     span

@@ -117,7 +117,7 @@ impl TracedClient {
         let subject = subject.to_subject();
         let span = mq::producer_span(
             || super::join(["Nats/Pub/", subject.as_str()]),
-            &self.server,
+            self.server.clone(),
             |span| {
                 span.set_component(component::NATS);
                 span.add_tag("mq.queue", subject.as_str().to_owned());
@@ -161,7 +161,7 @@ impl TracedClient {
             super::join(["Nats/Sub/", subject]),
             Headers(headers),
             component::NATS,
-            &self.server,
+            self.server.clone(),
             |span| {
                 span.add_tag("mq.queue", subject.to_owned());
                 if let Some(reply) = &message.reply {

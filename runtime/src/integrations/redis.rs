@@ -426,9 +426,11 @@ mod tests {
         assert_eq!(name, "GET");
         assert_eq!(key, Some(&b"user:7"[..]));
         assert_eq!(op_of(&name), Some("read"));
-        let (name, key) = name_and_key(::redis::cmd("PING").arg("x"));
+        let mut ping = ::redis::cmd("PING");
+        let (name, key) = name_and_key(ping.arg("x"));
         assert_eq!((name.as_str(), key), ("PING", None));
-        let (_, key) = name_and_key(::redis::cmd("SCAN").arg("0"));
+        let mut scan = ::redis::cmd("SCAN");
+        let (_, key) = name_and_key(scan.arg("0"));
         assert_eq!(key, None);
         assert_eq!(key_text(&[b'k'; 300]).len(), KEY_MAX_LEN);
     }

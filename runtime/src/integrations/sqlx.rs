@@ -164,7 +164,8 @@ impl TracedDatabase for ::sqlx::MySql {
 /// # async fn demo() -> Result<(), sqlx::Error> {
 /// let options: PgConnectOptions = "postgres://app@db:5432/shop".parse()?;
 /// let target = DbTarget::new::<sqlx::Postgres>(&options);
-/// let mut conn = Traced::new(options.connect().await?, target);
+/// let mut raw = options.connect().await?;
+/// let mut conn = Traced::new(&mut raw, target); // `&mut` a bare connection
 /// sqlx::query("SELECT 1").execute(&mut conn).await?;
 /// # Ok(()) }
 /// ```

@@ -65,6 +65,8 @@
 //!
 //! Consumer entry spans go to the global tracer ([`crate::init`]), or to the one given with
 //! [`TracedChannel::with_tracer`]. Outside any trace a message is published unchanged.
+//! `basic_get` and consumer delegates reach the wrapped channel through `Deref` and are not
+//! traced; [`TracedChannel::delivery_span`] makes the entry span of such a delivery.
 
 use std::borrow::Cow;
 use std::fmt;

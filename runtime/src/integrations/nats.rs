@@ -41,7 +41,9 @@
 //! tags `transmission.latency` (ms) from it. A failed publish marks the exit span as failed.
 //!
 //! Entry spans go to the global tracer ([`crate::init`]), or to the one given with
-//! [`TracedClient::with_tracer`]. Outside any trace a message is published unchanged.
+//! [`TracedClient::with_tracer`]. Outside any trace a message is published unchanged (no
+//! headers are added). Requests (`request`, `send_request`) and JetStream reach the wrapped
+//! client through `Deref` and are not traced.
 
 use std::borrow::Cow;
 use std::fmt;

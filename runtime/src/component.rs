@@ -21,3 +21,9 @@ pub const REDIS: i32 = 7;
 pub const KAFKA: i32 = 27;
 /// Plain TCP.
 pub const TCP: i32 = 110;
+/// RabbitMQ, publishing side.
+pub const RABBITMQ_PRODUCER: i32 = 52;
+/// RabbitMQ, consuming side.
+pub const RABBITMQ_CONSUMER: i32 = 53;
+/// NATS.
+pub const NATS: i32 = 132;

@@ -49,7 +49,12 @@ mod instrument;
     feature = "axum",
     feature = "tonic",
     feature = "reqwest",
-    feature = "actix-web"
+    feature = "actix-web",
+    feature = "sqlx-postgres",
+    feature = "sqlx-mysql",
+    feature = "redis",
+    feature = "lapin",
+    feature = "async-nats"
 ))]
 pub mod integrations;
 mod intern;

@@ -6,6 +6,10 @@
 //! | `actix-web` | [`actix_web::SkytraceMiddleware`] | entry, `{METHOD}:{route}` |
 //! | `tonic` | [`tonic::GrpcServerLayer`], [`tonic::GrpcClientLayer`], `MetadataMap` carriers | entry / exit, `/pkg.Service/Method` |
 //! | `reqwest` | [`reqwest::RequestBuilderExt::send_traced`], [`reqwest::TracedClientExt::execute_traced`] | exit, `{METHOD}:{path}` |
+//! | `sqlx` (`sqlx-postgres`, `sqlx-mysql`) | [`sqlx::TracedPool`] (`pool.traced()`), [`sqlx::Traced`] | exit, `PostgreSQL/sqlx/fetch` |
+//! | `redis` | [`redis::TracedConnection`] (`conn.traced(&client)`) | exit, `Redis/GET` |
+//! | `lapin` | [`lapin::TracedChannel`] (`channel.traced(broker)`) | exit / entry, `RabbitMQ/Topic/{exchange}Queue/{key}/Producer` |
+//! | `async-nats` | [`nats::TracedClient`] (`client.traced(server)`) | exit / entry, `Nats/Pub/{subject}` |
 //!
 //! Server integrations continue the caller's trace from `sw8` / `sw8-correlation` / `sw8-x`,
 //! run the handler inside the entry span (entered around every poll, so every span the handler
@@ -36,11 +40,22 @@
 pub mod actix_web;
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "lapin")]
+pub mod lapin;
+#[cfg(any(feature = "lapin", feature = "async-nats"))]
+mod mq;
+#[cfg(feature = "async-nats")]
+pub mod nats;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
+#[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql"))]
+pub mod sqlx;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 
+#[allow(unused_imports)] // used by the HTTP integrations only
 pub(crate) use crate::instrument::Traced;
 use std::borrow::Cow;
 

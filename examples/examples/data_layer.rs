@@ -1,0 +1,262 @@
+//! A request through PostgreSQL, Redis and RabbitMQ: one trace across two services.
+//!
+//! Service `data-shop` handles `GET:/orders/{id}`: it looks the order up in Redis, loads it
+//! from PostgreSQL on a miss, caches it, and publishes an `order-viewed` event to RabbitMQ.
+//! Service `data-worker` consumes the event and counts it in Redis. Both report over gRPC.
+//!
+//! ```sh
+//! scripts/ensure-services postgresql redis rabbitmq
+//! cargo run -p skytrace-examples --example data_layer
+//! # or report to a real OAP instead of printing the trace:
+//! SW_AGENT_COLLECTOR_BACKEND_SERVICES=127.0.0.1:11800 cargo run -p skytrace-examples --example data_layer
+//! ```
+//!
+//! The servers default to the local ones (`postgres://root@127.0.0.1:5432/test`,
+//! `redis://127.0.0.1:6379/`, `amqp://guest:guest@127.0.0.1:5672/%2f`); `DATABASE_URL`,
+//! `REDIS_URL` and `AMQP_URL` change them.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use redis::AsyncCommands;
+use skytrace::integrations::lapin::{ChannelExt, TracedChannel};
+use skytrace::integrations::redis::{RedisConnectionExt, TracedConnection};
+use skytrace::integrations::sqlx::{PoolExt, TracedPool};
+use skytrace::{Config, GrpcReporter, Instrument, Span, Tracer};
+use skytrace_collector::{Collector, render_trace_tree};
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("data_layer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config(backends: &str, service: &str) -> Result<Config, skytrace::ConfigError> {
+    Config::builder()
+        .env(|name| std::env::var(name).ok())?
+        .backend_services(backends)
+        .service_name(service)
+        .instance_name(format!("{service}@127.0.0.1"))
+        .build()
+}
+
+/// What `data-shop` talks to.
+struct Shop {
+    db: TracedPool<sqlx::Postgres>,
+    cache: TracedConnection<redis::aio::MultiplexedConnection>,
+    events: TracedChannel,
+    queue: String,
+    table: String,
+}
+
+impl Shop {
+    /// `GET:/orders/{id}`.
+    async fn get_order(&mut self, id: i64) -> Result<String, Box<dyn std::error::Error>> {
+        let key = format!("order:{id}");
+        let cached: Option<String> = self.cache.get(&key).await?;
+        let item = match cached {
+            Some(item) => item,
+            None => {
+                let (item,): (String,) =
+                    sqlx::query_as(&format!("SELECT item FROM {} WHERE id = $1", self.table))
+                        .bind(id)
+                        .fetch_one(&self.db)
+                        .await?;
+                let _: () = self.cache.set_ex(&key, &item, 60).await?;
+                item
+            }
+        };
+        self.events
+            .basic_publish(
+                "".into(),
+                self.queue.as_str().into(),
+                BasicPublishOptions::default(),
+                format!("order {id} viewed").as_bytes(),
+                BasicProperties::default(),
+            )
+            .await?;
+        Ok(item)
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let external = std::env::var("SW_AGENT_COLLECTOR_BACKEND_SERVICES").ok();
+    let collector = match &external {
+        Some(_) => None,
+        None => Some(Collector::start().await?),
+    };
+    let backends = match (&external, &collector) {
+        (Some(list), _) => list.clone(),
+        (None, Some(c)) => c.addr().to_string(),
+        (None, None) => unreachable!("either an external backend or the embedded collector"),
+    };
+    println!("data_layer: reporting to {backends}");
+
+    // The shop uses the global tracer; the worker has its own, so one process shows two
+    // services.
+    let shop_tracing = skytrace::init(config(&backends, "data-shop")?)?;
+    let worker_config = config(&backends, "data-worker")?;
+    let worker_tracer = Tracer::new(&worker_config, GrpcReporter::start(&worker_config)?);
+
+    let database_url = env_or("DATABASE_URL", "postgres://root@127.0.0.1:5432/test");
+    let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379/");
+    let amqp_url = env_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
+    let run_id = format!("{}", std::process::id());
+
+    // Setup, outside any trace: not recorded.
+    let db = sqlx::PgPool::connect(&database_url)
+        .await
+        .map_err(|e| format!("PostgreSQL at {database_url}: {e}"))?
+        .traced();
+    let table = format!("skytrace_demo_orders_{run_id}");
+    sqlx::query(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, item TEXT NOT NULL)"
+    ))
+    .execute(&db)
+    .await?;
+    sqlx::query(&format!(
+        "INSERT INTO {table} VALUES (7, 'a teapot') ON CONFLICT DO NOTHING"
+    ))
+    .execute(&db)
+    .await?;
+    let redis_client = redis::Client::open(redis_url.as_str())?;
+    let cache = redis_client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| format!("Redis at {redis_url}: {e}"))?
+        .traced(&redis_client);
+    let amqp = Connection::connect(&amqp_url, ConnectionProperties::default())
+        .await
+        .map_err(|e| format!("RabbitMQ at {amqp_url}: {e}"))?;
+    let broker = broker_of(&amqp_url);
+    let queue = format!("skytrace.demo.orders.{run_id}");
+    let events = amqp.create_channel().await?.traced(broker.clone());
+    events
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+
+    // The worker: consumes one event, counts it.
+    let worker_channel = amqp
+        .create_channel()
+        .await?
+        .traced(broker)
+        .with_tracer(worker_tracer.clone());
+    let mut consumer = worker_channel
+        .basic_consume(
+            queue.as_str().into(),
+            "data-worker".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut worker_cache = cache.clone();
+    let worker = tokio::spawn(async move {
+        let Some(delivery) = consumer.next().await else {
+            return Err::<(), String>("the consumer ended".into());
+        };
+        let (delivery, span) = delivery.map_err(|e| e.to_string())?;
+        async {
+            let _: i64 = worker_cache
+                .incr("orders:viewed", 1)
+                .await
+                .map_err(|e| e.to_string())?;
+            delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        .in_span(span)
+        .await
+    });
+
+    // The request.
+    let mut shop = Shop {
+        db: db.clone(),
+        cache,
+        events,
+        queue,
+        table: table.clone(),
+    };
+    let request = Span::entry_new("GET:/orders/{id}");
+    let item = shop.get_order(7).in_span(request).await?;
+    println!("GET /orders/7 -> {item}");
+    tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .map_err(|_| "the worker got no event in 10 s")???;
+
+    // Cleanup, outside any trace.
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&db)
+        .await?;
+    let _: () = shop.cache.del("order:7").await?;
+
+    let expected = 2;
+    let shop_stats = shop_tracing.shutdown(Duration::from_secs(5));
+    let worker_stats = worker_tracer.reporter().shutdown(Duration::from_secs(5));
+    let sent = shop_stats.sent + worker_stats.sent;
+    println!(
+        "segments sent: {sent} (dropped {}, failed {})",
+        shop_stats.dropped + worker_stats.dropped,
+        shop_stats.failed + worker_stats.failed
+    );
+    match collector {
+        Some(collector) => {
+            let segments = collector
+                .wait_for_segments(expected, Duration::from_secs(10))
+                .await;
+            println!("\n{}", render_trace_tree(&segments));
+            collector.shutdown().await;
+            if segments.len() < expected {
+                return Err(format!(
+                    "expected {expected} segments, the collector has {}",
+                    segments.len()
+                )
+                .into());
+            }
+        }
+        None => {
+            if sent < expected as u64 {
+                return Err(
+                    format!("only {sent} of {expected} segments reached {backends}").into(),
+                );
+            }
+            println!("open SkyWalking's trace view: services data-shop and data-worker");
+        }
+    }
+    Ok(())
+}
+
+/// `host:port` of an AMQP URL, for the spans' peer.
+fn broker_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let host_port = host_port.rsplit_once('@').map_or(host_port, |(_, hp)| hp);
+    if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5672")
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::agent::Agent;
 use crate::context::{
-    ActiveSegment, Handle, SegmentStart, UnsampledContext, current, new_record, write_headers,
+    ActiveSegment, Handle, SegmentStart, UnsampledContext, current, write_headers,
 };
 use crate::id::{Id, TraceId};
 use crate::propagation::{Correlation, Injector};
@@ -86,7 +86,8 @@ impl ContextSnapshot {
                         correlation: correlation.clone(),
                         skip_analysis: *skip_analysis,
                     },
-                    new_record(SpanKind::Local, operation.into()),
+                    (SpanKind::Local, operation.into()),
+                    |_| {},
                 );
                 Span::from_handle(Handle::Recording {
                     segment,

@@ -130,8 +130,6 @@ fn start<E: Extractor + ?Sized>(
         ),
         None => (None, Vec::new()),
     };
-    let mut first = new_record(SpanKind::Entry, operation);
-    init(&mut first);
     let segment = ActiveSegment::start(
         Arc::clone(agent),
         SegmentStart {
@@ -141,7 +139,8 @@ fn start<E: Extractor + ?Sized>(
             correlation,
             skip_analysis: extension.skip_analysis,
         },
-        first,
+        (SpanKind::Entry, operation),
+        init,
     );
     Handle::Recording {
         segment,

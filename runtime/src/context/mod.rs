@@ -25,7 +25,7 @@ mod unsampled;
 pub(crate) use entry::{EntryName, Started, entry};
 pub(crate) use handle::{Handle, HandleId, RecordAt};
 pub(crate) use outgoing::write_headers;
-pub(crate) use recording::{ActiveSegment, SegmentStart, new_record};
+pub(crate) use recording::{ActiveSegment, SegmentStart};
 pub(crate) use unsampled::UnsampledContext;
 
 use std::sync::Arc;

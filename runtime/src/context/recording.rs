@@ -96,27 +96,37 @@ impl ActiveSegment {
             .map_or(self.segment_id.as_str(), TraceId::as_str)
     }
 
-    /// Starts a segment whose first span (id 0) is `first`, made by the caller and not shared
-    /// yet (its id and parent are set here).
+    /// Starts a segment whose first span (id 0) is a `kind` span named `operation`, with `init`
+    /// applied to its record: written where it stays (a record is 136 bytes), before the
+    /// segment is shared, so `init` may run any code.
     pub(crate) fn start(
         agent: Arc<Agent>,
         start: SegmentStart,
-        mut first: SpanRecord,
+        first: (SpanKind, Text),
+        init: impl FnOnce(&mut SpanRecord),
     ) -> Arc<Self> {
-        first.id = 0;
-        first.parent = -1;
-        first.skip_analysis |= start.skip_analysis;
-        let segment_id = new_id_at(first.start);
+        let now = Stamp::now();
         // Seven records (952 bytes) stay within glibc's per-thread cache of small blocks (up to
         // 1,032 bytes); eight did not, and took the arena's slower path on every request.
         let mut spans = Vec::with_capacity(7);
-        spans.push(first);
+        spans.push(SpanRecord::new(
+            0,
+            -1,
+            first.0,
+            first.1,
+            Cow::Borrowed(""),
+            now,
+        ));
+        if let Some(record) = spans.first_mut() {
+            record.skip_analysis = start.skip_analysis;
+            init(record);
+        }
         // A new trace is named after its first segment, as unique among traces as that id is
         // among segments (OAP keeps the two apart): one id to make per request, not two.
         Arc::new(ActiveSegment {
             agent,
             trace_id: start.trace_id,
-            segment_id,
+            segment_id: new_id_at(now),
             skip_analysis: start.skip_analysis,
             span_limit: start.span_limit,
             next_span_id: AtomicU32::new(1),

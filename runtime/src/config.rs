@@ -58,6 +58,7 @@ pub struct Config {
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) queue_size: usize,
     pub(crate) keep_tracing: bool,
+    pub(crate) enabled: bool,
     pub(crate) correlation_max_keys: usize,
     pub(crate) correlation_max_value_size: usize,
     pub(crate) reporter: ReporterKind,
@@ -83,6 +84,7 @@ impl fmt::Debug for Config {
             .field("heartbeat_period", &self.heartbeat_period)
             .field("queue_size", &self.queue_size)
             .field("keep_tracing", &self.keep_tracing)
+            .field("enabled", &self.enabled)
             .field("correlation_max_keys", &self.correlation_max_keys)
             .field(
                 "correlation_max_value_size",
@@ -205,6 +207,11 @@ impl Config {
         &self.backends
     }
 
+    /// Whether the agent is on (`SW_AGENT_ENABLE`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// The reporter this configuration selects.
     pub fn reporter(&self) -> &ReporterKind {
         &self.reporter
@@ -228,6 +235,7 @@ pub struct ConfigBuilder {
     heartbeat_period: Duration,
     queue_size: usize,
     keep_tracing: bool,
+    enabled: bool,
     correlation_max_keys: usize,
     correlation_max_value_size: usize,
     reporter: ReporterKind,
@@ -249,6 +257,7 @@ impl Default for ConfigBuilder {
             heartbeat_period: Duration::from_secs(30),
             queue_size: 10_000,
             keep_tracing: false,
+            enabled: true,
             correlation_max_keys: 3,
             correlation_max_value_size: 128,
             reporter: ReporterKind::Grpc,
@@ -366,6 +375,21 @@ impl ConfigBuilder {
         self
     }
 
+    /// `SW_AGENT_ENABLE`: `false` switches the agent off without a rebuild: [`crate::init`]
+    /// then returns a guard that does nothing (no thread, no socket, no span recorded), and the
+    /// compiled-in instrumentation costs only its no-trace path. Default `true`.
+    ///
+    /// ```
+    /// let config = skytrace::Config::builder().enabled(false).build().unwrap();
+    /// let agent = skytrace::init(config).unwrap();
+    /// assert!(agent.tracer().is_none());
+    /// assert!(!skytrace::Span::root_entry("job").is_recording());
+    /// ```
+    pub fn enabled(mut self, yes: bool) -> Self {
+        self.enabled = yes;
+        self
+    }
+
     /// `SW_AGENT_CORRELATION_MAX_KEY_COUNT`: 0 to 64 (default 3), and keys × value size at
     /// most 8 KiB so the `sw8-correlation` header stays within what a callee reads.
     pub fn correlation_max_keys(mut self, n: usize) -> Self {
@@ -455,6 +479,9 @@ impl ConfigBuilder {
         }
         if let Some(v) = var("SW_AGENT_KEEP_TRACING") {
             self.keep_tracing = check::boolean("SW_AGENT_KEEP_TRACING", &v)?;
+        }
+        if let Some(v) = var("SW_AGENT_ENABLE") {
+            self.enabled = check::boolean("SW_AGENT_ENABLE", &v)?;
         }
         let mut correlation_set = None;
         if let Some(v) = var("SW_AGENT_CORRELATION_MAX_KEY_COUNT") {
@@ -561,6 +588,7 @@ impl ConfigBuilder {
             heartbeat_period,
             queue_size,
             keep_tracing: self.keep_tracing,
+            enabled: self.enabled,
             correlation_max_keys: keys,
             correlation_max_value_size: value_size,
             reporter: self.reporter,

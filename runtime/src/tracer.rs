@@ -139,6 +139,10 @@ pub fn is_ignored_path(path: &str) -> bool {
 /// # Ok(()) }
 /// ```
 pub fn init(config: Config) -> Result<TracerGuard, InitError> {
+    if !config.enabled {
+        // Switched off (`SW_AGENT_ENABLE=false`): no reporter, no thread, no tracer installed.
+        return Ok(TracerGuard { tracer: None });
+    }
     let reporter: Arc<dyn Reporter> = match config.reporter {
         #[cfg(feature = "grpc")]
         ReporterKind::Grpc => {

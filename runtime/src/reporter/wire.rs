@@ -13,6 +13,12 @@
 //! A segment of more than [`INLINE_SPANS`] spans is queued whole and encoded on the reporter's
 //! thread, so that what a request pays for encoding stays small (about 1,000 instructions a
 //! span).
+//!
+//! Strings are cut to the limits of [`cap`] as they are written. Times are converted with one
+//! [`Clock`] per segment. Nothing here needs the `grpc` feature: a transport that sends
+//! `SegmentObject` bytes (gRPC, Kafka) takes them from here.
+
+mod cap;
 
 use std::cell::Cell;
 
@@ -21,6 +27,7 @@ use prost::bytes::{Buf, BufMut};
 use prost::encoding::{DecodeContext, WireType, encoded_len_varint, key_len, skip_field};
 
 use crate::segment::{LogRecord, Segment, SegmentRef, SpanRecord};
+use crate::time::Clock;
 
 /// A finished segment with what writing it needs worked out.
 pub(crate) struct SegmentMessage {
@@ -31,6 +38,8 @@ pub(crate) struct SegmentMessage {
     layout: Vec<SpanLayout>,
     /// The whole message's length.
     len: usize,
+    /// Converts the logs' times (the spans' are in `layout`).
+    clock: Clock,
 }
 
 #[derive(Clone, Copy)]
@@ -48,12 +57,16 @@ impl SegmentMessage {
     /// `layout` is scratch space (emptied here), so that a thread can reuse one.
     fn with_layout(segment: Segment, mut layout: Vec<SpanLayout>) -> SegmentMessage {
         layout.clear();
+        // The first span usually ends last: its end is "now" enough to tell whether the clock's
+        // correction is stale, without reading the clock again.
+        let latest = segment.spans.first().map(|s| s.end.unwrap_or(s.start));
+        let clock = latest.map_or_else(Clock::now, Clock::at);
         layout.extend(segment.spans.iter().enumerate().map(|(index, span)| {
             let times = (
-                span.start.to_millis(),
-                span.end.unwrap_or(span.start).to_millis(),
+                clock.millis(span.start),
+                clock.millis(span.end.unwrap_or(span.start)),
             );
-            let len = span_len(span, times, refs_of(&segment, index));
+            let len = span_len(span, times, refs_of(&segment, index), clock);
             SpanLayout { times, len }
         }));
         let s = &segment;
@@ -67,6 +80,7 @@ impl SegmentMessage {
             segment,
             layout,
             len,
+            clock,
         }
     }
 }
@@ -87,6 +101,15 @@ pub(crate) enum Queued {
 
 /// What a `collect` stream sends: a segment's protobuf bytes.
 pub(crate) struct Outgoing(Vec<u8>);
+
+/// A segment whose message is over the transport's limit, even with its strings cut: dropped
+/// alone rather than failing the batch it would travel in.
+#[derive(Debug)]
+pub(crate) struct TooLarge {
+    /// The message's length, in bytes.
+    pub(crate) len: usize,
+    pub(crate) trace_id: String,
+}
 
 thread_local! {
     /// [`SegmentMessage::layout`]'s space, reused by every segment this thread encodes.
@@ -117,13 +140,52 @@ impl Queued {
     }
 
     /// Ready to send (on the reporter's thread).
+    #[cfg(test)]
     pub(crate) fn into_outgoing(self) -> Outgoing {
         match self {
             Queued::Encoded(bytes) => Outgoing(bytes),
             Queued::Whole(segment) => Outgoing(encode(*segment, Vec::new()).0),
         }
     }
+
+    /// Ready to send, unless its message is longer than `max` bytes (a segment still queued
+    /// whole is not written out at all then).
+    pub(crate) fn into_outgoing_within(self, max: usize) -> Result<Outgoing, TooLarge> {
+        match self {
+            Queued::Encoded(bytes) if bytes.len() > max => Err(TooLarge {
+                len: bytes.len(),
+                trace_id: trace_id_of(&bytes),
+            }),
+            Queued::Encoded(bytes) => Ok(Outgoing(bytes)),
+            Queued::Whole(segment) => {
+                let message = SegmentMessage::with_layout(*segment, Vec::new());
+                if message.len > max {
+                    return Err(TooLarge {
+                        len: message.len,
+                        trace_id: message.segment.trace_id().to_owned(),
+                    });
+                }
+                let mut bytes = Vec::with_capacity(message.len);
+                message.write(&mut bytes);
+                Ok(Outgoing(bytes))
+            }
+        }
+    }
 }
+
+/// The trace id of an encoded segment (its first field), for a message about it.
+fn trace_id_of(bytes: &[u8]) -> String {
+    fn read(mut buf: &[u8]) -> Option<String> {
+        let (tag, _) = prost::encoding::decode_key(&mut buf).ok()?;
+        if tag != 1 {
+            return None;
+        }
+        let len = usize::try_from(prost::encoding::decode_varint(&mut buf).ok()?).ok()?;
+        std::str::from_utf8(buf.get(..len)?).ok().map(str::to_owned)
+    }
+    read(bytes).unwrap_or_default()
+}
+
 
 impl std::fmt::Debug for Outgoing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -173,7 +235,7 @@ impl SegmentMessage {
         put_str(2, s.segment_id.as_str(), buf);
         for (index, (span, layout)) in s.spans.iter().zip(&self.layout).enumerate() {
             put_message_header(3, layout.len, buf);
-            put_span(span, layout.times, refs_of(s, index), buf);
+            put_span(span, layout.times, refs_of(s, index), self.clock, buf);
         }
         put_str(4, s.service, buf);
         put_str(5, s.instance, buf);
@@ -181,7 +243,12 @@ impl SegmentMessage {
     }
 }
 
-fn span_len(span: &SpanRecord, (start, end): (i64, i64), refs: &[SegmentRef]) -> usize {
+fn span_len(
+    span: &SpanRecord,
+    (start, end): (i64, i64),
+    refs: &[SegmentRef],
+    clock: Clock,
+) -> usize {
     int_len(1, i64::from(span.id))
         + int_len(2, i64::from(span.parent))
         + int_len(3, start)
@@ -190,8 +257,8 @@ fn span_len(span: &SpanRecord, (start, end): (i64, i64), refs: &[SegmentRef]) ->
             .iter()
             .map(|r| message_len(5, ref_len(r)))
             .sum::<usize>()
-        + str_len(6, &span.operation)
-        + str_len(7, &span.peer)
+        + str_len(6, cap::operation_name(&span.operation))
+        + str_len(7, cap::peer(&span.peer))
         + int_len(8, i64::from(span.kind.to_proto() as i32))
         + int_len(9, i64::from(span.layer.to_proto() as i32))
         + int_len(10, i64::from(span.component))
@@ -204,12 +271,18 @@ fn span_len(span: &SpanRecord, (start, end): (i64, i64), refs: &[SegmentRef]) ->
         + span
             .logs
             .iter()
-            .map(|l| message_len(13, log_len(l)))
+            .map(|l| message_len(13, log_len(l, clock)))
             .sum::<usize>()
         + bool_len(14, span.skip_analysis)
 }
 
-fn put_span(span: &SpanRecord, (start, end): (i64, i64), refs: &[SegmentRef], buf: &mut Vec<u8>) {
+fn put_span(
+    span: &SpanRecord,
+    (start, end): (i64, i64),
+    refs: &[SegmentRef],
+    clock: Clock,
+    buf: &mut Vec<u8>,
+) {
     put_int(1, i64::from(span.id), buf);
     put_int(2, i64::from(span.parent), buf);
     put_int(3, start, buf);
@@ -218,8 +291,8 @@ fn put_span(span: &SpanRecord, (start, end): (i64, i64), refs: &[SegmentRef], bu
         put_message_header(5, ref_len(r), buf);
         put_ref(r, buf);
     }
-    put_str(6, &span.operation, buf);
-    put_str(7, &span.peer, buf);
+    put_str(6, cap::operation_name(&span.operation), buf);
+    put_str(7, cap::peer(&span.peer), buf);
     put_int(8, i64::from(span.kind.to_proto() as i32), buf);
     put_int(9, i64::from(span.layer.to_proto() as i32), buf);
     put_int(10, i64::from(span.component), buf);
@@ -229,8 +302,8 @@ fn put_span(span: &SpanRecord, (start, end): (i64, i64), refs: &[SegmentRef], bu
         put_pair(k, v, buf);
     }
     for log in &span.logs {
-        put_message_header(13, log_len(log), buf);
-        put_log(log, buf);
+        put_message_header(13, log_len(log, clock), buf);
+        put_log(log, clock, buf);
     }
     put_bool(14, span.skip_analysis, buf);
 }
@@ -242,8 +315,8 @@ fn ref_len(r: &SegmentRef) -> usize {
         + int_len(4, i64::from(r.parent_span_id))
         + str_len(5, &r.parent_service)
         + str_len(6, &r.parent_service_instance)
-        + str_len(7, &r.parent_endpoint)
-        + str_len(8, &r.network_address)
+        + str_len(7, cap::operation_name(&r.parent_endpoint))
+        + str_len(8, cap::peer(&r.network_address))
 }
 
 fn put_ref(r: &SegmentRef, buf: &mut Vec<u8>) {
@@ -253,21 +326,21 @@ fn put_ref(r: &SegmentRef, buf: &mut Vec<u8>) {
     put_int(4, i64::from(r.parent_span_id), buf);
     put_str(5, &r.parent_service, buf);
     put_str(6, &r.parent_service_instance, buf);
-    put_str(7, &r.parent_endpoint, buf);
-    put_str(8, &r.network_address, buf);
+    put_str(7, cap::operation_name(&r.parent_endpoint), buf);
+    put_str(8, cap::peer(&r.network_address), buf);
 }
 
 fn pair_len(key: &str, value: &str) -> usize {
-    str_len(1, key) + str_len(2, value)
+    str_len(1, cap::value(key)) + str_len(2, cap::value(value))
 }
 
 fn put_pair(key: &str, value: &str, buf: &mut Vec<u8>) {
-    put_str(1, key, buf);
-    put_str(2, value, buf);
+    put_str(1, cap::value(key), buf);
+    put_str(2, cap::value(value), buf);
 }
 
-fn log_len(log: &LogRecord) -> usize {
-    int_len(1, log.time.to_millis())
+fn log_len(log: &LogRecord, clock: Clock) -> usize {
+    int_len(1, clock.millis(log.time))
         + log
             .fields
             .iter()
@@ -275,8 +348,8 @@ fn log_len(log: &LogRecord) -> usize {
             .sum::<usize>()
 }
 
-fn put_log(log: &LogRecord, buf: &mut Vec<u8>) {
-    put_int(1, log.time.to_millis(), buf);
+fn put_log(log: &LogRecord, clock: Clock, buf: &mut Vec<u8>) {
+    put_int(1, clock.millis(log.time), buf);
     for (k, v) in &log.fields {
         put_message_header(2, pair_len(k, v), buf);
         put_pair(k, v, buf);

@@ -236,7 +236,10 @@ impl Shared {
         }
         if let Some(code) = self.fail_calls {
             self.record(|r| r.failed_calls += 1, None);
-            return Err(tonic::Status::new(code, "failing every call, as configured"));
+            return Err(tonic::Status::new(
+                code,
+                "failing every call, as configured",
+            ));
         }
         Ok(())
     }

@@ -78,7 +78,11 @@ async fn a_refused_token_backs_off_to_the_maximum_at_once() {
     tokio::time::sleep(WINDOW).await;
     let received = collector.received();
     // One refused call, then the longest back-off: no second call within the window.
-    assert!(received.rejected <= 2, "{} calls refused", received.rejected);
+    assert!(
+        received.rejected <= 2,
+        "{} calls refused",
+        received.rejected
+    );
     assert!(collector.connections() <= 2, "{}", collector.connections());
     assert!(!tracer.stats().connected);
     assert!(!tracer.reporter().is_available());
@@ -101,7 +105,10 @@ async fn answering(code: tonic::Code) {
     tokio::time::sleep(WINDOW).await;
     let calls = collector.received().failed_calls;
     let connections = collector.connections();
-    assert!((1..=8).contains(&calls), "{code:?}: {calls} calls in {WINDOW:?}");
+    assert!(
+        (1..=8).contains(&calls),
+        "{code:?}: {calls} calls in {WINDOW:?}"
+    );
     assert!(connections <= 8, "{code:?}: {connections} connections");
     assert!(!tracer.stats().connected, "{code:?}");
     busy.await.unwrap();
@@ -151,13 +158,20 @@ async fn a_black_hole_at_start_stops_new_traces_and_is_never_connected() {
     // once it gave up (its 10 s timeout, after which its connection is closed): a black hole
     // at start no longer costs the service 10 s of traces recorded to be dropped.
     assert_eq!(accepted.load(Ordering::Relaxed), 1);
-    assert_eq!(closed.load(Ordering::Relaxed), 0, "the first call had given up");
+    assert_eq!(
+        closed.load(Ordering::Relaxed),
+        0,
+        "the first call had given up"
+    );
     assert!(!tracer.entry_span("while-black-holed", &()).is_recording());
     for _ in 0..50 {
         connected_once |= tracer.stats().connected;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(!connected_once, "a backend that never answered is not connected");
+    assert!(
+        !connected_once,
+        "a backend that never answered is not connected"
+    );
     tracer.reporter().shutdown(Duration::from_secs(1));
 }
 
@@ -236,12 +250,19 @@ fn process_cpu() -> Duration {
 /// CPU time of this process's reporter threads (`skytrace-report…`), from their `schedstat`.
 fn reporter_cpu() -> Duration {
     let mut cpu = Duration::ZERO;
-    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         if comm.starts_with("skytrace-report") {
             let schedstat =
                 std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-            let ns = schedstat.split_whitespace().next().and_then(|v| v.parse().ok());
+            let ns = schedstat
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok());
             cpu += Duration::from_nanos(ns.unwrap_or(0));
         }
     }

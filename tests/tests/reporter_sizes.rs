@@ -48,7 +48,11 @@ async fn a_segment_of_five_one_megabyte_tags_is_cut_and_its_neighbours_arrive() 
     }
     assert!(entry.logs[0].data[0].value.len() <= 2048);
     let stats = tracer.reporter().shutdown(Duration::from_secs(5));
-    assert_eq!((stats.sent, stats.dropped, stats.failed), (21, 0, 0), "{stats:?}");
+    assert_eq!(
+        (stats.sent, stats.dropped, stats.failed),
+        (21, 0, 0),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,5 +86,9 @@ async fn a_segment_over_the_message_limit_after_cuts_is_dropped_alone() {
     }
     let stats = tracer.reporter().shutdown(Duration::from_secs(5));
     assert_eq!(collector.segment_count(), 20);
-    assert_eq!((stats.sent, stats.dropped, stats.failed), (20, 1, 0), "{stats:?}");
+    assert_eq!(
+        (stats.sent, stats.dropped, stats.failed),
+        (20, 1, 0),
+        "{stats:?}"
+    );
 }

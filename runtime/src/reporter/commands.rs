@@ -70,7 +70,9 @@ mod tests {
         handler.dispatch(&commands); // nobody listens: dropped
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
-        handler.clone().set(move |c| sink.lock().unwrap().push(c.command.clone()));
+        handler
+            .clone()
+            .set(move |c| sink.lock().unwrap().push(c.command.clone()));
         handler.dispatch(&commands);
         assert_eq!(*seen.lock().unwrap(), ["a", "b"]);
     }

@@ -198,8 +198,14 @@ mod tests {
             "error trying to connect: deadline has elapsed",
             Some(Box::new(Wrapper("deadline has elapsed", None))),
         );
-        assert_eq!(cause(&chain), "error trying to connect: deadline has elapsed");
-        let texts = ["tcp connect error", "Connection reset by peer (os error 104)"];
+        assert_eq!(
+            cause(&chain),
+            "error trying to connect: deadline has elapsed"
+        );
+        let texts = [
+            "tcp connect error",
+            "Connection reset by peer (os error 104)",
+        ];
         assert_eq!(
             join_causes(texts.map(String::from)),
             "tcp connect error: Connection reset by peer (os error 104)"

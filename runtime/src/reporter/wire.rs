@@ -186,7 +186,6 @@ fn trace_id_of(bytes: &[u8]) -> String {
     read(bytes).unwrap_or_default()
 }
 
-
 impl std::fmt::Debug for Outgoing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Outgoing({} bytes)", self.0.len())

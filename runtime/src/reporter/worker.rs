@@ -73,10 +73,7 @@ impl<T: Transport> Worker<T> {
                 self.wait_until(at, deadline).await;
                 continue;
             }
-            if self
-                .management
-                .needs_introduction(self.transport.session())
-            {
+            if self.management.needs_introduction(self.transport.session()) {
                 let properties = self.management.properties();
                 if self.call(Call::Properties(properties)).await.is_ok() {
                     // The session is the connection the call went out on.
@@ -255,7 +252,10 @@ impl Voice {
     fn connected(&mut self, status: &Status, backend: &str) {
         status.set(State::Connected);
         if self.last != Some(Said::Connected) {
-            eprintln!("{}", message::connected_line(backend, self.connected_before));
+            eprintln!(
+                "{}",
+                message::connected_line(backend, self.connected_before)
+            );
             self.last = Some(Said::Connected);
         }
         self.connected_before = true;

@@ -47,7 +47,7 @@ impl tower_service::Service<http::Uri> for TcpConnector {
             if !allowed {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::NotConnected,
-                    "the connection was lost before a call succeeded on it",
+                    "the connection closed before any call was answered",
                 ));
             }
             let host = uri.host().unwrap_or_default();

@@ -338,7 +338,10 @@ mod tests {
         let f = t.fail(Trouble::Unreachable, "x".into(), true);
         assert_eq!((f.backend.as_str(), f.retry_in), ("a:1", PACE));
         assert_eq!(f.next_backend.as_deref(), Some("b:2"));
-        assert_eq!(t.fail(Trouble::Unreachable, "x".into(), true).retry_in, PACE);
+        assert_eq!(
+            t.fail(Trouble::Unreachable, "x".into(), true).retry_in,
+            PACE
+        );
         // The third failure ends the round: the back-off's first delay.
         let f = t.fail(Trouble::Unreachable, "x".into(), true);
         assert!(f.retry_in > PACE && f.retry_in <= Duration::from_millis(600));
@@ -356,7 +359,11 @@ mod tests {
         let first = t.fail(Trouble::Unreachable, "x".into(), true).retry_in;
         let second = t.fail(Trouble::Error, "x".into(), false).retry_in;
         assert!(first >= Duration::from_millis(400) && second >= Duration::from_millis(640));
-        assert!(t.fail(Trouble::Error, "x".into(), true).next_backend.is_none());
+        assert!(
+            t.fail(Trouble::Error, "x".into(), true)
+                .next_backend
+                .is_none()
+        );
     }
 
     #[test]

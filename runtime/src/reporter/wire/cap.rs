@@ -86,7 +86,8 @@ mod tests {
     fn values_are_cut_by_bytes_on_a_character_boundary() {
         assert_eq!(value(&"x".repeat(1 << 20)).len(), VALUE_BYTES);
         // 3-byte characters: 2,048 is not a boundary, 2,046 is.
-        let cut = value(&"€".repeat(1_000));
+        let euros = "€".repeat(1_000);
+        let cut = value(&euros);
         assert_eq!(cut.len(), 2_046);
         assert!(cut.chars().all(|c| c == '€'));
     }

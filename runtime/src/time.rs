@@ -56,10 +56,13 @@ impl Stamp {
 
     /// Milliseconds since the Unix epoch. To convert several stamps that must keep their order
     /// (a segment's), take one [`Clock`] for all of them instead.
+    #[inline]
     pub(crate) fn to_millis(self) -> i64 {
-        Clock::at(self).millis(self)
+        let nanos = self.tsc_nanos();
+        nanos.saturating_add(Clock::checked_at(nanos).correction_ns) / 1_000_000
     }
 
+    #[inline]
     fn tsc_nanos(self) -> i64 {
         i64::try_from(self.0.as_unix_nanos(anchor())).unwrap_or(i64::MAX)
     }
@@ -81,20 +84,15 @@ impl Clock {
     /// The clock for stamps taken up to `latest`, re-measured first when the correction is
     /// older than [`RESYNC_EVERY`] at `latest`.
     pub(crate) fn at(latest: Stamp) -> Clock {
-        let nanos = latest.tsc_nanos();
+        Clock::checked_at(latest.tsc_nanos())
+    }
+
+    /// [`Clock::at`] for a stamp already in (uncorrected) nanoseconds.
+    #[inline]
+    fn checked_at(nanos: i64) -> Clock {
         let due = RESYNC_DUE_NS.load(Ordering::Relaxed);
-        // One thread wins the right to re-measure; the others go on with the current value.
-        if nanos >= due
-            && RESYNC_DUE_NS
-                .compare_exchange(
-                    due,
-                    nanos.saturating_add(RESYNC_EVERY.as_nanos() as i64),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
-            resync();
+        if nanos >= due {
+            resync_due(due, nanos);
         }
         Clock {
             correction_ns: CORRECTION_NS.load(Ordering::Relaxed),
@@ -105,6 +103,20 @@ impl Clock {
     #[inline]
     pub(crate) fn millis(self, stamp: Stamp) -> i64 {
         stamp.tsc_nanos().saturating_add(self.correction_ns) / 1_000_000
+    }
+}
+
+/// Re-measures the correction, unless another thread has just claimed it: one thread wins the
+/// right, the others go on with the current value. Out of line: once in 10 s.
+#[cold]
+#[inline(never)]
+fn resync_due(due: i64, nanos: i64) {
+    let next = nanos.saturating_add(RESYNC_EVERY.as_nanos() as i64);
+    if RESYNC_DUE_NS
+        .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
+        resync();
     }
 }
 

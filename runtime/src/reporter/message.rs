@@ -48,7 +48,7 @@ pub(crate) fn failure_line(failure: &Failure, keep_tracing: bool) -> String {
              (SW_AGENT_AUTHENTICATION): {cause}"
         ),
         Trouble::Error => format!("skytrace: OAP at {backend} answered with an error: {cause}"),
-        Trouble::Stalled => format!("skytrace: OAP at {backend} did not answer: {cause}"),
+        Trouble::Stalled => format!("skytrace: OAP at {backend} is not answering ({cause})"),
     };
     let retry_in = seconds(*retry_in);
     match next_backend {
@@ -250,6 +250,21 @@ mod tests {
             "skytrace: OAP at 127.0.0.1:11800 refused the authentication token \
              (SW_AGENT_AUTHENTICATION): UNAUTHENTICATED: missing or wrong `authentication` \
              token; retrying in 30 s, new traces paused"
+        );
+    }
+
+    #[test]
+    fn a_stalled_backend_says_how_long_it_was_given() {
+        let failure = Failure {
+            trouble: Trouble::Stalled,
+            cause: "no answer within 10 s".into(),
+            retry_in: Duration::from_millis(800),
+            ..refused()
+        };
+        assert_eq!(
+            failure_line(&failure, false),
+            "skytrace: OAP at 127.0.0.1:11800 is not answering (no answer within 10 s); \
+             retrying in 0.8 s, new traces paused"
         );
     }
 

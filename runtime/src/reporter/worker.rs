@@ -152,7 +152,11 @@ impl<T: Transport> Worker<T> {
             }
         };
         let (voice, status) = (&mut self.voice, &*self.status);
-        let result = watched(call, || voice.slow(status, &backend)).await;
+        let on_slow = || voice.slow(status, &backend);
+        let Some(result) = watched(call, on_slow, &mut self.shutdown).await else {
+            // Shut down while the call was waiting: its deadline has passed.
+            return Err(());
+        };
         match result {
             Ok(commands) => {
                 self.voice.connected(&self.status, &backend);
@@ -213,16 +217,38 @@ impl<T: Transport> Worker<T> {
     }
 }
 
-/// Runs `call`; if it has not completed within [`SLOW_CALL`], `on_slow` runs once and the call
-/// goes on to its own timeout.
-async fn watched<F: Future>(call: F, on_slow: impl FnOnce()) -> F::Output {
+/// Runs `call` to its end, or until a shutdown requested meanwhile reaches its deadline
+/// (`None`). If the call has not completed within [`SLOW_CALL`], `on_slow` runs once and the
+/// call goes on to its own timeout.
+async fn watched<F: Future>(
+    call: F,
+    on_slow: impl FnOnce(),
+    shutdown: &mut watch::Receiver<Option<Instant>>,
+) -> Option<F::Output> {
     tokio::pin!(call);
-    tokio::select! {
-        out = &mut call => return out,
-        _ = tokio::time::sleep(SLOW_CALL) => {}
+    let slow = tokio::time::sleep(SLOW_CALL);
+    tokio::pin!(slow);
+    let mut on_slow = Some(on_slow);
+    // Cleared when the reporter is gone (the sender dropped): `changed` would then return at
+    // once, every time.
+    let mut watching = true;
+    loop {
+        let deadline = *shutdown.borrow();
+        // Never polled without a deadline; a value is needed all the same.
+        let stop_at = deadline.unwrap_or_else(|| deadline_in(CALL_TIMEOUT));
+        tokio::select! {
+            out = &mut call => return Some(out),
+            _ = &mut slow, if on_slow.is_some() => {
+                if let Some(on_slow) = on_slow.take() {
+                    on_slow();
+                }
+            }
+            _ = tokio::time::sleep_until(stop_at.into()), if deadline.is_some() => return None,
+            changed = shutdown.changed(), if watching && deadline.is_none() => {
+                watching = changed.is_ok();
+            }
+        }
     }
-    on_slow();
-    call.await
 }
 
 /// What was said last: the reporter prints one line per change, never one per attempt.

@@ -100,6 +100,8 @@ pub struct Received {
     /// How many calls were rejected with `UNAUTHENTICATED` (see
     /// [`CollectorBuilder::require_token`]).
     pub rejected: usize,
+    /// How many calls were answered with the error chosen by [`CollectorBuilder::fail_calls`].
+    pub failed_calls: usize,
 }
 
 /// One thing a [`Collector`] received, as delivered by [`Collector::subscribe_events`].
@@ -141,6 +143,10 @@ pub(crate) struct Shared {
     segments_tx: broadcast::Sender<SegmentObject>,
     events_tx: broadcast::Sender<Event>,
     required_token: Option<String>,
+    /// Every call (with an accepted token) is answered with this code.
+    fail_calls: Option<tonic::Code>,
+    /// TCP connections accepted so far.
+    connections: AtomicU64,
     stall: bool,
     /// Count-only mode: segments are counted here, not decoded nor kept.
     count_only: bool,
@@ -231,13 +237,19 @@ impl Shared {
                 (!accepted).then_some(Event::Rejected { rpc }),
             );
         }
-        if accepted {
-            Ok(())
-        } else {
-            Err(tonic::Status::unauthenticated(
+        if !accepted {
+            return Err(tonic::Status::unauthenticated(
                 "missing or wrong `authentication` token",
-            ))
+            ));
         }
+        if let Some(code) = self.fail_calls {
+            self.record(|r| r.failed_calls += 1, None);
+            return Err(tonic::Status::new(
+                code,
+                "failing every call, as configured",
+            ));
+        }
+        Ok(())
     }
 
     /// Completes when the collector stops.
@@ -373,6 +385,20 @@ impl Collector {
     pub fn clear(&self) {
         self.shared.counted.store(0, Ordering::Relaxed);
         self.shared.record(|r| *r = Received::default(), None);
+    }
+
+    /// How many TCP connections the collector has accepted so far: what an agent reconnecting
+    /// too eagerly shows up in.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// assert_eq!(collector.connections(), 0);
+    /// # });
+    /// ```
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
     }
 
     /// All segments received so far, in arrival order.
@@ -630,6 +656,7 @@ pub struct CollectorBuilder {
     count_only: bool,
     store: bool,
     required_token: Option<String>,
+    fail_calls: Option<tonic::Code>,
 }
 
 /// A loopback address for one collector (see [`CollectorBuilder::addr`]).
@@ -655,6 +682,7 @@ impl Default for CollectorBuilder {
             count_only: false,
             store: true,
             required_token: None,
+            fail_calls: None,
         }
     }
 }
@@ -738,6 +766,19 @@ impl CollectorBuilder {
         self
     }
 
+    /// An OAP answering errors: every call whose token is accepted is answered with `code`
+    /// (before anything is read or stored), and counted in [`Received::failed_calls`].
+    /// Default: calls succeed.
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder().fail_calls(tonic::Code::Internal);
+    /// # drop(builder);
+    /// ```
+    pub fn fail_calls(mut self, code: tonic::Code) -> Self {
+        self.fail_calls = Some(code);
+        self
+    }
+
     /// Binds the address and starts serving on the current tokio runtime (which needs I/O and
     /// time enabled). Fails only if the address cannot be bound.
     ///
@@ -758,6 +799,8 @@ impl CollectorBuilder {
             segments_tx: broadcast::Sender::new(BROADCAST_CAPACITY),
             events_tx: broadcast::Sender::new(BROADCAST_CAPACITY),
             required_token: self.required_token,
+            fail_calls: self.fail_calls,
+            connections: AtomicU64::new(0),
             stall: self.stall,
             count_only: self.count_only,
             store: self.store,
@@ -775,8 +818,10 @@ impl CollectorBuilder {
                 .initial_connection_window_size(STALL_CONNECTION_WINDOW);
         }
 
-        let incoming = TcpListenerStream::new(listener).map(|conn| {
+        let counted = Arc::clone(&shared);
+        let incoming = TcpListenerStream::new(listener).map(move |conn| {
             conn.inspect(|stream| {
+                counted.connections.fetch_add(1, Ordering::Relaxed);
                 // Small messages on loopback: don't let Nagle delay them.
                 let _ = stream.set_nodelay(true);
             })

@@ -26,9 +26,10 @@ pub(crate) fn ipv4_addresses() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The instance properties the official agents report at start.
+/// The instance properties the official agents report at start, with `namespace` when one is
+/// configured (as the Java agent sends it).
 #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
-pub(crate) fn instance_properties() -> Vec<(String, String)> {
+pub(crate) fn instance_properties(namespace: &str) -> Vec<(String, String)> {
     let mut props = vec![
         ("language".to_owned(), "rust".to_owned()),
         ("hostname".to_owned(), hostname()),
@@ -39,10 +40,27 @@ pub(crate) fn instance_properties() -> Vec<(String, String)> {
             format!("skytrace {}", env!("CARGO_PKG_VERSION")),
         ),
     ];
+    if !namespace.is_empty() {
+        props.push(("namespace".to_owned(), namespace.to_owned()));
+    }
     props.extend(
         ipv4_addresses()
             .into_iter()
             .map(|ip| ("ipv4".to_owned(), ip)),
     );
     props
+}
+
+#[cfg(test)]
+mod tests {
+    use super::instance_properties;
+
+    #[test]
+    fn namespace_is_a_property_when_configured() {
+        let with = instance_properties("blue");
+        assert!(with.iter().any(|(k, v)| k == "namespace" && v == "blue"));
+        assert!(with.iter().any(|(k, v)| k == "language" && v == "rust"));
+        let without = instance_properties("");
+        assert!(!without.iter().any(|(k, _)| k == "namespace"));
+    }
 }

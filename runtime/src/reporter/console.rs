@@ -43,6 +43,7 @@ impl Reporter for ConsoleReporter {
                 ""
             },
         ));
+        let clock = crate::time::Clock::now();
         for span in &segment.spans {
             let id = span.id;
             let kind = match span.kind {
@@ -54,7 +55,7 @@ impl Reporter for ConsoleReporter {
                 "[skytrace]   #{id} <- #{} {kind} {:?} {}ms{}{}",
                 span.parent,
                 span.operation,
-                span.end.unwrap_or(span.start).to_millis() - span.start.to_millis(),
+                clock.millis(span.end.unwrap_or(span.start)) - clock.millis(span.start),
                 if span.peer.is_empty() {
                     String::new()
                 } else {

@@ -1,10 +1,40 @@
 //! Where finished segments go: the [`Reporter`] trait and its implementations.
+//!
+//! The gRPC reporter is built from parts, one idea each:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`wire`] | segments to protobuf bytes, strings cut to their limits (no gRPC needed) |
+//! | [`queue`] | a bounded queue per signal, drops counted |
+//! | `signal::*` | one module per signal: what it queues and the calls it makes |
+//! | `transport::*` | connecting, failover, back-off, authentication (gRPC; room for Kafka) |
+//! | `worker` | the one thread that drains the signals through the transport |
+//! | `status`, `message`, `backoff`, `commands` | what the service reads, what is printed, when to retry, where OAP's commands go |
+//!
+//! The clock's re-anchoring is the runtime's ([`crate::time`]): every reporter, this trait's
+//! custom ones included, gets the same times.
 
+#[cfg(feature = "grpc")]
+mod backoff;
+#[cfg(feature = "grpc")]
+mod commands;
 mod console;
 #[cfg(feature = "grpc")]
 mod grpc;
 #[cfg(feature = "grpc")]
+mod message;
+#[cfg(feature = "grpc")]
+mod queue;
+#[cfg(feature = "grpc")]
+mod signal;
+#[cfg(feature = "grpc")]
+mod status;
+#[cfg(feature = "grpc")]
+mod transport;
+#[cfg_attr(not(feature = "grpc"), allow(dead_code))]
 mod wire;
+#[cfg(feature = "grpc")]
+mod worker;
 
 use std::time::Duration;
 
@@ -18,6 +48,10 @@ use crate::segment::Segment;
 ///
 /// `report` is called on the service's own threads, at the end of a request: it must return at
 /// once, never wait on the network, and never panic.
+///
+/// Signals other than segments (logs, meters) will come as further methods with default bodies
+/// that drop what they are given, so a reporter written for segments only keeps compiling and
+/// working.
 pub trait Reporter: Send + Sync + 'static {
     /// Takes a finished segment.
     fn report(&self, segment: Segment);
@@ -47,10 +81,12 @@ pub struct ReporterStats {
     pub queued: u64,
     /// Delivered and acknowledged by the collector.
     pub sent: u64,
-    /// Never sent: the queue was full or the reporter had stopped.
+    /// Never sent: the queue was full, the reporter had stopped, or the segment was over the
+    /// message size limit even with its long values cut.
     pub dropped: u64,
     /// Sent on a stream that failed or timed out: the collector may not have them.
     pub failed: u64,
-    /// Whether a backend is reachable now.
+    /// Whether the backend answers: the last call succeeded and none has been waiting longer
+    /// than 2 s for its answer. False before the first call, and after shutdown.
     pub connected: bool,
 }

@@ -1,0 +1,78 @@
+//! Plain TCP connections for tonic, counted, with our own connect timeout.
+//!
+//! A `tower_service::Service<Uri>`, which is what tonic's `connect_with_connector` takes: a TLS
+//! connector wraps this one (it hands back a `TokioIo` over a TLS stream instead) without the
+//! transport changing.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// How long a TCP connect may take.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One per channel.
+#[derive(Clone, Debug)]
+pub(crate) struct TcpConnector {
+    /// Connections opened so far. tonic reconnects a channel by itself after a backend
+    /// restarts; this count is how the transport notices (see `Transport::session`).
+    pub(crate) connections: Arc<AtomicU64>,
+    /// Whether a connection may be made now: true for the channel's first, then again only
+    /// once a call has succeeded since the last one (the transport sets it). tonic reconnects a
+    /// channel whose connection died at once and without a pause: fine after a backend
+    /// restart, a second connection per attempt against a listener that accepts and closes.
+    /// Refused here, the call fails instead, and the transport's back-off decides.
+    pub(crate) may_connect: Arc<AtomicBool>,
+}
+
+impl tower_service::Service<http::Uri> for TcpConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connections = Arc::clone(&self.connections);
+        let allowed = self.may_connect.swap(false, Ordering::Relaxed);
+        Box::pin(async move {
+            if !allowed {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "the connection closed before any call was answered",
+                ));
+            }
+            let host = uri.host().unwrap_or_default();
+            // `[::1]` in a URI is `::1` to the resolver.
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let port = uri.port_u16().unwrap_or(11800);
+            let connect = TcpStream::connect((host.as_str(), port));
+            let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+                Ok(stream) => stream?,
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no answer to the TCP connect within {} s",
+                            CONNECT_TIMEOUT.as_secs()
+                        ),
+                    ));
+                }
+            };
+            stream.set_nodelay(true)?;
+            connections.fetch_add(1, Ordering::Relaxed);
+            Ok(TokioIo::new(stream))
+        })
+    }
+}

@@ -1,0 +1,58 @@
+//! How the worker's calls reach OAP. A transport owns connecting, failing over between the
+//! configured backends, backing off after failures and authenticating; the worker only says what
+//! to send. gRPC ([`grpc`]) is the one there is; a Kafka transport would implement the same trait
+//! (segments to `skywalking-segments`, properties and pings to `skywalking-managements`).
+
+#[cfg(feature = "grpc")]
+mod connector;
+#[cfg(feature = "grpc")]
+pub(crate) mod grpc;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use skytrace_proto::v3::{Commands, InstancePingPkg, InstanceProperties};
+
+use super::message::Failure;
+use super::wire::Outgoing;
+
+/// The most bytes one message may have, unless configured otherwise: 4 MiB, the default limit
+/// of tonic's and grpc-go's servers (OAP's is 50 MB). A segment over it is dropped alone and
+/// counted, never sent to fail its whole batch.
+pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Sends what the worker gives it. Calls return OAP's commands, or a failure the transport has
+/// already counted in its back-off.
+pub(crate) trait Transport {
+    /// The backend in use (or tried next), for messages.
+    fn backend(&self) -> &str;
+
+    /// When the next call may be made: `None` for now. Failures push it out (back-off).
+    fn ready_at(&self) -> Option<Instant>;
+
+    /// Changes each time a new connection is made: the instance properties go out again then,
+    /// as OAP may be another one (or restarted) and not know this instance.
+    fn session(&self) -> u64;
+
+    /// The most bytes one message may have.
+    fn max_message_bytes(&self) -> usize;
+
+    /// Sends encoded segments (`SegmentObject`s) in one call.
+    fn collect_segments(
+        &mut self,
+        segments: Vec<Outgoing>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Commands, Failure>>;
+
+    fn report_properties(
+        &mut self,
+        properties: InstanceProperties,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Commands, Failure>>;
+
+    fn keep_alive(
+        &mut self,
+        ping: InstancePingPkg,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Commands, Failure>>;
+}

@@ -116,6 +116,27 @@ impl Tracer {
     pub fn install_global(&self) -> Option<Tracer> {
         crate::global::install(Arc::clone(&self.agent)).map(|agent| Tracer { agent })
     }
+
+    /// Stops recording (from now on every span of this tracer is a no-op, whatever
+    /// `SW_AGENT_KEEP_TRACING` says: it could only be dropped), uninstalls the tracer if it is
+    /// the global one, then delivers what is queued within `timeout` (blocking this thread up to
+    /// that long) and returns the reporter's final counters. [`TracerGuard::shutdown`] is this
+    /// for the tracer [`init`] installed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use skytrace::{Config, DiscardReporter, Tracer};
+    ///
+    /// let tracer = Tracer::new(&Config::builder().build().unwrap(), DiscardReporter::new());
+    /// drop(tracer.entry_span("job", &()));
+    /// tracer.shutdown(Duration::from_secs(1));
+    /// assert!(!tracer.entry_span("late", &()).is_recording());
+    /// ```
+    pub fn shutdown(&self, timeout: Duration) -> ReporterStats {
+        crate::global::uninstall(&self.agent);
+        self.agent.stop();
+        self.agent.reporter.shutdown(timeout)
+    }
 }
 
 /// Whether the global tracer ignores requests for `path` (`SW_AGENT_TRACE_IGNORE_PATH`); `false`
@@ -236,10 +257,7 @@ impl TracerGuard {
         let Some(tracer) = self.tracer.take() else {
             return ReporterStats::default();
         };
-        crate::global::uninstall(&tracer.agent);
-        // Nothing is recorded from now on: it could only be dropped.
-        tracer.agent.stop();
-        tracer.agent.reporter.shutdown(timeout)
+        tracer.shutdown(timeout)
     }
 }
 

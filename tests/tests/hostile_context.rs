@@ -181,3 +181,24 @@ async fn a_leaked_entry_guard_stops_no_later_trace() {
             .all(|s| s.spans[0].operation_name == "later")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_shutdown_nothing_is_recorded_even_with_keep_tracing() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()).keep_tracing(true));
+    drop(tracer.entry_span("before", &()));
+    let stopping = tracer.clone();
+    let stats = tokio::task::spawn_blocking(move || stopping.shutdown(WAIT))
+        .await
+        .unwrap();
+    assert_eq!(stats.sent, 1);
+    assert!(!stats.connected);
+    let late = tracer.entry_span("late", &());
+    assert!(!late.is_recording());
+    drop(late);
+    assert_eq!(
+        tracer.stats().dropped,
+        0,
+        "nothing was recorded only to be dropped"
+    );
+}

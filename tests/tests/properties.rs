@@ -282,3 +282,78 @@ proptest! {
         }
     }
 }
+
+/// A tracer keeping what it records, for the entry property below.
+fn keeping_tracer() -> (
+    skytrace::Tracer,
+    std::sync::Arc<std::sync::Mutex<Vec<skytrace::Segment>>>,
+) {
+    #[derive(Clone, Default)]
+    struct Keep(std::sync::Arc<std::sync::Mutex<Vec<skytrace::Segment>>>);
+    impl skytrace::Reporter for Keep {
+        fn report(&self, segment: skytrace::Segment) {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(segment);
+        }
+    }
+    let keep = Keep::default();
+    let config = Config::builder().service_name("svc").build().unwrap();
+    (skytrace::Tracer::new(&config, keep.clone()), keep.0)
+}
+
+/// Header values a hostile caller might send: valid `sw8`s, cut or spliced ones, and noise.
+fn hostile_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "\\PC{0,64}",
+        "[0-1]-[A-Za-z0-9+/=]{0,12}-[A-Za-z0-9+/=]{0,12}-[0-9-]{0,4}-[A-Za-z0-9+/=]{0,8}-[A-Za-z0-9+/=]{0,8}-[A-Za-z0-9+/=]{0,8}-[A-Za-z0-9+/=]{0,8}",
+        Just(
+            "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA=="
+                .to_owned()
+        ),
+        "[A-Za-z0-9+/=:,]{0,80}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(500))]
+
+    /// An entry span made from any header map never panics, records one segment, and continues
+    /// the caller's trace only from a valid `sw8` (a malformed one starts a fresh trace).
+    #[test]
+    fn an_entry_from_any_header_map_is_whole(
+        sw8 in hostile_value(),
+        correlation in hostile_value(),
+        extension in hostile_value(),
+    ) {
+        let (tracer, kept) = keeping_tracer();
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [("sw8", &sw8), ("sw8-correlation", &correlation), ("sw8-x", &extension)] {
+            if let Ok(value) = http::HeaderValue::from_str(value) {
+                headers.insert(name, value);
+            }
+        }
+        let entry = tracer.entry_span("GET:/x", &headers);
+        prop_assert!(entry.is_recording());
+        {
+            let _in = entry.enter();
+            let exit = skytrace::Span::exit("call", "peer:1");
+            let mut out = http::HeaderMap::new();
+            prop_assert!(exit.inject(&mut out));
+            let written = out["sw8"].to_str().unwrap();
+            prop_assert!(Sw8Header::decode(written).is_ok(), "{written}");
+        }
+        drop(entry);
+        let segments = kept.lock().unwrap();
+        prop_assert_eq!(segments.len(), 1);
+        let continued = headers
+            .get("sw8")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Sw8Header::decode(v).ok());
+        match continued {
+            Some(header) => prop_assert_eq!(segments[0].trace_id(), header.trace_id.as_str()),
+            None => prop_assert_eq!(segments[0].trace_id(), segments[0].segment_id()),
+        }
+    }
+}

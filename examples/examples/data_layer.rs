@@ -200,7 +200,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         queue,
         table: table.clone(),
     };
-    let request = Span::entry_new("GET:/orders/{id}");
+    let request = Span::root_entry("GET:/orders/{id}");
     let item = shop.get_order(7).in_span(request).await?;
     println!("GET /orders/7 -> {item}");
     tokio::time::timeout(Duration::from_secs(10), worker)

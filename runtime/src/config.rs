@@ -305,7 +305,7 @@ impl ConfigBuilder {
         self
     }
 
-    /// `SW_AGENT_COLLECTOR_BACKEND_SERVICES`: comma-separated `host:port` list, at most 256
+    /// `SW_AGENT_COLLECTOR_BACKEND_SERVICES`: comma-separated `host:port` list, at most 16,384
     /// entries. Default `127.0.0.1:11800`. A host is a DNS name, an IPv4 address or an IPv6
     /// address in brackets (`[::1]:11800`); the port is 1 to 65535. The reporter round-robins
     /// and fails over across them.

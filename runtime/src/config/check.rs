@@ -11,7 +11,7 @@ pub(super) const MAX_NAME_CHARS: usize = 256;
 /// Longest namespace or cluster, in characters.
 pub(super) const MAX_LABEL_CHARS: usize = 256;
 /// Most backends in `SW_AGENT_COLLECTOR_BACKEND_SERVICES`.
-pub(super) const MAX_BACKENDS: usize = 256;
+pub(super) const MAX_BACKENDS: usize = 16_384;
 /// Longest `SW_AGENT_AUTHENTICATION` token, in bytes.
 pub(super) const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Most spans per segment.
@@ -209,7 +209,8 @@ pub(super) fn backends(variable: &str, list: &str) -> Result<Vec<String>, Config
         }
         out.push(item.to_owned());
         if out.len() > MAX_BACKENDS {
-            return Err(invalid(variable, list, "at most 256 backends"));
+            // The entry past the limit stands for the list, which may be long.
+            return Err(invalid(variable, item, "at most 16384 backends"));
         }
     }
     if out.is_empty() {

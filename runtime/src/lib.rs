@@ -48,11 +48,15 @@ mod instrument;
     feature = "axum",
     feature = "tonic",
     feature = "reqwest",
-    feature = "actix-web"
+    feature = "actix-web",
+    feature = "tracing",
+    feature = "log"
 ))]
 pub mod integrations;
 mod intern;
 mod local_span;
+mod log_sink;
+pub mod logs;
 pub mod meter;
 mod propagation;
 mod reporter;

@@ -6,6 +6,8 @@
 //! | `actix-web` | [`actix_web::SkytraceMiddleware`] | entry, `{METHOD}:{route}` |
 //! | `tonic` | [`tonic::GrpcServerLayer`], [`tonic::GrpcClientLayer`], `MetadataMap` carriers | entry / exit, `/pkg.Service/Method` |
 //! | `reqwest` | [`reqwest::RequestBuilderExt::send_traced`], [`reqwest::TracedClientExt::execute_traced`] | exit, `{METHOD}:{path}` |
+//! | `tracing` | [`tracing::SkyWalkingLayer`]: `tracing` spans and events in the current trace, events to the log view | local (exit, entry by field), named after the `tracing` span |
+//! | `log` | [`log::SkyWalkingLogger`]: `log` records to the log view, forwarded to the application's logger | — |
 //!
 //! Server integrations continue the caller's trace from `sw8` / `sw8-correlation` / `sw8-x`,
 //! run the handler inside the entry span (entered around every poll, so every span the handler
@@ -36,11 +38,16 @@
 pub mod actix_web;
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "log")]
+pub mod log;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 #[cfg(feature = "tonic")]
 pub mod tonic;
+#[cfg(feature = "tracing")]
+pub mod tracing;
 
+#[allow(unused_imports)] // the `tracing` and `log` bridges do not use it
 pub(crate) use crate::instrument::Traced;
 use std::borrow::Cow;
 

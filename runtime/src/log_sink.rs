@@ -307,3 +307,77 @@ impl LogReceiver {
         self.rx.recv_many(out, max).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // One test: the queue and the threshold are the process's.
+    #[test]
+    fn threshold_queue_and_drops() {
+        assert!(!threshold_allows(LogLevel::Error), "nothing before install");
+        let settings = LogSettings {
+            max_buffer_size: 1,
+            ..LogSettings::default()
+        };
+        let mut receiver = install(&settings).unwrap();
+        assert!(threshold_allows(LogLevel::Warn));
+        assert!(threshold_allows(LogLevel::Error));
+        assert!(!threshold_allows(LogLevel::Info));
+        let before = stats();
+        submit(LogData::default());
+        submit(LogData::default());
+        let after = stats();
+        assert_eq!(after.submitted - before.submitted, 1);
+        assert_eq!(after.dropped - before.dropped, 1);
+        assert!(receiver.try_recv().is_some());
+        assert!(receiver.try_recv().is_none());
+        uninstall();
+        assert!(!threshold_allows(LogLevel::Error));
+        submit(LogData::default());
+        assert_eq!(stats().dropped - after.dropped, 1);
+        let inactive = LogSettings {
+            active: false,
+            ..LogSettings::default()
+        };
+        assert!(install(&inactive).is_none());
+        assert!(!threshold_allows(LogLevel::Error));
+    }
+
+    #[test]
+    fn settings_from_variables() {
+        let vars = [
+            ("SW_AGENT_LOG_REPORTER_ACTIVE", "false"),
+            ("SW_AGENT_LOG_REPORTER_LEVEL", "WARNING"),
+            ("SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE", "50"),
+            ("SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE", "100"),
+        ];
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let settings = LogSettings::default().env(lookup).unwrap();
+        assert_eq!(
+            settings,
+            LogSettings {
+                active: false,
+                level: LogLevel::Warn,
+                max_buffer_size: 50,
+                max_message_size: 100,
+            }
+        );
+        for (name, value) in [
+            ("SW_AGENT_LOG_REPORTER_ACTIVE", "maybe"),
+            ("SW_AGENT_LOG_REPORTER_LEVEL", "loud"),
+            ("SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE", "0"),
+            ("SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE", "big"),
+        ] {
+            let err = LogSettings::default()
+                .env(|n| (n == name).then(|| value.to_owned()))
+                .unwrap_err();
+            assert_eq!((err.variable.as_str(), err.value.as_str()), (name, value));
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+}

@@ -24,6 +24,7 @@ use skytrace::integrations::log::SkyWalkingLogger;
 use skytrace::integrations::tracing::{SkyWalkingLayer, SwCtxFormat};
 use skytrace::logs::{self, LogSettings};
 use skytrace::proto::v3::{LogData, log_data_body};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -46,10 +47,14 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
 
     // The bridge beside the application's own fmt layer, whose lines carry the context.
     tracing_subscriber::registry()
+        // INFO and above for both layers (hyper's TRACE events stay out).
+        .with(LevelFilter::INFO)
         .with(SkyWalkingLayer::new())
         .with(
             tracing_subscriber::fmt::layer()
-                .event_format(SwCtxFormat::new(tracing_subscriber::fmt::format().compact()))
+                .event_format(SwCtxFormat::new(
+                    tracing_subscriber::fmt::format().compact(),
+                ))
                 .with_writer(std::io::stderr),
         )
         .init();

@@ -174,12 +174,22 @@ async fn reserved_fields_make_exit_spans_and_errors_mark_spans() {
 
     let failed = span(seg, "fails");
     assert!(failed.is_error);
-    assert!(failed.logs[0].data.iter().any(|kv| kv.key == "event" && kv.value == "error"));
+    assert!(
+        failed.logs[0]
+            .data
+            .iter()
+            .any(|kv| kv.key == "event" && kv.value == "error")
+    );
     assert!(span(seg, "flagged").is_error);
 
     let renamed = span(seg, "custom-name");
     assert!(!renamed.is_error);
-    assert!(renamed.tags.iter().any(|t| t.key == "count" && t.value == "3"));
+    assert!(
+        renamed
+            .tags
+            .iter()
+            .any(|t| t.key == "count" && t.value == "3")
+    );
     assert_eq!(renamed.logs[0].data[0].value, "warn");
     assert_eq!(parent_name(seg, "custom-name"), "GET:/fields");
 }

@@ -218,7 +218,9 @@ where
         // Taken off the stack first, exited after: exiting may drop a handle.
         let Ok(Some((entrance, above))) = ENTERED.try_with(|entered| {
             let mut entered = entered.borrow_mut();
-            let at = entered.iter().rposition(|(entered_id, _)| entered_id == id)?;
+            let at = entered
+                .iter()
+                .rposition(|(entered_id, _)| entered_id == id)?;
             let above = entered.split_off(at + 1);
             let (_, entrance) = entered.pop()?;
             Some((entrance, above))
@@ -314,7 +316,10 @@ impl SkyWalkingLayer {
             return None;
         }
         reserved.apply(&span);
-        let mut fields = SpanFields::default();
+        let mut fields = SpanFields {
+            reserved_read: true,
+            ..SpanFields::default()
+        };
         attrs.record(&mut fields);
         fields.apply(&span);
         Some(span)
@@ -511,6 +516,8 @@ struct SpanFields {
     error: Option<bool>,
     /// `error` with any other value: its text.
     error_message: Option<String>,
+    /// The `sw.*` fields were read already (as the span was made): skipped.
+    reserved_read: bool,
 }
 
 impl SpanFields {
@@ -527,10 +534,19 @@ impl SpanFields {
         }
     }
 
+    /// A `sw.*` field already read: not even formatted.
+    fn skips(&self, field: &Field) -> bool {
+        self.reserved_read && field.name().starts_with("sw.")
+    }
+
     fn value(&mut self, field: &Field, value: String) {
         match field.name() {
             "error" => self.error_message = Some(value),
-            name if name.starts_with("sw.") => self.reserved.text(field, value.trim_matches('"')),
+            name if name.starts_with("sw.") => {
+                if !self.reserved_read {
+                    self.reserved.text(field, value.trim_matches('"'));
+                }
+            }
             name => self.tags.push((name, value)),
         }
     }
@@ -546,26 +562,44 @@ impl Visit for SpanFields {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.skips(field) {
+            return;
+        }
         self.value(field, value.to_string());
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.skips(field) {
+            return;
+        }
         self.value(field, value.to_string());
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.skips(field) {
+            return;
+        }
         self.value(field, value.to_string());
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
+        if self.skips(field) {
+            return;
+        }
         self.value(field, value.to_owned());
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self.skips(field) {
+            return;
+        }
         self.value(field, value.to_string());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.skips(field) {
+            return;
+        }
         self.value(field, format!("{value:?}"));
     }
 }

@@ -333,3 +333,28 @@ fn text(log: &LogData) -> &str {
         other => panic!("not a text body: {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_exited_out_of_order_keep_the_context_a_stack() {
+    subscriber();
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let entry = tracer.entry_span("out-of-order", &());
+    {
+        let _in = entry.enter();
+        let a = tracing::info_span!("a").entered();
+        let b = tracing::info_span!("b").entered();
+        // `a` leaves first: `b` is still entered, and stays the current span.
+        drop(a);
+        tracing::info_span!("under-b").in_scope(|| {});
+        drop(b);
+        tracing::info_span!("under-entry").in_scope(|| {});
+    }
+    drop(entry);
+    assert!(skytrace::current_trace_id().is_none());
+    let seg = &collector.wait_for_segments(1, WAIT).await[0];
+    assert_eq!(parent_name(seg, "a"), "out-of-order");
+    assert_eq!(parent_name(seg, "b"), "a");
+    assert_eq!(parent_name(seg, "under-b"), "b");
+    assert_eq!(parent_name(seg, "under-entry"), "out-of-order");
+}

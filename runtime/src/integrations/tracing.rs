@@ -286,13 +286,32 @@ impl SkyWalkingLayer {
     /// known.
     fn new_span(&self, attrs: &Attributes<'_>) -> Option<Span> {
         let metadata = attrs.metadata();
-        let mut reserved = if has_reserved(metadata) {
-            let mut reserved = Reserved::default();
-            attrs.record(&mut reserved);
-            reserved
-        } else {
-            Reserved::default()
+        if has_reserved(metadata) {
+            return self.new_shaped_span(attrs);
+        }
+        // The usual case: a local span named after the `tracing` span.
+        let span = match current::current() {
+            Current::Recording => Span::local(metadata.name()),
+            Current::None => self.start_root(Cow::Borrowed(metadata.name()), false)?,
+            Current::Unsampled => return None,
         };
+        if !span.is_recording() {
+            return None;
+        }
+        if !attrs.values().is_empty() {
+            let mut fields = SpanFields::default();
+            attrs.record(&mut fields);
+            fields.apply(&span);
+        }
+        Some(span)
+    }
+
+    /// [`SkyWalkingLayer::new_span`] for a span with `sw.*` fields.
+    #[cold]
+    fn new_shaped_span(&self, attrs: &Attributes<'_>) -> Option<Span> {
+        let metadata = attrs.metadata();
+        let mut reserved = Reserved::default();
+        attrs.record(&mut reserved);
         let name = reserved
             .name
             .take()

@@ -41,6 +41,8 @@
 //! async fn load_user(id: u64) { /* … */ }
 //! ```
 //!
+//! `sw.kind` is read when the span is made; the others may also be recorded later
+//! (`tracing::Span::current().record("sw.peer", addr)`, declared as `tracing::field::Empty`).
 //! Every other field becomes a tag, formatted only if the span records. A field named `error`
 //! marks the span failed (`error = true`; any other value is logged as the error's message).
 //!

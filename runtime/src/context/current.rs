@@ -133,6 +133,23 @@ pub(crate) fn current_for_entry() -> Current {
     Current::None
 }
 
+/// Whether the recording span current here may adopt one more entry span as its local child
+/// (see `ActiveSegment::adopt_entry`); `false` with nothing recording.
+pub(crate) fn adopt_entry() -> bool {
+    if !ACTIVE.with(Cell::get) {
+        return false;
+    }
+    CONTEXT
+        .try_with(|ctx| {
+            // SAFETY: only read; `adopt_entry` adds to an atomic counter.
+            match unsafe { ctx.current() } {
+                Some(Handle::Recording { segment, .. }) => segment.adopt_entry(),
+                _ => false,
+            }
+        })
+        .unwrap_or(false)
+}
+
 /// A counted copy of the current handle: for work that then runs user code (an `Injector`, a
 /// snapshot taken to another task).
 pub(crate) fn clone_current() -> Option<Handle> {

@@ -49,6 +49,7 @@ pub(crate) fn entry<E: Extractor + ?Sized>(
     init: impl FnOnce(&mut SpanRecord),
 ) -> Option<Started> {
     match current::current_for_entry() {
+        Current::Recording if !current::adopt_entry() => say_entries_escaped(),
         Current::Recording => {
             // Prepared here, where `init` may run whatever it likes; the thread's context is
             // only touched once the record is complete.
@@ -71,6 +72,21 @@ pub(crate) fn entry<E: Extractor + ?Sized>(
         handle,
         at: RecordAt::Segment,
     })
+}
+
+/// Said once: entries stopped joining a segment that adopted too many.
+#[cold]
+fn say_entries_escaped() {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!(
+            "skytrace: {} entry spans started inside one trace on one thread; the trace's own \
+             entry span seems to stay current by mistake (its guard leaked with mem::forget, or \
+             held around a loop that serves requests). Later entries start traces of their own. \
+             (Said once.)",
+            super::recording::MAX_NESTED_ENTRIES
+        );
+    }
 }
 
 /// A new segment for a request entering the service, or the unsampled context that still

@@ -16,6 +16,9 @@ use crate::propagation::{Correlation, Sw8Extension, Sw8Parts};
 use crate::segment::{Segment, SegmentRef, SpanKind, SpanRecord, Text};
 use crate::time::Stamp;
 
+/// The most entry spans one segment adopts as local spans; see [`ActiveSegment::adopt_entry`].
+pub(crate) const MAX_NESTED_ENTRIES: u32 = 16;
+
 pub(crate) struct ActiveSegment {
     pub(crate) agent: Arc<Agent>,
     /// `None`: a new trace, named after this, its first segment.
@@ -29,6 +32,8 @@ pub(crate) struct ActiveSegment {
     next_span_id: AtomicU32,
     /// Set when a span was refused for the span limit.
     size_limited: AtomicBool,
+    /// Entry spans started inside this segment (and recorded as its local spans).
+    nested_entries: AtomicU32,
     state: Mutex<SegmentState>,
 }
 
@@ -131,6 +136,7 @@ impl ActiveSegment {
             span_limit: start.span_limit,
             next_span_id: AtomicU32::new(1),
             size_limited: AtomicBool::new(false),
+            nested_entries: AtomicU32::new(0),
             state: Mutex::new(SegmentState {
                 spans,
                 refs: start.refs,
@@ -159,6 +165,14 @@ impl ActiveSegment {
         }
         self.size_limited.store(true, Ordering::Relaxed);
         None
+    }
+
+    /// Whether one more entry span may join this segment as a local span. A handler under a
+    /// tracing middleware makes one or two; dozens mean the segment's own entry stays current by
+    /// mistake (a guard leaked with `mem::forget`, or held around a loop serving requests), and
+    /// every request after it would vanish into a segment that never ends.
+    pub(crate) fn adopt_entry(&self) -> bool {
+        self.nested_entries.fetch_add(1, Ordering::Relaxed) < MAX_NESTED_ENTRIES
     }
 
     /// Takes the local spans recorded on one thread (dropped if the segment has ended).

@@ -315,3 +315,23 @@ fn an_unsampled_trace_propagates_through_an_exit_span() {
     drop(entry);
     assert!(keep.take().is_empty());
 }
+
+#[test]
+fn a_leaked_entry_guard_swallows_a_bounded_number_of_later_entries() {
+    let (tracer, keep) = tracer();
+    std::thread::spawn(move || {
+        std::mem::forget(tracer.entry_span("leaked", &()).entered());
+        for _ in 0..40 {
+            let entry = tracer.entry_span("later", &());
+            assert!(entry.is_recording());
+            let _in = entry.enter();
+            drop(LocalSpan::enter("work"));
+        }
+    })
+    .join()
+    .unwrap();
+    let later = keep.take();
+    let bound = super::recording::MAX_NESTED_ENTRIES as usize;
+    assert_eq!(later.len(), 40 - bound, "entries past the bound start traces of their own");
+    assert!(later.iter().all(|s| names(s) == ["later", "work"]));
+}

@@ -143,10 +143,17 @@ pub fn init(config: Config) -> Result<TracerGuard, InitError> {
         // Switched off (`SW_AGENT_ENABLE=false`): no reporter, no thread, no tracer installed.
         return Ok(TracerGuard { tracer: None });
     }
+    // The gRPC reporter, to hand OAP's dynamic configuration to the tracer once it is made.
+    #[cfg(feature = "grpc")]
+    let mut grpc = None;
     let reporter: Arc<dyn Reporter> = match config.reporter {
         #[cfg(feature = "grpc")]
         ReporterKind::Grpc => {
-            Arc::new(crate::reporter::GrpcReporter::start(&config).map_err(InitError::Reporter)?)
+            let reporter = Arc::new(
+                crate::reporter::GrpcReporter::start(&config).map_err(InitError::Reporter)?,
+            );
+            grpc = Some(Arc::clone(&reporter));
+            reporter
         }
         #[cfg(not(feature = "grpc"))]
         ReporterKind::Grpc => {
@@ -159,6 +166,12 @@ pub fn init(config: Config) -> Result<TracerGuard, InitError> {
         ReporterKind::Discard => Arc::new(DiscardReporter::new()),
     };
     let tracer = Tracer::with_reporter(&config, reporter);
+    #[cfg(feature = "grpc")]
+    if let Some(grpc) = grpc {
+        // Weakly held: the reporter never keeps the tracer alive.
+        grpc.commands()
+            .set(crate::dynamic_config::handler(&tracer.agent));
+    }
     tracer.install_global();
     Ok(TracerGuard {
         tracer: Some(tracer),

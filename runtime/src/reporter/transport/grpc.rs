@@ -15,19 +15,27 @@
 //!   delay at once.
 //! - **Authenticating**: the token goes in every call's `authentication` metadata, as the Java
 //!   agent sends it.
+//! - **TLS** ([`super::tls`]): `https://` endpoints with tonic's rustls client around our
+//!   connector. Certificate trouble is a failure like any other (`Trouble::Tls`): said once,
+//!   backed off, new traces paused; each new connection reads the files again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use skytrace_proto::v3::configuration_discovery_service_client::ConfigurationDiscoveryServiceClient;
 use skytrace_proto::v3::management_service_client::ManagementServiceClient;
-use skytrace_proto::v3::{Commands, InstancePingPkg, InstanceProperties};
+use skytrace_proto::v3::{
+    Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties,
+};
 use tonic::Code;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
 use super::Transport;
 use super::connector::TcpConnector;
+use super::tls;
+use crate::config::TlsFiles;
 use crate::reporter::backoff::Backoff;
 use crate::reporter::message::{self, Failure, Trouble};
 use crate::reporter::wire::Outgoing;
@@ -42,6 +50,8 @@ pub(crate) struct GrpcSettings {
     pub(crate) backends: Vec<String>,
     pub(crate) token: Option<AsciiMetadataValue>,
     pub(crate) max_message_bytes: usize,
+    /// TLS, when on.
+    pub(crate) tls: Option<TlsFiles>,
 }
 
 #[derive(Debug)]
@@ -83,16 +93,35 @@ impl GrpcTransport {
             return Ok(channel.clone());
         }
         let backend = self.backend();
-        let endpoint = match Endpoint::from_shared(format!("http://{backend}")) {
+        let scheme = if self.settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let endpoint = match Endpoint::from_shared(format!("{scheme}://{backend}")) {
             Ok(endpoint) => endpoint,
             Err(e) => {
                 let cause = format!("not a valid address ({})", message::cause(&e));
                 return Err(self.fail(Trouble::Unreachable, cause, true));
             }
         };
-        let endpoint = endpoint
+        let mut endpoint = endpoint
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
+        if let Some(files) = &self.settings.tls {
+            // Another backend would not help a file that cannot be used: no failover.
+            let config = match tls::client_config(files) {
+                Ok(config) => config,
+                Err(cause) => return Err(self.fail(Trouble::Tls, cause, false)),
+            };
+            endpoint = match endpoint.tls_config(config) {
+                Ok(endpoint) => endpoint,
+                Err(e) => {
+                    let cause = tls::setup_cause(&e, files);
+                    return Err(self.fail(Trouble::Tls, cause, false));
+                }
+            };
+        }
         self.may_reconnect = Arc::new(AtomicBool::new(true));
         let connector = TcpConnector {
             connections: Arc::clone(&self.connections),
@@ -104,7 +133,10 @@ impl GrpcTransport {
                 self.channel = Some(channel.clone());
                 Ok(channel)
             }
-            Ok(Err(e)) => Err(self.fail(Trouble::Unreachable, message::cause(&e), true)),
+            Ok(Err(e)) => match tls::trouble(&e, self.mutual_tls()) {
+                Some(cause) => Err(self.fail(Trouble::Tls, cause, true)),
+                None => Err(self.fail(Trouble::Unreachable, message::cause(&e), true)),
+            },
             Err(_) => {
                 let cause = format!("no HTTP/2 handshake within {} s", timeout.as_secs());
                 Err(self.fail(Trouble::Stalled, cause, true))
@@ -139,6 +171,11 @@ impl GrpcTransport {
                 Ok(into_commands(response.into_inner()))
             }
             Ok(Err(status)) => {
+                // A TLS 1.3 server refuses a client certificate after the client's side of
+                // the handshake is done: the refusal comes with the first call.
+                if let Some(cause) = tls::trouble(&status, self.mutual_tls()) {
+                    return Err(self.fail(Trouble::Tls, cause, true));
+                }
                 let (trouble, reconnect) = classify(&status);
                 Err(self.fail(trouble, status_cause(&status), reconnect))
             }
@@ -147,6 +184,13 @@ impl GrpcTransport {
                 Err(self.fail(Trouble::Stalled, cause, true))
             }
         }
+    }
+
+    fn mutual_tls(&self) -> bool {
+        self.settings
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.identity.is_some())
     }
 
     /// Books a failed attempt: moves to the next backend when `reconnect`, and sets when the
@@ -303,6 +347,26 @@ impl Transport for GrpcTransport {
         let result = tokio::time::timeout(timeout, client.keep_alive(request)).await;
         self.finish(result, timeout, |commands| commands)
     }
+
+    async fn fetch_configurations(
+        &mut self,
+        request: ConfigurationSyncRequest,
+        timeout: Duration,
+    ) -> Result<Commands, Failure> {
+        let mut client = ConfigurationDiscoveryServiceClient::new(self.channel(timeout).await?);
+        let request = self.request(request, timeout);
+        let mut result =
+            tokio::time::timeout(timeout, client.fetch_configurations(request)).await;
+        // An OAP without the configuration-discovery receiver answered all the same: no
+        // configuration, not a failure (which would pause new traces).
+        if let Ok(Err(status)) = &result
+            && status.code() == Code::Unimplemented
+            && std::error::Error::source(status).is_none()
+        {
+            result = Ok(Ok(tonic::Response::new(Commands::default())));
+        }
+        self.finish(result, timeout, |commands| commands)
+    }
 }
 
 /// `TraceSegmentReportService/collect`, with segments encoded by us ([`Outgoing`]) rather than
@@ -329,6 +393,7 @@ mod tests {
             backends: backends.iter().map(|b| b.to_string()).collect(),
             token: None,
             max_message_bytes: 100,
+            tls: None,
         })
     }
 

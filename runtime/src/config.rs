@@ -672,6 +672,7 @@ impl ConfigBuilder {
     /// Checks every value (naming the builder method of a bad one) and fills the derived
     /// defaults.
     pub fn build(self) -> Result<Config, ConfigError> {
+        let tls = self.tls_files()?;
         let name = match self.service_name {
             Some(name) => check::name("service_name", name)?,
             None => default_service_name(),
@@ -699,7 +700,6 @@ impl ConfigBuilder {
             self.correlation_max_value_size,
         )?;
         check::correlation_total("correlation_max_value_size", value_size, keys, value_size)?;
-        let tls = self.tls_files()?;
         let dynamic_config_interval =
             check::dynamic_config("dynamic_config_interval", self.dynamic_config_interval)?;
         let service_name = [name.as_str(), &namespace, &cluster]

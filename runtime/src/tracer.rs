@@ -111,6 +111,28 @@ impl Tracer {
         self.agent.settings.set(settings)
     }
 
+    /// Applies OAP's dynamic configuration, as `reporter` fetches it
+    /// (`SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL`), to this tracer's settings, over
+    /// the ones in force now. [`init`] does this for the tracer it installs; a tracer made with
+    /// [`Tracer::with_reporter`] and a [`GrpcReporter`](crate::GrpcReporter) of its own asks
+    /// here. The reporter holds the tracer weakly: it never keeps it alive.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use skytrace::{Config, GrpcReporter, Tracer};
+    ///
+    /// let config = Config::builder().service_name("users").build().unwrap();
+    /// let reporter = Arc::new(GrpcReporter::start(&config).unwrap());
+    /// let tracer = Tracer::with_reporter(&config, reporter.clone());
+    /// tracer.follow_dynamic_config(&reporter);
+    /// ```
+    #[cfg(feature = "grpc")]
+    pub fn follow_dynamic_config(&self, reporter: &crate::reporter::GrpcReporter) {
+        reporter
+            .commands()
+            .set(crate::dynamic_config::handler(&self.agent));
+    }
+
     /// Makes this the tracer of [`Span::entry`], `#[entry_span]` and the integrations. Returns
     /// the one it replaces.
     pub fn install_global(&self) -> Option<Tracer> {
@@ -168,9 +190,7 @@ pub fn init(config: Config) -> Result<TracerGuard, InitError> {
     let tracer = Tracer::with_reporter(&config, reporter);
     #[cfg(feature = "grpc")]
     if let Some(grpc) = grpc {
-        // Weakly held: the reporter never keeps the tracer alive.
-        grpc.commands()
-            .set(crate::dynamic_config::handler(&tracer.agent));
+        tracer.follow_dynamic_config(&grpc);
     }
     tracer.install_global();
     Ok(TracerGuard {

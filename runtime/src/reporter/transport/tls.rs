@@ -46,7 +46,7 @@ fn read(path: &std::path::Path, variable: &str) -> Result<Vec<u8>, String> {
         format!(
             "cannot read {} ({variable}): {}",
             path.display(),
-            super::super::message::join_causes([e.to_string()])
+            crate::reporter::message::join_causes([e.to_string()])
         )
     })
 }

@@ -65,6 +65,8 @@ pub(crate) struct GrpcTransport {
     /// The channel's connector's permission to connect again (see [`TcpConnector`]).
     may_reconnect: Arc<AtomicBool>,
     backoff: Backoff,
+    /// Whether a call succeeded on the current channel.
+    answered: bool,
     ready_at: Option<Instant>,
     connections: Arc<AtomicU64>,
 }
@@ -82,6 +84,7 @@ impl GrpcTransport {
             channel: None,
             may_reconnect: Arc::new(AtomicBool::new(false)),
             backoff: Backoff::new(),
+            answered: false,
             ready_at: None,
             connections: Arc::new(AtomicU64::new(0)),
         }
@@ -131,6 +134,7 @@ impl GrpcTransport {
         match tokio::time::timeout(timeout, endpoint.connect_with_connector(connector)).await {
             Ok(Ok(channel)) => {
                 self.channel = Some(channel.clone());
+                self.answered = false;
                 Ok(channel)
             }
             Ok(Err(e)) => match tls::trouble(&e, self.mutual_tls()) {
@@ -165,6 +169,7 @@ impl GrpcTransport {
         match result {
             Ok(Ok(response)) => {
                 self.may_reconnect.store(true, Ordering::Relaxed);
+                self.answered = true;
                 self.backoff.reset();
                 self.failed_in_round = 0;
                 self.ready_at = None;
@@ -174,6 +179,15 @@ impl GrpcTransport {
                 // A TLS 1.3 server refuses a client certificate after the client's side of
                 // the handshake is done: the refusal comes with the first call.
                 if let Some(cause) = tls::trouble(&status, self.mutual_tls()) {
+                    return Err(self.fail(Trouble::Tls, cause, true));
+                }
+                // Or the refusal closed the connection before its alert reached the call
+                // (tonic tried to reconnect, which the connector refuses before any answer).
+                if self.settings.tls.is_some()
+                    && !self.answered
+                    && status_cause(&status).contains(super::connector::CLOSED_BEFORE_ANSWER)
+                {
+                    let cause = tls::closed_after_handshake(self.mutual_tls());
                     return Err(self.fail(Trouble::Tls, cause, true));
                 }
                 let (trouble, reconnect) = classify(&status);

@@ -169,6 +169,21 @@ fn alert_received(alert: AlertDescription, mutual: bool) -> String {
     }
 }
 
+/// A TLS connection OAP closed before answering anything: with TLS 1.3 a refused client
+/// certificate looks so when its alert is lost with the connection.
+pub(crate) fn closed_after_handshake(mutual: bool) -> String {
+    if mutual {
+        "OAP closed the connection after the TLS handshake without answering: it most likely \
+         refused the agent's client certificate (check SW_AGENT_SSL_CERT_CHAIN_PATH and \
+         SW_AGENT_SSL_KEY_PATH, and the CA OAP trusts)"
+            .to_owned()
+    } else {
+        "OAP closed the connection after the TLS handshake without answering: it most likely \
+         requires a client certificate (SW_AGENT_SSL_CERT_CHAIN_PATH, SW_AGENT_SSL_KEY_PATH)"
+            .to_owned()
+    }
+}
+
 fn not_tls() -> String {
     "the backend does not speak TLS on this port (is TLS on at OAP? SW_AGENT_FORCE_TLS, \
      SW_AGENT_SSL_TRUSTED_CA_PATH)"
@@ -182,7 +197,7 @@ fn describe_text(text: &str, mutual: bool) -> Option<String> {
         let alert = text
             .split("received fatal alert: ")
             .nth(1)
-            .and_then(|rest| rest.split([':', ' ', ')']).next())
+            .and_then(|rest| rest.split([':', ' ', ')', '"', ';']).next())
             .unwrap_or_default();
         let known = [
             ("BadCertificate", AlertDescription::BadCertificate),

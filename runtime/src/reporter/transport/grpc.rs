@@ -183,15 +183,19 @@ impl GrpcTransport {
                 }
                 // Or the refusal closed the connection before its alert reached the call
                 // (tonic tried to reconnect, which the connector refuses before any answer).
-                if self.settings.tls.is_some()
-                    && !self.answered
-                    && status_cause(&status).contains(super::connector::CLOSED_BEFORE_ANSWER)
+                // The connector's refusal, a broken pipe: the connection is gone before any answer.
+                let (trouble, reconnect) = classify(&status);
+                if self.settings.tls.is_some() && !self.answered && trouble == Trouble::Unreachable
                 {
                     let cause = tls::closed_after_handshake(self.mutual_tls());
                     return Err(self.fail(Trouble::Tls, cause, true));
                 }
-                let (trouble, reconnect) = classify(&status);
-                Err(self.fail(trouble, status_cause(&status), reconnect))
+                let mut cause = status_cause(&status);
+                if self.settings.tls.is_none() && !self.answered && trouble == Trouble::Unreachable
+                {
+                    cause = tls::plaintext_hint(cause);
+                }
+                Err(self.fail(trouble, cause, reconnect))
             }
             Err(_) => {
                 let cause = format!("no answer within {} s", timeout.as_secs_f64().round());

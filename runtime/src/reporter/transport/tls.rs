@@ -124,7 +124,12 @@ fn certificate(error: &CertificateError) -> String {
             if presented.is_empty() {
                 "no host".to_owned()
             } else {
-                presented.join(", ")
+                // `DnsName("oap.example")` as `oap.example`.
+                let names: Vec<&str> = presented
+                    .iter()
+                    .map(|p| p.split('"').nth(1).unwrap_or(p))
+                    .collect();
+                names.join(", ")
             }
         ),
         CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
@@ -182,6 +187,13 @@ pub(crate) fn closed_after_handshake(mutual: bool) -> String {
          requires a client certificate (SW_AGENT_SSL_CERT_CHAIN_PATH, SW_AGENT_SSL_KEY_PATH)"
             .to_owned()
     }
+}
+
+/// `cause` of a new plaintext connection that broke before any answer, with a hint: a TLS
+/// server answers the HTTP/2 preface with an alert (which h2 reads as a frame of an impossible
+/// size) and closes the connection.
+pub(crate) fn plaintext_hint(cause: String) -> String {
+    format!("{cause} (a TLS port? then set SW_AGENT_SSL_TRUSTED_CA_PATH or SW_AGENT_FORCE_TLS)")
 }
 
 fn not_tls() -> String {

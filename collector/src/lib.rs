@@ -431,7 +431,10 @@ impl Collector {
         &self,
         pairs: impl IntoIterator<Item = (K, V)>,
     ) {
-        let pairs = pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let pairs = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         *self
             .shared
             .dynamic_config

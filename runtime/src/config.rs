@@ -599,10 +599,10 @@ impl ConfigBuilder {
         }
         if tls_set {
             check::key_pair(
-            TLS_VARS[1],
-            self.ssl_key_path.as_deref(),
-            TLS_VARS[2],
-            self.ssl_cert_chain_path.as_deref(),
+                TLS_VARS[1],
+                self.ssl_key_path.as_deref(),
+                TLS_VARS[2],
+                self.ssl_cert_chain_path.as_deref(),
             )?;
         }
         if let Some(v) = var("SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL") {
@@ -743,7 +743,10 @@ impl ConfigBuilder {
                 check::readable_file(name, path)?;
             }
         }
-        let (key, chain) = (self.ssl_key_path.as_deref(), self.ssl_cert_chain_path.as_deref());
+        let (key, chain) = (
+            self.ssl_key_path.as_deref(),
+            self.ssl_cert_chain_path.as_deref(),
+        );
         check::key_pair(names[1], key, names[2], chain)?;
         if !self.force_tls && self.ssl_trusted_ca_path.is_none() {
             // Like the Java agent: a client certificate alone does not turn TLS on.

@@ -196,7 +196,10 @@ mod tests {
         assert!(bad.is_empty());
         assert_eq!(settings.ignore_paths, ["/users/**", "/health"]);
         assert_eq!(settings.sample_per_3_secs, 1);
-        assert_eq!(settings.span_limit, base.span_limit, "not named: configured");
+        assert_eq!(
+            settings.span_limit, base.span_limit,
+            "not named: configured"
+        );
         let (empty, _) = settings_for(&command(&[]), &base, &settings).unwrap();
         assert_eq!(empty, base);
     }
@@ -216,7 +219,10 @@ mod tests {
         assert_eq!(settings.span_limit, current.span_limit);
         assert_eq!(settings.ignore_suffix, [".png"]);
         assert_eq!(bad.len(), 2);
-        assert_eq!((bad[0].key.as_str(), bad[0].value.as_str()), (SAMPLE, "lots"));
+        assert_eq!(
+            (bad[0].key.as_str(), bad[0].value.as_str()),
+            (SAMPLE, "lots")
+        );
     }
 
     #[test]

@@ -47,7 +47,10 @@ async fn an_ignore_rule_from_oap_applies_and_an_empty_command_restores_the_confi
     let tracer = guard.tracer().unwrap().clone();
     fetches(&collector, 2).await;
     assert!(eventually(WAIT, || skytrace::is_ignored_path("/users/7")).await);
-    assert!(!skytrace::is_ignored_path("/health"), "OAP's list replaces the configured one");
+    assert!(
+        !skytrace::is_ignored_path("/health"),
+        "OAP's list replaces the configured one"
+    );
     assert!(!skytrace::is_ignored_path("/orders/7"));
     assert_eq!(tracer.settings().ignore_paths, ["/users/**"]);
 
@@ -85,7 +88,10 @@ async fn one_trace_in_three_seconds_with_sample_n_per_3_secs_1() {
         .filter(|_| skytrace::Span::root_entry("job").is_recording())
         .count();
     // One per 3-second window: two only if the loop crossed a window's end.
-    assert!((1..=2).contains(&recorded), "{recorded} of 20 traces recorded");
+    assert!(
+        (1..=2).contains(&recorded),
+        "{recorded} of 20 traces recorded"
+    );
     guard.shutdown(Duration::from_secs(1));
 }
 
@@ -112,7 +118,11 @@ async fn a_bad_value_changes_nothing_and_unknown_keys_are_ignored() {
     fetches(&collector, 3).await;
     let requests = collector.configuration_requests();
     let last = &requests[requests.len() - 1].uuid;
-    assert_eq!(&requests[requests.len() - 2].uuid, last, "fetched and settled");
+    assert_eq!(
+        &requests[requests.len() - 2].uuid,
+        last,
+        "fetched and settled"
+    );
     assert_eq!(tracer.settings(), before);
     assert!(tracer.stats().connected, "a bad value is no failure");
     guard.shutdown(Duration::from_secs(1));

@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use skytrace::{Config, ConfigBuilder};
 use skytrace_collector::Collector;
 use skytrace_tests::{WAIT, eventually, grpc_tracer};
@@ -46,7 +44,9 @@ impl Ca {
     fn sign(&self, names: &[&str], expired: bool) -> (String, String) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "skytrace test");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "skytrace test");
         if expired {
             params.not_before = rcgen::date_time_ymd(2000, 1, 1);
             params.not_after = rcgen::date_time_ymd(2001, 1, 1);
@@ -157,7 +157,13 @@ impl Output {
 /// Runs the ignored test `case` of this binary in a child process and reads what it printed.
 fn run_case(case: &str) -> Output {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([case, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            case,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -222,7 +228,8 @@ async fn case_unknown_ca() {
     let (ca, other) = (Ca::new("ca"), Ca::new("other"));
     let collector = collector(Some((&ca, &["127.0.0.1"], false)), None).await;
     let dir = folder();
-    let config = config(collector.addr()).ssl_trusted_ca_path(write(&dir, "ca.pem", &other.cert_pem));
+    let config =
+        config(collector.addr()).ssl_trusted_ca_path(write(&dir, "ca.pem", &other.cert_pem));
     observe(&collector, config, false).await;
 }
 
@@ -370,7 +377,10 @@ fn a_fixed_ca_file_heals_without_a_restart() {
     assert_eq!(out.delivered, 1, "{}", out.stderr);
     let said = out.said();
     assert!(said[0].contains("does not trust"), "{said:#?}");
-    assert!(said.iter().any(|l| l.contains("reporting to OAP")), "{said:#?}");
+    assert!(
+        said.iter().any(|l| l.contains("reporting to OAP")),
+        "{said:#?}"
+    );
 }
 
 #[test]
@@ -378,7 +388,12 @@ fn missing_files_and_a_key_without_its_chain_are_config_errors() {
     let dir = folder();
     let missing = dir.join("missing.pem");
     let env = |pairs: Vec<(&'static str, String)>| {
-        move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        }
     };
     let err = Config::builder()
         .env(env(vec![(
@@ -392,10 +407,16 @@ fn missing_files_and_a_key_without_its_chain_are_config_errors() {
 
     let key = write(&dir, "client.key", "key");
     let err = Config::builder()
-        .env(env(vec![("SW_AGENT_SSL_KEY_PATH", key.display().to_string())]))
+        .env(env(vec![(
+            "SW_AGENT_SSL_KEY_PATH",
+            key.display().to_string(),
+        )]))
         .unwrap_err();
     assert_eq!(err.variable, "SW_AGENT_SSL_KEY_PATH");
-    assert!(err.to_string().contains("SW_AGENT_SSL_CERT_CHAIN_PATH"), "{err}");
+    assert!(
+        err.to_string().contains("SW_AGENT_SSL_CERT_CHAIN_PATH"),
+        "{err}"
+    );
 
     let err = Config::builder()
         .ssl_cert_chain_path(&missing)
@@ -405,14 +426,20 @@ fn missing_files_and_a_key_without_its_chain_are_config_errors() {
     assert_eq!(err.variable, "ssl_cert_chain_path");
 
     // A folder is not a file.
-    let err = Config::builder().ssl_trusted_ca_path(&dir).build().unwrap_err();
+    let err = Config::builder()
+        .ssl_trusted_ca_path(&dir)
+        .build()
+        .unwrap_err();
     assert_eq!(err.variable, "ssl_trusted_ca_path");
 
     // Forced without a CA: TLS with the system's roots; a CA alone turns TLS on too.
     assert!(Config::builder().force_tls(true).build().unwrap().tls());
     let ca = write(&dir, "ca.pem", "ca");
     let config = Config::builder()
-        .env(env(vec![("SW_AGENT_SSL_TRUSTED_CA_PATH", ca.display().to_string())]))
+        .env(env(vec![(
+            "SW_AGENT_SSL_TRUSTED_CA_PATH",
+            ca.display().to_string(),
+        )]))
         .unwrap()
         .build()
         .unwrap();

@@ -128,8 +128,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         // users service, applied on its next fetch without a restart.
         let rule = "/health,/users/**";
         collector.set_dynamic_config([("agent.trace.ignore_path", rule)]);
-        println!("
-the collector now serves agent.trace.ignore_path={rule}");
+        println!(
+            "
+the collector now serves agent.trace.ignore_path={rule}"
+        );
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !users_tracer.is_ignored_path("/users/7") && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -112,8 +112,7 @@ pub(super) const HEARTBEAT_SECS: &str = "a whole number of seconds from 1 to 360
 
 /// Longest dynamic-configuration interval: a day.
 pub(super) const MAX_DYNAMIC_CONFIG_SECS: u64 = 86_400;
-pub(super) const DYNAMIC_CONFIG_SECS: &str =
-    "a whole number of seconds from 0 (off) to 86400";
+pub(super) const DYNAMIC_CONFIG_SECS: &str = "a whole number of seconds from 0 (off) to 86400";
 
 pub(super) fn dynamic_config(variable: &str, value: Duration) -> Result<Duration, ConfigError> {
     // Zero is off; otherwise at least a second, so a mistake cannot make the agent poll OAP in
@@ -160,7 +159,9 @@ pub(super) fn key_pair(
         (Some(key), None) => Err(invalid(
             key_variable,
             key.to_string_lossy(),
-            &format!("{chain_variable} as well: mutual TLS needs the key and its certificate chain"),
+            &format!(
+                "{chain_variable} as well: mutual TLS needs the key and its certificate chain"
+            ),
         )),
         (None, Some(chain)) => Err(invalid(
             chain_variable,

@@ -12,9 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skytrace_proto::v3::{
-    Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties,
-};
+use skytrace_proto::v3::{Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties};
 use tokio::sync::watch;
 
 use super::commands::CommandHandler;

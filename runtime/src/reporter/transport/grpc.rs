@@ -25,9 +25,7 @@ use std::time::{Duration, Instant};
 
 use skytrace_proto::v3::configuration_discovery_service_client::ConfigurationDiscoveryServiceClient;
 use skytrace_proto::v3::management_service_client::ManagementServiceClient;
-use skytrace_proto::v3::{
-    Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties,
-};
+use skytrace_proto::v3::{Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties};
 use tonic::Code;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -373,8 +371,7 @@ impl Transport for GrpcTransport {
     ) -> Result<Commands, Failure> {
         let mut client = ConfigurationDiscoveryServiceClient::new(self.channel(timeout).await?);
         let request = self.request(request, timeout);
-        let mut result =
-            tokio::time::timeout(timeout, client.fetch_configurations(request)).await;
+        let mut result = tokio::time::timeout(timeout, client.fetch_configurations(request)).await;
         // An OAP without the configuration-discovery receiver answered all the same: no
         // configuration, not a failure (which would pause new traces).
         if let Ok(Err(status)) = &result

@@ -272,8 +272,14 @@ mod tests {
     #[test]
     fn certificate_trouble_is_found_in_texts_too() {
         let said = describe_text("transport error: received fatal alert: UnknownCA", true);
-        assert!(said.unwrap().contains("refused the agent's client certificate"));
-        let said = describe_text("error: received corrupt message of type InvalidContentType", false);
+        assert!(
+            said.unwrap()
+                .contains("refused the agent's client certificate")
+        );
+        let said = describe_text(
+            "error: received corrupt message of type InvalidContentType",
+            false,
+        );
         assert!(said.unwrap().contains("does not speak TLS"));
         assert_eq!(describe_text("connection reset", false), None);
     }

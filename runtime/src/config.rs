@@ -824,6 +824,8 @@ mod tests {
                 ("SW_AGENT_KEEP_TRACING", "true"),
                 ("SW_AGENT_CORRELATION_MAX_KEY_COUNT", "2"),
                 ("SW_AGENT_CORRELATION_MAX_VALUE_SIZE", "16"),
+                ("SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL", "0"),
+                ("SW_AGENT_FORCE_TLS", "true"),
             ]))
             .unwrap()
             .build()
@@ -843,6 +845,14 @@ mod tests {
         assert!(config.keep_tracing);
         assert_eq!(config.correlation_max_keys, 2);
         assert_eq!(config.correlation_max_value_size, 16);
+        assert_eq!(config.dynamic_config_interval, Duration::ZERO);
+        assert_eq!(
+            config.tls,
+            Some(TlsFiles {
+                ca: None,
+                identity: None
+            })
+        );
         assert!(!format!("{config:?}").contains("secret"));
     }
 
@@ -893,6 +903,12 @@ mod tests {
             ("SW_AGENT_CORRELATION_MAX_VALUE_SIZE", "8193"),
             ("SW_AGENT_CORRELATION_MAX_VALUE_SIZE", "4096"),
             ("SW_AGENT_AUTHENTICATION", "tök"),
+            ("SW_AGENT_FORCE_TLS", "maybe"),
+            ("SW_AGENT_SSL_TRUSTED_CA_PATH", "/nowhere/ca.crt"),
+            ("SW_AGENT_SSL_KEY_PATH", "/nowhere/agent.key"),
+            ("SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL", "20s"),
+            ("SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL", "86401"),
+            ("SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL", "-1"),
         ];
         for (name, value) in cases {
             let lookup = move |n: &str| (n == *name).then(|| value.to_string());
@@ -931,6 +947,11 @@ mod tests {
         );
         assert_eq!(err(b().heartbeat_period(Duration::MAX)), "heartbeat_period");
         assert_eq!(err(b().correlation_max_keys(65)), "correlation_max_keys");
+        assert_eq!(
+            err(b().dynamic_config_interval(Duration::from_millis(10))),
+            "dynamic_config_interval"
+        );
+        assert_eq!(err(b().ssl_key_path("/nowhere/key")), "ssl_key_path");
         assert_eq!(
             err(b()
                 .correlation_max_keys(64)

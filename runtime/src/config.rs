@@ -906,8 +906,14 @@ mod tests {
             ("SW_AGENT_FORCE_TLS", "maybe"),
             ("SW_AGENT_SSL_TRUSTED_CA_PATH", "/nowhere/ca.crt"),
             ("SW_AGENT_SSL_KEY_PATH", "/nowhere/agent.key"),
-            ("SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL", "20s"),
-            ("SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL", "86401"),
+            (
+                "SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL",
+                "20s",
+            ),
+            (
+                "SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL",
+                "86401",
+            ),
             ("SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL", "-1"),
         ];
         for (name, value) in cases {

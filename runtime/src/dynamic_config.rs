@@ -139,7 +139,8 @@ pub(crate) fn handler(agent: &Arc<Agent>) -> impl Fn(&Command) + Send + Sync + '
             // Checked above, value by value: this cannot fail; if it did, nothing changes.
             if agent.settings.set(settings).is_ok() {
                 eprintln!(
-                    "skytrace: dynamic configuration from OAP applied: {}",
+                    "skytrace: dynamic configuration from OAP applied to {}: {}",
+                    agent.service,
                     followed_pairs(command)
                 );
             }

@@ -4,7 +4,12 @@
 //! of configuration requests to move (no timing assertions). The tests share the global tracer,
 //! so they run one at a time.
 
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use skytrace::integrations::axum::SkytraceLayer;
 
 use skytrace::{Config, TracerGuard};
 use skytrace_collector::Collector;
@@ -23,6 +28,48 @@ fn start(collector: &Collector) -> TracerGuard {
         .build()
         .unwrap();
     skytrace::init(config).unwrap()
+}
+
+/// A service on the global tracer: `/users/{id}` and `/orders/{id}`, traced by the axum layer.
+async fn serve() -> SocketAddr {
+    let app = Router::new()
+        .route("/users/{id}", get(|| async { "user" }))
+        .route("/orders/{id}", get(|| async { "order" }))
+        .layer(SkytraceLayer::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// GETs `path`, and returns the endpoints of the segments the collector has received since.
+async fn traced(collector: &Collector, addr: SocketAddr, path: &str) -> Vec<String> {
+    let before = collector.segment_count();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = client
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    // A marker trace after the request: once it arrives, the request's segment (if any) has
+    // arrived before it (one reporter, one queue, in order).
+    drop(skytrace::Span::root_entry("marker"));
+    assert!(
+        collector
+            .wait_for(WAIT, |r| r
+                .segments
+                .iter()
+                .skip(before)
+                .any(|s| s.spans[0].operation_name == "marker"))
+            .await
+    );
+    collector.segments()[before..]
+        .iter()
+        .map(|s| s.spans[0].operation_name.clone())
+        .filter(|name| name != "marker")
+        .collect()
 }
 
 /// Waits until the collector has answered `more` configuration requests beyond what it has now:
@@ -45,8 +92,18 @@ async fn an_ignore_rule_from_oap_applies_and_an_empty_command_restores_the_confi
         .unwrap();
     let guard = start(&collector);
     let tracer = guard.tracer().unwrap().clone();
+    let addr = serve().await;
     fetches(&collector, 2).await;
     assert!(eventually(WAIT, || skytrace::is_ignored_path("/users/7")).await);
+    // A request to /users/7 is not traced any more; /orders/7 still is.
+    assert_eq!(
+        traced(&collector, addr, "/users/7").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        traced(&collector, addr, "/orders/7").await,
+        ["GET:/orders/{id}"]
+    );
     assert!(
         !skytrace::is_ignored_path("/health"),
         "OAP's list replaces the configured one"
@@ -69,6 +126,10 @@ async fn an_ignore_rule_from_oap_applies_and_an_empty_command_restores_the_confi
     assert!(eventually(WAIT, || tracer.settings().ignore_paths == ["/health"]).await);
     assert!(!skytrace::is_ignored_path("/users/7"));
     assert!(skytrace::is_ignored_path("/health"));
+    assert_eq!(
+        traced(&collector, addr, "/users/7").await,
+        ["GET:/users/{id}"]
+    );
     guard.shutdown(Duration::from_secs(1));
 }
 

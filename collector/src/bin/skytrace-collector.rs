@@ -459,6 +459,35 @@ mod tests {
             "[::1]:9"
         );
 
+        let file = std::env::temp_dir().join(format!("skytrace-dc-{}", std::process::id()));
+        std::fs::write(
+            &file,
+            "# ignore rules\nagent.trace.ignore_path = /health,/users/**\n",
+        )
+        .unwrap();
+        let path = file.to_string_lossy().into_owned();
+        let given = parse(&["--dynamic-config", &path]).unwrap().unwrap();
+        assert_eq!(given.dynamic_config.as_deref(), Some(file.as_path()));
+        assert_eq!(
+            read_dynamic_config(&file).unwrap(),
+            [(
+                "agent.trace.ignore_path".to_owned(),
+                "/health,/users/**".to_owned()
+            )]
+        );
+        std::fs::write(&file, "no pair here\n").unwrap();
+        assert!(
+            parse(&["--dynamic-config", &path])
+                .unwrap_err()
+                .contains("line 1")
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert!(
+            parse(&["--dynamic-config", &path])
+                .unwrap_err()
+                .contains("cannot read")
+        );
+
         assert!(parse(&["--help"]).unwrap().is_none());
         assert!(parse(&["--addr"]).unwrap_err().contains("needs a value"));
         assert!(

@@ -273,6 +273,21 @@ mod tests {
     }
 
     #[test]
+    fn tls_trouble_says_what_to_check() {
+        let failure = Failure {
+            trouble: Trouble::Tls,
+            cause: "OAP's certificate has expired".into(),
+            retry_in: Duration::from_millis(500),
+            ..refused()
+        };
+        assert_eq!(
+            failure_line(&failure, false),
+            "skytrace: no TLS connection to OAP at 127.0.0.1:11800: OAP's certificate has \
+             expired; retrying in 0.5 s, new traces paused"
+        );
+    }
+
+    #[test]
     fn other_lines() {
         assert_eq!(
             slow_line("oap:11800", Duration::from_secs(2), false),

@@ -38,8 +38,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use skytrace_proto::v3::{
-    ConfigurationSyncRequest, InstancePingPkg, InstanceProperties, LogData, MeterData,
-    SegmentObject,
+    Command, Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties,
+    KeyStringValuePair, LogData, MeterData, SegmentObject,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
@@ -156,6 +156,31 @@ pub(crate) struct Shared {
     counted: AtomicU64,
     /// Becomes `true` (or its sender is dropped) when the collector stops.
     shutdown: watch::Receiver<bool>,
+    /// The dynamic configuration served, if any.
+    dynamic_config: Mutex<Option<Served>>,
+    /// Configuration-discovery commands sent so far (their `SerialNumber`).
+    serial: AtomicU64,
+}
+
+/// A dynamic configuration as `fetchConfigurations` serves it.
+#[derive(Clone, Debug)]
+struct Served {
+    uuid: String,
+    pairs: Vec<(String, String)>,
+}
+
+impl Served {
+    fn new(pairs: Vec<(String, String)>) -> Served {
+        // Like OAP, the UUID follows the content: the same pairs, the same UUID.
+        use std::hash::{Hash, Hasher};
+        #[allow(deprecated)] // SipHash with fixed keys: the same UUID in every process
+        let mut hasher = std::hash::SipHasher::new();
+        pairs.hash(&mut hasher);
+        Served {
+            uuid: format!("{:016x}", hasher.finish()),
+            pairs,
+        }
+    }
 }
 
 impl Shared {
@@ -252,6 +277,35 @@ impl Shared {
         Ok(())
     }
 
+    /// The answer to a `fetchConfigurations` that sent `uuid`: nothing when no configuration
+    /// is served or the agent has this one, else a `ConfigurationDiscoveryCommand`.
+    pub(crate) fn configuration_for(&self, uuid: &str) -> Commands {
+        let served = self
+            .dynamic_config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(served) = served.filter(|s| s.uuid != uuid) else {
+            return Commands::default();
+        };
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed) + 1;
+        let pair = |key: &str, value: String| KeyStringValuePair {
+            key: key.to_owned(),
+            value,
+        };
+        let mut args = vec![
+            pair("SerialNumber", serial.to_string()),
+            pair("UUID", served.uuid),
+        ];
+        args.extend(served.pairs.into_iter().map(|(k, v)| pair(&k, v)));
+        Commands {
+            commands: vec![Command {
+                command: "ConfigurationDiscoveryCommand".to_owned(),
+                args,
+            }],
+        }
+    }
+
     /// Completes when the collector stops.
     pub(crate) async fn stopped(&self) {
         let mut shutdown = self.shutdown.clone();
@@ -288,6 +342,7 @@ impl Shared {
 /// ```
 pub struct Collector {
     addr: SocketAddr,
+    tls: bool,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
@@ -356,7 +411,35 @@ impl Collector {
     /// # });
     /// ```
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Serves `pairs` as the dynamic configuration from now on (see
+    /// [`CollectorBuilder::dynamic_config`]); an empty list serves a configuration without
+    /// pairs, which sends every agent's settings back to their configured values.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// collector.set_dynamic_config([("agent.trace.ignore_path", "/health")]);
+    /// collector.set_dynamic_config(Vec::<(String, String)>::new());
+    /// # });
+    /// ```
+    pub fn set_dynamic_config<K: Into<String>, V: Into<String>>(
+        &self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) {
+        let pairs = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        *self
+            .shared
+            .dynamic_config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Served::new(pairs));
     }
 
     /// A copy of everything received so far.
@@ -657,6 +740,25 @@ pub struct CollectorBuilder {
     store: bool,
     required_token: Option<String>,
     fail_calls: Option<tonic::Code>,
+    tls: Option<Tls>,
+    dynamic_config: Option<Vec<(String, String)>>,
+}
+
+/// TLS as served: the server's certificate chain and key, and the CA of the client
+/// certificates it requires (mutual TLS), all PEM.
+#[derive(Clone)]
+struct Tls {
+    chain: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("mutual", &self.client_ca.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A loopback address for one collector (see [`CollectorBuilder::addr`]).
@@ -683,6 +785,8 @@ impl Default for CollectorBuilder {
             store: true,
             required_token: None,
             fail_calls: None,
+            tls: None,
+            dynamic_config: None,
         }
     }
 }
@@ -779,8 +883,76 @@ impl CollectorBuilder {
         self
     }
 
+    /// Serves TLS (rustls) with this certificate chain (the server's own first) and private
+    /// key, both PEM; [`Collector::url`] becomes `https://`. The agent must trust the chain's
+    /// CA and connect with TLS. Default: plaintext.
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder()
+    ///     .tls(b"-----BEGIN CERTIFICATE-----...".to_vec(), b"-----BEGIN PRIVATE KEY-----...".to_vec());
+    /// # drop(builder);
+    /// ```
+    pub fn tls(mut self, cert_chain_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        let client_ca = self.tls.take().and_then(|tls| tls.client_ca);
+        self.tls = Some(Tls {
+            chain: cert_chain_pem.into(),
+            key: key_pem.into(),
+            client_ca,
+        });
+        self
+    }
+
+    /// Mutual TLS: with [`CollectorBuilder::tls`], requires every client to present a
+    /// certificate signed by this CA (PEM); others are refused during the handshake.
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder()
+    ///     .tls(b"chain".to_vec(), b"key".to_vec())
+    ///     .require_client_cert(b"ca".to_vec());
+    /// # drop(builder);
+    /// ```
+    pub fn require_client_cert(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
+        let ca = Some(ca_pem.into());
+        match &mut self.tls {
+            Some(tls) => tls.client_ca = ca,
+            None => {
+                self.tls = Some(Tls {
+                    chain: Vec::new(),
+                    key: Vec::new(),
+                    client_ca: ca,
+                })
+            }
+        }
+        self
+    }
+
+    /// Serves a dynamic configuration, as OAP's configuration discovery does:
+    /// `fetchConfigurations` answers a `ConfigurationDiscoveryCommand` with `SerialNumber`,
+    /// `UUID` (which follows the pairs) and these pairs, or nothing when the agent sent the
+    /// current UUID. Change it later with [`Collector::set_dynamic_config`]. Default: no
+    /// configuration (every fetch is answered with nothing).
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder()
+    ///     .dynamic_config([("agent.trace.ignore_path", "/health,/metrics")]);
+    /// # drop(builder);
+    /// ```
+    pub fn dynamic_config<K: Into<String>, V: Into<String>>(
+        mut self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.dynamic_config = Some(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
     /// Binds the address and starts serving on the current tokio runtime (which needs I/O and
-    /// time enabled). Fails only if the address cannot be bound.
+    /// time enabled). Fails if the address cannot be bound, or the TLS certificate or key
+    /// cannot be used.
     ///
     /// ```
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -806,6 +978,8 @@ impl CollectorBuilder {
             store: self.store,
             counted: AtomicU64::new(0),
             shutdown: shutdown_rx.clone(),
+            dynamic_config: Mutex::new(self.dynamic_config.map(Served::new)),
+            serial: AtomicU64::new(0),
         });
 
         let routes = service::Routes::new(service::Handler::new(Arc::clone(&shared)));
@@ -816,6 +990,22 @@ impl CollectorBuilder {
             server = server
                 .initial_stream_window_size(STALL_STREAM_WINDOW)
                 .initial_connection_window_size(STALL_CONNECTION_WINDOW);
+        }
+        let tls = self.tls.is_some();
+        if let Some(Tls {
+            chain,
+            key,
+            client_ca,
+        }) = self.tls
+        {
+            use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+            let mut config = ServerTlsConfig::new().identity(Identity::from_pem(chain, key));
+            if let Some(ca) = client_ca {
+                config = config.client_ca_root(Certificate::from_pem(ca));
+            }
+            server = server
+                .tls_config(config)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         }
 
         let counted = Arc::clone(&shared);
@@ -842,6 +1032,7 @@ impl CollectorBuilder {
 
         Ok(Collector {
             addr,
+            tls,
             shared,
             shutdown: shutdown_tx,
             task: Some(task),

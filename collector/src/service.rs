@@ -241,10 +241,10 @@ impl ConfigurationDiscoveryService for Handler {
         let event = self
             .shared
             .event(|| Event::ConfigurationRequest(sync.clone()));
+        let reply = self.shared.configuration_for(&sync.uuid);
         self.shared
             .record(|r| r.configuration_requests.push(sync), event);
-        // Empty commands: no configuration change.
-        no_commands()
+        Ok(Response::new(reply))
     }
 }
 

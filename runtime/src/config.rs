@@ -10,6 +10,7 @@ pub(crate) mod check;
 use std::cell::RefCell;
 use std::ffi::OsString;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Where finished segments go.
@@ -62,6 +63,20 @@ pub struct Config {
     pub(crate) correlation_max_keys: usize,
     pub(crate) correlation_max_value_size: usize,
     pub(crate) reporter: ReporterKind,
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) tls: Option<TlsFiles>,
+    /// How often OAP's dynamic configuration is fetched; zero for never.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) dynamic_config_interval: Duration,
+}
+
+/// TLS to OAP, as configured: on when forced or when a CA is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TlsFiles {
+    /// PEM certificates trusted to sign OAP's certificate; `None` for the system's roots.
+    pub(crate) ca: Option<PathBuf>,
+    /// The client's certificate chain and private key (PEM), for mutual TLS.
+    pub(crate) identity: Option<(PathBuf, PathBuf)>,
 }
 
 impl fmt::Debug for Config {
@@ -91,6 +106,8 @@ impl fmt::Debug for Config {
                 &self.correlation_max_value_size,
             )
             .field("reporter", &self.reporter)
+            .field("tls", &self.tls)
+            .field("dynamic_config_interval", &self.dynamic_config_interval)
             .finish()
     }
 }
@@ -216,6 +233,29 @@ impl Config {
     pub fn reporter(&self) -> &ReporterKind {
         &self.reporter
     }
+
+    /// Whether the reporter connects to OAP over TLS (`SW_AGENT_FORCE_TLS`, or a CA in
+    /// `SW_AGENT_SSL_TRUSTED_CA_PATH`).
+    ///
+    /// ```
+    /// let config = skytrace::Config::builder().force_tls(true).build().unwrap();
+    /// assert!(config.tls());
+    /// assert!(!skytrace::Config::builder().build().unwrap().tls());
+    /// ```
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// How often OAP's dynamic configuration is fetched
+    /// (`SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL`); zero when never.
+    ///
+    /// ```
+    /// let config = skytrace::Config::builder().build().unwrap();
+    /// assert_eq!(config.dynamic_config_interval().as_secs(), 20);
+    /// ```
+    pub fn dynamic_config_interval(&self) -> Duration {
+        self.dynamic_config_interval
+    }
 }
 
 /// Builds a [`Config`]; every setter has the default the official agents use. Setters accept
@@ -239,6 +279,11 @@ pub struct ConfigBuilder {
     correlation_max_keys: usize,
     correlation_max_value_size: usize,
     reporter: ReporterKind,
+    force_tls: bool,
+    ssl_trusted_ca_path: Option<PathBuf>,
+    ssl_key_path: Option<PathBuf>,
+    ssl_cert_chain_path: Option<PathBuf>,
+    dynamic_config_interval: Duration,
 }
 
 impl Default for ConfigBuilder {
@@ -261,6 +306,11 @@ impl Default for ConfigBuilder {
             correlation_max_keys: 3,
             correlation_max_value_size: 128,
             reporter: ReporterKind::Grpc,
+            force_tls: false,
+            ssl_trusted_ca_path: None,
+            ssl_key_path: None,
+            ssl_cert_chain_path: None,
+            dynamic_config_interval: Duration::from_secs(20),
         }
     }
 }
@@ -410,6 +460,54 @@ impl ConfigBuilder {
         self
     }
 
+    /// `SW_AGENT_FORCE_TLS`: connect to OAP over TLS even without a CA of its own
+    /// ([`ConfigBuilder::ssl_trusted_ca_path`]); OAP's certificate is then checked against the
+    /// system's roots. Default `false`.
+    pub fn force_tls(mut self, yes: bool) -> Self {
+        self.force_tls = yes;
+        self
+    }
+
+    /// `SW_AGENT_SSL_TRUSTED_CA_PATH`: a PEM file of the certificates trusted to sign OAP's;
+    /// turns TLS on. Unlike the Java agent, which falls back to plaintext when the file is
+    /// missing, a file that cannot be read is an error naming the setting and the path. Read
+    /// again on every new connection, so a renewed file is used without a restart.
+    ///
+    /// ```
+    /// let err = skytrace::Config::builder()
+    ///     .ssl_trusted_ca_path("/nowhere/ca.crt")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.variable, "ssl_trusted_ca_path");
+    /// assert_eq!(err.value, "/nowhere/ca.crt");
+    /// ```
+    pub fn ssl_trusted_ca_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ssl_trusted_ca_path = Some(path.into());
+        self
+    }
+
+    /// `SW_AGENT_SSL_KEY_PATH`: the client's private key (PEM, PKCS#8, PKCS#1 or SEC1) for
+    /// mutual TLS; needs [`ConfigBuilder::ssl_cert_chain_path`] as well.
+    pub fn ssl_key_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ssl_key_path = Some(path.into());
+        self
+    }
+
+    /// `SW_AGENT_SSL_CERT_CHAIN_PATH`: the client's certificate chain (PEM, its own
+    /// certificate first) for mutual TLS; needs [`ConfigBuilder::ssl_key_path`] as well.
+    pub fn ssl_cert_chain_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ssl_cert_chain_path = Some(path.into());
+        self
+    }
+
+    /// `SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL` (whole seconds in the variable):
+    /// how often OAP's dynamic configuration (sampling, ignore rules, span limit) is fetched.
+    /// Zero turns fetching off; otherwise 1 s to 1 day. Default 20 s, as the Java agent.
+    pub fn dynamic_config_interval(mut self, interval: Duration) -> Self {
+        self.dynamic_config_interval = interval;
+        self
+    }
+
     /// Applies every `SW_AGENT_*` variable that `lookup` knows, checking each: a value the
     /// agent cannot use is an error naming the variable and the value. Values are trimmed.
     /// A closure over a map makes it testable; [`ConfigBuilder::env_os`] takes values that may
@@ -483,6 +581,38 @@ impl ConfigBuilder {
         if let Some(v) = var("SW_AGENT_ENABLE") {
             self.enabled = check::boolean("SW_AGENT_ENABLE", &v)?;
         }
+        if let Some(v) = var("SW_AGENT_FORCE_TLS") {
+            self.force_tls = check::boolean("SW_AGENT_FORCE_TLS", &v)?;
+        }
+        let mut tls_set = false;
+        for (name, slot) in [
+            (TLS_VARS[0], &mut self.ssl_trusted_ca_path),
+            (TLS_VARS[1], &mut self.ssl_key_path),
+            (TLS_VARS[2], &mut self.ssl_cert_chain_path),
+        ] {
+            // An empty value is no file, as if the variable were not set.
+            if let Some(v) = var(name).filter(|v| !v.is_empty()) {
+                check::readable_file(name, Path::new(&v))?;
+                *slot = Some(PathBuf::from(v));
+                tls_set = true;
+            }
+        }
+        if tls_set {
+            check::key_pair(
+                TLS_VARS[1],
+                self.ssl_key_path.as_deref(),
+                TLS_VARS[2],
+                self.ssl_cert_chain_path.as_deref(),
+            )?;
+        }
+        if let Some(v) = var("SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL") {
+            let name = "SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL";
+            let secs: u64 = check::number(name, &v, check::DYNAMIC_CONFIG_SECS)?;
+            if secs > check::MAX_DYNAMIC_CONFIG_SECS {
+                return Err(check::invalid(name, v, check::DYNAMIC_CONFIG_SECS));
+            }
+            self.dynamic_config_interval = Duration::from_secs(secs);
+        }
         let mut correlation_set = None;
         if let Some(v) = var("SW_AGENT_CORRELATION_MAX_KEY_COUNT") {
             let name = "SW_AGENT_CORRELATION_MAX_KEY_COUNT";
@@ -542,6 +672,7 @@ impl ConfigBuilder {
     /// Checks every value (naming the builder method of a bad one) and fills the derived
     /// defaults.
     pub fn build(self) -> Result<Config, ConfigError> {
+        let tls = self.tls_files()?;
         let name = match self.service_name {
             Some(name) => check::name("service_name", name)?,
             None => default_service_name(),
@@ -569,6 +700,8 @@ impl ConfigBuilder {
             self.correlation_max_value_size,
         )?;
         check::correlation_total("correlation_max_value_size", value_size, keys, value_size)?;
+        let dynamic_config_interval =
+            check::dynamic_config("dynamic_config_interval", self.dynamic_config_interval)?;
         let service_name = [name.as_str(), &namespace, &cluster]
             .into_iter()
             .filter(|part| !part.is_empty())
@@ -592,9 +725,46 @@ impl ConfigBuilder {
             correlation_max_keys: keys,
             correlation_max_value_size: value_size,
             reporter: self.reporter,
+            tls,
+            dynamic_config_interval,
         })
     }
+
+    /// The TLS files, checked: each readable, the key with its chain.
+    fn tls_files(&self) -> Result<Option<TlsFiles>, ConfigError> {
+        let names = ["ssl_trusted_ca_path", "ssl_key_path", "ssl_cert_chain_path"];
+        let paths = [
+            &self.ssl_trusted_ca_path,
+            &self.ssl_key_path,
+            &self.ssl_cert_chain_path,
+        ];
+        for (name, path) in names.into_iter().zip(paths) {
+            if let Some(path) = path {
+                check::readable_file(name, path)?;
+            }
+        }
+        let (key, chain) = (
+            self.ssl_key_path.as_deref(),
+            self.ssl_cert_chain_path.as_deref(),
+        );
+        check::key_pair(names[1], key, names[2], chain)?;
+        if !self.force_tls && self.ssl_trusted_ca_path.is_none() {
+            // Like the Java agent: a client certificate alone does not turn TLS on.
+            return Ok(None);
+        }
+        Ok(Some(TlsFiles {
+            ca: self.ssl_trusted_ca_path.clone(),
+            identity: chain.zip(key).map(|(c, k)| (c.to_owned(), k.to_owned())),
+        }))
+    }
 }
+
+/// The TLS variables: CA, key, chain.
+const TLS_VARS: [&str; 3] = [
+    "SW_AGENT_SSL_TRUSTED_CA_PATH",
+    "SW_AGENT_SSL_KEY_PATH",
+    "SW_AGENT_SSL_CERT_CHAIN_PATH",
+];
 
 fn default_service_name() -> String {
     std::env::current_exe()
@@ -654,6 +824,8 @@ mod tests {
                 ("SW_AGENT_KEEP_TRACING", "true"),
                 ("SW_AGENT_CORRELATION_MAX_KEY_COUNT", "2"),
                 ("SW_AGENT_CORRELATION_MAX_VALUE_SIZE", "16"),
+                ("SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL", "0"),
+                ("SW_AGENT_FORCE_TLS", "true"),
             ]))
             .unwrap()
             .build()
@@ -673,6 +845,14 @@ mod tests {
         assert!(config.keep_tracing);
         assert_eq!(config.correlation_max_keys, 2);
         assert_eq!(config.correlation_max_value_size, 16);
+        assert_eq!(config.dynamic_config_interval, Duration::ZERO);
+        assert_eq!(
+            config.tls,
+            Some(TlsFiles {
+                ca: None,
+                identity: None
+            })
+        );
         assert!(!format!("{config:?}").contains("secret"));
     }
 
@@ -723,6 +903,18 @@ mod tests {
             ("SW_AGENT_CORRELATION_MAX_VALUE_SIZE", "8193"),
             ("SW_AGENT_CORRELATION_MAX_VALUE_SIZE", "4096"),
             ("SW_AGENT_AUTHENTICATION", "tök"),
+            ("SW_AGENT_FORCE_TLS", "maybe"),
+            ("SW_AGENT_SSL_TRUSTED_CA_PATH", "/nowhere/ca.crt"),
+            ("SW_AGENT_SSL_KEY_PATH", "/nowhere/agent.key"),
+            (
+                "SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL",
+                "20s",
+            ),
+            (
+                "SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL",
+                "86401",
+            ),
+            ("SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL", "-1"),
         ];
         for (name, value) in cases {
             let lookup = move |n: &str| (n == *name).then(|| value.to_string());
@@ -761,6 +953,11 @@ mod tests {
         );
         assert_eq!(err(b().heartbeat_period(Duration::MAX)), "heartbeat_period");
         assert_eq!(err(b().correlation_max_keys(65)), "correlation_max_keys");
+        assert_eq!(
+            err(b().dynamic_config_interval(Duration::from_millis(10))),
+            "dynamic_config_interval"
+        );
+        assert_eq!(err(b().ssl_key_path("/nowhere/key")), "ssl_key_path");
         assert_eq!(
             err(b()
                 .correlation_max_keys(64)

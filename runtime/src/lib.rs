@@ -38,6 +38,8 @@ mod agent;
 pub mod component;
 mod config;
 mod context;
+#[cfg(feature = "grpc")]
+mod dynamic_config;
 mod edit;
 mod glob;
 mod global;

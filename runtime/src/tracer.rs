@@ -111,6 +111,28 @@ impl Tracer {
         self.agent.settings.set(settings)
     }
 
+    /// Applies OAP's dynamic configuration, as `reporter` fetches it
+    /// (`SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL`), to this tracer's settings, over
+    /// the ones in force now. [`init`] does this for the tracer it installs; a tracer made with
+    /// [`Tracer::with_reporter`] and a [`GrpcReporter`](crate::GrpcReporter) of its own asks
+    /// here. The reporter holds the tracer weakly: it never keeps it alive.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use skytrace::{Config, GrpcReporter, Tracer};
+    ///
+    /// let config = Config::builder().service_name("users").build().unwrap();
+    /// let reporter = Arc::new(GrpcReporter::start(&config).unwrap());
+    /// let tracer = Tracer::with_reporter(&config, reporter.clone());
+    /// tracer.follow_dynamic_config(&reporter);
+    /// ```
+    #[cfg(feature = "grpc")]
+    pub fn follow_dynamic_config(&self, reporter: &crate::reporter::GrpcReporter) {
+        reporter
+            .commands()
+            .set(crate::dynamic_config::handler(&self.agent));
+    }
+
     /// Makes this the tracer of [`Span::entry`], `#[entry_span]` and the integrations. Returns
     /// the one it replaces.
     pub fn install_global(&self) -> Option<Tracer> {
@@ -164,10 +186,17 @@ pub fn init(config: Config) -> Result<TracerGuard, InitError> {
         // Switched off (`SW_AGENT_ENABLE=false`): no reporter, no thread, no tracer installed.
         return Ok(TracerGuard { tracer: None });
     }
+    // The gRPC reporter, to hand OAP's dynamic configuration to the tracer once it is made.
+    #[cfg(feature = "grpc")]
+    let mut grpc = None;
     let reporter: Arc<dyn Reporter> = match config.reporter {
         #[cfg(feature = "grpc")]
         ReporterKind::Grpc => {
-            Arc::new(crate::reporter::GrpcReporter::start(&config).map_err(InitError::Reporter)?)
+            let reporter = Arc::new(
+                crate::reporter::GrpcReporter::start(&config).map_err(InitError::Reporter)?,
+            );
+            grpc = Some(Arc::clone(&reporter));
+            reporter
         }
         #[cfg(not(feature = "grpc"))]
         ReporterKind::Grpc => {
@@ -180,6 +209,10 @@ pub fn init(config: Config) -> Result<TracerGuard, InitError> {
         ReporterKind::Discard => Arc::new(DiscardReporter::new()),
     };
     let tracer = Tracer::with_reporter(&config, reporter);
+    #[cfg(feature = "grpc")]
+    if let Some(grpc) = grpc {
+        tracer.follow_dynamic_config(&grpc);
+    }
     tracer.install_global();
     Ok(TracerGuard {
         tracer: Some(tracer),

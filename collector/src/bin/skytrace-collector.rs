@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 const USAGE: &str = "\
 usage: skytrace-collector [--addr IP:PORT] [--token TOKEN] [--stall] [--verbose] [--keep N]
+                          [--dynamic-config FILE]
 
 A stand-in SkyWalking OAP: receives what agents report over gRPC and prints it: one line per
 thing received and, once a trace has been quiet for half a second, the trace as a tree.
@@ -31,6 +32,11 @@ thing received and, once a trace has been quiet for half a second, the trace as 
                    ones are dropped, and the drops counted in a printed note, so memory stays
                    bounded however long it runs; a trace that outlives its dropped segments
                    is drawn from those left
+  --dynamic-config FILE
+                   serve FILE's `key=value` lines (`#` starts a comment) as OAP's dynamic
+                   configuration, e.g. `agent.trace.ignore_path=/health,/users/**`; read
+                   again after every fetch, so an edit reaches agents within two fetches
+                   (SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL, 20 s by default)
   -h, --help       print this help
 
 In a tree, a span line reads
@@ -58,6 +64,7 @@ struct Args {
     stall: bool,
     detail: Detail,
     keep: usize,
+    dynamic_config: Option<std::path::PathBuf>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -67,6 +74,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         stall: false,
         detail: Detail::Normal,
         keep: DEFAULT_KEEP,
+        dynamic_config: None,
     };
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -98,10 +106,37 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                     _ => return Err(format!("--keep: `{text}` is not a number of segments >= 1")),
                 };
             }
+            "--dynamic-config" => {
+                let path = std::path::PathBuf::from(value("FILE")?);
+                read_dynamic_config(&path)?;
+                parsed.dynamic_config = Some(path);
+            }
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
     Ok(Some(parsed))
+}
+
+/// The `key=value` pairs of a dynamic-configuration file.
+fn read_dynamic_config(path: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--dynamic-config: cannot read {}: {e}", path.display()))?;
+    let mut pairs = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!(
+                "--dynamic-config: {} line {}: `{line}` is not key=value",
+                path.display(),
+                number + 1
+            ));
+        };
+        pairs.push((key.trim().to_owned(), value.trim().to_owned()));
+    }
+    Ok(pairs)
 }
 
 fn main() -> ExitCode {
@@ -146,12 +181,21 @@ async fn run(args: Args) -> ExitCode {
         }
     };
     let mut events = collector.subscribe_events();
+    let serve_config = |collector: &Collector, out: &mut Output| {
+        if let Some(path) = &args.dynamic_config {
+            match read_dynamic_config(path) {
+                Ok(pairs) => collector.set_dynamic_config(pairs),
+                Err(err) => out.line(format!("{err}; serving the configuration read before")),
+            }
+        }
+    };
     let mut out = Output::default();
     out.line(format!(
         "skytrace-collector listening on {}{} (Ctrl-C to stop)",
         collector.addr(),
         if args.stall { ", stalled" } else { "" }
     ));
+    serve_config(&collector, &mut out);
 
     let mut window = Window::new(args.keep);
     // Traces with segments not printed yet, in arrival order; when the first one came.
@@ -229,7 +273,9 @@ async fn run(args: Args) -> ExitCode {
                 ));
             }
             Some(Ok(Event::ConfigurationRequest(r))) => {
-                out.line(format!("config      {} uuid={:?}", r.service, r.uuid))
+                out.line(format!("config      {} uuid={:?}", r.service, r.uuid));
+                // Read again for the next request: edits are served without a restart.
+                serve_config(&collector, &mut out);
             }
             Some(Ok(Event::Rejected { rpc })) => {
                 out.line(format!("rejected    {rpc}: missing or wrong token"))
@@ -411,6 +457,35 @@ mod tests {
                 .addr
                 .to_string(),
             "[::1]:9"
+        );
+
+        let file = std::env::temp_dir().join(format!("skytrace-dc-{}", std::process::id()));
+        std::fs::write(
+            &file,
+            "# ignore rules\nagent.trace.ignore_path = /health,/users/**\n",
+        )
+        .unwrap();
+        let path = file.to_string_lossy().into_owned();
+        let given = parse(&["--dynamic-config", &path]).unwrap().unwrap();
+        assert_eq!(given.dynamic_config.as_deref(), Some(file.as_path()));
+        assert_eq!(
+            read_dynamic_config(&file).unwrap(),
+            [(
+                "agent.trace.ignore_path".to_owned(),
+                "/health,/users/**".to_owned()
+            )]
+        );
+        std::fs::write(&file, "no pair here\n").unwrap();
+        assert!(
+            parse(&["--dynamic-config", &path])
+                .unwrap_err()
+                .contains("line 1")
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert!(
+            parse(&["--dynamic-config", &path])
+                .unwrap_err()
+                .contains("cannot read")
         );
 
         assert!(parse(&["--help"]).unwrap().is_none());

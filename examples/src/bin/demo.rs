@@ -1,6 +1,7 @@
 //! skytrace's demo: two instrumented services on loopback and a SkyWalking collector, all in
 //! this process. It sends a handful of requests and prints each trace as a tree, like
-//! SkyWalking's trace view.
+//! SkyWalking's trace view. Then the embedded collector serves an ignore rule as OAP's dynamic
+//! configuration, and the users service stops tracing the paths it names.
 //!
 //! ```sh
 //! cargo run -p skytrace-examples --bin demo
@@ -9,6 +10,7 @@
 //! ```
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use skytrace::integrations::axum::SkytraceLayer;
@@ -41,9 +43,13 @@ async fn main() -> ExitCode {
     }
 }
 
-fn config(backends: &str, service: &str) -> Result<Config, skytrace::ConfigError> {
-    let builder: ConfigBuilder = Config::builder()
-        .ignore_paths("/health")
+fn config(backends: &str, service: &str, embedded: bool) -> Result<Config, skytrace::ConfigError> {
+    let mut builder: ConfigBuilder = Config::builder().ignore_paths("/health");
+    if embedded {
+        // The dynamic configuration's part of the demo: fetched every second, not every 20.
+        builder = builder.dynamic_config_interval(Duration::from_secs(1));
+    }
+    let builder = builder
         .env(|name| std::env::var(name).ok())?
         .backend_services(backends)
         .service_name(service)
@@ -73,9 +79,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     // The frontend uses the global tracer (its handler is an `#[entry_span]`); the users service
     // has a tracer of its own, so one process can show two services.
-    let frontend_agent = skytrace::init(config(&backends, "demo-frontend")?)?;
-    let users_config = config(&backends, "demo-users")?;
-    let users_tracer = Tracer::new(&users_config, GrpcReporter::start(&users_config)?);
+    let embedded = collector.is_some();
+    let frontend_agent = skytrace::init(config(&backends, "demo-frontend", embedded)?)?;
+    let users_config = config(&backends, "demo-users", embedded)?;
+    let users_reporter = Arc::new(GrpcReporter::start(&users_config)?);
+    let users_tracer = Tracer::with_reporter(&users_config, users_reporter.clone());
+    users_tracer.follow_dynamic_config(&users_reporter);
 
     let users_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let users_addr = users_listener.local_addr()?;
@@ -112,7 +121,35 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Two segments per request: one per service.
-    let expected = REQUESTS.len() * 2;
+    let mut expected = REQUESTS.len() * 2;
+
+    if let Some(collector) = &collector {
+        // OAP's dynamic configuration, from the embedded collector: an ignore rule for the
+        // users service, applied on its next fetch without a restart.
+        let rule = "/health,/users/**";
+        collector.set_dynamic_config([("agent.trace.ignore_path", rule)]);
+        println!(
+            "
+the collector now serves agent.trace.ignore_path={rule}"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !users_tracer.is_ignored_path("/users/7") && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!(
+            "demo-users applied it: ignore paths now {:?}",
+            users_tracer.settings().ignore_paths
+        );
+        let response = client
+            .get(format!("http://{frontend_addr}/checkout/7"))
+            .send()
+            .await?;
+        println!(
+            "GET /checkout/7 -> {} (traced by demo-frontend only: /users/7 is ignored now)",
+            response.status()
+        );
+        expected += 1;
+    }
     let frontend_stats = frontend_agent.shutdown(Duration::from_secs(5));
     let users_stats = users_tracer.reporter().shutdown(Duration::from_secs(5));
     let sent = frontend_stats.sent + users_stats.sent;

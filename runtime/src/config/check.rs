@@ -2,6 +2,7 @@
 //! names the variable) and [`super::ConfigBuilder::build`] (which names the builder method).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::Path;
 use std::time::Duration;
 
 use super::ConfigError;
@@ -88,12 +89,12 @@ pub(crate) fn sample(variable: &str, value: i32) -> Result<i32, ConfigError> {
     }
     Ok(value)
 }
-pub(super) const SAMPLE: &str = "an integer >= -1";
+pub(crate) const SAMPLE: &str = "an integer >= -1";
 
 pub(crate) fn span_limit(variable: &str, value: usize) -> Result<usize, ConfigError> {
     in_range(variable, value, 1, MAX_SPAN_LIMIT, SPAN_LIMIT)
 }
-pub(super) const SPAN_LIMIT: &str = "an integer from 1 to 10000";
+pub(crate) const SPAN_LIMIT: &str = "an integer from 1 to 10000";
 
 pub(super) fn queue_size(variable: &str, value: usize) -> Result<usize, ConfigError> {
     in_range(variable, value, 1, MAX_QUEUE_SIZE, QUEUE_SIZE)
@@ -108,6 +109,68 @@ pub(super) fn heartbeat(variable: &str, value: Duration) -> Result<Duration, Con
 }
 pub(super) const HEARTBEAT: &str = "from 1 to 3600 seconds";
 pub(super) const HEARTBEAT_SECS: &str = "a whole number of seconds from 1 to 3600";
+
+/// Longest dynamic-configuration interval: a day.
+pub(super) const MAX_DYNAMIC_CONFIG_SECS: u64 = 86_400;
+pub(super) const DYNAMIC_CONFIG_SECS: &str = "a whole number of seconds from 0 (off) to 86400";
+
+pub(super) fn dynamic_config(variable: &str, value: Duration) -> Result<Duration, ConfigError> {
+    // Zero is off; otherwise at least a second, so a mistake cannot make the agent poll OAP in
+    // a loop.
+    if (!value.is_zero() && value < Duration::from_secs(1))
+        || value > Duration::from_secs(MAX_DYNAMIC_CONFIG_SECS)
+    {
+        return Err(invalid(
+            variable,
+            format!("{value:?}"),
+            "zero (off) or from 1 to 86400 seconds",
+        ));
+    }
+    Ok(value)
+}
+
+/// A file the agent will read (a certificate, a key): it must exist and be readable now. The
+/// error names the path and what the system said.
+pub(super) fn readable_file(variable: &str, path: &Path) -> Result<(), ConfigError> {
+    let problem = match std::fs::File::open(path) {
+        Ok(file) => match file.metadata() {
+            Ok(meta) if meta.is_file() => return Ok(()),
+            Ok(_) => "it is not a file".to_owned(),
+            Err(e) => e.to_string(),
+        },
+        Err(e) => e.to_string(),
+    };
+    Err(invalid(
+        variable,
+        path.to_string_lossy(),
+        &format!("a readable PEM file; {problem}"),
+    ))
+}
+
+/// Mutual TLS needs the key and the chain together: one without the other is an error naming
+/// the one that is set.
+pub(super) fn key_pair(
+    key_variable: &str,
+    key: Option<&Path>,
+    chain_variable: &str,
+    chain: Option<&Path>,
+) -> Result<(), ConfigError> {
+    match (key, chain) {
+        (Some(key), None) => Err(invalid(
+            key_variable,
+            key.to_string_lossy(),
+            &format!(
+                "{chain_variable} as well: mutual TLS needs the key and its certificate chain"
+            ),
+        )),
+        (None, Some(chain)) => Err(invalid(
+            chain_variable,
+            chain.to_string_lossy(),
+            &format!("{key_variable} as well: mutual TLS needs the certificate chain and its key"),
+        )),
+        _ => Ok(()),
+    }
+}
 
 pub(super) fn correlation_keys(variable: &str, value: usize) -> Result<usize, ConfigError> {
     in_range(variable, value, 0, MAX_CORRELATION_KEYS, CORRELATION_KEYS)
@@ -154,7 +217,7 @@ fn in_range<T: PartialOrd + ToString>(
 }
 
 /// Parses a whole decimal number (no sign, no spaces) of type `T`; `expected` says the range.
-pub(super) fn number<T: std::str::FromStr>(
+pub(crate) fn number<T: std::str::FromStr>(
     variable: &str,
     value: &str,
     expected: &str,

@@ -25,7 +25,6 @@ impl std::fmt::Debug for CommandHandler {
     }
 }
 
-#[cfg_attr(not(test), allow(dead_code))] // installed by the dynamic configuration, next
 impl CommandHandler {
     /// Sends every later command to `handler` (replacing the one before).
     pub(crate) fn set(&self, handler: impl Fn(&Command) + Send + Sync + 'static) {

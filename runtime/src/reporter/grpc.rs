@@ -17,6 +17,7 @@ use tonic::metadata::MetadataValue;
 
 use super::commands::CommandHandler;
 use super::queue::{self, Sender};
+use super::signal::configuration::Configuration;
 use super::signal::management::Management;
 use super::signal::segments::Segments;
 use super::status::Status;
@@ -124,6 +125,7 @@ impl GrpcReporter {
             backends: config.backends.clone(),
             token,
             max_message_bytes: options.max_message_bytes,
+            tls: config.tls.clone(),
         });
         let (segments, segments_rx) = queue::bounded(config.queue_size);
         let status = Arc::new(Status::default());
@@ -136,6 +138,7 @@ impl GrpcReporter {
         let properties = crate::host::instance_properties(&config.namespace);
         let heartbeat = config.heartbeat_period;
         let keep_tracing = config.keep_tracing;
+        let dynamic_config_interval = config.dynamic_config_interval;
         let thread = std::thread::Builder::new()
             .name("skytrace-reporter".into())
             .spawn(move || {
@@ -144,10 +147,13 @@ impl GrpcReporter {
                     .build();
                 match runtime {
                     Ok(runtime) => runtime.block_on(async move {
+                        let configuration =
+                            Configuration::new(service.clone(), dynamic_config_interval);
                         Worker {
                             transport,
                             segments: Segments::new(segments_rx),
                             management: Management::new(service, instance, properties, heartbeat),
+                            configuration,
                             status: worker_status,
                             commands,
                             shutdown: shutdown_rx,
@@ -180,7 +186,6 @@ impl GrpcReporter {
     }
 
     /// Where OAP's commands go: install a handler with [`CommandHandler::set`].
-    #[allow(dead_code)] // for the dynamic configuration, next
     pub(crate) fn commands(&self) -> &CommandHandler {
         &self.commands
     }

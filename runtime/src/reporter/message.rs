@@ -15,6 +15,9 @@ pub(crate) enum Trouble {
     Error,
     /// A call got no answer within its timeout.
     Stalled,
+    /// TLS failed: a certificate refused either way, a file that cannot be used, or a
+    /// backend that does not speak TLS.
+    Tls,
 }
 
 /// A failed attempt, as the transport saw it.
@@ -49,6 +52,7 @@ pub(crate) fn failure_line(failure: &Failure, keep_tracing: bool) -> String {
         ),
         Trouble::Error => format!("skytrace: OAP at {backend} answered with an error: {cause}"),
         Trouble::Stalled => format!("skytrace: OAP at {backend} is not answering ({cause})"),
+        Trouble::Tls => format!("skytrace: no TLS connection to OAP at {backend}: {cause}"),
     };
     let retry_in = seconds(*retry_in);
     match next_backend {
@@ -265,6 +269,21 @@ mod tests {
             failure_line(&failure, false),
             "skytrace: OAP at 127.0.0.1:11800 is not answering (no answer within 10 s); \
              retrying in 0.8 s, new traces paused"
+        );
+    }
+
+    #[test]
+    fn tls_trouble_says_what_to_check() {
+        let failure = Failure {
+            trouble: Trouble::Tls,
+            cause: "OAP's certificate has expired".into(),
+            retry_in: Duration::from_millis(500),
+            ..refused()
+        };
+        assert_eq!(
+            failure_line(&failure, false),
+            "skytrace: no TLS connection to OAP at 127.0.0.1:11800: OAP's certificate has \
+             expired; retrying in 0.5 s, new traces paused"
         );
     }
 

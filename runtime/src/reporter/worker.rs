@@ -12,12 +12,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skytrace_proto::v3::{Commands, InstancePingPkg, InstanceProperties};
+use skytrace_proto::v3::{Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties};
 use tokio::sync::watch;
 
 use super::commands::CommandHandler;
 use super::message::{self, Failure, Trouble};
 use super::queue::Counts;
+use super::signal::configuration::Configuration;
 use super::signal::management::{Beat, Management};
 use super::signal::segments::{BATCH, LINGER, Segments};
 use super::status::{SLOW_CALL, State, Status};
@@ -42,6 +43,7 @@ pub(crate) struct Worker<T> {
     pub(crate) transport: T,
     pub(crate) segments: Segments,
     pub(crate) management: Management,
+    pub(crate) configuration: Configuration,
     pub(crate) status: Arc<Status>,
     pub(crate) commands: CommandHandler,
     /// The shutdown's deadline, once requested.
@@ -56,6 +58,7 @@ enum Call {
     Segments(Vec<Outgoing>),
     Properties(InstanceProperties),
     Ping(InstancePingPkg),
+    Configuration(ConfigurationSyncRequest),
 }
 
 impl<T: Transport> Worker<T> {
@@ -103,6 +106,9 @@ impl<T: Transport> Worker<T> {
                     };
                     let _ = self.call(call).await;
                 }
+                request = self.configuration.tick() => {
+                    let _ = self.call(Call::Configuration(request)).await;
+                }
                 _ = self.shutdown.changed() => {}
             }
         }
@@ -149,6 +155,9 @@ impl<T: Transport> Worker<T> {
                     transport.report_properties(properties, timeout).await
                 }
                 Call::Ping(ping) => transport.keep_alive(ping, timeout).await,
+                Call::Configuration(request) => {
+                    transport.fetch_configurations(request, timeout).await
+                }
             }
         };
         let (voice, status) = (&mut self.voice, &*self.status);
@@ -160,6 +169,7 @@ impl<T: Transport> Worker<T> {
         match result {
             Ok(commands) => {
                 self.voice.connected(&self.status, &backend);
+                self.configuration.observe(&commands);
                 self.dispatch(&commands);
                 Ok(())
             }

@@ -3,5 +3,6 @@
 //! and configuration fetches come as modules beside these, each with a branch in the worker's
 //! loop.
 
+pub(crate) mod configuration;
 pub(crate) mod management;
 pub(crate) mod segments;

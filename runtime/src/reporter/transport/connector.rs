@@ -14,6 +14,9 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+/// Why a reconnect was refused.
+pub(crate) const CLOSED_BEFORE_ANSWER: &str = "the connection closed before any call was answered";
+
 /// How long a TCP connect may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -47,7 +50,7 @@ impl tower_service::Service<http::Uri> for TcpConnector {
             if !allowed {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::NotConnected,
-                    "the connection closed before any call was answered",
+                    CLOSED_BEFORE_ANSWER,
                 ));
             }
             let host = uri.host().unwrap_or_default();

@@ -15,19 +15,25 @@
 //!   delay at once.
 //! - **Authenticating**: the token goes in every call's `authentication` metadata, as the Java
 //!   agent sends it.
+//! - **TLS** ([`super::tls`]): `https://` endpoints with tonic's rustls client around our
+//!   connector. Certificate trouble is a failure like any other (`Trouble::Tls`): said once,
+//!   backed off, new traces paused; each new connection reads the files again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use skytrace_proto::v3::configuration_discovery_service_client::ConfigurationDiscoveryServiceClient;
 use skytrace_proto::v3::management_service_client::ManagementServiceClient;
-use skytrace_proto::v3::{Commands, InstancePingPkg, InstanceProperties};
+use skytrace_proto::v3::{Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties};
 use tonic::Code;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
 use super::Transport;
 use super::connector::TcpConnector;
+use super::tls;
+use crate::config::TlsFiles;
 use crate::reporter::backoff::Backoff;
 use crate::reporter::message::{self, Failure, Trouble};
 use crate::reporter::wire::Outgoing;
@@ -42,6 +48,8 @@ pub(crate) struct GrpcSettings {
     pub(crate) backends: Vec<String>,
     pub(crate) token: Option<AsciiMetadataValue>,
     pub(crate) max_message_bytes: usize,
+    /// TLS, when on.
+    pub(crate) tls: Option<TlsFiles>,
 }
 
 #[derive(Debug)]
@@ -55,6 +63,8 @@ pub(crate) struct GrpcTransport {
     /// The channel's connector's permission to connect again (see [`TcpConnector`]).
     may_reconnect: Arc<AtomicBool>,
     backoff: Backoff,
+    /// Whether a call succeeded on the current channel.
+    answered: bool,
     ready_at: Option<Instant>,
     connections: Arc<AtomicU64>,
 }
@@ -72,6 +82,7 @@ impl GrpcTransport {
             channel: None,
             may_reconnect: Arc::new(AtomicBool::new(false)),
             backoff: Backoff::new(),
+            answered: false,
             ready_at: None,
             connections: Arc::new(AtomicU64::new(0)),
         }
@@ -83,16 +94,35 @@ impl GrpcTransport {
             return Ok(channel.clone());
         }
         let backend = self.backend();
-        let endpoint = match Endpoint::from_shared(format!("http://{backend}")) {
+        let scheme = if self.settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let endpoint = match Endpoint::from_shared(format!("{scheme}://{backend}")) {
             Ok(endpoint) => endpoint,
             Err(e) => {
                 let cause = format!("not a valid address ({})", message::cause(&e));
                 return Err(self.fail(Trouble::Unreachable, cause, true));
             }
         };
-        let endpoint = endpoint
+        let mut endpoint = endpoint
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
+        if let Some(files) = &self.settings.tls {
+            // Another backend would not help a file that cannot be used: no failover.
+            let config = match tls::client_config(files) {
+                Ok(config) => config,
+                Err(cause) => return Err(self.fail(Trouble::Tls, cause, false)),
+            };
+            endpoint = match endpoint.tls_config(config) {
+                Ok(endpoint) => endpoint,
+                Err(e) => {
+                    let cause = tls::setup_cause(&e, files);
+                    return Err(self.fail(Trouble::Tls, cause, false));
+                }
+            };
+        }
         self.may_reconnect = Arc::new(AtomicBool::new(true));
         let connector = TcpConnector {
             connections: Arc::clone(&self.connections),
@@ -102,9 +132,13 @@ impl GrpcTransport {
         match tokio::time::timeout(timeout, endpoint.connect_with_connector(connector)).await {
             Ok(Ok(channel)) => {
                 self.channel = Some(channel.clone());
+                self.answered = false;
                 Ok(channel)
             }
-            Ok(Err(e)) => Err(self.fail(Trouble::Unreachable, message::cause(&e), true)),
+            Ok(Err(e)) => match tls::trouble(&e, self.mutual_tls()) {
+                Some(cause) => Err(self.fail(Trouble::Tls, cause, true)),
+                None => Err(self.fail(Trouble::Unreachable, message::cause(&e), true)),
+            },
             Err(_) => {
                 let cause = format!("no HTTP/2 handshake within {} s", timeout.as_secs());
                 Err(self.fail(Trouble::Stalled, cause, true))
@@ -133,20 +167,46 @@ impl GrpcTransport {
         match result {
             Ok(Ok(response)) => {
                 self.may_reconnect.store(true, Ordering::Relaxed);
+                self.answered = true;
                 self.backoff.reset();
                 self.failed_in_round = 0;
                 self.ready_at = None;
                 Ok(into_commands(response.into_inner()))
             }
             Ok(Err(status)) => {
+                // A TLS 1.3 server refuses a client certificate after the client's side of
+                // the handshake is done: the refusal comes with the first call.
+                if let Some(cause) = tls::trouble(&status, self.mutual_tls()) {
+                    return Err(self.fail(Trouble::Tls, cause, true));
+                }
+                // Or the refusal closed the connection before its alert reached the call
+                // (tonic tried to reconnect, which the connector refuses before any answer).
+                // The connector's refusal, a broken pipe: the connection is gone before any answer.
                 let (trouble, reconnect) = classify(&status);
-                Err(self.fail(trouble, status_cause(&status), reconnect))
+                if self.settings.tls.is_some() && !self.answered && trouble == Trouble::Unreachable
+                {
+                    let cause = tls::closed_after_handshake(self.mutual_tls());
+                    return Err(self.fail(Trouble::Tls, cause, true));
+                }
+                let mut cause = status_cause(&status);
+                if self.settings.tls.is_none() && !self.answered && trouble == Trouble::Unreachable
+                {
+                    cause = tls::plaintext_hint(cause);
+                }
+                Err(self.fail(trouble, cause, reconnect))
             }
             Err(_) => {
                 let cause = format!("no answer within {} s", timeout.as_secs_f64().round());
                 Err(self.fail(Trouble::Stalled, cause, true))
             }
         }
+    }
+
+    fn mutual_tls(&self) -> bool {
+        self.settings
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.identity.is_some())
     }
 
     /// Books a failed attempt: moves to the next backend when `reconnect`, and sets when the
@@ -303,6 +363,25 @@ impl Transport for GrpcTransport {
         let result = tokio::time::timeout(timeout, client.keep_alive(request)).await;
         self.finish(result, timeout, |commands| commands)
     }
+
+    async fn fetch_configurations(
+        &mut self,
+        request: ConfigurationSyncRequest,
+        timeout: Duration,
+    ) -> Result<Commands, Failure> {
+        let mut client = ConfigurationDiscoveryServiceClient::new(self.channel(timeout).await?);
+        let request = self.request(request, timeout);
+        let mut result = tokio::time::timeout(timeout, client.fetch_configurations(request)).await;
+        // An OAP without the configuration-discovery receiver answered all the same: no
+        // configuration, not a failure (which would pause new traces).
+        if let Ok(Err(status)) = &result
+            && status.code() == Code::Unimplemented
+            && std::error::Error::source(status).is_none()
+        {
+            result = Ok(Ok(tonic::Response::new(Commands::default())));
+        }
+        self.finish(result, timeout, |commands| commands)
+    }
 }
 
 /// `TraceSegmentReportService/collect`, with segments encoded by us ([`Outgoing`]) rather than
@@ -329,6 +408,7 @@ mod tests {
             backends: backends.iter().map(|b| b.to_string()).collect(),
             token: None,
             max_message_bytes: 100,
+            tls: None,
         })
     }
 

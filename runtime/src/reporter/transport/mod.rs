@@ -7,11 +7,13 @@
 mod connector;
 #[cfg(feature = "grpc")]
 pub(crate) mod grpc;
+#[cfg(feature = "grpc")]
+mod tls;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use skytrace_proto::v3::{Commands, InstancePingPkg, InstanceProperties};
+use skytrace_proto::v3::{Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties};
 
 use super::message::Failure;
 use super::wire::Outgoing;
@@ -53,6 +55,14 @@ pub(crate) trait Transport {
     fn keep_alive(
         &mut self,
         ping: InstancePingPkg,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Commands, Failure>>;
+
+    /// Asks for the dynamic configuration (`ConfigurationDiscoveryService/fetchConfigurations`).
+    /// A backend that does not serve it answers no commands.
+    fn fetch_configurations(
+        &mut self,
+        request: ConfigurationSyncRequest,
         timeout: Duration,
     ) -> impl Future<Output = Result<Commands, Failure>>;
 }

@@ -143,10 +143,19 @@ pub fn init(config: Config) -> Result<TracerGuard, InitError> {
         // Switched off (`SW_AGENT_ENABLE=false`): no reporter, no thread, no tracer installed.
         return Ok(TracerGuard { tracer: None });
     }
+    // The gRPC reporter, when it sends meters: they include the agent's health.
+    #[cfg(feature = "grpc")]
+    let mut metered = None;
     let reporter: Arc<dyn Reporter> = match config.reporter {
         #[cfg(feature = "grpc")]
         ReporterKind::Grpc => {
-            Arc::new(crate::reporter::GrpcReporter::start(&config).map_err(InitError::Reporter)?)
+            let grpc = Arc::new(
+                crate::reporter::GrpcReporter::start(&config).map_err(InitError::Reporter)?,
+            );
+            if config.meters.active {
+                metered = Some(Arc::clone(&grpc));
+            }
+            grpc
         }
         #[cfg(not(feature = "grpc"))]
         ReporterKind::Grpc => {
@@ -159,6 +168,14 @@ pub fn init(config: Config) -> Result<TracerGuard, InitError> {
         ReporterKind::Discard => Arc::new(DiscardReporter::new()),
     };
     let tracer = Tracer::with_reporter(&config, reporter);
+    #[cfg(feature = "grpc")]
+    if let Some(grpc) = metered {
+        grpc.report_health(&tracer.agent);
+        // The service's runtime, when `init` runs inside one.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            crate::meter::global().register_tokio_runtime(&handle);
+        }
+    }
     tracer.install_global();
     Ok(TracerGuard {
         tracer: Some(tracer),

@@ -8,6 +8,7 @@
 //! ([`super::signal::management`]), and hands OAP's commands on ([`super::commands`]).
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc as std_mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use tonic::metadata::MetadataValue;
 use super::commands::CommandHandler;
 use super::queue::{self, Sender};
 use super::signal::management::Management;
+use super::signal::meters::{MeterSettings, Meters};
 use super::signal::segments::Segments;
 use super::status::Status;
 use super::transport::DEFAULT_MAX_MESSAGE_BYTES;
@@ -25,7 +27,9 @@ use super::transport::grpc::{GrpcSettings, GrpcTransport};
 use super::wire::Queued;
 use super::worker::{Voice, Worker, deadline_in};
 use super::{Reporter, ReporterStats};
+use crate::agent::Agent;
 use crate::config::Config;
+use crate::meter::AgentHealth;
 use crate::segment::Segment;
 
 /// Settings of the reporter that are not (yet) in [`Config`].
@@ -88,6 +92,8 @@ pub struct GrpcReporter {
     segments: Sender<Queued>,
     status: Arc<Status>,
     commands: CommandHandler,
+    /// Meter reports never sent (buffer full while the backend was down, or left at shutdown).
+    meter_reports_dropped: Arc<AtomicU64>,
     control: Mutex<Option<Control>>,
 }
 
@@ -136,6 +142,18 @@ impl GrpcReporter {
         let properties = crate::host::instance_properties(&config.namespace);
         let heartbeat = config.heartbeat_period;
         let keep_tracing = config.keep_tracing;
+        let meter_reports_dropped = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::clone(&meter_reports_dropped);
+        let meters = config.meters.active.then(|| MeterSettings {
+            // Made here, on the caller's thread, if it is its first use: the global registry
+            // observes the tokio runtime it is first used in, which must be the service's,
+            // never the reporter's own.
+            registry: crate::meter::global(),
+            service: config.service_name.clone(),
+            instance: config.instance_name.clone(),
+            period: config.meters.period,
+            max_buffer_size: config.meters.max_buffer_size,
+        });
         let thread = std::thread::Builder::new()
             .name("skytrace-reporter".into())
             .spawn(move || {
@@ -148,6 +166,7 @@ impl GrpcReporter {
                             transport,
                             segments: Segments::new(segments_rx),
                             management: Management::new(service, instance, properties, heartbeat),
+                            meters: Meters::new(meters, dropped),
                             status: worker_status,
                             commands,
                             shutdown: shutdown_rx,
@@ -171,12 +190,38 @@ impl GrpcReporter {
             segments,
             status,
             commands: options.commands,
+            meter_reports_dropped,
             control: Mutex::new(Some(Control {
                 shutdown,
                 done,
                 thread,
             })),
         })
+    }
+
+    /// Feeds the agent's health meters (`instance_rust_agent_*`) of the global registry from
+    /// this reporter and `agent`'s segment counters. The registry lives for ever: it holds
+    /// them weakly, and reports nothing of them once they are gone.
+    pub(crate) fn report_health(self: &Arc<Self>, agent: &Arc<Agent>) {
+        let reporter = Arc::downgrade(self);
+        let agent = Arc::downgrade(agent);
+        crate::meter::global().register_agent_health(move || {
+            let mut health = AgentHealth::default();
+            if let Some(reporter) = reporter.upgrade() {
+                health = reporter.stats().into();
+                health.meter_reports_dropped = Some(reporter.meter_reports_dropped());
+            }
+            if let Some(agent) = agent.upgrade() {
+                health.segments_created = Some(agent.segments_created.load(Ordering::Relaxed));
+                health.segments_finished = Some(agent.segments_finished.load(Ordering::Relaxed));
+            }
+            health
+        });
+    }
+
+    /// Meter reports never sent, since start.
+    pub(crate) fn meter_reports_dropped(&self) -> u64 {
+        self.meter_reports_dropped.load(Ordering::Relaxed)
     }
 
     /// Where OAP's commands go: install a handler with [`CommandHandler::set`].

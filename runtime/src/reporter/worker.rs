@@ -3,7 +3,7 @@
 //!
 //! The loop, in order: stop when shut down (once what is queued is delivered, or at the
 //! deadline); wait while the transport backs off; introduce the instance on a new connection;
-//! then whichever comes first of a queued segment and a heartbeat. Every call's outcome goes to
+//! then whichever comes first of a queued segment, a heartbeat and a meter period. Every call's outcome goes to
 //! [`Status`] (what the service's threads read) and, once per change, to standard error; its
 //! commands go to the [`CommandHandler`].
 
@@ -12,13 +12,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skytrace_proto::v3::{Commands, InstancePingPkg, InstanceProperties};
+use skytrace_proto::v3::{Commands, InstancePingPkg, InstanceProperties, MeterDataCollection};
 use tokio::sync::watch;
 
 use super::commands::CommandHandler;
 use super::message::{self, Failure, Trouble};
 use super::queue::Counts;
 use super::signal::management::{Beat, Management};
+use super::signal::meters::Meters;
 use super::signal::segments::{BATCH, LINGER, Segments};
 use super::status::{SLOW_CALL, State, Status};
 use super::transport::Transport;
@@ -42,6 +43,7 @@ pub(crate) struct Worker<T> {
     pub(crate) transport: T,
     pub(crate) segments: Segments,
     pub(crate) management: Management,
+    pub(crate) meters: Meters,
     pub(crate) status: Arc<Status>,
     pub(crate) commands: CommandHandler,
     /// The shutdown's deadline, once requested.
@@ -54,6 +56,7 @@ pub(crate) struct Worker<T> {
 /// One call of the transport.
 enum Call {
     Segments(Vec<Outgoing>),
+    Meters(Vec<MeterDataCollection>),
     Properties(InstanceProperties),
     Ping(InstancePingPkg),
 }
@@ -103,11 +106,16 @@ impl<T: Transport> Worker<T> {
                     };
                     let _ = self.call(call).await;
                 }
+                () = self.meters.tick() => {
+                    self.meters.collect();
+                    self.send_meters().await;
+                }
                 _ = self.shutdown.changed() => {}
             }
         }
         // What could not be delivered is lost; count it rather than losing it silently.
         self.segments.queue.close_and_count();
+        self.meters.close_and_count();
         self.status.stop();
     }
 
@@ -137,6 +145,18 @@ impl<T: Transport> Worker<T> {
         }
     }
 
+    /// Sends every buffered meter report in one call; they go back in the buffer if it fails.
+    async fn send_meters(&mut self) {
+        let reports = self.meters.take();
+        if reports.is_empty() {
+            return;
+        }
+        // A clone (a few kB once per period) so that a failed call loses nothing.
+        if self.call(Call::Meters(reports.clone())).await.is_err() {
+            self.meters.restore(reports);
+        }
+    }
+
     /// Makes `call`, books its outcome and hands its commands on.
     async fn call(&mut self, call: Call) -> Result<(), ()> {
         let timeout = self.call_timeout();
@@ -145,6 +165,7 @@ impl<T: Transport> Worker<T> {
         let call = async move {
             match call {
                 Call::Segments(segments) => transport.collect_segments(segments, timeout).await,
+                Call::Meters(reports) => transport.collect_meters(reports, timeout).await,
                 Call::Properties(properties) => {
                     transport.report_properties(properties, timeout).await
                 }
@@ -212,6 +233,9 @@ impl<T: Transport> Worker<T> {
         }
         tokio::select! {
             _ = tokio::time::sleep_until(at.into()) => {}
+            // Meters are still read every period while the backend is away; they wait in
+            // the buffer.
+            () = self.meters.tick() => self.meters.collect(),
             _ = self.shutdown.changed() => {}
         }
     }

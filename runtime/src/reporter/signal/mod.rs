@@ -4,4 +4,5 @@
 //! loop.
 
 pub(crate) mod management;
+pub(crate) mod meters;
 pub(crate) mod segments;

@@ -11,7 +11,7 @@ pub(crate) mod grpc;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use skytrace_proto::v3::{Commands, InstancePingPkg, InstanceProperties};
+use skytrace_proto::v3::{Commands, InstancePingPkg, InstanceProperties, MeterDataCollection};
 
 use super::message::Failure;
 use super::wire::Outgoing;
@@ -41,6 +41,13 @@ pub(crate) trait Transport {
     fn collect_segments(
         &mut self,
         segments: Vec<Outgoing>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Commands, Failure>>;
+
+    /// Sends meter reports (one `MeterDataCollection` per period) in one `collectBatch` call.
+    fn collect_meters(
+        &mut self,
+        reports: Vec<MeterDataCollection>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Commands, Failure>>;
 

@@ -54,11 +54,15 @@ mod instrument;
     feature = "sqlx-mysql",
     feature = "redis",
     feature = "lapin",
-    feature = "async-nats"
+    feature = "async-nats",
+    feature = "tracing",
+    feature = "log"
 ))]
 pub mod integrations;
 mod intern;
 mod local_span;
+mod log_sink;
+pub mod logs;
 pub mod meter;
 mod propagation;
 mod reporter;

@@ -10,6 +10,8 @@
 //! | `redis` | [`redis::TracedConnection`] (`conn.traced(&client)`) | exit, `Redis/GET` |
 //! | `lapin` | [`lapin::TracedChannel`] (`channel.traced(broker)`) | exit / entry, `RabbitMQ/Topic/{exchange}Queue/{key}/Producer` |
 //! | `async-nats` | [`nats::TracedClient`] (`client.traced(server)`) | exit / entry, `Nats/Pub/{subject}` |
+//! | `tracing` | [`tracing::SkyWalkingLayer`]: `tracing` spans and events in the current trace, events to the log view | local (exit, entry by field), named after the `tracing` span |
+//! | `log` | [`log::SkyWalkingLogger`]: `log` records to the log view, forwarded to the application's logger | — |
 //!
 //! Server integrations continue the caller's trace from `sw8` / `sw8-correlation` / `sw8-x`,
 //! run the handler inside the entry span (entered around every poll, so every span the handler
@@ -48,12 +50,16 @@ mod mq;
 pub mod nats;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "log")]
+pub mod log;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 #[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql"))]
 pub mod sqlx;
 #[cfg(feature = "tonic")]
 pub mod tonic;
+#[cfg(feature = "tracing")]
+pub mod tracing;
 
 #[allow(unused_imports)] // used by the HTTP integrations only
 pub(crate) use crate::instrument::Traced;

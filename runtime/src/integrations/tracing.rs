@@ -1,0 +1,724 @@
+//! The `tracing` bridge: [`SkyWalkingLayer`], a `tracing_subscriber` layer that records
+//! `tracing` spans as SkyWalking spans of the current trace, their events as span logs, and
+//! reports events to OAP's log view; [`SwCtxFormat`] prints the trace context in the fmt
+//! layer's lines.
+//!
+//! ```
+//! use tracing_subscriber::layer::SubscriberExt as _;
+//! use tracing_subscriber::util::SubscriberInitExt as _;
+//!
+//! tracing_subscriber::registry()
+//!     .with(skytrace::integrations::tracing::SkyWalkingLayer::new())
+//!     // .with(tracing_subscriber::fmt::layer())   // the application's own output, as before
+//!     .init();
+//! ```
+//!
+//! # Spans
+//!
+//! A `tracing` span created while a skytrace span is current on the thread (from `#[trace]`,
+//! an integration's entry span, or another bridged span) becomes a span of that segment: a
+//! local span named after the `tracing` span, child of the current span. Entering the `tracing`
+//! span (`span.enter()`, `in_scope`, each poll of an `.instrument(span)` future) makes the
+//! SkyWalking span current, so `#[trace]` functions called inside it nest under it, and the
+//! reverse; the span ends when the `tracing` span closes. A `tracing` span created outside any
+//! trace records nothing, unless [`SkyWalkingLayer::start_traces`] is set (or it is marked
+//! `sw.kind = "entry"`): it then starts a trace with an entry span, for jobs and consumers
+//! instrumented only with `tracing`. An explicit `parent:` with a span of its own is honoured.
+//!
+//! Reserved fields shape the span and are not tags:
+//!
+//! | field | value | effect |
+//! |---|---|---|
+//! | `sw.kind` | `"local"` (default), `"exit"`, `"entry"` | an exit span (a call out; `inject` writes its headers), or an entry span starting a trace |
+//! | `sw.peer` | `"host:port"` | the peer of an exit span |
+//! | `sw.layer` | `"database"`, `"http"`, `"rpc"`, `"mq"`, `"cache"`, `"faas"` | the span's layer |
+//! | `sw.component` | a number (see [`crate::component`]) | the component id |
+//! | `sw.name` | text | the operation name, instead of the `tracing` span's name |
+//!
+//! ```
+//! #[tracing::instrument(fields(sw.kind = "exit", sw.peer = "db:5432", sw.layer = "database",
+//!                              sw.component = 22))]
+//! async fn load_user(id: u64) { /* … */ }
+//! ```
+//!
+//! Every other field becomes a tag, formatted only if the span records. A field named `error`
+//! marks the span failed (`error = true`; any other value is logged as the error's message).
+//!
+//! # Events
+//!
+//! An event inside a recorded span becomes a log of that span: `event` (the level: `error`,
+//! `warn`, `info`, `debug`, `trace`), `message`, then each field. An `ERROR` event, or an event
+//! with an `error` field, marks the span failed. Events are also reported to OAP's log view
+//! (see [`crate::logs`]) when their level passes `SW_AGENT_LOG_REPORTER_LEVEL` and a log queue
+//! is installed. To keep some events or spans away from SkyWalking, filter the layer
+//! (`SkyWalkingLayer::new().with_filter(...)`).
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::context::current::{self, Current};
+use crate::edit::{Edit, fields_log};
+use crate::logs::{self, LogLevel, Origin};
+use crate::segment::SpanLayer;
+use crate::span::{Entrance, Span};
+use crate::tracer::Tracer;
+
+/// A `tracing_subscriber` layer that records `tracing` spans and events in SkyWalking; see the
+/// [module documentation](self).
+///
+/// ```
+/// use skytrace::integrations::tracing::SkyWalkingLayer;
+///
+/// // Root `tracing` spans (a job, a consumer) start traces on the global tracer.
+/// let layer = SkyWalkingLayer::new().start_traces(true);
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SkyWalkingLayer {
+    roots: Roots,
+    report_logs: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+enum Roots {
+    /// A root `tracing` span starts nothing (unless it says `sw.kind = "entry"`).
+    #[default]
+    Ignore,
+    /// On the global tracer.
+    Global,
+    /// On a given tracer.
+    Tracer(Tracer),
+}
+
+impl SkyWalkingLayer {
+    /// The layer: spans inside traces, no new traces, events reported to the log view.
+    pub fn new() -> SkyWalkingLayer {
+        SkyWalkingLayer {
+            roots: Roots::Ignore,
+            report_logs: true,
+        }
+    }
+
+    /// Whether a `tracing` span created outside any trace starts one (an entry span named
+    /// after it, on the global tracer). Off by default: a library's spans alone then record
+    /// nothing.
+    pub fn start_traces(mut self, yes: bool) -> SkyWalkingLayer {
+        self.roots = if yes { Roots::Global } else { Roots::Ignore };
+        self
+    }
+
+    /// As [`SkyWalkingLayer::start_traces`]`(true)`, on `tracer` rather than the global one.
+    pub fn start_traces_on(mut self, tracer: Tracer) -> SkyWalkingLayer {
+        self.roots = Roots::Tracer(tracer);
+        self
+    }
+
+    /// Whether events are reported to OAP's log view (on by default; they are only once a log
+    /// queue is installed, see [`crate::logs::install`]). Span logs are not affected.
+    pub fn report_logs(mut self, yes: bool) -> SkyWalkingLayer {
+        self.report_logs = yes;
+        self
+    }
+
+    fn start_root(&self, name: Cow<'static, str>, forced: bool) -> Option<Span> {
+        match &self.roots {
+            Roots::Tracer(tracer) => Some(tracer.entry_span(name, &())),
+            Roots::Global => Some(Span::root_entry(name)),
+            Roots::Ignore if forced => Some(Span::root_entry(name)),
+            Roots::Ignore => None,
+        }
+    }
+}
+
+/// What a registry span holds of ours: its SkyWalking span.
+struct Bridged {
+    span: Span,
+}
+
+/// How many registry spans hold a [`Bridged`]: while none does, entering and closing `tracing`
+/// spans costs one atomic load.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// The SkyWalking spans this thread entered for `tracing` spans, innermost last, with what
+    /// each entrance changed (undone when the `tracing` span exits).
+    static ENTERED: RefCell<Vec<(Id, Entrance)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl<S> Layer<S> for SkyWalkingLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        // An explicit parent with a SkyWalking span is made current while the child is made.
+        let parent = attrs.parent().and_then(|parent| {
+            let parent = ctx.span(parent)?;
+            let extensions = parent.extensions();
+            Some(extensions.get::<Bridged>()?.span.enter_detached())
+        });
+        let span = self.new_span(attrs);
+        if let Some(parent) = parent {
+            parent.exit();
+        }
+        let Some(span) = span else { return };
+        if let Some(registry_span) = ctx.span(id) {
+            LIVE.fetch_add(1, Ordering::Relaxed);
+            registry_span.extensions_mut().insert(Bridged { span });
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if LIVE.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(registry_span) = ctx.span(id) else {
+            return;
+        };
+        let recording = registry_span
+            .extensions()
+            .get::<Bridged>()
+            .is_some_and(|b| b.span.is_recording());
+        if !recording {
+            return;
+        }
+        // Formatted without the registry's lock held: a `Debug` impl is user code, and may
+        // itself use `tracing`.
+        let mut fields = SpanFields::default();
+        values.record(&mut fields);
+        if let Some(bridged) = registry_span.extensions().get::<Bridged>() {
+            fields.apply(&bridged.span);
+        }
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if LIVE.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(registry_span) = ctx.span(id) else {
+            return;
+        };
+        let entrance = match registry_span.extensions().get::<Bridged>() {
+            Some(bridged) => bridged.span.enter_detached(),
+            None => return,
+        };
+        let _ = ENTERED.try_with(|entered| entered.borrow_mut().push((id.clone(), entrance)));
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        // Taken off the stack first, exited after: exiting may drop a handle.
+        let Ok(Some((entrance, above))) = ENTERED.try_with(|entered| {
+            let mut entered = entered.borrow_mut();
+            let at = entered
+                .iter()
+                .rposition(|(entered_id, _)| entered_id == id)?;
+            let above = entered.split_off(at + 1);
+            let (_, entrance) = entered.pop()?;
+            Some((entrance, above))
+        }) else {
+            return;
+        };
+        if above.is_empty() {
+            entrance.exit();
+            return;
+        }
+        // Exited out of order (spans entered after it are still entered): undo the later
+        // entrances, exit this one, and enter the later ones again, so the thread's context
+        // stays a stack.
+        let ids: Vec<Id> = above.iter().map(|(id, _)| id.clone()).collect();
+        for (_, later) in above.into_iter().rev() {
+            later.exit();
+        }
+        entrance.exit();
+        for id in ids {
+            self.on_enter(&id, ctx.clone());
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if LIVE.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(registry_span) = ctx.span(&id) else {
+            return;
+        };
+        // Taken out under the registry's lock, ended after it: ending a segment's first span
+        // hands it to the reporter.
+        let bridged = registry_span.extensions_mut().remove::<Bridged>();
+        if let Some(bridged) = bridged {
+            LIVE.fetch_sub(1, Ordering::Relaxed);
+            drop(bridged);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let metadata = event.metadata();
+        let level = log_level(metadata.level());
+        self.span_log(event, level, &ctx);
+        if self.report_logs {
+            logs::report(
+                Origin {
+                    level,
+                    logger: metadata.target(),
+                },
+                |text| {
+                    let mut visitor = TextVisitor::default();
+                    event.record(&mut visitor);
+                    visitor.write_to(text);
+                },
+            );
+        }
+    }
+}
+
+impl SkyWalkingLayer {
+    /// The SkyWalking span for a new `tracing` span, if it records (or is an exit span of a
+    /// trace that is propagated but not recorded here). Nothing is formatted before that is
+    /// known.
+    fn new_span(&self, attrs: &Attributes<'_>) -> Option<Span> {
+        let metadata = attrs.metadata();
+        let mut reserved = if has_reserved(metadata) {
+            let mut reserved = Reserved::default();
+            attrs.record(&mut reserved);
+            reserved
+        } else {
+            Reserved::default()
+        };
+        let name = reserved
+            .name
+            .take()
+            .map_or(Cow::Borrowed(metadata.name()), Cow::Owned);
+        let span = match (current::current(), reserved.kind) {
+            (Current::None, Kind::Entry) => self.start_root(name, true)?,
+            (Current::None, _) => self.start_root(name, false)?,
+            (_, Kind::Exit) => {
+                let peer = reserved.peer.take().unwrap_or_default();
+                let span = Span::exit(name, peer);
+                // An exit span of a trace not recorded here still carries it onwards.
+                if !span.is_recording() {
+                    return Some(span);
+                }
+                span
+            }
+            (Current::Unsampled, _) => return None,
+            (Current::Recording, _) => Span::local(name),
+        };
+        if !span.is_recording() {
+            return None;
+        }
+        reserved.apply(&span);
+        let mut fields = SpanFields {
+            reserved_read: true,
+            ..SpanFields::default()
+        };
+        attrs.record(&mut fields);
+        fields.apply(&span);
+        Some(span)
+    }
+
+    /// Logs `event` on the span it belongs to, if that span records.
+    fn span_log<S>(&self, event: &Event<'_>, level: LogLevel, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if event.is_contextual() {
+            // The thread's current SkyWalking span: a `#[trace]` span inside a `tracing` span
+            // is the one the event happened in.
+            if current::current() != Current::Recording {
+                return;
+            }
+            let (fields, failed) = event_log(event, level);
+            let log = fields_log(fields);
+            current::edit_current(if failed {
+                Edit::Failed(log)
+            } else {
+                Edit::Log(log)
+            });
+            return;
+        }
+        if LIVE.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(registry_span) = ctx.event_span(event) else {
+            return;
+        };
+        let recording = registry_span
+            .extensions()
+            .get::<Bridged>()
+            .is_some_and(|b| b.span.is_recording());
+        if !recording {
+            return;
+        }
+        // Formatted without the registry's lock held (user code).
+        let (fields, failed) = event_log(event, level);
+        if let Some(bridged) = registry_span.extensions().get::<Bridged>() {
+            if failed {
+                bridged.span.set_error(true);
+            }
+            bridged.span.log(fields);
+        }
+    }
+}
+
+type LogField = (Cow<'static, str>, Cow<'static, str>);
+
+/// The span log of `event`: `event` (the level), `message`, then the fields; and whether it
+/// marks the span failed (an `ERROR` event, or an `error` field).
+fn event_log(event: &Event<'_>, level: LogLevel) -> (Vec<LogField>, bool) {
+    let mut visitor = LogVisitor::default();
+    event.record(&mut visitor);
+    let mut fields = Vec::with_capacity(visitor.fields.len() + 2);
+    fields.push((Cow::Borrowed("event"), Cow::Borrowed(event_name(level))));
+    if let Some(message) = visitor.message {
+        fields.push((Cow::Borrowed("message"), Cow::Owned(message)));
+    }
+    fields.extend(
+        visitor
+            .fields
+            .into_iter()
+            .map(|(k, v)| (Cow::Borrowed(k), Cow::Owned(v))),
+    );
+    (fields, level == LogLevel::Error || visitor.error)
+}
+
+fn event_name(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Trace => "trace",
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    }
+}
+
+fn log_level(level: &Level) -> LogLevel {
+    match *level {
+        Level::ERROR => LogLevel::Error,
+        Level::WARN => LogLevel::Warn,
+        Level::INFO => LogLevel::Info,
+        Level::DEBUG => LogLevel::Debug,
+        _ => LogLevel::Trace,
+    }
+}
+
+/// Whether a callsite declares any `sw.*` field.
+fn has_reserved(metadata: &Metadata<'_>) -> bool {
+    metadata
+        .fields()
+        .iter()
+        .any(|f| f.name().starts_with("sw."))
+}
+
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Kind {
+    #[default]
+    Local,
+    Exit,
+    Entry,
+}
+
+/// The reserved `sw.*` fields of a span.
+#[derive(Default)]
+struct Reserved {
+    kind: Kind,
+    peer: Option<String>,
+    layer: Option<SpanLayer>,
+    component: Option<i32>,
+    name: Option<String>,
+}
+
+impl Reserved {
+    fn apply(self, span: &Span) {
+        if let Some(layer) = self.layer {
+            span.set_layer(layer);
+        }
+        if let Some(component) = self.component {
+            span.set_component(component);
+        }
+        if let Some(peer) = self.peer {
+            span.set_peer(peer);
+        }
+        if let Some(name) = self.name {
+            span.set_operation_name(name);
+        }
+    }
+
+    fn text(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "sw.kind" => {
+                self.kind = match value {
+                    "exit" => Kind::Exit,
+                    "entry" => Kind::Entry,
+                    _ => Kind::Local,
+                }
+            }
+            "sw.peer" => self.peer = Some(value.to_owned()),
+            "sw.name" => self.name = Some(value.to_owned()),
+            "sw.layer" => {
+                self.layer = Some(match value.to_ascii_lowercase().as_str() {
+                    "database" | "db" => SpanLayer::Database,
+                    "http" => SpanLayer::Http,
+                    "rpc" | "rpcframework" | "rpc_framework" => SpanLayer::RpcFramework,
+                    "mq" => SpanLayer::Mq,
+                    "cache" => SpanLayer::Cache,
+                    "faas" => SpanLayer::Faas,
+                    _ => SpanLayer::Unknown,
+                })
+            }
+            "sw.component" => self.component = value.parse().ok(),
+            _ => {}
+        }
+    }
+}
+
+impl Visit for Reserved {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.text(field, value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if field.name() == "sw.component" {
+            self.component = i32::try_from(value).ok();
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "sw.component" {
+            self.component = i32::try_from(value).ok();
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name().starts_with("sw.") {
+            let text = format!("{value:?}");
+            // A `?value` of a string is quoted; a `%value` is not.
+            let text = text.trim_matches('"');
+            self.text(field, text);
+        }
+    }
+}
+
+/// The fields of a recorded span, formatted: tags, and what `error` says.
+#[derive(Default)]
+struct SpanFields {
+    tags: Vec<(&'static str, String)>,
+    reserved: Reserved,
+    /// `error = true` / `false`.
+    error: Option<bool>,
+    /// `error` with any other value: its text.
+    error_message: Option<String>,
+    /// The `sw.*` fields were read already (as the span was made): skipped.
+    reserved_read: bool,
+}
+
+impl SpanFields {
+    fn apply(self, span: &Span) {
+        self.reserved.apply(span);
+        for (key, value) in self.tags {
+            span.add_tag(key, value);
+        }
+        if let Some(is_error) = self.error {
+            span.set_error(is_error);
+        }
+        if let Some(message) = self.error_message {
+            span.record_error(&message);
+        }
+    }
+
+    /// A `sw.*` field already read: not even formatted.
+    fn skips(&self, field: &Field) -> bool {
+        self.reserved_read && field.name().starts_with("sw.")
+    }
+
+    fn value(&mut self, field: &Field, value: String) {
+        match field.name() {
+            "error" => self.error_message = Some(value),
+            name if name.starts_with("sw.") => {
+                if !self.reserved_read {
+                    self.reserved.text(field, value.trim_matches('"'));
+                }
+            }
+            name => self.tags.push((name, value)),
+        }
+    }
+}
+
+impl Visit for SpanFields {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if field.name() == "error" {
+            self.error = Some(value);
+        } else {
+            self.value(field, value.to_string());
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.skips(field) {
+            return;
+        }
+        self.value(field, value.to_string());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.skips(field) {
+            return;
+        }
+        self.value(field, value.to_string());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.skips(field) {
+            return;
+        }
+        self.value(field, value.to_string());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.skips(field) {
+            return;
+        }
+        self.value(field, value.to_owned());
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self.skips(field) {
+            return;
+        }
+        self.value(field, value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.skips(field) {
+            return;
+        }
+        self.value(field, format!("{value:?}"));
+    }
+}
+
+/// The fields of an event, for a span log.
+#[derive(Default)]
+struct LogVisitor {
+    message: Option<String>,
+    fields: Vec<(&'static str, String)>,
+    error: bool,
+}
+
+impl LogVisitor {
+    fn value(&mut self, field: &Field, value: String) {
+        match field.name() {
+            "message" => self.message = Some(value),
+            name => {
+                if name == "error" {
+                    self.error = true;
+                }
+                self.fields.push((name, value));
+            }
+        }
+    }
+}
+
+impl Visit for LogVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.value(field, value.to_owned());
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.value(field, value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.value(field, format!("{value:?}"));
+    }
+}
+
+/// An event as the text of a log record: the message, then ` key=value` per field.
+#[derive(Default)]
+struct TextVisitor {
+    message: Option<String>,
+    fields: String,
+}
+
+impl TextVisitor {
+    fn write_to(self, text: &mut String) {
+        if let Some(message) = self.message {
+            text.push_str(&message);
+        }
+        if !self.fields.is_empty() {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(&self.fields);
+        }
+    }
+}
+
+impl Visit for TextVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.message = Some(format!("{value:?}"));
+        } else {
+            let separator = if self.fields.is_empty() { "" } else { " " };
+            let _ = write!(self.fields, "{separator}{}={value:?}", field.name());
+        }
+    }
+}
+
+/// A `tracing_subscriber::fmt` event format that writes the trace context first, in the
+/// `SW_CTX` form of the Java and Go agents (see [`crate::logs::sw_ctx`]), then the event as
+/// `inner` formats it.
+///
+/// ```
+/// use skytrace::integrations::tracing::SwCtxFormat;
+/// use tracing_subscriber::layer::SubscriberExt as _;
+///
+/// let fmt = tracing_subscriber::fmt::layer()
+///     .event_format(SwCtxFormat::new(tracing_subscriber::fmt::format()));
+/// let subscriber = tracing_subscriber::registry().with(fmt);
+/// // `[svc,svc-1,<trace id>,<segment id>,3] 2026-… INFO app: loaded user`
+/// # let _ = subscriber;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SwCtxFormat<F> {
+    inner: F,
+}
+
+impl<F> SwCtxFormat<F> {
+    /// Wraps `inner`, the format that writes the rest of the line.
+    pub fn new(inner: F) -> SwCtxFormat<F> {
+        SwCtxFormat { inner }
+    }
+}
+
+impl<S, N, F> FormatEvent<S, N> for SwCtxFormat<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(writer, "{} ", logs::sw_ctx())?;
+        self.inner.format_event(ctx, writer.by_ref(), event)
+    }
+}

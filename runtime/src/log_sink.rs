@@ -1,0 +1,384 @@
+//! Where log records for OAP wait for the reporter: the settings (`SW_AGENT_LOG_REPORTER_*`),
+//! the level threshold, and one bounded queue per process.
+//!
+//! The bridges (`tracing`, `log`) call [`threshold_allows`] before building anything, then
+//! [`submit`]; the reporter installs the queue ([`install`]) and drains the [`LogReceiver`] it
+//! gets. Submitting never blocks: a full queue, or none installed, drops the record and counts
+//! it. This module imports nothing of the crate but `config`, so that the reporter can depend on
+//! it without a cycle.
+
+use std::str::FromStr;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use skytrace_proto::v3::LogData;
+use tokio::sync::mpsc;
+
+use crate::config::ConfigError;
+
+/// A log level, from the least to the most severe (`Trace < Error`).
+///
+/// ```
+/// use skytrace::logs::LogLevel;
+///
+/// assert_eq!("warning".parse::<LogLevel>(), Ok(LogLevel::Warn));
+/// assert!(LogLevel::Error > LogLevel::Warn);
+/// assert_eq!(LogLevel::Info.as_str(), "INFO");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    /// Very verbose diagnostics.
+    Trace,
+    /// Diagnostics.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something unexpected, handled.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+impl LogLevel {
+    /// The level as the `level` tag carries it: `TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR` (the
+    /// names of `tracing`, `log` and logback).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "TRACE",
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARN",
+            LogLevel::Error => "ERROR",
+        }
+    }
+}
+
+/// The error of parsing a [`LogLevel`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseLogLevelError;
+
+impl std::fmt::Display for ParseLogLevelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("expected TRACE, DEBUG, INFO, WARN (WARNING) or ERROR (CRITICAL, FATAL)")
+    }
+}
+
+impl std::error::Error for ParseLogLevelError {}
+
+impl FromStr for LogLevel {
+    type Err = ParseLogLevelError;
+
+    /// Case-insensitive; Python's names (`WARNING`, `CRITICAL`) and Java's `FATAL` are accepted.
+    fn from_str(s: &str) -> Result<LogLevel, ParseLogLevelError> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "TRACE" => Ok(LogLevel::Trace),
+            "DEBUG" => Ok(LogLevel::Debug),
+            "INFO" => Ok(LogLevel::Info),
+            "WARN" | "WARNING" => Ok(LogLevel::Warn),
+            "ERROR" | "CRITICAL" | "FATAL" => Ok(LogLevel::Error),
+            _ => Err(ParseLogLevelError),
+        }
+    }
+}
+
+/// How logs are reported to OAP (`LogReportService/collect`).
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `SW_AGENT_LOG_REPORTER_ACTIVE` | `true` | report logs at all (the bridges still need installing) |
+/// | `SW_AGENT_LOG_REPORTER_LEVEL` | `WARN` | the least severe level reported (as the Python agent) |
+/// | `SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE` | `10000` | records waiting for the reporter; more are dropped and counted |
+/// | `SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE` | `32768` | bytes of a record's text; longer text is cut at a character boundary |
+///
+/// ```
+/// use skytrace::logs::{LogLevel, LogSettings};
+///
+/// let vars = [("SW_AGENT_LOG_REPORTER_LEVEL", "info")];
+/// let settings = LogSettings::default()
+///     .env(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
+///     .unwrap();
+/// assert_eq!(settings.level, LogLevel::Info);
+/// assert_eq!(settings.max_buffer_size, 10_000);
+///
+/// let bad = [("SW_AGENT_LOG_REPORTER_LEVEL", "loud")];
+/// let err = LogSettings::default()
+///     .env(|name| bad.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
+///     .unwrap_err();
+/// assert_eq!(err.variable, "SW_AGENT_LOG_REPORTER_LEVEL");
+/// assert_eq!(err.value, "loud");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogSettings {
+    /// `SW_AGENT_LOG_REPORTER_ACTIVE`.
+    pub active: bool,
+    /// `SW_AGENT_LOG_REPORTER_LEVEL`.
+    pub level: LogLevel,
+    /// `SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE`.
+    pub max_buffer_size: usize,
+    /// `SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE`, in bytes.
+    pub max_message_size: usize,
+}
+
+/// The default of `SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE`: far below every collector's gRPC
+/// message limit (4 MB for tonic and grpc-go), so that a batch of records always fits.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 32 * 1024;
+
+impl Default for LogSettings {
+    fn default() -> LogSettings {
+        LogSettings {
+            active: true,
+            level: LogLevel::Warn,
+            max_buffer_size: 10_000,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+impl LogSettings {
+    /// The defaults, changed by the `SW_AGENT_LOG_REPORTER_*` variables of the environment.
+    pub fn from_env() -> Result<LogSettings, ConfigError> {
+        LogSettings::default().env(|name| std::env::var(name).ok())
+    }
+
+    /// Applies every `SW_AGENT_LOG_REPORTER_*` variable that `lookup` knows; an error names the
+    /// variable and the value.
+    pub fn env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| lookup(name).map(|v| v.trim().to_owned());
+        if let Some(v) = var("SW_AGENT_LOG_REPORTER_ACTIVE") {
+            self.active = match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => return Err(invalid("SW_AGENT_LOG_REPORTER_ACTIVE", v, "true or false")),
+            };
+        }
+        if let Some(v) = var("SW_AGENT_LOG_REPORTER_LEVEL") {
+            self.level = v.parse().map_err(|_| {
+                invalid(
+                    "SW_AGENT_LOG_REPORTER_LEVEL",
+                    v.clone(),
+                    "TRACE, DEBUG, INFO, WARN or ERROR",
+                )
+            })?;
+        }
+        if let Some(v) = var("SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE") {
+            self.max_buffer_size = positive("SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE", v)?;
+        }
+        if let Some(v) = var("SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE") {
+            self.max_message_size = positive("SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE", v)?;
+        }
+        Ok(self)
+    }
+}
+
+fn invalid(variable: &str, value: String, expected: &str) -> ConfigError {
+    ConfigError {
+        variable: variable.to_owned(),
+        value,
+        expected: expected.to_owned(),
+    }
+}
+
+fn positive(variable: &str, value: String) -> Result<usize, ConfigError> {
+    match value.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(invalid(variable, value, "a positive whole number")),
+    }
+}
+
+/// No level passes: no queue is installed.
+const OFF: u8 = u8::MAX;
+
+/// The least severe level reported, as `LogLevel as u8`, or [`OFF`].
+static THRESHOLD: AtomicU8 = AtomicU8::new(OFF);
+/// The bytes of text a record keeps.
+static MAX_MESSAGE_SIZE: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_MESSAGE_SIZE);
+static QUEUE: RwLock<Option<mpsc::Sender<LogData>>> = RwLock::new(None);
+static SUBMITTED: AtomicU64 = AtomicU64::new(0);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a record at `level` would be reported: one atomic load, read before anything is
+/// built.
+#[inline]
+pub(crate) fn threshold_allows(level: LogLevel) -> bool {
+    let threshold = THRESHOLD.load(Ordering::Relaxed);
+    threshold != OFF && level as u8 >= threshold
+}
+
+/// The bytes of text a record keeps (`SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE`).
+#[inline]
+pub(crate) fn max_message_size() -> usize {
+    MAX_MESSAGE_SIZE.load(Ordering::Relaxed)
+}
+
+/// Queues `log` for the reporter without waiting: dropped (and counted) when the queue is full
+/// or none is installed.
+pub(crate) fn submit(log: LogData) {
+    let sent = match QUEUE.read() {
+        Ok(queue) => queue.as_ref().is_some_and(|tx| tx.try_send(log).is_ok()),
+        Err(_) => false,
+    };
+    if sent {
+        SUBMITTED.fetch_add(1, Ordering::Relaxed);
+    } else {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Starts queueing log records with `settings` (its threshold, buffer and message sizes), and
+/// returns the receiving end for the reporter, which sends what it drains over
+/// `LogReportService/collect`. `None`, and nothing queued, when `settings.active` is false.
+/// Installing again replaces the queue: the former receiver sees its channel closed once it has
+/// drained what was queued.
+///
+/// ```
+/// use skytrace::logs::{self, LogSettings};
+///
+/// let mut receiver = logs::install(&LogSettings::default()).expect("active by default");
+/// assert!(receiver.try_recv().is_none());
+/// logs::uninstall();
+/// ```
+pub fn install(settings: &LogSettings) -> Option<LogReceiver> {
+    if !settings.active {
+        uninstall();
+        return None;
+    }
+    let (tx, rx) = mpsc::channel(settings.max_buffer_size.max(1));
+    MAX_MESSAGE_SIZE.store(settings.max_message_size.max(1), Ordering::Relaxed);
+    if let Ok(mut queue) = QUEUE.write() {
+        *queue = Some(tx);
+    }
+    THRESHOLD.store(settings.level as u8, Ordering::Relaxed);
+    Some(LogReceiver { rx })
+}
+
+/// Stops queueing log records (the reporter's shutdown): later records are not built at all.
+pub fn uninstall() {
+    THRESHOLD.store(OFF, Ordering::Relaxed);
+    // Taken out under the lock, dropped after it: closing the channel wakes the receiver.
+    let old = QUEUE.write().ok().and_then(|mut queue| queue.take());
+    drop(old);
+}
+
+/// What has been queued for the reporter since the process started.
+///
+/// ```
+/// let stats = skytrace::logs::stats();
+/// // Nothing was queued: no queue is installed, and nothing was logged.
+/// assert_eq!((stats.submitted, stats.dropped), (0, 0));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogStats {
+    /// Records handed to the queue.
+    pub submitted: u64,
+    /// Records dropped: the queue was full, or none was installed.
+    pub dropped: u64,
+}
+
+/// The counters of the log queue.
+pub fn stats() -> LogStats {
+    LogStats {
+        submitted: SUBMITTED.load(Ordering::Relaxed),
+        dropped: DROPPED.load(Ordering::Relaxed),
+    }
+}
+
+/// The reporter's end of the log queue ([`install`]).
+#[derive(Debug)]
+pub struct LogReceiver {
+    rx: mpsc::Receiver<LogData>,
+}
+
+impl LogReceiver {
+    /// The next record; `None` once the queue is replaced or uninstalled and drained.
+    pub async fn recv(&mut self) -> Option<LogData> {
+        self.rx.recv().await
+    }
+
+    /// The next record if one is waiting.
+    pub fn try_recv(&mut self) -> Option<LogData> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Moves up to `max` waiting records into `out` (waiting for the first one); returns how
+    /// many, 0 once the queue is closed and drained. For a reporter that sends in batches.
+    pub async fn recv_many(&mut self, out: &mut Vec<LogData>, max: usize) -> usize {
+        self.rx.recv_many(out, max).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // One test: the queue and the threshold are the process's.
+    #[test]
+    fn threshold_queue_and_drops() {
+        assert!(!threshold_allows(LogLevel::Error), "nothing before install");
+        let settings = LogSettings {
+            max_buffer_size: 1,
+            ..LogSettings::default()
+        };
+        let mut receiver = install(&settings).unwrap();
+        assert!(threshold_allows(LogLevel::Warn));
+        assert!(threshold_allows(LogLevel::Error));
+        assert!(!threshold_allows(LogLevel::Info));
+        let before = stats();
+        submit(LogData::default());
+        submit(LogData::default());
+        let after = stats();
+        assert_eq!(after.submitted - before.submitted, 1);
+        assert_eq!(after.dropped - before.dropped, 1);
+        assert!(receiver.try_recv().is_some());
+        assert!(receiver.try_recv().is_none());
+        uninstall();
+        assert!(!threshold_allows(LogLevel::Error));
+        submit(LogData::default());
+        assert_eq!(stats().dropped - after.dropped, 1);
+        let inactive = LogSettings {
+            active: false,
+            ..LogSettings::default()
+        };
+        assert!(install(&inactive).is_none());
+        assert!(!threshold_allows(LogLevel::Error));
+    }
+
+    #[test]
+    fn settings_from_variables() {
+        let vars = [
+            ("SW_AGENT_LOG_REPORTER_ACTIVE", "false"),
+            ("SW_AGENT_LOG_REPORTER_LEVEL", "WARNING"),
+            ("SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE", "50"),
+            ("SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE", "100"),
+        ];
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let settings = LogSettings::default().env(lookup).unwrap();
+        assert_eq!(
+            settings,
+            LogSettings {
+                active: false,
+                level: LogLevel::Warn,
+                max_buffer_size: 50,
+                max_message_size: 100,
+            }
+        );
+        for (name, value) in [
+            ("SW_AGENT_LOG_REPORTER_ACTIVE", "maybe"),
+            ("SW_AGENT_LOG_REPORTER_LEVEL", "loud"),
+            ("SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE", "0"),
+            ("SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE", "big"),
+        ] {
+            let err = LogSettings::default()
+                .env(|n| (n == name).then(|| value.to_owned()))
+                .unwrap_err();
+            assert_eq!((err.variable.as_str(), err.value.as_str()), (name, value));
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+}

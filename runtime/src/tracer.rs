@@ -149,8 +149,14 @@ pub fn init(config: Config) -> Result<TracerGuard, InitError> {
     let reporter: Arc<dyn Reporter> = match config.reporter {
         #[cfg(feature = "grpc")]
         ReporterKind::Grpc => {
+            let options = crate::reporter::ReporterOptions {
+                // The queue the `tracing` and `log` bridges fill (`SW_AGENT_LOG_REPORTER_*`).
+                logs: crate::log_sink::install(&config.logs),
+                ..Default::default()
+            };
             let grpc = Arc::new(
-                crate::reporter::GrpcReporter::start(&config).map_err(InitError::Reporter)?,
+                crate::reporter::GrpcReporter::start_with(&config, options)
+                    .map_err(InitError::Reporter)?,
             );
             if config.meters.active {
                 metered = Some(Arc::clone(&grpc));

@@ -44,14 +44,14 @@ pub mod actix_web;
 pub mod axum;
 #[cfg(feature = "lapin")]
 pub mod lapin;
+#[cfg(feature = "log")]
+pub mod log;
 #[cfg(any(feature = "lapin", feature = "async-nats"))]
 mod mq;
 #[cfg(feature = "async-nats")]
 pub mod nats;
 #[cfg(feature = "redis")]
 pub mod redis;
-#[cfg(feature = "log")]
-pub mod log;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 #[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql"))]

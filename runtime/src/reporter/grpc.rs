@@ -18,6 +18,7 @@ use tonic::metadata::MetadataValue;
 
 use super::commands::CommandHandler;
 use super::queue::{self, Sender};
+use super::signal::logs::Logs;
 use super::signal::management::Management;
 use super::signal::meters::{MeterSettings, Meters};
 use super::signal::segments::Segments;
@@ -29,17 +30,20 @@ use super::worker::{Voice, Worker, deadline_in};
 use super::{Reporter, ReporterStats};
 use crate::agent::Agent;
 use crate::config::Config;
+use crate::log_sink::LogReceiver;
 use crate::meter::AgentHealth;
 use crate::segment::Segment;
 
 /// Settings of the reporter that are not (yet) in [`Config`].
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct ReporterOptions {
     /// The most bytes one gRPC message may have; a segment over it is dropped alone and
     /// counted. Default [`DEFAULT_MAX_MESSAGE_BYTES`] (4 MiB).
     pub(crate) max_message_bytes: usize,
     /// Where OAP's commands go.
     pub(crate) commands: CommandHandler,
+    /// The log queue to drain to OAP's log view, if logs are reported.
+    pub(crate) logs: Option<LogReceiver>,
 }
 
 impl Default for ReporterOptions {
@@ -47,6 +51,7 @@ impl Default for ReporterOptions {
         ReporterOptions {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             commands: CommandHandler::default(),
+            logs: None,
         }
     }
 }
@@ -94,6 +99,9 @@ pub struct GrpcReporter {
     commands: CommandHandler,
     /// Meter reports never sent (buffer full while the backend was down, or left at shutdown).
     meter_reports_dropped: Arc<AtomicU64>,
+    /// Log records taken from the log queue and not delivered; `None` when this reporter
+    /// does not send logs.
+    log_records_lost: Option<Arc<AtomicU64>>,
     control: Mutex<Option<Control>>,
 }
 
@@ -154,6 +162,8 @@ impl GrpcReporter {
             period: config.meters.period,
             max_buffer_size: config.meters.max_buffer_size,
         });
+        let log_records_lost = options.logs.is_some().then(|| Arc::new(AtomicU64::new(0)));
+        let logs = Logs::new(options.logs, log_records_lost.clone().unwrap_or_default());
         let thread = std::thread::Builder::new()
             .name("skytrace-reporter".into())
             .spawn(move || {
@@ -167,6 +177,7 @@ impl GrpcReporter {
                             segments: Segments::new(segments_rx),
                             management: Management::new(service, instance, properties, heartbeat),
                             meters: Meters::new(meters, dropped),
+                            logs,
                             status: worker_status,
                             commands,
                             shutdown: shutdown_rx,
@@ -191,6 +202,7 @@ impl GrpcReporter {
             status,
             commands: options.commands,
             meter_reports_dropped,
+            log_records_lost,
             control: Mutex::new(Some(Control {
                 shutdown,
                 done,
@@ -210,6 +222,11 @@ impl GrpcReporter {
             if let Some(reporter) = reporter.upgrade() {
                 health = reporter.stats().into();
                 health.meter_reports_dropped = Some(reporter.meter_reports_dropped());
+                if let Some(lost) = &reporter.log_records_lost {
+                    // Dropped by the queue (full) and lost on the way (a failed call).
+                    let lost = lost.load(Ordering::Relaxed);
+                    health.log_records_dropped = Some(crate::logs::stats().dropped + lost);
+                }
             }
             if let Some(agent) = agent.upgrade() {
                 health.segments_created = Some(agent.segments_created.load(Ordering::Relaxed));

@@ -41,6 +41,8 @@ use std::time::Duration;
 pub use console::{ConsoleReporter, DiscardReporter};
 #[cfg(feature = "grpc")]
 pub use grpc::GrpcReporter;
+#[cfg(feature = "grpc")]
+pub(crate) use grpc::ReporterOptions;
 
 use crate::segment::Segment;
 

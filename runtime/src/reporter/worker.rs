@@ -12,12 +12,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skytrace_proto::v3::{Commands, InstancePingPkg, InstanceProperties, MeterDataCollection};
+use skytrace_proto::v3::{
+    Commands, InstancePingPkg, InstanceProperties, LogData, MeterDataCollection,
+};
 use tokio::sync::watch;
 
 use super::commands::CommandHandler;
 use super::message::{self, Failure, Trouble};
 use super::queue::Counts;
+use super::signal::logs::Logs;
 use super::signal::management::{Beat, Management};
 use super::signal::meters::Meters;
 use super::signal::segments::{BATCH, LINGER, Segments};
@@ -44,6 +47,7 @@ pub(crate) struct Worker<T> {
     pub(crate) segments: Segments,
     pub(crate) management: Management,
     pub(crate) meters: Meters,
+    pub(crate) logs: Logs,
     pub(crate) status: Arc<Status>,
     pub(crate) commands: CommandHandler,
     /// The shutdown's deadline, once requested.
@@ -57,6 +61,7 @@ pub(crate) struct Worker<T> {
 enum Call {
     Segments(Vec<Outgoing>),
     Meters(Vec<MeterDataCollection>),
+    Logs(Vec<LogData>),
     Properties(InstanceProperties),
     Ping(InstancePingPkg),
 }
@@ -66,7 +71,8 @@ impl<T: Transport> Worker<T> {
         loop {
             let deadline = self.deadline();
             if let Some(deadline) = deadline
-                && (Instant::now() >= deadline || self.segments.queue.is_empty())
+                && (Instant::now() >= deadline
+                    || (self.segments.queue.is_empty() && self.logs.is_empty()))
             {
                 break;
             }
@@ -89,7 +95,13 @@ impl<T: Transport> Worker<T> {
                 // Shutting down: only what is queued counts.
                 match self.segments.queue.try_recv() {
                     Some(first) => self.send_segments(first).await,
-                    None => break,
+                    None => {
+                        let logs = self.logs.try_batch();
+                        if logs.is_empty() {
+                            break;
+                        }
+                        self.send_logs(logs).await;
+                    }
                 }
                 continue;
             }
@@ -110,12 +122,14 @@ impl<T: Transport> Worker<T> {
                     self.meters.collect();
                     self.send_meters().await;
                 }
+                logs = self.logs.next_batch() => self.send_logs(logs).await,
                 _ = self.shutdown.changed() => {}
             }
         }
         // What could not be delivered is lost; count it rather than losing it silently.
         self.segments.queue.close_and_count();
         self.meters.close_and_count();
+        self.logs.close_and_count();
         self.status.stop();
     }
 
@@ -157,6 +171,14 @@ impl<T: Transport> Worker<T> {
         }
     }
 
+    /// Sends `logs` in one call; those of a failed call are counted as lost.
+    async fn send_logs(&mut self, logs: Vec<LogData>) {
+        let count = logs.len();
+        if self.call(Call::Logs(logs)).await.is_err() {
+            self.logs.lost(count);
+        }
+    }
+
     /// Makes `call`, books its outcome and hands its commands on.
     async fn call(&mut self, call: Call) -> Result<(), ()> {
         let timeout = self.call_timeout();
@@ -166,6 +188,7 @@ impl<T: Transport> Worker<T> {
             match call {
                 Call::Segments(segments) => transport.collect_segments(segments, timeout).await,
                 Call::Meters(reports) => transport.collect_meters(reports, timeout).await,
+                Call::Logs(logs) => transport.collect_logs(logs, timeout).await,
                 Call::Properties(properties) => {
                     transport.report_properties(properties, timeout).await
                 }

@@ -3,6 +3,7 @@
 //! and configuration fetches come as modules beside these, each with a branch in the worker's
 //! loop.
 
+pub(crate) mod logs;
 pub(crate) mod management;
 pub(crate) mod meters;
 pub(crate) mod segments;

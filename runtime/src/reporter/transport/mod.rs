@@ -11,7 +11,9 @@ pub(crate) mod grpc;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use skytrace_proto::v3::{Commands, InstancePingPkg, InstanceProperties, MeterDataCollection};
+use skytrace_proto::v3::{
+    Commands, InstancePingPkg, InstanceProperties, LogData, MeterDataCollection,
+};
 
 use super::message::Failure;
 use super::wire::Outgoing;
@@ -41,6 +43,13 @@ pub(crate) trait Transport {
     fn collect_segments(
         &mut self,
         segments: Vec<Outgoing>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Commands, Failure>>;
+
+    /// Sends log records in one `LogReportService.collect` stream.
+    fn collect_logs(
+        &mut self,
+        logs: Vec<LogData>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Commands, Failure>>;
 

@@ -12,8 +12,6 @@ use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
 
-use crate::log_sink::LogSettings;
-
 /// Where finished segments go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReporterKind {
@@ -63,9 +61,6 @@ pub struct Config {
     pub(crate) enabled: bool,
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) meters: MeterReporting,
-    /// `SW_AGENT_LOG_REPORTER_*`: the log queue [`crate::init`] installs for the gRPC reporter.
-    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
-    pub(crate) logs: LogSettings,
     pub(crate) correlation_max_keys: usize,
     pub(crate) correlation_max_value_size: usize,
     pub(crate) reporter: ReporterKind,
@@ -93,7 +88,6 @@ impl fmt::Debug for Config {
             .field("keep_tracing", &self.keep_tracing)
             .field("enabled", &self.enabled)
             .field("meters", &self.meters)
-            .field("logs", &self.logs)
             .field("correlation_max_keys", &self.correlation_max_keys)
             .field(
                 "correlation_max_value_size",
@@ -270,7 +264,6 @@ pub struct ConfigBuilder {
     correlation_max_value_size: usize,
     reporter: ReporterKind,
     meters: MeterReporting,
-    logs: LogSettings,
 }
 
 impl Default for ConfigBuilder {
@@ -294,7 +287,6 @@ impl Default for ConfigBuilder {
             correlation_max_value_size: 128,
             reporter: ReporterKind::Grpc,
             meters: MeterReporting::default(),
-            logs: LogSettings::default(),
         }
     }
 }
@@ -481,23 +473,6 @@ impl ConfigBuilder {
         self
     }
 
-    /// `SW_AGENT_LOG_REPORTER_*`: whether [`crate::init`] installs the log queue that the
-    /// `tracing` and `log` bridges fill and the gRPC reporter sends to OAP's log view, its
-    /// level threshold and sizes. Default [`LogSettings::default`]: on, at `WARN`.
-    ///
-    /// ```
-    /// use skytrace::logs::{LogLevel, LogSettings};
-    ///
-    /// let mut logs = LogSettings::default();
-    /// logs.level = LogLevel::Error;
-    /// let config = skytrace::Config::builder().log_reporter(logs).build().unwrap();
-    /// # drop(config);
-    /// ```
-    pub fn log_reporter(mut self, settings: LogSettings) -> Self {
-        self.logs = settings;
-        self
-    }
-
     /// Which reporter [`crate::init`] starts. Default [`ReporterKind::Grpc`].
     pub fn reporter(mut self, kind: ReporterKind) -> Self {
         self.reporter = kind;
@@ -594,7 +569,6 @@ impl ConfigBuilder {
             self.meters.max_buffer_size =
                 check::meter_buffer(name, n).map_err(|e| ConfigError { value: v, ..e })?;
         }
-        self.logs = self.logs.env(&lookup)?;
         let mut correlation_set = None;
         if let Some(v) = var("SW_AGENT_CORRELATION_MAX_KEY_COUNT") {
             let name = "SW_AGENT_CORRELATION_MAX_KEY_COUNT";
@@ -713,7 +687,6 @@ impl ConfigBuilder {
             correlation_max_value_size: value_size,
             reporter: self.reporter,
             meters,
-            logs: self.logs,
         })
     }
 }
@@ -865,8 +838,6 @@ mod tests {
             ("SW_AGENT_METER_REPORTER_MAX_BUFFER_SIZE", "0"),
             ("SW_AGENT_METER_REPORTER_MAX_BUFFER_SIZE", "10001"),
             ("SW_AGENT_METER_REPORTER_MAX_BUFFER_SIZE", "lots"),
-            ("SW_AGENT_LOG_REPORTER_LEVEL", "loud"),
-            ("SW_AGENT_LOG_REPORTER_ACTIVE", "perhaps"),
         ];
         for (name, value) in cases {
             let lookup = move |n: &str| (n == *name).then(|| value.to_string());

@@ -149,9 +149,10 @@ pub fn init(config: Config) -> Result<TracerGuard, InitError> {
     let reporter: Arc<dyn Reporter> = match config.reporter {
         #[cfg(feature = "grpc")]
         ReporterKind::Grpc => {
+            // The queue the `tracing` and `log` bridges fill, as `SW_AGENT_LOG_REPORTER_*` say.
+            let logs = crate::log_sink::LogSettings::from_env()?;
             let options = crate::reporter::ReporterOptions {
-                // The queue the `tracing` and `log` bridges fill (`SW_AGENT_LOG_REPORTER_*`).
-                logs: crate::log_sink::install(&config.logs),
+                logs: crate::log_sink::install(&logs),
                 ..Default::default()
             };
             let grpc = Arc::new(
@@ -176,7 +177,7 @@ pub fn init(config: Config) -> Result<TracerGuard, InitError> {
     let tracer = Tracer::with_reporter(&config, reporter);
     #[cfg(feature = "grpc")]
     if let Some(grpc) = metered {
-        grpc.report_health(&tracer.agent);
+        report_health(&grpc, &tracer.agent);
         // The service's runtime, when `init` runs inside one.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             crate::meter::global().register_tokio_runtime(&handle);
@@ -186,6 +187,37 @@ pub fn init(config: Config) -> Result<TracerGuard, InitError> {
     Ok(TracerGuard {
         tracer: Some(tracer),
     })
+}
+
+/// Feeds the agent's health meters (`instance_rust_agent_*`) of the global registry from
+/// `reporter` and `agent`'s segment counters. The registry lives for ever: it holds them
+/// weakly, and reports nothing of them once they are gone.
+#[cfg(feature = "grpc")]
+fn report_health(reporter: &Arc<crate::reporter::GrpcReporter>, agent: &Arc<Agent>) {
+    use std::sync::atomic::Ordering;
+
+    let reporter = Arc::downgrade(reporter);
+    let agent = Arc::downgrade(agent);
+    crate::meter::global().register_agent_health(move || {
+        let mut health = crate::meter::AgentHealth::default();
+        if let Some(reporter) = reporter.upgrade() {
+            let stats = reporter.stats();
+            health.segments_sent = Some(stats.sent);
+            health.segments_dropped = Some(stats.dropped);
+            health.segments_failed = Some(stats.failed);
+            health.segments_queued = Some(stats.queued);
+            health.meter_reports_dropped = Some(reporter.meter_reports_dropped());
+            if let Some(lost) = reporter.log_records_lost() {
+                // Dropped by the queue (full) and lost on the way (a failed call).
+                health.log_records_dropped = Some(crate::log_sink::stats().dropped + lost);
+            }
+        }
+        if let Some(agent) = agent.upgrade() {
+            health.segments_created = Some(agent.segments_created.load(Ordering::Relaxed));
+            health.segments_finished = Some(agent.segments_finished.load(Ordering::Relaxed));
+        }
+        health
+    });
 }
 
 /// Keeps the global tracer installed; see [`init`].

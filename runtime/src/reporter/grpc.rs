@@ -28,10 +28,8 @@ use super::transport::grpc::{GrpcSettings, GrpcTransport};
 use super::wire::Queued;
 use super::worker::{Voice, Worker, deadline_in};
 use super::{Reporter, ReporterStats};
-use crate::agent::Agent;
 use crate::config::Config;
 use crate::log_sink::LogReceiver;
-use crate::meter::AgentHealth;
 use crate::segment::Segment;
 
 /// Settings of the reporter that are not (yet) in [`Config`].
@@ -211,29 +209,12 @@ impl GrpcReporter {
         })
     }
 
-    /// Feeds the agent's health meters (`instance_rust_agent_*`) of the global registry from
-    /// this reporter and `agent`'s segment counters. The registry lives for ever: it holds
-    /// them weakly, and reports nothing of them once they are gone.
-    pub(crate) fn report_health(self: &Arc<Self>, agent: &Arc<Agent>) {
-        let reporter = Arc::downgrade(self);
-        let agent = Arc::downgrade(agent);
-        crate::meter::global().register_agent_health(move || {
-            let mut health = AgentHealth::default();
-            if let Some(reporter) = reporter.upgrade() {
-                health = reporter.stats().into();
-                health.meter_reports_dropped = Some(reporter.meter_reports_dropped());
-                if let Some(lost) = &reporter.log_records_lost {
-                    // Dropped by the queue (full) and lost on the way (a failed call).
-                    let lost = lost.load(Ordering::Relaxed);
-                    health.log_records_dropped = Some(crate::logs::stats().dropped + lost);
-                }
-            }
-            if let Some(agent) = agent.upgrade() {
-                health.segments_created = Some(agent.segments_created.load(Ordering::Relaxed));
-                health.segments_finished = Some(agent.segments_finished.load(Ordering::Relaxed));
-            }
-            health
-        });
+    /// Log records taken from the log queue and not delivered, since start; `None` when this
+    /// reporter does not send logs.
+    pub(crate) fn log_records_lost(&self) -> Option<u64> {
+        self.log_records_lost
+            .as_ref()
+            .map(|lost| lost.load(Ordering::Relaxed))
     }
 
     /// Meter reports never sent, since start.

@@ -92,3 +92,17 @@ pub struct ReporterStats {
     /// than 2 s for its answer. False before the first call, and after shutdown.
     pub connected: bool,
 }
+
+/// What the reporter knows of the agent's health: the segments' fate (see
+/// [`crate::meter::AgentHealth`]).
+impl From<ReporterStats> for crate::meter::AgentHealth {
+    fn from(stats: ReporterStats) -> Self {
+        crate::meter::AgentHealth {
+            segments_sent: Some(stats.sent),
+            segments_dropped: Some(stats.dropped),
+            segments_failed: Some(stats.failed),
+            segments_queued: Some(stats.queued),
+            ..crate::meter::AgentHealth::default()
+        }
+    }
+}

@@ -198,12 +198,27 @@ static QUEUE: RwLock<Option<mpsc::Sender<LogData>>> = RwLock::new(None);
 static SUBMITTED: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
+thread_local! {
+    /// Set on the reporter's own threads: what their libraries log (h2, tonic, hyper) is not
+    /// reported, or a failing backend would feed the queue that waits for it.
+    static SUPPRESSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Whether a record at `level` would be reported: one atomic load, read before anything is
 /// built.
 #[inline]
 pub(crate) fn threshold_allows(level: LogLevel) -> bool {
     let threshold = THRESHOLD.load(Ordering::Relaxed);
-    threshold != OFF && level as u8 >= threshold
+    threshold != OFF
+        && level as u8 >= threshold
+        && !SUPPRESSED.try_with(std::cell::Cell::get).unwrap_or(true)
+}
+
+/// Stops records made on this thread from being reported: for the reporter's threads (see
+/// `SUPPRESSED`).
+#[allow(dead_code)] // for the reporter, which the lead wires
+pub(crate) fn suppress_on_this_thread() {
+    let _ = SUPPRESSED.try_with(|s| s.set(true));
 }
 
 /// The bytes of text a record keeps (`SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE`).
@@ -333,6 +348,13 @@ mod tests {
         assert_eq!(after.dropped - before.dropped, 1);
         assert!(receiver.try_recv().is_some());
         assert!(receiver.try_recv().is_none());
+        std::thread::spawn(|| {
+            suppress_on_this_thread();
+            assert!(!threshold_allows(LogLevel::Error), "a reporter thread");
+        })
+        .join()
+        .unwrap();
+        assert!(threshold_allows(LogLevel::Error));
         uninstall();
         assert!(!threshold_allows(LogLevel::Error));
         submit(LogData::default());

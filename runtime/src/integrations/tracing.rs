@@ -41,6 +41,8 @@
 //! async fn load_user(id: u64) { /* … */ }
 //! ```
 //!
+//! `sw.kind` is read when the span is made; the others may also be recorded later
+//! (`tracing::Span::current().record("sw.peer", addr)`, declared as `tracing::field::Empty`).
 //! Every other field becomes a tag, formatted only if the span records. A field named `error`
 //! marks the span failed (`error = true`; any other value is logged as the error's message).
 //!
@@ -286,13 +288,32 @@ impl SkyWalkingLayer {
     /// known.
     fn new_span(&self, attrs: &Attributes<'_>) -> Option<Span> {
         let metadata = attrs.metadata();
-        let mut reserved = if has_reserved(metadata) {
-            let mut reserved = Reserved::default();
-            attrs.record(&mut reserved);
-            reserved
-        } else {
-            Reserved::default()
+        if has_reserved(metadata) {
+            return self.new_shaped_span(attrs);
+        }
+        // The usual case: a local span named after the `tracing` span.
+        let span = match current::current() {
+            Current::Recording => Span::local(metadata.name()),
+            Current::None => self.start_root(Cow::Borrowed(metadata.name()), false)?,
+            Current::Unsampled => return None,
         };
+        if !span.is_recording() {
+            return None;
+        }
+        if !attrs.values().is_empty() {
+            let mut fields = SpanFields::default();
+            attrs.record(&mut fields);
+            fields.apply(&span);
+        }
+        Some(span)
+    }
+
+    /// [`SkyWalkingLayer::new_span`] for a span with `sw.*` fields.
+    #[cold]
+    fn new_shaped_span(&self, attrs: &Attributes<'_>) -> Option<Span> {
+        let metadata = attrs.metadata();
+        let mut reserved = Reserved::default();
+        attrs.record(&mut reserved);
         let name = reserved
             .name
             .take()

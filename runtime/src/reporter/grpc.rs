@@ -165,6 +165,9 @@ impl GrpcReporter {
         let thread = std::thread::Builder::new()
             .name("skytrace-reporter".into())
             .spawn(move || {
+                // What tonic, hyper and h2 log here, while sending, is not sent in turn: that
+                // would feed the log queue from its own delivery.
+                crate::log_sink::suppress_on_this_thread();
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build();

@@ -132,6 +132,12 @@ pub fn is_ignored_path(path: &str) -> bool {
 /// alive for as long as the service runs: dropping it (or [`TracerGuard::shutdown`]) delivers
 /// what is queued, within a deadline, and uninstalls the tracer.
 ///
+/// With the gRPC reporter it also sends, unless switched off: the meters of
+/// [`crate::meter::global`] every `SW_AGENT_METER_REPORTER_PERIOD`, with this tokio runtime's
+/// (when called inside one) and the agent's health; and the log records of the `tracing` and
+/// `log` bridges, through the queue it installs as `SW_AGENT_LOG_REPORTER_*` say (read from the
+/// environment here; a bad value is an [`InitError::Config`]).
+///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let _tracing = skytrace::init(skytrace::Config::from_env()?)?;

@@ -91,6 +91,17 @@ async fn tracing_and_log_records_arrive_linked_to_their_span() {
         .await;
     guard.shutdown(Duration::from_secs(5));
     assert!(health, "no {}", names::AGENT_LOG_RECORDS_DROPPED);
+    let dropped: Vec<f64> = collector
+        .meters()
+        .iter()
+        .filter_map(|d| match &d.metric {
+            Some(Metric::SingleValue(v)) if v.name == names::AGENT_LOG_RECORDS_DROPPED => {
+                Some(v.value)
+            }
+            _ => None,
+        })
+        .collect();
+    println!("{}: {dropped:?}", names::AGENT_LOG_RECORDS_DROPPED);
 
     let logs: Vec<LogData> = collector
         .logs()

@@ -2,7 +2,7 @@
 //! the live settings, and the reporter. [`crate::Tracer`] is its public handle.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::config::Config;
 use crate::reporter::Reporter;
@@ -20,6 +20,10 @@ pub(crate) struct Agent {
     pub(crate) reporter: Arc<dyn Reporter>,
     /// Set by shutdown: nothing is recorded afterwards (it could only be dropped).
     stopped: AtomicBool,
+    /// Segments started and finished, for the agent's health meters: one relaxed add each,
+    /// per segment (not per span).
+    pub(crate) segments_created: AtomicU64,
+    pub(crate) segments_finished: AtomicU64,
 }
 
 impl Agent {
@@ -33,6 +37,8 @@ impl Agent {
             correlation_max_value_size: config.correlation_max_value_size,
             reporter,
             stopped: AtomicBool::new(false),
+            segments_created: AtomicU64::new(0),
+            segments_finished: AtomicU64::new(0),
         }
     }
 

@@ -60,6 +60,8 @@ pub struct Config {
     pub(crate) queue_size: usize,
     pub(crate) keep_tracing: bool,
     pub(crate) enabled: bool,
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) meters: MeterReporting,
     pub(crate) correlation_max_keys: usize,
     pub(crate) correlation_max_value_size: usize,
     pub(crate) reporter: ReporterKind,
@@ -100,6 +102,7 @@ impl fmt::Debug for Config {
             .field("queue_size", &self.queue_size)
             .field("keep_tracing", &self.keep_tracing)
             .field("enabled", &self.enabled)
+            .field("meters", &self.meters)
             .field("correlation_max_keys", &self.correlation_max_keys)
             .field(
                 "correlation_max_value_size",
@@ -109,6 +112,27 @@ impl fmt::Debug for Config {
             .field("tls", &self.tls)
             .field("dynamic_config_interval", &self.dynamic_config_interval)
             .finish()
+    }
+}
+
+/// How meters are reported: `SW_AGENT_METER_REPORTER_*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MeterReporting {
+    /// `SW_AGENT_METER_REPORTER_ACTIVE`.
+    pub(crate) active: bool,
+    /// `SW_AGENT_METER_REPORTER_PERIOD`.
+    pub(crate) period: Duration,
+    /// `SW_AGENT_METER_REPORTER_MAX_BUFFER_SIZE`: reports held while the backend is down.
+    pub(crate) max_buffer_size: usize,
+}
+
+impl Default for MeterReporting {
+    fn default() -> Self {
+        MeterReporting {
+            active: true,
+            period: Duration::from_secs(20),
+            max_buffer_size: check::DEFAULT_METER_BUFFER,
+        }
     }
 }
 
@@ -284,6 +308,7 @@ pub struct ConfigBuilder {
     ssl_key_path: Option<PathBuf>,
     ssl_cert_chain_path: Option<PathBuf>,
     dynamic_config_interval: Duration,
+    meters: MeterReporting,
 }
 
 impl Default for ConfigBuilder {
@@ -311,6 +336,7 @@ impl Default for ConfigBuilder {
             ssl_key_path: None,
             ssl_cert_chain_path: None,
             dynamic_config_interval: Duration::from_secs(20),
+            meters: MeterReporting::default(),
         }
     }
 }
@@ -451,6 +477,49 @@ impl ConfigBuilder {
     /// value size at most 8 KiB.
     pub fn correlation_max_value_size(mut self, n: usize) -> Self {
         self.correlation_max_value_size = n;
+        self
+    }
+
+    /// `SW_AGENT_METER_REPORTER_ACTIVE`: send the meters of [`crate::meter::global`] (your own,
+    /// the process's, the tokio runtime's and the agent's health) with the gRPC reporter.
+    /// Default `true`.
+    ///
+    /// ```
+    /// let config = skytrace::Config::builder().meter_reporter_active(false).build().unwrap();
+    /// # drop(config);
+    /// ```
+    pub fn meter_reporter_active(mut self, yes: bool) -> Self {
+        self.meters.active = yes;
+        self
+    }
+
+    /// `SW_AGENT_METER_REPORTER_PERIOD` (whole seconds in the variable): how often meters are
+    /// read and sent, from 1 s to 1 hour, default 20 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let config = skytrace::Config::builder()
+    ///     .meter_reporter_period(Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(config);
+    /// ```
+    pub fn meter_reporter_period(mut self, period: Duration) -> Self {
+        self.meters.period = period;
+        self
+    }
+
+    /// `SW_AGENT_METER_REPORTER_MAX_BUFFER_SIZE`: meter reports (one per period) held while the
+    /// backend is unreachable, 1 to 10,000, default 180 (an hour at the default period). When
+    /// full, the oldest is dropped and counted (`instance_rust_agent_meter_reports_dropped`).
+    ///
+    /// ```
+    /// let config = skytrace::Config::builder().meter_reporter_max_buffer_size(30).build().unwrap();
+    /// # drop(config);
+    /// ```
+    pub fn meter_reporter_max_buffer_size(mut self, reports: usize) -> Self {
+        self.meters.max_buffer_size = reports;
         self
     }
 
@@ -613,6 +682,23 @@ impl ConfigBuilder {
             }
             self.dynamic_config_interval = Duration::from_secs(secs);
         }
+        if let Some(v) = var("SW_AGENT_METER_REPORTER_ACTIVE") {
+            self.meters.active = check::boolean("SW_AGENT_METER_REPORTER_ACTIVE", &v)?;
+        }
+        if let Some(v) = var("SW_AGENT_METER_REPORTER_PERIOD") {
+            let name = "SW_AGENT_METER_REPORTER_PERIOD";
+            let secs: u64 = check::number(name, &v, check::METER_PERIOD_SECS)?;
+            if !(1..=check::MAX_METER_PERIOD_SECS).contains(&secs) {
+                return Err(check::invalid(name, v, check::METER_PERIOD_SECS));
+            }
+            self.meters.period = Duration::from_secs(secs);
+        }
+        if let Some(v) = var("SW_AGENT_METER_REPORTER_MAX_BUFFER_SIZE") {
+            let name = "SW_AGENT_METER_REPORTER_MAX_BUFFER_SIZE";
+            let n = check::number(name, &v, check::METER_BUFFER)?;
+            self.meters.max_buffer_size =
+                check::meter_buffer(name, n).map_err(|e| ConfigError { value: v, ..e })?;
+        }
         let mut correlation_set = None;
         if let Some(v) = var("SW_AGENT_CORRELATION_MAX_KEY_COUNT") {
             let name = "SW_AGENT_CORRELATION_MAX_KEY_COUNT";
@@ -694,6 +780,14 @@ impl ConfigBuilder {
         let ignore_paths = check::list("ignore_paths", &self.ignore_paths)?;
         let heartbeat_period = check::heartbeat("heartbeat_period", self.heartbeat_period)?;
         let queue_size = check::queue_size("queue_size", self.queue_size)?;
+        let meters = MeterReporting {
+            active: self.meters.active,
+            period: check::meter_period("meter_reporter_period", self.meters.period)?,
+            max_buffer_size: check::meter_buffer(
+                "meter_reporter_max_buffer_size",
+                self.meters.max_buffer_size,
+            )?,
+        };
         let keys = check::correlation_keys("correlation_max_keys", self.correlation_max_keys)?;
         let value_size = check::correlation_value(
             "correlation_max_value_size",
@@ -727,6 +821,7 @@ impl ConfigBuilder {
             reporter: self.reporter,
             tls,
             dynamic_config_interval,
+            meters,
         })
     }
 
@@ -826,6 +921,9 @@ mod tests {
                 ("SW_AGENT_CORRELATION_MAX_VALUE_SIZE", "16"),
                 ("SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL", "0"),
                 ("SW_AGENT_FORCE_TLS", "true"),
+                ("SW_AGENT_METER_REPORTER_ACTIVE", "false"),
+                ("SW_AGENT_METER_REPORTER_PERIOD", "3"),
+                ("SW_AGENT_METER_REPORTER_MAX_BUFFER_SIZE", "9"),
             ]))
             .unwrap()
             .build()
@@ -853,6 +951,14 @@ mod tests {
                 identity: None
             })
         );
+        assert_eq!(
+            config.meters,
+            MeterReporting {
+                active: false,
+                period: Duration::from_secs(3),
+                max_buffer_size: 9
+            }
+        );
         assert!(!format!("{config:?}").contains("secret"));
     }
 
@@ -863,6 +969,8 @@ mod tests {
         assert_eq!(config.sample_per_3_secs, -1);
         assert_eq!(config.span_limit, 300);
         assert_eq!(config.heartbeat_period, Duration::from_secs(30));
+        assert!(config.meters.active);
+        assert_eq!(config.meters.period, Duration::from_secs(20));
         assert!(config.ignore_suffix.contains(&".jpg".to_string()));
         assert!(config.instance_name.contains('@'));
         assert!(!config.service_name.is_empty());
@@ -915,6 +1023,13 @@ mod tests {
                 "86401",
             ),
             ("SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL", "-1"),
+            ("SW_AGENT_METER_REPORTER_ACTIVE", "on-ish"),
+            ("SW_AGENT_METER_REPORTER_PERIOD", "0"),
+            ("SW_AGENT_METER_REPORTER_PERIOD", "20s"),
+            ("SW_AGENT_METER_REPORTER_PERIOD", "3601"),
+            ("SW_AGENT_METER_REPORTER_MAX_BUFFER_SIZE", "0"),
+            ("SW_AGENT_METER_REPORTER_MAX_BUFFER_SIZE", "10001"),
+            ("SW_AGENT_METER_REPORTER_MAX_BUFFER_SIZE", "lots"),
         ];
         for (name, value) in cases {
             let lookup = move |n: &str| (n == *name).then(|| value.to_string());
@@ -952,6 +1067,14 @@ mod tests {
             "heartbeat_period"
         );
         assert_eq!(err(b().heartbeat_period(Duration::MAX)), "heartbeat_period");
+        assert_eq!(
+            err(b().meter_reporter_period(Duration::from_millis(999))),
+            "meter_reporter_period"
+        );
+        assert_eq!(
+            err(b().meter_reporter_max_buffer_size(0)),
+            "meter_reporter_max_buffer_size"
+        );
         assert_eq!(err(b().correlation_max_keys(65)), "correlation_max_keys");
         assert_eq!(
             err(b().dynamic_config_interval(Duration::from_millis(10))),

@@ -175,6 +175,12 @@ pub fn is_ignored_path(path: &str) -> bool {
 /// alive for as long as the service runs: dropping it (or [`TracerGuard::shutdown`]) delivers
 /// what is queued, within a deadline, and uninstalls the tracer.
 ///
+/// With the gRPC reporter it also sends, unless switched off: the meters of
+/// [`crate::meter::global`] every `SW_AGENT_METER_REPORTER_PERIOD`, with this tokio runtime's
+/// (when called inside one) and the agent's health; and the log records of the `tracing` and
+/// `log` bridges, through the queue it installs as `SW_AGENT_LOG_REPORTER_*` say (read from the
+/// environment here; a bad value is an [`InitError::Config`]).
+///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let _tracing = skytrace::init(skytrace::Config::from_env()?)?;
@@ -186,17 +192,25 @@ pub fn init(config: Config) -> Result<TracerGuard, InitError> {
         // Switched off (`SW_AGENT_ENABLE=false`): no reporter, no thread, no tracer installed.
         return Ok(TracerGuard { tracer: None });
     }
-    // The gRPC reporter, to hand OAP's dynamic configuration to the tracer once it is made.
+    // The gRPC reporter: to hand OAP's dynamic configuration to the tracer once it is made,
+    // and, when it sends meters, to include the agent's health in them.
     #[cfg(feature = "grpc")]
-    let mut grpc = None;
+    let mut grpc_reporter = None;
     let reporter: Arc<dyn Reporter> = match config.reporter {
         #[cfg(feature = "grpc")]
         ReporterKind::Grpc => {
-            let reporter = Arc::new(
-                crate::reporter::GrpcReporter::start(&config).map_err(InitError::Reporter)?,
+            // The queue the `tracing` and `log` bridges fill, as `SW_AGENT_LOG_REPORTER_*` say.
+            let logs = crate::log_sink::LogSettings::from_env()?;
+            let options = crate::reporter::ReporterOptions {
+                logs: crate::log_sink::install(&logs),
+                ..Default::default()
+            };
+            let grpc = Arc::new(
+                crate::reporter::GrpcReporter::start_with(&config, options)
+                    .map_err(InitError::Reporter)?,
             );
-            grpc = Some(Arc::clone(&reporter));
-            reporter
+            grpc_reporter = Some(Arc::clone(&grpc));
+            grpc
         }
         #[cfg(not(feature = "grpc"))]
         ReporterKind::Grpc => {
@@ -210,13 +224,51 @@ pub fn init(config: Config) -> Result<TracerGuard, InitError> {
     };
     let tracer = Tracer::with_reporter(&config, reporter);
     #[cfg(feature = "grpc")]
-    if let Some(grpc) = grpc {
+    if let Some(grpc) = grpc_reporter {
         tracer.follow_dynamic_config(&grpc);
+        if config.meters.active {
+            report_health(&grpc, &tracer.agent);
+            // The service's runtime, when `init` runs inside one.
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                crate::meter::global().register_tokio_runtime(&handle);
+            }
+        }
     }
     tracer.install_global();
     Ok(TracerGuard {
         tracer: Some(tracer),
     })
+}
+
+/// Feeds the agent's health meters (`instance_rust_agent_*`) of the global registry from
+/// `reporter` and `agent`'s segment counters. The registry lives for ever: it holds them
+/// weakly, and reports nothing of them once they are gone.
+#[cfg(feature = "grpc")]
+fn report_health(reporter: &Arc<crate::reporter::GrpcReporter>, agent: &Arc<Agent>) {
+    use std::sync::atomic::Ordering;
+
+    let reporter = Arc::downgrade(reporter);
+    let agent = Arc::downgrade(agent);
+    crate::meter::global().register_agent_health(move || {
+        let mut health = crate::meter::AgentHealth::default();
+        if let Some(reporter) = reporter.upgrade() {
+            let stats = reporter.stats();
+            health.segments_sent = Some(stats.sent);
+            health.segments_dropped = Some(stats.dropped);
+            health.segments_failed = Some(stats.failed);
+            health.segments_queued = Some(stats.queued);
+            health.meter_reports_dropped = Some(reporter.meter_reports_dropped());
+            if let Some(lost) = reporter.log_records_lost() {
+                // Dropped by the queue (full) and lost on the way (a failed call).
+                health.log_records_dropped = Some(crate::log_sink::stats().dropped + lost);
+            }
+        }
+        if let Some(agent) = agent.upgrade() {
+            health.segments_created = Some(agent.segments_created.load(Ordering::Relaxed));
+            health.segments_finished = Some(agent.segments_finished.load(Ordering::Relaxed));
+        }
+        health
+    });
 }
 
 /// Keeps the global tracer installed; see [`init`].

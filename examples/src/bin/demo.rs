@@ -1,7 +1,9 @@
 //! skytrace's demo: two instrumented services on loopback and a SkyWalking collector, all in
 //! this process. It sends a handful of requests and prints each trace as a tree, like
-//! SkyWalking's trace view. Then the embedded collector serves an ignore rule as OAP's dynamic
-//! configuration, and the users service stops tracing the paths it names.
+//! SkyWalking's trace view, then a few of the meters the agent sent beside them (every second
+//! here: `SW_AGENT_METER_REPORTER_PERIOD` overrides it). With the embedded collector, it also
+//! serves an ignore rule as OAP's dynamic configuration, and the users service stops tracing
+//! the paths it names.
 //!
 //! ```sh
 //! cargo run -p skytrace-examples --bin demo
@@ -14,7 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skytrace::integrations::axum::SkytraceLayer;
+use skytrace::meter::names;
 use skytrace::{Config, ConfigBuilder, GrpcReporter, Tracer};
+use skytrace_collector::skytrace_proto::v3::MeterData;
+use skytrace_collector::skytrace_proto::v3::meter_data::Metric;
 use skytrace_collector::{Collector, render_trace_tree};
 use skytrace_examples::{frontend, serve, users};
 
@@ -44,7 +49,10 @@ async fn main() -> ExitCode {
 }
 
 fn config(backends: &str, service: &str, embedded: bool) -> Result<Config, skytrace::ConfigError> {
-    let mut builder: ConfigBuilder = Config::builder().ignore_paths("/health");
+    let mut builder: ConfigBuilder = Config::builder()
+        .ignore_paths("/health")
+        // A period short enough for meters to arrive while the demo runs.
+        .meter_reporter_period(Duration::from_secs(1));
     if embedded {
         // The dynamic configuration's part of the demo: fetched every second, not every 20.
         builder = builder.dynamic_config_interval(Duration::from_secs(1));
@@ -104,7 +112,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     ));
     println!("demo-frontend on http://{frontend_addr}, demo-users on http://{users_addr}\n");
 
+    // A meter of the application's own, beside the built-in ones.
+    let requests = skytrace::meter::counter("demo_requests").build()?;
     for (path, what) in REQUESTS {
+        requests.inc();
         let response = client
             .get(format!("http://{frontend_addr}{path}"))
             .send()
@@ -149,6 +160,15 @@ the collector now serves agent.trace.ignore_path={rule}"
             response.status()
         );
         expected += 1;
+        // A report that counts every segment sent: the reporters' next period after the last.
+        let wanted = expected as f64 / 2.0;
+        collector
+            .wait_for(Duration::from_secs(10), |r| {
+                r.meters.iter().any(|d| {
+                    single(d).is_some_and(|(n, v)| n == names::AGENT_SEGMENTS_SENT && v >= wanted)
+                })
+            })
+            .await;
     }
     let frontend_stats = frontend_agent.shutdown(Duration::from_secs(5));
     let users_stats = users_tracer.reporter().shutdown(Duration::from_secs(5));
@@ -165,6 +185,7 @@ the collector now serves agent.trace.ignore_path={rule}"
                 .wait_for_segments(expected, Duration::from_secs(10))
                 .await;
             println!("\n{}", render_trace_tree(&segments));
+            print_meters(&collector.meters());
             if segments.len() < expected {
                 return Err(format!(
                     "expected {expected} segments, the collector has {}",
@@ -184,4 +205,44 @@ the collector now serves agent.trace.ignore_path={rule}"
         }
     }
     Ok(())
+}
+
+fn single(data: &MeterData) -> Option<(&str, f64)> {
+    match &data.metric {
+        Some(Metric::SingleValue(v)) => Some((v.name.as_str(), v.value)),
+        _ => None,
+    }
+}
+
+/// The last value received of a few meters.
+fn print_meters(meters: &[MeterData]) {
+    let shown = [
+        (
+            "demo_requests",
+            "requests counted by the demo's own counter",
+        ),
+        (names::PROCESS_RESIDENT_MEMORY, "bytes resident"),
+        (names::PROCESS_THREADS, "threads"),
+        (names::PROCESS_CPU_UTILIZATION, "% of one CPU"),
+        (names::TOKIO_WORKERS, "tokio workers"),
+        (names::TOKIO_ALIVE_TASKS, "tokio tasks alive"),
+        (
+            names::AGENT_SEGMENTS_CREATED,
+            "segments started (demo-frontend)",
+        ),
+        (names::AGENT_SEGMENTS_SENT, "segments sent (demo-frontend)"),
+    ];
+    println!("meters ({} values received; last of each):", meters.len());
+    for (name, what) in shown {
+        let last = meters
+            .iter()
+            .filter_map(single)
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .next_back();
+        match last {
+            Some(v) => println!("  {name} = {v:.1}  ({what})"),
+            None => println!("  {name}: none yet"),
+        }
+    }
 }

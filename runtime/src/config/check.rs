@@ -171,6 +171,26 @@ pub(super) fn key_pair(
         _ => Ok(()),
     }
 }
+/// Meter period bounds: whole seconds, up to an hour.
+pub(super) const MAX_METER_PERIOD_SECS: u64 = 3_600;
+/// Meter reports held while the backend is down: an hour at the default period of 20 s.
+pub(super) const DEFAULT_METER_BUFFER: usize = 180;
+/// At most 10,000 reports: a report is a few kB, so the buffer stays within tens of MB.
+pub(super) const MAX_METER_BUFFER: usize = 10_000;
+
+pub(super) fn meter_period(variable: &str, value: Duration) -> Result<Duration, ConfigError> {
+    if value < Duration::from_secs(1) || value > Duration::from_secs(MAX_METER_PERIOD_SECS) {
+        return Err(invalid(variable, format!("{value:?}"), METER_PERIOD));
+    }
+    Ok(value)
+}
+pub(super) const METER_PERIOD: &str = "from 1 to 3600 seconds";
+pub(super) const METER_PERIOD_SECS: &str = "a whole number of seconds from 1 to 3600";
+
+pub(super) fn meter_buffer(variable: &str, value: usize) -> Result<usize, ConfigError> {
+    in_range(variable, value, 1, MAX_METER_BUFFER, METER_BUFFER)
+}
+pub(super) const METER_BUFFER: &str = "an integer from 1 to 10000";
 
 pub(super) fn correlation_keys(variable: &str, value: usize) -> Result<usize, ConfigError> {
     in_range(variable, value, 0, MAX_CORRELATION_KEYS, CORRELATION_KEYS)

@@ -126,6 +126,7 @@ impl ActiveSegment {
             record.skip_analysis = start.skip_analysis;
             init(record);
         }
+        agent.segments_created.fetch_add(1, Ordering::Relaxed);
         // A new trace is named after its first segment, as unique among traces as that id is
         // among segments (OAP keeps the two apart): one id to make per request, not two.
         Arc::new(ActiveSegment {
@@ -285,6 +286,7 @@ impl ActiveSegment {
         // A finished segment adopts no new span: they would be recorded, then dropped. With
         // the counter at the limit, new spans are no-ops, at no cost to the per-span check.
         self.next_span_id.store(self.span_limit, Ordering::Relaxed);
+        self.agent.segments_finished.fetch_add(1, Ordering::Relaxed);
         self.agent.reporter.report(segment);
     }
 

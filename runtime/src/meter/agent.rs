@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use super::names;
 use super::registry::{MeterRegistry, Source, SourceKind};
-use crate::reporter::ReporterStats;
 
 /// The agent's counters at one moment, as the reporter knows them. Totals are since start;
 /// `segments_queued` is the queue depth now. A `None` is not sent (the reporter does not count
@@ -40,18 +39,6 @@ pub struct AgentHealth {
     pub log_records_dropped: Option<u64>,
     /// Meter reports never sent.
     pub meter_reports_dropped: Option<u64>,
-}
-
-impl From<ReporterStats> for AgentHealth {
-    fn from(stats: ReporterStats) -> Self {
-        AgentHealth {
-            segments_sent: Some(stats.sent),
-            segments_dropped: Some(stats.dropped),
-            segments_failed: Some(stats.failed),
-            segments_queued: Some(stats.queued),
-            ..AgentHealth::default()
-        }
-    }
 }
 
 impl AgentHealth {
@@ -107,7 +94,7 @@ mod tests {
 
     #[test]
     fn reporter_stats_fill_what_they_know() {
-        let stats = ReporterStats {
+        let stats = crate::reporter::ReporterStats {
             queued: 1,
             sent: 2,
             dropped: 3,

@@ -8,6 +8,7 @@
 //! ([`super::signal::management`]), and hands OAP's commands on ([`super::commands`]).
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc as std_mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,7 +19,9 @@ use tonic::metadata::MetadataValue;
 use super::commands::CommandHandler;
 use super::queue::{self, Sender};
 use super::signal::configuration::Configuration;
+use super::signal::logs::Logs;
 use super::signal::management::Management;
+use super::signal::meters::{MeterSettings, Meters};
 use super::signal::segments::Segments;
 use super::status::Status;
 use super::transport::DEFAULT_MAX_MESSAGE_BYTES;
@@ -27,16 +30,19 @@ use super::wire::Queued;
 use super::worker::{Voice, Worker, deadline_in};
 use super::{Reporter, ReporterStats};
 use crate::config::Config;
+use crate::log_sink::LogReceiver;
 use crate::segment::Segment;
 
 /// Settings of the reporter that are not (yet) in [`Config`].
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct ReporterOptions {
     /// The most bytes one gRPC message may have; a segment over it is dropped alone and
     /// counted. Default [`DEFAULT_MAX_MESSAGE_BYTES`] (4 MiB).
     pub(crate) max_message_bytes: usize,
     /// Where OAP's commands go.
     pub(crate) commands: CommandHandler,
+    /// The log queue to drain to OAP's log view, if logs are reported.
+    pub(crate) logs: Option<LogReceiver>,
 }
 
 impl Default for ReporterOptions {
@@ -44,6 +50,7 @@ impl Default for ReporterOptions {
         ReporterOptions {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             commands: CommandHandler::default(),
+            logs: None,
         }
     }
 }
@@ -89,6 +96,11 @@ pub struct GrpcReporter {
     segments: Sender<Queued>,
     status: Arc<Status>,
     commands: CommandHandler,
+    /// Meter reports never sent (buffer full while the backend was down, or left at shutdown).
+    meter_reports_dropped: Arc<AtomicU64>,
+    /// Log records taken from the log queue and not delivered; `None` when this reporter
+    /// does not send logs.
+    log_records_lost: Option<Arc<AtomicU64>>,
     control: Mutex<Option<Control>>,
 }
 
@@ -139,9 +151,26 @@ impl GrpcReporter {
         let heartbeat = config.heartbeat_period;
         let keep_tracing = config.keep_tracing;
         let dynamic_config_interval = config.dynamic_config_interval;
+        let meter_reports_dropped = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::clone(&meter_reports_dropped);
+        let meters = config.meters.active.then(|| MeterSettings {
+            // Made here, on the caller's thread, if it is its first use: the global registry
+            // observes the tokio runtime it is first used in, which must be the service's,
+            // never the reporter's own.
+            registry: crate::meter::global(),
+            service: config.service_name.clone(),
+            instance: config.instance_name.clone(),
+            period: config.meters.period,
+            max_buffer_size: config.meters.max_buffer_size,
+        });
+        let log_records_lost = options.logs.is_some().then(|| Arc::new(AtomicU64::new(0)));
+        let logs = Logs::new(options.logs, log_records_lost.clone().unwrap_or_default());
         let thread = std::thread::Builder::new()
             .name("skytrace-reporter".into())
             .spawn(move || {
+                // What tonic, hyper and h2 log here, while sending, is not sent in turn: that
+                // would feed the log queue from its own delivery.
+                crate::log_sink::suppress_on_this_thread();
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build();
@@ -154,6 +183,8 @@ impl GrpcReporter {
                             segments: Segments::new(segments_rx),
                             management: Management::new(service, instance, properties, heartbeat),
                             configuration,
+                            meters: Meters::new(meters, dropped),
+                            logs,
                             status: worker_status,
                             commands,
                             shutdown: shutdown_rx,
@@ -177,12 +208,27 @@ impl GrpcReporter {
             segments,
             status,
             commands: options.commands,
+            meter_reports_dropped,
+            log_records_lost,
             control: Mutex::new(Some(Control {
                 shutdown,
                 done,
                 thread,
             })),
         })
+    }
+
+    /// Log records taken from the log queue and not delivered, since start; `None` when this
+    /// reporter does not send logs.
+    pub(crate) fn log_records_lost(&self) -> Option<u64> {
+        self.log_records_lost
+            .as_ref()
+            .map(|lost| lost.load(Ordering::Relaxed))
+    }
+
+    /// Meter reports never sent, since start.
+    pub(crate) fn meter_reports_dropped(&self) -> u64 {
+        self.meter_reports_dropped.load(Ordering::Relaxed)
     }
 
     /// Where OAP's commands go: install a handler with [`CommandHandler::set`].

@@ -41,6 +41,8 @@ use std::time::Duration;
 pub use console::{ConsoleReporter, DiscardReporter};
 #[cfg(feature = "grpc")]
 pub use grpc::GrpcReporter;
+#[cfg(feature = "grpc")]
+pub(crate) use grpc::ReporterOptions;
 
 use crate::segment::Segment;
 
@@ -89,4 +91,18 @@ pub struct ReporterStats {
     /// Whether the backend answers: the last call succeeded and none has been waiting longer
     /// than 2 s for its answer. False before the first call, and after shutdown.
     pub connected: bool,
+}
+
+/// What the reporter knows of the agent's health: the segments' fate (see
+/// [`crate::meter::AgentHealth`]).
+impl From<ReporterStats> for crate::meter::AgentHealth {
+    fn from(stats: ReporterStats) -> Self {
+        crate::meter::AgentHealth {
+            segments_sent: Some(stats.sent),
+            segments_dropped: Some(stats.dropped),
+            segments_failed: Some(stats.failed),
+            segments_queued: Some(stats.queued),
+            ..crate::meter::AgentHealth::default()
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! The loop, in order: stop when shut down (once what is queued is delivered, or at the
 //! deadline); wait while the transport backs off; introduce the instance on a new connection;
-//! then whichever comes first of a queued segment and a heartbeat. Every call's outcome goes to
+//! then whichever comes first of a queued segment, a heartbeat and a meter period. Every call's outcome goes to
 //! [`Status`] (what the service's threads read) and, once per change, to standard error; its
 //! commands go to the [`CommandHandler`].
 
@@ -12,14 +12,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skytrace_proto::v3::{Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties};
+use skytrace_proto::v3::{
+    Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties, LogData,
+    MeterDataCollection,
+};
 use tokio::sync::watch;
 
 use super::commands::CommandHandler;
 use super::message::{self, Failure, Trouble};
 use super::queue::Counts;
 use super::signal::configuration::Configuration;
+use super::signal::logs::Logs;
 use super::signal::management::{Beat, Management};
+use super::signal::meters::Meters;
 use super::signal::segments::{BATCH, LINGER, Segments};
 use super::status::{SLOW_CALL, State, Status};
 use super::transport::Transport;
@@ -44,6 +49,8 @@ pub(crate) struct Worker<T> {
     pub(crate) segments: Segments,
     pub(crate) management: Management,
     pub(crate) configuration: Configuration,
+    pub(crate) meters: Meters,
+    pub(crate) logs: Logs,
     pub(crate) status: Arc<Status>,
     pub(crate) commands: CommandHandler,
     /// The shutdown's deadline, once requested.
@@ -56,6 +63,8 @@ pub(crate) struct Worker<T> {
 /// One call of the transport.
 enum Call {
     Segments(Vec<Outgoing>),
+    Meters(Vec<MeterDataCollection>),
+    Logs(Vec<LogData>),
     Properties(InstanceProperties),
     Ping(InstancePingPkg),
     Configuration(ConfigurationSyncRequest),
@@ -66,7 +75,8 @@ impl<T: Transport> Worker<T> {
         loop {
             let deadline = self.deadline();
             if let Some(deadline) = deadline
-                && (Instant::now() >= deadline || self.segments.queue.is_empty())
+                && (Instant::now() >= deadline
+                    || (self.segments.queue.is_empty() && self.logs.is_empty()))
             {
                 break;
             }
@@ -89,7 +99,13 @@ impl<T: Transport> Worker<T> {
                 // Shutting down: only what is queued counts.
                 match self.segments.queue.try_recv() {
                     Some(first) => self.send_segments(first).await,
-                    None => break,
+                    None => {
+                        let logs = self.logs.try_batch();
+                        if logs.is_empty() {
+                            break;
+                        }
+                        self.send_logs(logs).await;
+                    }
                 }
                 continue;
             }
@@ -109,11 +125,18 @@ impl<T: Transport> Worker<T> {
                 request = self.configuration.tick() => {
                     let _ = self.call(Call::Configuration(request)).await;
                 }
+                () = self.meters.tick() => {
+                    self.meters.collect();
+                    self.send_meters().await;
+                }
+                logs = self.logs.next_batch() => self.send_logs(logs).await,
                 _ = self.shutdown.changed() => {}
             }
         }
         // What could not be delivered is lost; count it rather than losing it silently.
         self.segments.queue.close_and_count();
+        self.meters.close_and_count();
+        self.logs.close_and_count();
         self.status.stop();
     }
 
@@ -143,6 +166,26 @@ impl<T: Transport> Worker<T> {
         }
     }
 
+    /// Sends every buffered meter report in one call; they go back in the buffer if it fails.
+    async fn send_meters(&mut self) {
+        let reports = self.meters.take();
+        if reports.is_empty() {
+            return;
+        }
+        // A clone (a few kB once per period) so that a failed call loses nothing.
+        if self.call(Call::Meters(reports.clone())).await.is_err() {
+            self.meters.restore(reports);
+        }
+    }
+
+    /// Sends `logs` in one call; those of a failed call are counted as lost.
+    async fn send_logs(&mut self, logs: Vec<LogData>) {
+        let count = logs.len();
+        if self.call(Call::Logs(logs)).await.is_err() {
+            self.logs.lost(count);
+        }
+    }
+
     /// Makes `call`, books its outcome and hands its commands on.
     async fn call(&mut self, call: Call) -> Result<(), ()> {
         let timeout = self.call_timeout();
@@ -151,6 +194,8 @@ impl<T: Transport> Worker<T> {
         let call = async move {
             match call {
                 Call::Segments(segments) => transport.collect_segments(segments, timeout).await,
+                Call::Meters(reports) => transport.collect_meters(reports, timeout).await,
+                Call::Logs(logs) => transport.collect_logs(logs, timeout).await,
                 Call::Properties(properties) => {
                     transport.report_properties(properties, timeout).await
                 }
@@ -222,6 +267,9 @@ impl<T: Transport> Worker<T> {
         }
         tokio::select! {
             _ = tokio::time::sleep_until(at.into()) => {}
+            // Meters are still read every period while the backend is away; they wait in
+            // the buffer.
+            () = self.meters.tick() => self.meters.collect(),
             _ = self.shutdown.changed() => {}
         }
     }

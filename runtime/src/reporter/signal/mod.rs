@@ -4,5 +4,7 @@
 //! loop.
 
 pub(crate) mod configuration;
+pub(crate) mod logs;
 pub(crate) mod management;
+pub(crate) mod meters;
 pub(crate) mod segments;

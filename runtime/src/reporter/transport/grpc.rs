@@ -24,8 +24,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use skytrace_proto::v3::configuration_discovery_service_client::ConfigurationDiscoveryServiceClient;
+use skytrace_proto::v3::log_report_service_client::LogReportServiceClient;
 use skytrace_proto::v3::management_service_client::ManagementServiceClient;
-use skytrace_proto::v3::{Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties};
+use skytrace_proto::v3::meter_report_service_client::MeterReportServiceClient;
+use skytrace_proto::v3::{
+    Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties, LogData,
+    MeterDataCollection,
+};
 use tonic::Code;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -338,6 +343,30 @@ impl Transport for GrpcTransport {
         let mut grpc = tonic::client::Grpc::new(channel);
         let request = self.request(tokio_stream::iter(segments), timeout);
         let result = tokio::time::timeout(timeout, collect(&mut grpc, request)).await;
+        self.finish(result, timeout, |commands| commands)
+    }
+
+    async fn collect_logs(
+        &mut self,
+        logs: Vec<LogData>,
+        timeout: Duration,
+    ) -> Result<Commands, Failure> {
+        let mut client = LogReportServiceClient::new(self.channel(timeout).await?)
+            .max_encoding_message_size(self.settings.max_message_bytes);
+        let request = self.request(tokio_stream::iter(logs), timeout);
+        let result = tokio::time::timeout(timeout, client.collect(request)).await;
+        self.finish(result, timeout, |commands| commands)
+    }
+
+    async fn collect_meters(
+        &mut self,
+        reports: Vec<MeterDataCollection>,
+        timeout: Duration,
+    ) -> Result<Commands, Failure> {
+        let mut client = MeterReportServiceClient::new(self.channel(timeout).await?)
+            .max_encoding_message_size(self.settings.max_message_bytes);
+        let request = self.request(tokio_stream::iter(reports), timeout);
+        let result = tokio::time::timeout(timeout, client.collect_batch(request)).await;
         self.finish(result, timeout, |commands| commands)
     }
 

@@ -13,7 +13,10 @@ mod tls;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use skytrace_proto::v3::{Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties};
+use skytrace_proto::v3::{
+    Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties, LogData,
+    MeterDataCollection,
+};
 
 use super::message::Failure;
 use super::wire::Outgoing;
@@ -43,6 +46,20 @@ pub(crate) trait Transport {
     fn collect_segments(
         &mut self,
         segments: Vec<Outgoing>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Commands, Failure>>;
+
+    /// Sends log records in one `LogReportService.collect` stream.
+    fn collect_logs(
+        &mut self,
+        logs: Vec<LogData>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Commands, Failure>>;
+
+    /// Sends meter reports (one `MeterDataCollection` per period) in one `collectBatch` call.
+    fn collect_meters(
+        &mut self,
+        reports: Vec<MeterDataCollection>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Commands, Failure>>;
 

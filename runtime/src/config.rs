@@ -58,6 +58,8 @@ pub struct Config {
     pub(crate) heartbeat_period: Duration,
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) queue_size: usize,
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) max_message_size: usize,
     pub(crate) keep_tracing: bool,
     pub(crate) enabled: bool,
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
@@ -100,6 +102,7 @@ impl fmt::Debug for Config {
             .field("ignore_paths", &self.ignore_paths)
             .field("heartbeat_period", &self.heartbeat_period)
             .field("queue_size", &self.queue_size)
+            .field("max_message_size", &self.max_message_size)
             .field("keep_tracing", &self.keep_tracing)
             .field("enabled", &self.enabled)
             .field("meters", &self.meters)
@@ -298,6 +301,7 @@ pub struct ConfigBuilder {
     ignore_paths: String,
     heartbeat_period: Duration,
     queue_size: usize,
+    max_message_size: usize,
     keep_tracing: bool,
     enabled: bool,
     correlation_max_keys: usize,
@@ -326,6 +330,7 @@ impl Default for ConfigBuilder {
             ignore_paths: String::new(),
             heartbeat_period: Duration::from_secs(30),
             queue_size: 10_000,
+            max_message_size: check::DEFAULT_MAX_MESSAGE_SIZE,
             keep_tracing: false,
             enabled: true,
             correlation_max_keys: 3,
@@ -434,6 +439,14 @@ impl ConfigBuilder {
     /// from 1 s to 1 hour, default 30 s.
     pub fn heartbeat_period(mut self, period: Duration) -> Self {
         self.heartbeat_period = period;
+        self
+    }
+
+    /// `SW_AGENT_MAX_MESSAGE_SIZE`: the most bytes one gRPC message to OAP may have, 64 KiB to
+    /// 256 MiB, default 4 MiB (the limit of tonic's and grpc-go's servers; OAP's own is 50 MB).
+    /// Batches are cut to fit; a segment over it on its own is dropped alone and counted.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
         self
     }
 
@@ -639,6 +652,12 @@ impl ConfigBuilder {
             }
             self.heartbeat_period = Duration::from_secs(secs);
         }
+        if let Some(v) = var("SW_AGENT_MAX_MESSAGE_SIZE") {
+            let name = "SW_AGENT_MAX_MESSAGE_SIZE";
+            let n = check::number(name, &v, check::MAX_MESSAGE_SIZE)?;
+            self.max_message_size =
+                check::max_message_size(name, n).map_err(|e| ConfigError { value: v, ..e })?;
+        }
         if let Some(v) = var("SW_AGENT_QUEUE_SIZE") {
             let n = check::number("SW_AGENT_QUEUE_SIZE", &v, check::QUEUE_SIZE)?;
             self.queue_size = check::queue_size("SW_AGENT_QUEUE_SIZE", n)
@@ -780,6 +799,7 @@ impl ConfigBuilder {
         let ignore_paths = check::list("ignore_paths", &self.ignore_paths)?;
         let heartbeat_period = check::heartbeat("heartbeat_period", self.heartbeat_period)?;
         let queue_size = check::queue_size("queue_size", self.queue_size)?;
+        let max_message_size = check::max_message_size("max_message_size", self.max_message_size)?;
         let meters = MeterReporting {
             active: self.meters.active,
             period: check::meter_period("meter_reporter_period", self.meters.period)?,
@@ -814,6 +834,7 @@ impl ConfigBuilder {
             ignore_paths,
             heartbeat_period,
             queue_size,
+            max_message_size,
             keep_tracing: self.keep_tracing,
             enabled: self.enabled,
             correlation_max_keys: keys,

@@ -92,3 +92,33 @@ async fn a_segment_over_the_message_limit_after_cuts_is_dropped_alone() {
         "{stats:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_message_limit_is_configurable() {
+    let collector = Collector::start().await.unwrap();
+    // 64 KiB: a segment of 60 tags of 2 KiB (about 120 KiB) is over it, small ones are not.
+    let tracer = grpc_tracer(config_for(collector.addr()).max_message_size(64 * 1024));
+    assert!(eventually(WAIT, || tracer.stats().connected).await);
+    drop(tracer.entry_span("small-before", &()));
+    {
+        let big = tracer.entry_span("big", &());
+        for t in 0..60 {
+            big.add_tag(format!("t{t}"), "v".repeat(2048));
+        }
+    }
+    drop(tracer.entry_span("small-after", &()));
+    let segments = collector.wait_for_segments(2, WAIT).await;
+    let stats = tracer.reporter().shutdown(Duration::from_secs(5));
+    assert_eq!(segments.len(), 2);
+    assert_eq!((stats.sent, stats.dropped), (2, 1), "{stats:?}");
+    // Out of range: an error naming the setting.
+    let err = skytrace::Config::builder()
+        .max_message_size(1024)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.variable, "max_message_size");
+    let err = skytrace::Config::builder()
+        .env(|n: &str| (n == "SW_AGENT_MAX_MESSAGE_SIZE").then(|| "4MB".to_owned()))
+        .unwrap_err();
+    assert_eq!(err.variable, "SW_AGENT_MAX_MESSAGE_SIZE");
+}

@@ -96,6 +96,20 @@ pub(crate) fn span_limit(variable: &str, value: usize) -> Result<usize, ConfigEr
 }
 pub(crate) const SPAN_LIMIT: &str = "an integer from 1 to 10000";
 
+/// One gRPC message's size: at least 64 KiB (a span's capped strings fit), at most 256 MiB.
+pub(super) const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+pub(super) const MAX_MESSAGE_SIZE: &str = "a number of bytes from 65536 to 268435456";
+
+pub(super) fn max_message_size(variable: &str, value: usize) -> Result<usize, ConfigError> {
+    in_range(
+        variable,
+        value,
+        64 * 1024,
+        256 * 1024 * 1024,
+        MAX_MESSAGE_SIZE,
+    )
+}
+
 pub(super) fn queue_size(variable: &str, value: usize) -> Result<usize, ConfigError> {
     in_range(variable, value, 1, MAX_QUEUE_SIZE, QUEUE_SIZE)
 }

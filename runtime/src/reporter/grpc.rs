@@ -24,7 +24,6 @@ use super::signal::management::Management;
 use super::signal::meters::{MeterSettings, Meters};
 use super::signal::segments::Segments;
 use super::status::Status;
-use super::transport::DEFAULT_MAX_MESSAGE_BYTES;
 use super::transport::grpc::{GrpcSettings, GrpcTransport};
 use super::wire::Queued;
 use super::worker::{Voice, Worker, deadline_in};
@@ -33,12 +32,9 @@ use crate::config::Config;
 use crate::log_sink::LogReceiver;
 use crate::segment::Segment;
 
-/// Settings of the reporter that are not (yet) in [`Config`].
+/// What the reporter is given beside its [`Config`].
 #[derive(Debug)]
 pub(crate) struct ReporterOptions {
-    /// The most bytes one gRPC message may have; a segment over it is dropped alone and
-    /// counted. Default [`DEFAULT_MAX_MESSAGE_BYTES`] (4 MiB).
-    pub(crate) max_message_bytes: usize,
     /// Where OAP's commands go.
     pub(crate) commands: CommandHandler,
     /// The log queue to drain to OAP's log view, if logs are reported.
@@ -48,7 +44,6 @@ pub(crate) struct ReporterOptions {
 impl Default for ReporterOptions {
     fn default() -> Self {
         ReporterOptions {
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             commands: CommandHandler::default(),
             logs: None,
         }
@@ -136,7 +131,7 @@ impl GrpcReporter {
         let transport = GrpcTransport::new(GrpcSettings {
             backends: config.backends.clone(),
             token,
-            max_message_bytes: options.max_message_bytes,
+            max_message_bytes: config.max_message_size,
             tls: config.tls.clone(),
         });
         let (segments, segments_rx) = queue::bounded(config.queue_size);

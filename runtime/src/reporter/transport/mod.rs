@@ -21,11 +21,6 @@ use skytrace_proto::v3::{
 use super::message::Failure;
 use super::wire::Outgoing;
 
-/// The most bytes one message may have, unless configured otherwise: 4 MiB, the default limit
-/// of tonic's and grpc-go's servers (OAP's is 50 MB). A segment over it is dropped alone and
-/// counted, never sent to fail its whole batch.
-pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
-
 /// Sends what the worker gives it. Calls return OAP's commands, or a failure the transport has
 /// already counted in its back-off.
 pub(crate) trait Transport {

@@ -48,7 +48,7 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use skytrace_proto;
-pub use tree::{Detail, render_trace_tree, render_trace_tree_with};
+pub use tree::{Detail, render_trace_tree, render_trace_tree_with, render_trace_tree_with_logs};
 
 /// How many not-yet-received items a lagging [`Collector::subscribe`] or
 /// [`Collector::subscribe_events`] receiver may fall behind before it misses some.

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use skytrace_proto::v3::{
-    RefType, SegmentObject, SegmentReference, SpanLayer, SpanObject, SpanType,
+    LogData, RefType, SegmentObject, SegmentReference, SpanLayer, SpanObject, SpanType,
+    log_data_body,
 };
 
 /// How much [`render_trace_tree_with`] shows.
@@ -143,6 +144,50 @@ pub fn render_trace_tree(segments: &[SegmentObject]) -> String {
 /// );
 /// ```
 pub fn render_trace_tree_with(segments: &[SegmentObject], detail: Detail) -> String {
+    render_trace_tree_with_logs(segments, &[], detail)
+}
+
+/// [`render_trace_tree_with`], and the log records OAP's log view would show (`LogData`, as the
+/// `tracing` and `log` bridges report them) under the span they were written in:
+/// `report [LEVEL] logger: text`. A record of the trace whose span is not in the tree is listed
+/// after the tree; records of other traces, or of none, are left out.
+///
+/// ```
+/// use skytrace_collector::skytrace_proto::v3::{
+///     log_data_body, KeyStringValuePair, LogData, LogDataBody, LogTags, SegmentObject,
+///     SpanObject, TextLog, TraceContext,
+/// };
+/// use skytrace_collector::{render_trace_tree_with_logs, Detail};
+///
+/// let segment = SegmentObject {
+///     trace_id: "t1".into(),
+///     trace_segment_id: "s1".into(),
+///     service: "shop".into(),
+///     spans: vec![SpanObject { span_id: 0, parent_span_id: -1, operation_name: "GET:/".into(), ..Default::default() }],
+///     ..Default::default()
+/// };
+/// let log = LogData {
+///     trace_context: Some(TraceContext { trace_id: "t1".into(), trace_segment_id: "s1".into(), span_id: 0 }),
+///     body: Some(LogDataBody {
+///         r#type: "TEXT".into(),
+///         content: Some(log_data_body::Content::Text(TextLog { text: "slow".into() })),
+///     }),
+///     tags: Some(LogTags {
+///         data: vec![
+///             KeyStringValuePair { key: "level".into(), value: "WARN".into() },
+///             KeyStringValuePair { key: "logger".into(), value: "shop::db".into() },
+///         ],
+///     }),
+///     ..Default::default()
+/// };
+/// let text = render_trace_tree_with_logs(&[segment], &[log], Detail::Normal);
+/// assert!(text.contains("report [WARN] shop::db: slow"), "{text}");
+/// ```
+pub fn render_trace_tree_with_logs(
+    segments: &[SegmentObject],
+    logs: &[LogData],
+    detail: Detail,
+) -> String {
     let mut traces: Vec<(&str, Vec<&SegmentObject>)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for segment in segments {
@@ -158,7 +203,15 @@ pub fn render_trace_tree_with(segments: &[SegmentObject], detail: Detail) -> Str
         if i > 0 {
             out.push('\n');
         }
-        render_trace(&mut out, trace_id, segments, detail);
+        let reports: Vec<&LogData> = logs
+            .iter()
+            .filter(|l| {
+                l.trace_context
+                    .as_ref()
+                    .is_some_and(|c| c.trace_id == *trace_id)
+            })
+            .collect();
+        render_trace(&mut out, trace_id, segments, &reports, detail);
     }
     out
 }
@@ -172,7 +225,13 @@ struct Node<'a> {
     via_ref: Option<usize>,
 }
 
-fn render_trace(out: &mut String, trace_id: &str, segments: &[&SegmentObject], detail: Detail) {
+fn render_trace(
+    out: &mut String,
+    trace_id: &str,
+    segments: &[&SegmentObject],
+    reports: &[&LogData],
+    detail: Detail,
+) {
     // Every span of the trace, and per segment its span ids (first occurrence wins).
     let mut nodes: Vec<Node<'_>> = Vec::new();
     let mut span_ids: Vec<HashMap<i32, usize>> = Vec::with_capacity(segments.len());
@@ -298,6 +357,14 @@ fn render_trace(out: &mut String, trace_id: &str, segments: &[&SegmentObject], d
                 }
             }
             push_logs(out, &detail_prefix, node.span);
+            for report in reports.iter().filter(|l| {
+                l.trace_context.as_ref().is_some_and(|c| {
+                    c.trace_segment_id == segment.trace_segment_id && c.span_id == node.span.span_id
+                })
+            }) {
+                out.push_str(&detail_prefix);
+                push_report(out, report);
+            }
             for (i, &c) in below.iter().enumerate().rev() {
                 visited[c] = true;
                 stack.push((c, child_prefix.clone(), i + 1 == below.len()));
@@ -310,6 +377,19 @@ fn render_trace(out: &mut String, trace_id: &str, segments: &[&SegmentObject], d
             break;
         }
         top = vec![next_extra];
+    }
+
+    // Records of this trace written in spans the tree does not have (a segment not received).
+    for report in reports.iter().filter(|l| {
+        l.trace_context.as_ref().is_none_or(|c| {
+            !segments.iter().any(|s| {
+                s.trace_segment_id == c.trace_segment_id
+                    && s.spans.iter().any(|span| span.span_id == c.span_id)
+            })
+        })
+    }) {
+        out.push_str("   ");
+        push_report(out, report);
     }
 
     for segment in segments.iter().filter(|s| s.spans.is_empty()) {
@@ -434,6 +514,32 @@ fn push_logs(out: &mut String, prefix: &str, span: &SpanObject) {
         }
         out.push('\n');
     }
+}
+
+/// Appends one reported log record: `report [LEVEL] logger: text`.
+fn push_report(out: &mut String, log: &LogData) {
+    let tag = |key: &str| {
+        log.tags
+            .iter()
+            .flat_map(|t| &t.data)
+            .find(|kv| kv.key == key)
+            .map(|kv| kv.value.as_str())
+    };
+    out.push_str("report [");
+    push_clean(out, tag("level").unwrap_or("?"));
+    out.push_str("] ");
+    if let Some(logger) = tag("logger") {
+        push_clean(out, logger);
+        out.push_str(": ");
+    }
+    let text = match log.body.as_ref().and_then(|b| b.content.as_ref()) {
+        Some(log_data_body::Content::Text(t)) => t.text.as_str(),
+        Some(log_data_body::Content::Json(j)) => j.json.as_str(),
+        Some(log_data_body::Content::Yaml(y)) => y.yaml.as_str(),
+        None => "",
+    };
+    push_clean(out, text);
+    out.push('\n');
 }
 
 /// Appends `text` with control characters (newlines, terminal escapes) escaped.

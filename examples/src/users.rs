@@ -55,7 +55,12 @@ async fn get_user(Path(id): Path<u64>) -> (StatusCode, String) {
             format!("{{\"id\":{},\"name\":\"{}\"}}", user.id, user.name),
         ),
         Err(LookupError::NotFound(_)) => (StatusCode::NOT_FOUND, "not found".to_owned()),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => {
+            // Through the `log` crate: with the demo's `SkyWalkingLogger`, this line also goes to
+            // OAP's log view, linked to the request's trace.
+            log::error!(target: "demo_users", "GET /users/{id} failed: {e}");
+            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
     };
     println!(
         "users: GET /users/{id} -> {} trace={trace}",

@@ -20,7 +20,7 @@ use skytrace::meter::names;
 use skytrace::{Config, ConfigBuilder, GrpcReporter, Tracer};
 use skytrace_collector::skytrace_proto::v3::MeterData;
 use skytrace_collector::skytrace_proto::v3::meter_data::Metric;
-use skytrace_collector::{Collector, render_trace_tree};
+use skytrace_collector::{Collector, Detail, render_trace_tree_with_logs};
 use skytrace_examples::{frontend, serve, users};
 
 /// Requests the demo sends to the frontend, and what each shows.
@@ -89,6 +89,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // has a tracer of its own, so one process can show two services.
     let embedded = collector.is_some();
     let frontend_agent = skytrace::init(config(&backends, "demo-frontend", embedded)?)?;
+    // The `log` crate's records go to OAP's log view (WARN and above by default), linked to the
+    // trace they were written in; the application's own logger gets them too (here one that
+    // discards them, to keep the demo's output to the trace trees).
+    let _ =
+        skytrace::integrations::log::SkyWalkingLogger::new(Discard).init(log::LevelFilter::Info);
     let users_config = config(&backends, "demo-users", embedded)?;
     let users_reporter = Arc::new(GrpcReporter::start(&users_config)?);
     let users_tracer = Tracer::with_reporter(&users_config, users_reporter.clone());
@@ -184,7 +189,12 @@ the collector now serves agent.trace.ignore_path={rule}"
             let segments = collector
                 .wait_for_segments(expected, Duration::from_secs(10))
                 .await;
-            println!("\n{}", render_trace_tree(&segments));
+            // The log records the services reported, under the span they were written in.
+            let logs = collector.logs();
+            println!(
+                "\n{}",
+                render_trace_tree_with_logs(&segments, &logs, Detail::Normal)
+            );
             print_meters(&collector.meters());
             if segments.len() < expected {
                 return Err(format!(
@@ -215,6 +225,17 @@ fn single(data: &MeterData) -> Option<(&str, f64)> {
 }
 
 /// The last value received of a few meters.
+/// The application's own logger, in the demo: discards every record.
+struct Discard;
+
+impl log::Log for Discard {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        false
+    }
+    fn log(&self, _: &log::Record<'_>) {}
+    fn flush(&self) {}
+}
+
 fn print_meters(meters: &[MeterData]) {
     let shown = [
         (

@@ -33,21 +33,12 @@ use crate::log_sink::LogReceiver;
 use crate::segment::Segment;
 
 /// What the reporter is given beside its [`Config`].
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct ReporterOptions {
     /// Where OAP's commands go.
     pub(crate) commands: CommandHandler,
     /// The log queue to drain to OAP's log view, if logs are reported.
     pub(crate) logs: Option<LogReceiver>,
-}
-
-impl Default for ReporterOptions {
-    fn default() -> Self {
-        ReporterOptions {
-            commands: CommandHandler::default(),
-            logs: None,
-        }
-    }
 }
 
 struct Control {

@@ -57,10 +57,11 @@ impl Ca {
     }
 }
 
-/// A folder of its own for a case's files.
+/// A folder of its own for a case's files, under cargo's scratch folder for tests (inside the
+/// target folder: nothing is left behind in the system's temporary folder).
 fn folder() -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "skytrace-tls-{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)

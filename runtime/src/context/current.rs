@@ -480,23 +480,12 @@ pub(crate) fn edit_buffered(
     index: usize,
     edit: Edit,
 ) -> Result<(), Edit> {
-    let mut edit = Some(edit);
-    let applied = CONTEXT
-        .try_with(|ctx| match edit.take() {
-            Some(e) => match edit_buffered_in(ctx, Arc::as_ptr(segment) as usize, id, index, e) {
-                Ok(()) => true,
-                Err(e) => {
-                    edit = Some(e);
-                    false
-                }
-            },
-            None => false,
-        })
-        .unwrap_or(false);
-    match edit {
-        Some(edit) if !applied => Err(edit),
-        _ => Ok(()),
-    }
+    let segment = Arc::as_ptr(segment) as usize;
+    // During the thread's teardown (the context gone) the edit is dropped: the record it was
+    // for, if still buffered here, is gone with the context.
+    CONTEXT
+        .try_with(move |ctx| edit_buffered_in(ctx, segment, id, index, edit))
+        .unwrap_or(Ok(()))
 }
 
 /// The record of span `id` of the segment at `segment` if it is in this thread's buffer at

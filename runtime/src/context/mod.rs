@@ -71,3 +71,6 @@ where
     }
     segment.edit_or_defer(span_id, Edit::End(now));
 }
+
+#[cfg(test)]
+mod tests;

@@ -332,6 +332,10 @@ fn a_leaked_entry_guard_swallows_a_bounded_number_of_later_entries() {
     .unwrap();
     let later = keep.take();
     let bound = super::recording::MAX_NESTED_ENTRIES as usize;
-    assert_eq!(later.len(), 40 - bound, "entries past the bound start traces of their own");
+    assert_eq!(
+        later.len(),
+        40 - bound,
+        "entries past the bound start traces of their own"
+    );
     assert!(later.iter().all(|s| names(s) == ["later", "work"]));
 }

@@ -32,6 +32,31 @@ pub fn grpc_tracer(config: ConfigBuilder) -> Tracer {
     Tracer::new(&config, reporter)
 }
 
+/// A tracer reporting to `collector` as service `name`, instance `{name}-1`.
+pub fn named_tracer(collector: &skytrace_collector::Collector, name: &str) -> Tracer {
+    grpc_tracer(
+        config_for(collector.addr())
+            .service_name(name)
+            .instance_name(format!("{name}-1")),
+    )
+}
+
+/// A name no other run uses: `{prefix}{sep}{pid}{sep}{nanos}` (tables, queues, keys).
+pub fn unique_name(prefix: &str, sep: char) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}{sep}{}{sep}{nanos}", std::process::id())
+}
+
+/// The value of tag `key` of `span`.
+pub fn tag<'a>(span: &'a SpanObject, key: &str) -> Option<&'a str> {
+    span.tags
+        .iter()
+        .find(|t| t.key == key)
+        .map(|t| t.value.as_str())
+}
+
 /// The span named `name` in `segment`.
 pub fn span<'a>(segment: &'a SegmentObject, name: &str) -> &'a SpanObject {
     segment

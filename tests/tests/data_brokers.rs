@@ -3,8 +3,6 @@
 //! crosses the broker from a producer service to a consumer service, each with its own tracer
 //! reporting over gRPC to the in-process collector. Queues and subjects are named per run.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions,
@@ -16,34 +14,19 @@ use skytrace::integrations::lapin::ChannelExt;
 use skytrace::integrations::nats::NatsClientExt;
 use skytrace::{Extractor, Instrument, Span, Sw8Extension, Sw8Header, Tracer};
 use skytrace_collector::{Collector, render_trace_tree};
-use skytrace_proto::v3::{RefType, SegmentObject, SpanLayer, SpanObject, SpanType};
-use skytrace_tests::{WAIT, config_for, grpc_tracer};
+use skytrace_proto::v3::{RefType, SegmentObject, SpanLayer, SpanType};
+use skytrace_tests::{WAIT, tag};
 
 const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const RABBITMQ: &str = "127.0.0.1:5672";
 const NATS: &str = "127.0.0.1:4222";
 
 fn tracer(collector: &Collector, name: &str) -> Tracer {
-    grpc_tracer(
-        config_for(collector.addr())
-            .service_name(name)
-            .instance_name(format!("{name}-1")),
-    )
+    skytrace_tests::named_tracer(collector, name)
 }
 
 fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}.{}.{nanos}", std::process::id())
-}
-
-fn tag<'a>(span: &'a SpanObject, key: &str) -> Option<&'a str> {
-    span.tags
-        .iter()
-        .find(|t| t.key == key)
-        .map(|t| t.value.as_str())
+    skytrace_tests::unique_name(prefix, '.')
 }
 
 fn of_service<'a>(segments: &'a [SegmentObject], service: &str) -> &'a SegmentObject {

@@ -3,42 +3,24 @@
 //! test reporting over gRPC to its own in-process collector. Tables and keys are named per
 //! run, so parallel runs do not collide.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use redis::AsyncCommands;
 use skytrace::integrations::redis::RedisConnectionExt;
 use skytrace::integrations::sqlx::{PoolExt, TracedPool};
 use skytrace::{Instrument, Tracer};
 use skytrace_collector::{Collector, render_trace_tree};
 use skytrace_proto::v3::{SegmentObject, SpanLayer, SpanObject, SpanType};
-use skytrace_tests::{WAIT, config_for, grpc_tracer};
+use skytrace_tests::{WAIT, tag};
 
 const POSTGRES_URL: &str = "postgres://root@127.0.0.1:5432/test";
 const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 const REDIS_URL: &str = "redis://127.0.0.1:6379/";
 
 fn tracer(collector: &Collector, name: &str) -> Tracer {
-    grpc_tracer(
-        config_for(collector.addr())
-            .service_name(name)
-            .instance_name(format!("{name}-1")),
-    )
+    skytrace_tests::named_tracer(collector, name)
 }
 
-/// A name no other run uses: `{prefix}_{pid}_{nanos}`.
 fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
-
-fn tag<'a>(span: &'a SpanObject, key: &str) -> Option<&'a str> {
-    span.tags
-        .iter()
-        .find(|t| t.key == key)
-        .map(|t| t.value.as_str())
+    skytrace_tests::unique_name(prefix, '_')
 }
 
 fn tags(span: &SpanObject) -> Vec<(&str, &str)> {

@@ -66,6 +66,7 @@ pub struct Config {
     pub(crate) meters: MeterReporting,
     pub(crate) correlation_max_keys: usize,
     pub(crate) correlation_max_value_size: usize,
+    pub(crate) sql_parameters_max_length: usize,
     pub(crate) reporter: ReporterKind,
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) tls: Option<TlsFiles>,
@@ -111,6 +112,7 @@ impl fmt::Debug for Config {
                 "correlation_max_value_size",
                 &self.correlation_max_value_size,
             )
+            .field("sql_parameters_max_length", &self.sql_parameters_max_length)
             .field("reporter", &self.reporter)
             .field("tls", &self.tls)
             .field("dynamic_config_interval", &self.dynamic_config_interval)
@@ -306,6 +308,7 @@ pub struct ConfigBuilder {
     enabled: bool,
     correlation_max_keys: usize,
     correlation_max_value_size: usize,
+    sql_parameters_max_length: usize,
     reporter: ReporterKind,
     force_tls: bool,
     ssl_trusted_ca_path: Option<PathBuf>,
@@ -335,6 +338,7 @@ impl Default for ConfigBuilder {
             enabled: true,
             correlation_max_keys: 3,
             correlation_max_value_size: 128,
+            sql_parameters_max_length: 0,
             reporter: ReporterKind::Grpc,
             force_tls: false,
             ssl_trusted_ca_path: None,
@@ -490,6 +494,22 @@ impl ConfigBuilder {
     /// value size at most 8 KiB.
     pub fn correlation_max_value_size(mut self, n: usize) -> Self {
         self.correlation_max_value_size = n;
+        self
+    }
+
+    /// `SW_AGENT_SQL_PARAMETERS_MAX_LENGTH` in bytes: 0 (the default) records no SQL
+    /// parameters; more records the values bound through the sqlx integration's builders as
+    /// the `db.sql.parameters` tag, cut at that many bytes (0 to 65,536). Parameters can hold
+    /// personal data: turn this on where the trace store may keep it. The Java agent's
+    /// `plugin.jdbc.trace_sql_parameters` with `sql_parameters_max_length`; the Python agent's
+    /// `SW_PLUGIN_SQL_PARAMETERS_MAX_LENGTH`. Live: see [`crate::TraceSettings`].
+    ///
+    /// ```
+    /// let config = skytrace::Config::builder().sql_parameters_max_length(512).build().unwrap();
+    /// # let _ = config;
+    /// ```
+    pub fn sql_parameters_max_length(mut self, n: usize) -> Self {
+        self.sql_parameters_max_length = n;
         self
     }
 
@@ -733,6 +753,12 @@ impl ConfigBuilder {
                 check::correlation_value(name, n).map_err(|e| ConfigError { value: v, ..e })?;
             correlation_set = Some((name, n));
         }
+        if let Some(v) = var("SW_AGENT_SQL_PARAMETERS_MAX_LENGTH") {
+            let name = "SW_AGENT_SQL_PARAMETERS_MAX_LENGTH";
+            let n = check::number(name, &v, check::SQL_PARAMETERS)?;
+            self.sql_parameters_max_length =
+                check::sql_parameters(name, n).map_err(|e| ConfigError { value: v, ..e })?;
+        }
         if let Some((name, n)) = correlation_set {
             check::correlation_total(
                 name,
@@ -816,6 +842,8 @@ impl ConfigBuilder {
         check::correlation_total("correlation_max_value_size", value_size, keys, value_size)?;
         let dynamic_config_interval =
             check::dynamic_config("dynamic_config_interval", self.dynamic_config_interval)?;
+        let sql_parameters_max_length =
+            check::sql_parameters("sql_parameters_max_length", self.sql_parameters_max_length)?;
         let service_name = [name.as_str(), &namespace, &cluster]
             .into_iter()
             .filter(|part| !part.is_empty())
@@ -839,6 +867,7 @@ impl ConfigBuilder {
             enabled: self.enabled,
             correlation_max_keys: keys,
             correlation_max_value_size: value_size,
+            sql_parameters_max_length,
             reporter: self.reporter,
             tls,
             dynamic_config_interval,
@@ -940,6 +969,7 @@ mod tests {
                 ("SW_AGENT_KEEP_TRACING", "true"),
                 ("SW_AGENT_CORRELATION_MAX_KEY_COUNT", "2"),
                 ("SW_AGENT_CORRELATION_MAX_VALUE_SIZE", "16"),
+                ("SW_AGENT_SQL_PARAMETERS_MAX_LENGTH", "512"),
                 ("SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL", "0"),
                 ("SW_AGENT_FORCE_TLS", "true"),
                 ("SW_AGENT_METER_REPORTER_ACTIVE", "false"),
@@ -964,6 +994,7 @@ mod tests {
         assert!(config.keep_tracing);
         assert_eq!(config.correlation_max_keys, 2);
         assert_eq!(config.correlation_max_value_size, 16);
+        assert_eq!(config.sql_parameters_max_length, 512);
         assert_eq!(config.dynamic_config_interval, Duration::ZERO);
         assert_eq!(
             config.tls,
@@ -989,6 +1020,7 @@ mod tests {
         assert_eq!(config.backends, vec!["127.0.0.1:11800"]);
         assert_eq!(config.sample_per_3_secs, -1);
         assert_eq!(config.span_limit, 300);
+        assert_eq!(config.sql_parameters_max_length, 0);
         assert_eq!(config.heartbeat_period, Duration::from_secs(30));
         assert!(config.meters.active);
         assert_eq!(config.meters.period, Duration::from_secs(20));
@@ -1031,6 +1063,9 @@ mod tests {
             ("SW_AGENT_CORRELATION_MAX_KEY_COUNT", "65"),
             ("SW_AGENT_CORRELATION_MAX_VALUE_SIZE", "8193"),
             ("SW_AGENT_CORRELATION_MAX_VALUE_SIZE", "4096"),
+            ("SW_AGENT_SQL_PARAMETERS_MAX_LENGTH", "65537"),
+            ("SW_AGENT_SQL_PARAMETERS_MAX_LENGTH", "-1"),
+            ("SW_AGENT_SQL_PARAMETERS_MAX_LENGTH", "on"),
             ("SW_AGENT_AUTHENTICATION", "tök"),
             ("SW_AGENT_FORCE_TLS", "maybe"),
             ("SW_AGENT_SSL_TRUSTED_CA_PATH", "/nowhere/ca.crt"),
@@ -1109,6 +1144,10 @@ mod tests {
             "correlation_max_value_size"
         );
         assert_eq!(err(b().ignore_paths("/a\u{1b}")), "ignore_paths");
+        assert_eq!(
+            err(b().sql_parameters_max_length(65_537)),
+            "sql_parameters_max_length"
+        );
         let multi_line = b()
             .ignore_paths("/health,\n  /static/**\n")
             .build()

@@ -1,5 +1,5 @@
-//! The settings that may change while the service runs: sampling, ignore rules and the span
-//! limit. OAP's dynamic configuration replaces them; so can an operator, through
+//! The settings that may change while the service runs: sampling, ignore rules, the span
+//! limit, and whether SQL parameters are recorded. OAP's dynamic configuration replaces them; so can an operator, through
 //! [`crate::Tracer::set_settings`].
 //!
 //! A replacement takes effect on the next trace on every thread: each entry reads the settings
@@ -18,7 +18,8 @@ use crate::glob::PathPattern;
 use crate::sampler::Sampler;
 use crate::suffix::SuffixSet;
 
-/// Sampling, ignore rules and the span limit of a [`crate::Tracer`], as they are now.
+/// Sampling, ignore rules, the span limit and SQL parameter recording of a [`crate::Tracer`],
+/// as they are now.
 ///
 /// ```
 /// use skytrace::{Config, DiscardReporter, Tracer};
@@ -43,6 +44,10 @@ pub struct TraceSettings {
     pub ignore_paths: Vec<String>,
     /// Spans recorded per segment (`SW_AGENT_SPAN_LIMIT`, `agent.span_limit_per_segment`).
     pub span_limit: usize,
+    /// Bytes of bound SQL parameters kept in `db.sql.parameters`; 0 records none
+    /// (`SW_AGENT_SQL_PARAMETERS_MAX_LENGTH`). Read when a query is built, so it can be
+    /// switched on for a while to see the values of slow or failing queries.
+    pub sql_parameters_max_length: usize,
 }
 
 impl TraceSettings {
@@ -53,6 +58,7 @@ impl TraceSettings {
             ignore_suffix: config.ignore_suffix.clone(),
             ignore_paths: config.ignore_paths.clone(),
             span_limit: config.span_limit,
+            sql_parameters_max_length: config.sql_parameters_max_length,
         }
     }
 
@@ -62,6 +68,7 @@ impl TraceSettings {
         check::span_limit("span_limit", self.span_limit)?;
         check::list("ignore_suffix", &self.ignore_suffix.join(","))?;
         check::list("ignore_paths", &self.ignore_paths.join(","))?;
+        check::sql_parameters("sql_parameters_max_length", self.sql_parameters_max_length)?;
         Ok(())
     }
 }

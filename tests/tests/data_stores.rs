@@ -3,9 +3,10 @@
 //! test reporting over gRPC to its own in-process collector. Tables and keys are named per
 //! run, so parallel runs do not collide.
 
+use futures_util::TryStreamExt;
 use redis::AsyncCommands;
 use skytrace::integrations::redis::RedisConnectionExt;
-use skytrace::integrations::sqlx::{PoolExt, TracedPool};
+use skytrace::integrations::sqlx::{self as db, PoolExt, TracedPool};
 use skytrace::{Instrument, Tracer};
 use skytrace_collector::{Collector, render_trace_tree};
 use skytrace_proto::v3::{SegmentObject, SpanLayer, SpanObject, SpanType};
@@ -198,8 +199,174 @@ async fn statements_are_capped_and_row_not_found_is_no_database_error() {
     .await;
     let segment = only_segment(&collector).await;
     let span = &segment.spans[1];
-    assert_eq!(tag(span, "db.statement"), Some("SELECT 1 WHE"));
+    // Cut, and marked as cut as the Java agent marks it.
+    assert_eq!(tag(span, "db.statement"), Some("SELECT 1 WHE..."));
     assert!(!span.is_error, "{span:#?}");
+}
+
+/// A tracer whose traces record SQL parameters up to `max` bytes.
+fn tracer_with_parameters(collector: &Collector, max: usize) -> Tracer {
+    skytrace_tests::grpc_tracer(
+        skytrace_tests::config_for(collector.addr())
+            .service_name("shop")
+            .sql_parameters_max_length(max),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_parameters_are_recorded_when_enabled_through_every_builder_and_executor() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = tracer_with_parameters(&collector, 64);
+    let pool = sqlx::PgPool::connect(POSTGRES_URL).await.unwrap().traced();
+    let table = unique("skytrace_params");
+    let create = format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, name TEXT)");
+    let insert = format!("INSERT INTO {table} (id, name) VALUES ($1, $2)");
+    let select = format!("SELECT id, name FROM {table} WHERE id >= $1 ORDER BY id");
+    let count = format!("SELECT COUNT(*) FROM {table} WHERE id > $1");
+    sqlx::query(&create).execute(&pool).await.unwrap();
+
+    let entry = tracer.entry_span("params", &());
+    async {
+        db::query(&insert)
+            .bind(1_i64)
+            .bind("Ada")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        db::query(&insert)
+            .bind(2_i64)
+            .bind(None::<String>)
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let rows: Vec<(i64, Option<String>)> = db::query_as(&select)
+            .bind(1_i64)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, [(1, Some("Ada".to_owned())), (2, None)]);
+        let n: i64 = db::query_scalar(&count)
+            .bind(0_i64)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+        let ids: Vec<i64> =
+            db::query_scalar::<_, i64>(&format!("SELECT id FROM {table} WHERE id = $1"))
+                .bind(2_i64)
+                .fetch(&pool)
+                .try_collect()
+                .await
+                .unwrap();
+        assert_eq!(ids, [2]);
+        let none = db::query(&select)
+            .bind(9_i64)
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        assert!(none.is_none());
+        // A long value: cut at 64 bytes, and marked.
+        db::query(&insert)
+            .bind(3_i64)
+            .bind("x".repeat(100))
+            .execute(&pool)
+            .await
+            .unwrap();
+        // Run by a pool that is not traced: sqlx's behaviour, and nothing left over for the
+        // next traced query, which binds nothing.
+        db::query(&count)
+            .bind(0_i64)
+            .fetch_one(pool.inner())
+            .await
+            .unwrap();
+        sqlx::query(&count)
+            .bind(0_i64)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    }
+    .in_span(entry)
+    .await;
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let segment = only_segment(&collector).await;
+    let s = &segment.spans;
+    let parameters: Vec<(&str, Option<&str>)> = s[1..]
+        .iter()
+        .map(|s| (s.operation_name.as_str(), tag(s, "db.sql.parameters")))
+        .collect();
+    let long = format!("[3,\"{}...]", "x".repeat(64 - 3));
+    assert_eq!(
+        parameters,
+        [
+            ("PostgreSQL/sqlx/execute", Some(r#"[1,"Ada"]"#)),
+            ("PostgreSQL/sqlx/execute", Some("[2,None]")),
+            ("PostgreSQL/sqlx/commit", None),
+            ("PostgreSQL/sqlx/fetch", Some("[1]")),
+            ("PostgreSQL/sqlx/fetch", Some("[0]")),
+            ("PostgreSQL/sqlx/fetch", Some("[2]")),
+            ("PostgreSQL/sqlx/fetch", Some("[9]")),
+            ("PostgreSQL/sqlx/execute", Some(long.as_str())),
+            ("PostgreSQL/sqlx/fetch", None),
+        ],
+        "{}",
+        render_trace_tree(std::slice::from_ref(&segment))
+    );
+    // The tag comes after the others, which are as always.
+    assert_eq!(
+        tags(&s[1]),
+        [
+            ("db.type", "sql"),
+            ("db.instance", "test"),
+            ("db.statement", insert.as_str()),
+            ("db.sql.parameters", r#"[1,"Ada"]"#),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_are_off_by_default_and_follow_the_live_setting() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = tracer(&collector, "shop");
+    let pool = sqlx::MySqlPool::connect(MYSQL_URL).await.unwrap().traced();
+    let select = "SELECT ? + 1";
+    let run = |name: &'static str| {
+        let entry = tracer.entry_span(name, &());
+        let pool = pool.clone();
+        async move {
+            let (n,): (i64,) = db::query_as(select)
+                .bind(41_i64)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(n, 42);
+        }
+        .in_span(entry)
+    };
+    run("default").await;
+    let mut settings = tracer.settings();
+    settings.sql_parameters_max_length = 512;
+    tracer.set_settings(settings.clone()).unwrap();
+    run("on").await;
+    settings.sql_parameters_max_length = 0;
+    tracer.set_settings(settings).unwrap();
+    run("off again").await;
+
+    let segments = collector.wait_for_segments(3, WAIT).await;
+    let by_entry = |name: &str| {
+        let segment = skytrace_tests::segment(&segments, name);
+        assert_eq!(segment.spans[1].operation_name, "Mysql/sqlx/fetch");
+        assert_eq!(tag(&segment.spans[1], "db.statement"), Some(select));
+        tag(&segment.spans[1], "db.sql.parameters").map(str::to_owned)
+    };
+    assert_eq!(by_entry("default"), None);
+    assert_eq!(by_entry("on").as_deref(), Some("[41]"));
+    assert_eq!(by_entry("off again"), None);
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -80,6 +80,7 @@ fn other_unbounded_values_are_errors() {
         ("SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD", "0"),
         ("SW_AGENT_CORRELATION_MAX_KEY_COUNT", "1000000"),
         ("SW_AGENT_CORRELATION_MAX_VALUE_SIZE", "1000000000"),
+        ("SW_AGENT_SQL_PARAMETERS_MAX_LENGTH", "18446744073709551616"),
         ("SW_AGENT_NAME", &"x".repeat(300)),
         ("SW_AGENT_INSTANCE_NAME", "a\u{0}b"),
         ("SW_AGENT_AUTHENTICATION", &"t".repeat(10_000)),

@@ -51,6 +51,14 @@ const VARIABLES: &[&str] = &[
     "SW_AGENT_KEEP_TRACING",
     "SW_AGENT_CORRELATION_MAX_KEY_COUNT",
     "SW_AGENT_CORRELATION_MAX_VALUE_SIZE",
+    "SW_AGENT_MAX_MESSAGE_SIZE",
+    "SW_AGENT_ENABLE",
+    "SW_AGENT_FORCE_TLS",
+    "SW_AGENT_METER_REPORTER_ACTIVE",
+    "SW_AGENT_METER_REPORTER_PERIOD",
+    "SW_AGENT_METER_REPORTER_MAX_BUFFER_SIZE",
+    "SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL",
+    "SW_AGENT_SQL_PARAMETERS_MAX_LENGTH",
 ];
 
 /// Every `ConfigBuilder` setter whose value `build` checks.
@@ -69,6 +77,7 @@ const METHODS: &[&str] = &[
     "queue_size",
     "correlation_max_keys",
     "correlation_max_value_size",
+    "sql_parameters_max_length",
 ];
 
 /// Text that is sometimes what a variable wants, sometimes close, sometimes garbage.
@@ -257,7 +266,7 @@ proptest! {
     #[test]
     fn builder_errors_name_their_method(
         texts in proptest::collection::vec(value(), 8),
-        numbers in proptest::collection::vec(prop_oneof![0usize..100_000, any::<usize>()], 4),
+        numbers in proptest::collection::vec(prop_oneof![0usize..100_000, any::<usize>()], 5),
         sample in any::<i32>(),
         heartbeat in prop_oneof![0u64..5_000, any::<u64>()],
     ) {
@@ -275,6 +284,7 @@ proptest! {
             .queue_size(numbers[1])
             .correlation_max_keys(numbers[2])
             .correlation_max_value_size(numbers[3])
+            .sql_parameters_max_length(numbers[4])
             .heartbeat_period(Duration::from_secs(heartbeat))
             .build();
         if let Err(e) = result {

@@ -110,6 +110,14 @@ pub(super) fn max_message_size(variable: &str, value: usize) -> Result<usize, Co
     )
 }
 
+/// Longest text kept of a query's bound parameters (`db.sql.parameters`), in bytes.
+pub(crate) const MAX_SQL_PARAMETERS: usize = 64 * 1024;
+pub(crate) const SQL_PARAMETERS: &str = "a number of bytes from 0 (off) to 65536";
+
+pub(crate) fn sql_parameters(variable: &str, value: usize) -> Result<usize, ConfigError> {
+    in_range(variable, value, 0, MAX_SQL_PARAMETERS, SQL_PARAMETERS)
+}
+
 pub(super) fn queue_size(variable: &str, value: usize) -> Result<usize, ConfigError> {
     in_range(variable, value, 1, MAX_QUEUE_SIZE, QUEUE_SIZE)
 }

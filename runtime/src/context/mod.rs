@@ -31,7 +31,18 @@ pub(crate) use unsampled::UnsampledContext;
 use std::sync::Arc;
 
 use crate::edit::Edit;
+use crate::settings::TraceSettings;
 use crate::time::Stamp;
+
+/// `read` applied to the live settings of the trace recording on this thread; `None` when
+/// nothing records here. For integrations whose recording depends on a setting (SQL
+/// parameters), read when they prepare the work, before any span exists.
+pub(crate) fn recording_settings<R: Default>(read: impl FnOnce(&TraceSettings) -> R) -> Option<R> {
+    match current::clone_current()? {
+        Handle::Recording { segment, .. } => Some(segment.agent.settings.with(|s| read(&s.source))),
+        Handle::Unsampled { .. } => None,
+    }
+}
 
 /// Applies `edit` to span `span_id` of `segment`, whose record is `at`: on this thread if it is
 /// still in its buffer, else in the segment (waiting there for the record if it has not arrived).

@@ -40,14 +40,35 @@
 //! and logs the error; [`sqlx::Error::RowNotFound`] from `fetch_one` is not a database error
 //! and does not.
 //!
-//! Bound parameters are not recorded (the Java agent's `trace_sql_parameters`): sqlx encodes
-//! them into its wire format before an executor sees them, and no public API reads them back.
+//! Bound parameters are recorded only when asked for, as the Java agent's
+//! `trace_sql_parameters`: with `SW_AGENT_SQL_PARAMETERS_MAX_LENGTH` (or
+//! [`crate::TraceSettings::sql_parameters_max_length`]) above 0, values bound through this
+//! module's [`query`], [`query_as`] and [`query_scalar`] — sqlx's builders of the same names,
+//! which also keep each value's `Debug` text — are tagged `db.sql.parameters` = `[7,"Ada"]`,
+//! cut at that many bytes. sqlx encodes a value into its wire format the moment it is bound and
+//! no public API reads it back, so values bound with sqlx's own builders or the `query!` macros
+//! are not recorded (their statement is, as always).
+//!
+//! ```no_run
+//! use skytrace::integrations::sqlx::{self as db, PoolExt};
+//!
+//! # async fn demo(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
+//! let pool = pool.traced();
+//! // With SW_AGENT_SQL_PARAMETERS_MAX_LENGTH=512: db.sql.parameters = [7]
+//! let rows = db::query("SELECT * FROM orders WHERE user_id = $1")
+//!     .bind(7_i64)
+//!     .fetch_all(&pool)
+//!     .await?;
+//! # let _ = rows;
+//! # Ok(()) }
+//! ```
 //!
 //! Outside any trace the query runs as it would on the bare pool: no span, no extra
 //! allocation.
 
+mod recorded;
+
 use std::fmt;
-use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -57,13 +78,11 @@ use ::sqlx::pool::PoolConnection;
 use ::sqlx::{Connection, Database, Describe, Either, Error, Execute, Executor, Pool, Transaction};
 use futures_core::Stream;
 
+use self::recorded::{BoxFuture, BoxStream, cut, take_pending};
 use crate::segment::SpanLayer;
 use crate::span::Span;
 
-/// What sqlx's `BoxFuture` and `BoxStream` are (futures-util's aliases), spelled out so that
-/// skytrace needs futures-core only.
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-type BoxStream<'a, T> = Pin<Box<dyn Stream<Item = T> + Send + 'a>>;
+pub use self::recorded::{Builder, Recorded, query, query_as, query_scalar};
 
 /// How much of the SQL text `db.statement` keeps, in bytes: the Java agent's
 /// `plugin.jdbc.sql_body_max_length`.
@@ -214,6 +233,8 @@ impl DbTarget {
 
     /// The exit span of one call; a no-op span outside any trace.
     fn start(&self, method: Method, sql: &str) -> Span {
+        // Taken whether or not the span records: they belong to this query only.
+        let parameters = take_pending();
         let span = Span::exit(self.operations[method as usize], "");
         if span.is_recording() {
             span.set_peer(self.peer.clone());
@@ -222,23 +243,27 @@ impl DbTarget {
             span.add_tag("db.type", "sql");
             span.add_tag("db.instance", self.instance.clone());
             if !sql.is_empty() {
-                span.add_tag("db.statement", cut(sql, self.statement_max_len).to_owned());
+                span.add_tag("db.statement", self.statement(sql));
+            }
+            if let Some(parameters) = parameters {
+                span.add_tag("db.sql.parameters", parameters);
             }
         }
         span
     }
-}
 
-/// `text`, cut to at most `max` bytes at a character boundary.
-fn cut(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
+    /// `sql` as `db.statement` has it: cut at the limit, and then marked `...` as the Java
+    /// agent marks it.
+    fn statement(&self, sql: &str) -> String {
+        let kept = cut(sql, self.statement_max_len);
+        if kept.len() == sql.len() {
+            return sql.to_owned();
+        }
+        let mut statement = String::with_capacity(kept.len() + 3);
+        statement.push_str(kept);
+        statement.push_str("...");
+        statement
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// Ends `span` when `future` completes, marking it failed on an error. An untraced future is
@@ -649,16 +674,4 @@ where
     type Database = <C::Target as Connection>::Database;
 
     traced_executor_methods!('t, this, this.target, this.inner.deref_mut());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cut;
-
-    #[test]
-    fn statements_are_cut_at_a_character_boundary() {
-        assert_eq!(cut("SELECT 1", 100), "SELECT 1");
-        assert_eq!(cut("SELECT 1", 6), "SELECT");
-        assert_eq!(cut("é", 1), "");
-    }
 }

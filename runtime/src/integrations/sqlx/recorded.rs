@@ -1,0 +1,461 @@
+//! sqlx's query builders with their bound values recorded: `db.sql.parameters`.
+//!
+//! sqlx encodes a value into the database's wire format the moment it is bound, and no public
+//! API reads it back, so an executor only ever sees bytes. The values are therefore written
+//! down where they are bound: [`query`], [`query_as`] and [`query_scalar`] are sqlx's functions
+//! of the same names whose `bind` also keeps the value's `Debug` text, when the trace recording
+//! on this thread has a nonzero [`crate::TraceSettings::sql_parameters_max_length`]. The text
+//! reaches the traced executor through a thread-local slot, filled just before the executor's
+//! method is called and emptied right after it returns: the executor makes its span during that
+//! call (it returns a future or a stream; no query has run yet), so no other query can see it.
+
+use std::cell::Cell;
+use std::fmt::{self, Write as _};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use ::sqlx::query::{Query, QueryAs, QueryScalar};
+use ::sqlx::{Database, Encode, Error, Execute, Executor, FromRow, Type};
+use futures_core::Stream;
+
+/// What sqlx's `BoxFuture` and `BoxStream` are (futures-util's aliases), spelled out so that
+/// skytrace needs futures-core only.
+pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(super) type BoxStream<'a, T> = Pin<Box<dyn Stream<Item = T> + Send + 'a>>;
+
+thread_local! {
+    /// The parameters of the query being handed to an executor on this thread.
+    static PENDING: Cell<Option<String>> = const { Cell::new(None) };
+}
+
+/// The parameters handed over with the query whose executor method is running on this thread
+/// (see the module's docs). Taken: a later query cannot see them.
+pub(super) fn take_pending() -> Option<String> {
+    PENDING.try_with(Cell::take).ok().flatten()
+}
+
+/// Runs `call` (an executor's method) with `parameters` pending, and clears whatever it left:
+/// an executor that is not traced takes nothing.
+fn hand_over<R>(parameters: Option<ParameterText>, call: impl FnOnce() -> R) -> R {
+    let Some(parameters) = parameters else {
+        return call();
+    };
+    let _ = PENDING.try_with(|pending| pending.set(Some(parameters.finish())));
+    let result = call();
+    drop(take_pending());
+    result
+}
+
+/// `text`, cut to at most `max` bytes at a character boundary.
+pub(super) fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Bound values as the Java and Python agents write them: `[v1,v2]`, cut at `max` bytes and
+/// marked `...` when cut. Never holds more than `max` bytes of text, however large a value's
+/// `Debug` output would be.
+struct ParameterText {
+    text: String,
+    max: usize,
+    count: usize,
+    full: bool,
+}
+
+impl ParameterText {
+    fn new(max: usize) -> ParameterText {
+        ParameterText {
+            text: String::new(),
+            max,
+            count: 0,
+            full: false,
+        }
+    }
+
+    fn push(&mut self, value: &dyn fmt::Debug) {
+        if self.full {
+            return;
+        }
+        let mut out = Bounded {
+            text: &mut self.text,
+            max: self.max,
+        };
+        let separator = if self.count > 0 { "," } else { "" };
+        self.count += 1;
+        // An error is the writer saying the text is full (or a `Debug` impl failing, after
+        // which the text is cut there too).
+        if out.write_str(separator).is_err() || write!(out, "{value:?}").is_err() {
+            self.full = true;
+        }
+    }
+
+    fn finish(self) -> String {
+        let more = if self.full { "..." } else { "" };
+        format!("[{}{more}]", self.text)
+    }
+}
+
+/// A writer that stops at `max` bytes: it keeps what fits (to a character boundary) and then
+/// fails, which ends the `Debug` formatting early.
+struct Bounded<'a> {
+    text: &'a mut String,
+    max: usize,
+}
+
+impl fmt::Write for Bounded<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.max.saturating_sub(self.text.len());
+        if s.len() <= room {
+            self.text.push_str(s);
+            Ok(())
+        } else {
+            self.text.push_str(cut(s, room));
+            Err(fmt::Error)
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A sqlx query builder that [`Recorded`] wraps: [`sqlx::query::Query`],
+/// [`sqlx::query::QueryAs`] or [`sqlx::query::QueryScalar`].
+pub trait Builder<'q>: Sized + Send + sealed::Sealed {
+    /// The database the query is for.
+    type Database: Database;
+    /// What one row becomes: the row itself, an `O: FromRow`, or a scalar.
+    type Output: Send;
+
+    #[doc(hidden)]
+    fn bind_value<T>(self, value: T) -> Self
+    where
+        T: 'q + Encode<'q, Self::Database> + Type<Self::Database>;
+
+    #[doc(hidden)]
+    fn convert(row: <Self::Database as Database>::Row) -> Result<Self::Output, Error>;
+}
+
+impl<'q, DB: Database> sealed::Sealed for Query<'q, DB, DB::Arguments<'q>> {}
+
+impl<'q, DB: Database> Builder<'q> for Query<'q, DB, DB::Arguments<'q>> {
+    type Database = DB;
+    type Output = DB::Row;
+
+    fn bind_value<T: 'q + Encode<'q, DB> + Type<DB>>(self, value: T) -> Self {
+        self.bind(value)
+    }
+
+    fn convert(row: DB::Row) -> Result<DB::Row, Error> {
+        Ok(row)
+    }
+}
+
+impl<'q, DB: Database, O> sealed::Sealed for QueryAs<'q, DB, O, DB::Arguments<'q>> {}
+
+impl<'q, DB, O> Builder<'q> for QueryAs<'q, DB, O, DB::Arguments<'q>>
+where
+    DB: Database,
+    O: Send + Unpin + for<'r> FromRow<'r, DB::Row>,
+{
+    type Database = DB;
+    type Output = O;
+
+    fn bind_value<T: 'q + Encode<'q, DB> + Type<DB>>(self, value: T) -> Self {
+        self.bind(value)
+    }
+
+    fn convert(row: DB::Row) -> Result<O, Error> {
+        O::from_row(&row)
+    }
+}
+
+impl<'q, DB: Database, O> sealed::Sealed for QueryScalar<'q, DB, O, DB::Arguments<'q>> {}
+
+impl<'q, DB, O> Builder<'q> for QueryScalar<'q, DB, O, DB::Arguments<'q>>
+where
+    DB: Database,
+    O: Send + Unpin,
+    (O,): for<'r> FromRow<'r, DB::Row>,
+{
+    type Database = DB;
+    type Output = O;
+
+    fn bind_value<T: 'q + Encode<'q, DB> + Type<DB>>(self, value: T) -> Self {
+        self.bind(value)
+    }
+
+    fn convert(row: DB::Row) -> Result<O, Error> {
+        <(O,)>::from_row(&row).map(|(value,)| value)
+    }
+}
+
+/// [`sqlx::query`], whose bound values are recorded in `db.sql.parameters` when
+/// `SW_AGENT_SQL_PARAMETERS_MAX_LENGTH` is above 0.
+///
+/// ```no_run
+/// use skytrace::integrations::sqlx::{self as db, PoolExt};
+///
+/// # async fn demo(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
+/// let pool = pool.traced();
+/// db::query("UPDATE stock SET n = n - $1 WHERE id = $2")
+///     .bind(1_i32)
+///     .bind(7_i64)
+///     .execute(&pool)
+///     .await?; // db.sql.parameters = [1,7]
+/// # Ok(()) }
+/// ```
+pub fn query<'q, DB: Database>(sql: &'q str) -> Recorded<Query<'q, DB, DB::Arguments<'q>>> {
+    Recorded::new(::sqlx::query(sql))
+}
+
+/// [`sqlx::query_as`], whose bound values are recorded (see [`query`]).
+///
+/// ```no_run
+/// use skytrace::integrations::sqlx as db;
+///
+/// # async fn demo(pool: skytrace::integrations::sqlx::TracedPool<sqlx::Postgres>) -> Result<(), sqlx::Error> {
+/// let (name,): (String,) = db::query_as("SELECT name FROM users WHERE id = $1")
+///     .bind(7_i64)
+///     .fetch_one(&pool)
+///     .await?;
+/// # let _ = name;
+/// # Ok(()) }
+/// ```
+pub fn query_as<'q, DB, O>(sql: &'q str) -> Recorded<QueryAs<'q, DB, O, DB::Arguments<'q>>>
+where
+    DB: Database,
+    O: for<'r> FromRow<'r, DB::Row>,
+{
+    Recorded::new(::sqlx::query_as(sql))
+}
+
+/// [`sqlx::query_scalar`], whose bound values are recorded (see [`query`]).
+///
+/// ```no_run
+/// use skytrace::integrations::sqlx as db;
+///
+/// # async fn demo(pool: skytrace::integrations::sqlx::TracedPool<sqlx::MySql>) -> Result<(), sqlx::Error> {
+/// let n: i64 = db::query_scalar("SELECT COUNT(*) FROM orders WHERE user_id = ?")
+///     .bind(7_i64)
+///     .fetch_one(&pool)
+///     .await?;
+/// # let _ = n;
+/// # Ok(()) }
+/// ```
+pub fn query_scalar<'q, DB, O>(sql: &'q str) -> Recorded<QueryScalar<'q, DB, O, DB::Arguments<'q>>>
+where
+    DB: Database,
+    (O,): for<'r> FromRow<'r, DB::Row>,
+{
+    Recorded::new(::sqlx::query_scalar(sql))
+}
+
+/// A sqlx query builder that also keeps the text of the values bound to it, for the traced
+/// executor that runs it to record as `db.sql.parameters`. Made by [`query`], [`query_as`],
+/// [`query_scalar`], or [`Recorded::new`] from sqlx's own builder before any value is bound.
+///
+/// Whether values are kept is decided when it is made: inside a recording trace whose
+/// [`crate::TraceSettings::sql_parameters_max_length`] is above 0. Otherwise `bind` is sqlx's
+/// alone. Values appear as their `Debug` text (`"Ada"`, `7`, `None`), comma-separated in
+/// brackets as the Java and Python agents write them, cut at the configured length.
+///
+/// Run by any executor, it behaves exactly as the builder it wraps; only the executors of this
+/// module ([`super::TracedPool`], [`super::Traced`]) record the values.
+#[must_use = "a query does nothing until it is executed"]
+pub struct Recorded<Q> {
+    query: Q,
+    parameters: Option<ParameterText>,
+}
+
+impl<Q> Recorded<Q> {
+    /// Wraps `query`, a sqlx builder with nothing bound yet.
+    pub fn new(query: Q) -> Recorded<Q> {
+        let max = crate::context::recording_settings(|s| s.sql_parameters_max_length).unwrap_or(0);
+        Recorded {
+            query,
+            parameters: (max > 0).then(|| ParameterText::new(max)),
+        }
+    }
+
+    /// The sqlx builder, without the recorded values.
+    pub fn into_inner(self) -> Q {
+        self.query
+    }
+}
+
+impl<Q> fmt::Debug for Recorded<Q> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorded")
+            .field("parameters", &self.parameters.as_ref().map(|p| &p.text))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'q, Q: Builder<'q>> Recorded<Q> {
+    /// Binds `value`, as sqlx's `bind` does, keeping its `Debug` text when values are recorded.
+    pub fn bind<T>(mut self, value: T) -> Self
+    where
+        T: 'q + Encode<'q, Q::Database> + Type<Q::Database> + fmt::Debug,
+    {
+        if let Some(parameters) = &mut self.parameters {
+            parameters.push(&value);
+        }
+        self.query = self.query.bind_value(value);
+        self
+    }
+}
+
+impl<'q, Q> Recorded<Q>
+where
+    Q: Builder<'q> + Execute<'q, <Q as Builder<'q>>::Database> + 'q,
+{
+    /// Runs the statement for its effect, as sqlx's `execute`.
+    pub fn execute<'e, 'c: 'e, E>(
+        self,
+        executor: E,
+    ) -> BoxFuture<'e, Result<<Q::Database as Database>::QueryResult, Error>>
+    where
+        'q: 'e,
+        E: 'e + Executor<'c, Database = Q::Database>,
+    {
+        let query = self.query;
+        hand_over(self.parameters, move || executor.execute(query))
+    }
+
+    /// The rows, as a stream, as sqlx's `fetch`.
+    pub fn fetch<'e, 'c: 'e, E>(self, executor: E) -> BoxStream<'e, Result<Q::Output, Error>>
+    where
+        'q: 'e,
+        Q::Output: 'e,
+        E: 'e + Executor<'c, Database = Q::Database>,
+    {
+        let query = self.query;
+        let rows = hand_over(self.parameters, move || executor.fetch(query));
+        Box::pin(Converted::<'e, 'q, Q> {
+            rows,
+            into: PhantomData,
+        })
+    }
+
+    /// Every row, as sqlx's `fetch_all`.
+    pub fn fetch_all<'e, 'c: 'e, E>(
+        self,
+        executor: E,
+    ) -> BoxFuture<'e, Result<Vec<Q::Output>, Error>>
+    where
+        'q: 'e,
+        Q::Output: 'e,
+        E: 'e + Executor<'c, Database = Q::Database>,
+    {
+        let query = self.query;
+        let rows = hand_over(self.parameters, move || executor.fetch_all(query));
+        Box::pin(async move { rows.await?.into_iter().map(Q::convert).collect() })
+    }
+
+    /// The one row; [`sqlx::Error::RowNotFound`] when there is none, as sqlx's `fetch_one`.
+    pub fn fetch_one<'e, 'c: 'e, E>(self, executor: E) -> BoxFuture<'e, Result<Q::Output, Error>>
+    where
+        'q: 'e,
+        Q::Output: 'e,
+        E: 'e + Executor<'c, Database = Q::Database>,
+    {
+        let query = self.query;
+        let row = hand_over(self.parameters, move || executor.fetch_one(query));
+        Box::pin(async move { Q::convert(row.await?) })
+    }
+
+    /// The first row if there is one, as sqlx's `fetch_optional`.
+    pub fn fetch_optional<'e, 'c: 'e, E>(
+        self,
+        executor: E,
+    ) -> BoxFuture<'e, Result<Option<Q::Output>, Error>>
+    where
+        'q: 'e,
+        Q::Output: 'e,
+        E: 'e + Executor<'c, Database = Q::Database>,
+    {
+        let query = self.query;
+        let row = hand_over(self.parameters, move || executor.fetch_optional(query));
+        Box::pin(async move { row.await?.map(Q::convert).transpose() })
+    }
+}
+
+/// Rows turned into a builder's output as they arrive.
+struct Converted<'e, 'q, Q: Builder<'q>> {
+    rows: BoxStream<'e, Result<<Q::Database as Database>::Row, Error>>,
+    into: PhantomData<fn() -> Q>,
+}
+
+impl<'q, Q: Builder<'q>> Stream for Converted<'_, 'q, Q> {
+    type Item = Result<Q::Output, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Both fields are `Unpin`.
+        let this = self.get_mut();
+        this.rows
+            .as_mut()
+            .poll_next(cx)
+            .map(|row| row.map(|row| row.and_then(Q::convert)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.rows.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ParameterText, cut};
+
+    #[test]
+    fn statements_are_cut_at_a_character_boundary() {
+        assert_eq!(cut("SELECT 1", 100), "SELECT 1");
+        assert_eq!(cut("SELECT 1", 6), "SELECT");
+        assert_eq!(cut("é", 1), "");
+    }
+
+    fn text(max: usize, values: &[&dyn std::fmt::Debug]) -> String {
+        let mut text = ParameterText::new(max);
+        for value in values {
+            text.push(*value);
+        }
+        text.finish()
+    }
+
+    #[test]
+    fn parameters_are_written_as_the_other_agents_do() {
+        assert_eq!(text(512, &[]), "[]");
+        assert_eq!(
+            text(512, &[&7_i64, &"Ada", &None::<i32>]),
+            r#"[7,"Ada",None]"#
+        );
+        // Cut inside a value, and at the separator.
+        assert_eq!(text(4, &[&12345_i64, &6]), "[1234...]");
+        assert_eq!(text(5, &[&12345_i64, &6]), "[12345...]");
+        assert_eq!(text(7, &[&12345_i64, &6]), "[12345,6]");
+        assert_eq!(text(3, &[&"é€"]), r#"["é...]"#);
+    }
+
+    #[test]
+    fn a_huge_value_is_never_formatted_whole() {
+        struct Endless;
+        impl std::fmt::Debug for Endless {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                // Stops at the first write that fails, as `Debug` impls do with `?`.
+                loop {
+                    f.write_str("0123456789")?;
+                }
+            }
+        }
+        assert_eq!(text(15, &[&1, &Endless]), "[1,0123456789012...]");
+    }
+}

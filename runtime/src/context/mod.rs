@@ -37,6 +37,10 @@ use crate::time::Stamp;
 /// `read` applied to the live settings of the trace recording on this thread; `None` when
 /// nothing records here. For integrations whose recording depends on a setting (SQL
 /// parameters), read when they prepare the work, before any span exists.
+#[cfg_attr(
+    not(any(feature = "sqlx-postgres", feature = "sqlx-mysql")),
+    allow(dead_code)
+)]
 pub(crate) fn recording_settings<R: Default>(read: impl FnOnce(&TraceSettings) -> R) -> Option<R> {
     match current::clone_current()? {
         Handle::Recording { segment, .. } => Some(segment.agent.settings.with(|s| read(&s.source))),

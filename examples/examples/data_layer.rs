@@ -1,19 +1,23 @@
-//! A request through PostgreSQL, Redis and RabbitMQ: one trace across two services.
+//! A request through PostgreSQL, Redis, RabbitMQ, NATS and MariaDB: one trace across three
+//! services.
 //!
 //! Service `data-shop` handles `GET:/orders/{id}`: it looks the order up in Redis, loads it
 //! from PostgreSQL on a miss, caches it, and publishes an `order-viewed` event to RabbitMQ.
-//! Service `data-worker` consumes the event and counts it in Redis. Both report over gRPC.
+//! Service `data-worker` consumes the event, counts it in Redis and announces it on NATS.
+//! Service `data-audit` receives the announcement and writes it to MariaDB. All three report
+//! over gRPC; SQL parameters are recorded (`sql_parameters_max_length`).
 //!
 //! ```sh
-//! scripts/ensure-services postgresql redis rabbitmq
+//! scripts/ensure-services postgresql redis rabbitmq nats mariadb
 //! cargo run -p skytrace-examples --example data_layer
 //! # or report to a real OAP instead of printing the trace:
 //! SW_AGENT_COLLECTOR_BACKEND_SERVICES=127.0.0.1:11800 cargo run -p skytrace-examples --example data_layer
 //! ```
 //!
 //! The servers default to the local ones (`postgres://root@127.0.0.1:5432/test`,
-//! `redis://127.0.0.1:6379/`, `amqp://guest:guest@127.0.0.1:5672/%2f`); `DATABASE_URL`,
-//! `REDIS_URL` and `AMQP_URL` change them.
+//! `redis://127.0.0.1:6379/`, `amqp://guest:guest@127.0.0.1:5672/%2f`, `127.0.0.1:4222`,
+//! `mysql://root@127.0.0.1:3306/test`); `DATABASE_URL`, `REDIS_URL`, `AMQP_URL`, `NATS_URL`
+//! and `MYSQL_URL` change them.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -26,8 +30,9 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use redis::AsyncCommands;
 use skytrace::integrations::lapin::{ChannelExt, TracedChannel};
+use skytrace::integrations::nats::NatsClientExt;
 use skytrace::integrations::redis::{RedisConnectionExt, TracedConnection};
-use skytrace::integrations::sqlx::{PoolExt, TracedPool};
+use skytrace::integrations::sqlx::{self as db, PoolExt, TracedPool};
 use skytrace::{Config, GrpcReporter, Instrument, Span, Tracer};
 use skytrace_collector::{Collector, render_trace_tree};
 
@@ -48,6 +53,9 @@ async fn main() -> ExitCode {
 
 fn config(backends: &str, service: &str) -> Result<Config, skytrace::ConfigError> {
     Config::builder()
+        // Bound SQL values in `db.sql.parameters` (SW_AGENT_SQL_PARAMETERS_MAX_LENGTH=0 turns
+        // it off again): fine for a demo's teapots, a choice to make where values are personal.
+        .sql_parameters_max_length(256)
         .env(|name| std::env::var(name).ok())?
         .backend_services(backends)
         .service_name(service)
@@ -73,7 +81,7 @@ impl Shop {
             Some(item) => item,
             None => {
                 let (item,): (String,) =
-                    sqlx::query_as(&format!("SELECT item FROM {} WHERE id = $1", self.table))
+                    db::query_as(&format!("SELECT item FROM {} WHERE id = $1", self.table))
                         .bind(id)
                         .fetch_one(&self.db)
                         .await?;
@@ -107,15 +115,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("data_layer: reporting to {backends}");
 
-    // The shop uses the global tracer; the worker has its own, so one process shows two
-    // services.
+    // The shop uses the global tracer; the worker and the auditor have their own, so one
+    // process shows three services.
     let shop_tracing = skytrace::init(config(&backends, "data-shop")?)?;
     let worker_config = config(&backends, "data-worker")?;
     let worker_tracer = Tracer::new(&worker_config, GrpcReporter::start(&worker_config)?);
+    let audit_config = config(&backends, "data-audit")?;
+    let audit_tracer = Tracer::new(&audit_config, GrpcReporter::start(&audit_config)?);
 
     let database_url = env_or("DATABASE_URL", "postgres://root@127.0.0.1:5432/test");
     let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379/");
     let amqp_url = env_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
+    let nats_url = env_or("NATS_URL", "127.0.0.1:4222");
+    let mysql_url = env_or("MYSQL_URL", "mysql://root@127.0.0.1:3306/test");
     let run_id = format!("{}", std::process::id());
 
     // Setup, outside any trace: not recorded.
@@ -157,7 +169,50 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
 
-    // The worker: consumes one event, counts it.
+    let nats = async_nats::connect(nats_url.as_str())
+        .await
+        .map_err(|e| format!("NATS at {nats_url}: {e}"))?
+        .traced(nats_url.clone());
+    let audit_db = sqlx::MySqlPool::connect(&mysql_url)
+        .await
+        .map_err(|e| format!("MariaDB at {mysql_url}: {e}"))?
+        .traced();
+    let audit_table = format!("skytrace_demo_views_{run_id}");
+    sqlx::query(&format!(
+        "CREATE TABLE IF NOT EXISTS {audit_table} (order_id BIGINT, seen_by TEXT)"
+    ))
+    .execute(&audit_db)
+    .await?;
+    let subject = format!("skytrace.demo.viewed.{run_id}");
+
+    // The auditor: receives one announcement, writes it down.
+    let mut announcements = nats
+        .clone()
+        .with_tracer(audit_tracer.clone())
+        .subscribe(subject.clone())
+        .await?;
+    nats.flush().await?;
+    let insert = format!("INSERT INTO {audit_table} (order_id, seen_by) VALUES (?, ?)");
+    let audit_pool = audit_db.clone();
+    let auditor = tokio::spawn(async move {
+        let Some((message, span)) = announcements.next().await else {
+            return Err::<(), String>("the subscription ended".into());
+        };
+        let order_id: i64 = std::str::from_utf8(&message.payload)
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .ok_or("an announcement that is not an order id")?;
+        db::query(&insert)
+            .bind(order_id)
+            .bind("data-worker")
+            .execute(&audit_pool)
+            .in_span(span)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+
+    // The worker: consumes one event, counts it, announces it.
     let worker_channel = amqp
         .create_channel()
         .await?
@@ -172,6 +227,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
     let mut worker_cache = cache.clone();
+    let worker_nats = nats.clone();
     let worker = tokio::spawn(async move {
         let Some(delivery) = consumer.next().await else {
             return Err::<(), String>("the consumer ended".into());
@@ -180,6 +236,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         async {
             let _: i64 = worker_cache
                 .incr("orders:viewed", 1)
+                .await
+                .map_err(|e| e.to_string())?;
+            worker_nats
+                .publish(subject, "7".into())
                 .await
                 .map_err(|e| e.to_string())?;
             delivery
@@ -206,21 +266,30 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     tokio::time::timeout(Duration::from_secs(10), worker)
         .await
         .map_err(|_| "the worker got no event in 10 s")???;
+    tokio::time::timeout(Duration::from_secs(10), auditor)
+        .await
+        .map_err(|_| "the auditor got no announcement in 10 s")???;
 
     // Cleanup, outside any trace.
     sqlx::query(&format!("DROP TABLE {table}"))
         .execute(&db)
         .await?;
+    sqlx::query(&format!("DROP TABLE {audit_table}"))
+        .execute(&audit_db)
+        .await?;
     let _: () = shop.cache.del("order:7").await?;
 
-    let expected = 2;
-    let shop_stats = shop_tracing.shutdown(Duration::from_secs(5));
-    let worker_stats = worker_tracer.reporter().shutdown(Duration::from_secs(5));
-    let sent = shop_stats.sent + worker_stats.sent;
+    let expected = 3;
+    let stats = [
+        shop_tracing.shutdown(Duration::from_secs(5)),
+        worker_tracer.reporter().shutdown(Duration::from_secs(5)),
+        audit_tracer.reporter().shutdown(Duration::from_secs(5)),
+    ];
+    let sent: u64 = stats.iter().map(|s| s.sent).sum();
     println!(
         "segments sent: {sent} (dropped {}, failed {})",
-        shop_stats.dropped + worker_stats.dropped,
-        shop_stats.failed + worker_stats.failed
+        stats.iter().map(|s| s.dropped).sum::<u64>(),
+        stats.iter().map(|s| s.failed).sum::<u64>()
     );
     match collector {
         Some(collector) => {
@@ -243,7 +312,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                     format!("only {sent} of {expected} segments reached {backends}").into(),
                 );
             }
-            println!("open SkyWalking's trace view: services data-shop and data-worker");
+            println!(
+                "open SkyWalking's trace view: services data-shop, data-worker and data-audit"
+            );
         }
     }
     Ok(())

@@ -369,6 +369,37 @@ async fn parameters_are_off_by_default_and_follow_the_live_setting() {
     assert_eq!(by_entry("off again"), None);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_built_before_its_span_is_entered_runs_in_it_with_its_parameters() {
+    // The only test of this file with a global tracer: it decides what a query built outside
+    // any trace keeps. (The others make their traces with tracers of their own.)
+    let collector = Collector::start().await.unwrap();
+    let tracer = tracer_with_parameters(&collector, 32);
+    let previous = tracer.install_global();
+    assert!(previous.is_none());
+    let pool = sqlx::PgPool::connect(POSTGRES_URL).await.unwrap().traced();
+
+    // Built and bound here, outside the entry span; run inside it, as `in_span` is used.
+    let query = db::query_scalar::<_, i64>("SELECT $1::BIGINT * 2")
+        .bind(21_i64)
+        .fetch_one(&pool);
+    let doubled = query.in_span(tracer.entry_span("lazy", &())).await.unwrap();
+    assert_eq!(doubled, 42);
+    tracer.shutdown(WAIT);
+
+    let segment = only_segment(&collector).await;
+    let s = &segment.spans;
+    assert_eq!(
+        s.len(),
+        2,
+        "{}",
+        render_trace_tree(std::slice::from_ref(&segment))
+    );
+    assert_eq!(s[1].operation_name, "PostgreSQL/sqlx/fetch");
+    assert_eq!(s[1].parent_span_id, 0);
+    assert_eq!(tag(&s[1], "db.sql.parameters"), Some("[21]"));
+}
+
 // ----------------------------------------------------------------------------------------------
 // MariaDB / MySQL
 

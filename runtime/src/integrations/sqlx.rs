@@ -246,7 +246,12 @@ impl DbTarget {
                 span.add_tag("db.statement", self.statement(sql));
             }
             if let Some(parameters) = parameters {
-                span.add_tag("db.sql.parameters", parameters);
+                // Kept where the query was built; tagged only as this trace's setting says.
+                let max = crate::context::recording_settings(|s| s.sql_parameters_max_length)
+                    .unwrap_or(0);
+                if max > 0 {
+                    span.add_tag("db.sql.parameters", parameters.finish(max));
+                }
             }
         }
         span

@@ -3,11 +3,15 @@
 //! sqlx encodes a value into the database's wire format the moment it is bound, and no public
 //! API reads it back, so an executor only ever sees bytes. The values are therefore written
 //! down where they are bound: [`query`], [`query_as`] and [`query_scalar`] are sqlx's functions
-//! of the same names whose `bind` also keeps the value's `Debug` text, when the trace recording
-//! on this thread has a nonzero [`crate::TraceSettings::sql_parameters_max_length`]. The text
-//! reaches the traced executor through a thread-local slot, filled just before the executor's
-//! method is called and emptied right after it returns: the executor makes its span during that
-//! call (it returns a future or a stream; no query has run yet), so no other query can see it.
+//! of the same names whose `bind` also keeps the value's `Debug` text. The text reaches the
+//! traced executor through a thread-local slot, filled just before the executor's method is
+//! called and emptied right after it returns: the executor makes its span during that call
+//! (it returns a future or a stream; no query has run yet), so no other query can see it.
+//!
+//! Values are kept when [`crate::TraceSettings::sql_parameters_max_length`] is above 0 where
+//! the query is built: the trace recording on this thread, or, outside any trace, the global
+//! tracer (a query is often built before the future that runs it is put in its span). The span
+//! tags them only if its own trace's setting is above 0, cut to that length.
 
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
@@ -27,12 +31,12 @@ pub(super) type BoxStream<'a, T> = Pin<Box<dyn Stream<Item = T> + Send + 'a>>;
 
 thread_local! {
     /// The parameters of the query being handed to an executor on this thread.
-    static PENDING: Cell<Option<String>> = const { Cell::new(None) };
+    static PENDING: Cell<Option<ParameterText>> = const { Cell::new(None) };
 }
 
 /// The parameters handed over with the query whose executor method is running on this thread
 /// (see the module's docs). Taken: a later query cannot see them.
-pub(super) fn take_pending() -> Option<String> {
+pub(super) fn take_pending() -> Option<ParameterText> {
     PENDING.try_with(Cell::take).ok().flatten()
 }
 
@@ -42,10 +46,19 @@ fn hand_over<R>(parameters: Option<ParameterText>, call: impl FnOnce() -> R) -> 
     let Some(parameters) = parameters else {
         return call();
     };
-    let _ = PENDING.try_with(|pending| pending.set(Some(parameters.finish())));
+    let _ = PENDING.try_with(|pending| pending.set(Some(parameters)));
     let result = call();
     drop(take_pending());
     result
+}
+
+/// How many bytes of bound values to keep for a query built here and now (see the module's
+/// docs); 0 for none.
+fn capture_limit() -> usize {
+    let limit = |s: &crate::TraceSettings| s.sql_parameters_max_length;
+    crate::context::recording_settings(limit)
+        .or_else(|| crate::global::with(|agent| agent.settings.with(|s| limit(&s.source))))
+        .unwrap_or(0)
 }
 
 /// `text`, cut to at most `max` bytes at a character boundary.
@@ -63,7 +76,7 @@ pub(super) fn cut(text: &str, max: usize) -> &str {
 /// Bound values as the Java and Python agents write them: `[v1,v2]`, cut at `max` bytes and
 /// marked `...` when cut. Never holds more than `max` bytes of text, however large a value's
 /// `Debug` output would be.
-struct ParameterText {
+pub(super) struct ParameterText {
     text: String,
     max: usize,
     count: usize,
@@ -97,9 +110,16 @@ impl ParameterText {
         }
     }
 
-    fn finish(self) -> String {
-        let more = if self.full { "..." } else { "" };
-        format!("[{}{more}]", self.text)
+    /// The tag's value, the text cut again at `max` bytes (the recording trace's limit, which
+    /// may be lower than the one the values were kept with).
+    pub(super) fn finish(self, max: usize) -> String {
+        let kept = cut(&self.text, max);
+        let more = if self.full || kept.len() < self.text.len() {
+            "..."
+        } else {
+            ""
+        };
+        format!("[{kept}{more}]")
     }
 }
 
@@ -263,9 +283,9 @@ where
 /// executor that runs it to record as `db.sql.parameters`. Made by [`query`], [`query_as`],
 /// [`query_scalar`], or [`Recorded::new`] from sqlx's own builder before any value is bound.
 ///
-/// Whether values are kept is decided when it is made: inside a recording trace whose
-/// [`crate::TraceSettings::sql_parameters_max_length`] is above 0. Otherwise `bind` is sqlx's
-/// alone. Values appear as their `Debug` text (`"Ada"`, `7`, `None`), comma-separated in
+/// Whether values are kept is decided when it is made: when
+/// [`crate::TraceSettings::sql_parameters_max_length`] is above 0 for the trace recording on
+/// this thread, or outside any trace for the global tracer. Otherwise `bind` is sqlx's alone. Values appear as their `Debug` text (`"Ada"`, `7`, `None`), comma-separated in
 /// brackets as the Java and Python agents write them, cut at the configured length.
 ///
 /// Run by any executor, it behaves exactly as the builder it wraps; only the executors of this
@@ -279,7 +299,7 @@ pub struct Recorded<Q> {
 impl<Q> Recorded<Q> {
     /// Wraps `query`, a sqlx builder with nothing bound yet.
     pub fn new(query: Q) -> Recorded<Q> {
-        let max = crate::context::recording_settings(|s| s.sql_parameters_max_length).unwrap_or(0);
+        let max = capture_limit();
         Recorded {
             query,
             parameters: (max > 0).then(|| ParameterText::new(max)),
@@ -318,20 +338,29 @@ impl<'q, Q> Recorded<Q>
 where
     Q: Builder<'q> + Execute<'q, <Q as Builder<'q>>::Database> + 'q,
 {
-    /// Runs the statement for its effect, as sqlx's `execute`.
+    /// Runs the statement for its effect, as sqlx's `execute`. Like sqlx's, the future does
+    /// nothing until polled, so its span is a child of the span it is polled in.
+    //
+    // Not an `async fn`: with `Send` in the signature, proven here for every lifetime, a task
+    // that awaits it can be spawned (with an `async fn`, the compiler proves `Send` where the
+    // task is spawned, and fails: "implementation of `Builder` is not general enough").
+    #[allow(clippy::manual_async_fn)]
     pub fn execute<'e, 'c: 'e, E>(
         self,
         executor: E,
-    ) -> BoxFuture<'e, Result<<Q::Database as Database>::QueryResult, Error>>
+    ) -> impl Future<Output = Result<<Q::Database as Database>::QueryResult, Error>> + Send + 'e
     where
         'q: 'e,
         E: 'e + Executor<'c, Database = Q::Database>,
     {
-        let query = self.query;
-        hand_over(self.parameters, move || executor.execute(query))
+        async move {
+            let query = self.query;
+            hand_over(self.parameters, move || executor.execute(query)).await
+        }
     }
 
-    /// The rows, as a stream, as sqlx's `fetch`.
+    /// The rows, as a stream, as sqlx's `fetch` (which, unlike the others, starts the query's
+    /// span when called).
     pub fn fetch<'e, 'c: 'e, E>(self, executor: E) -> BoxStream<'e, Result<Q::Output, Error>>
     where
         'q: 'e,
@@ -347,45 +376,56 @@ where
     }
 
     /// Every row, as sqlx's `fetch_all`.
+    #[allow(clippy::manual_async_fn)] // see `execute`
     pub fn fetch_all<'e, 'c: 'e, E>(
         self,
         executor: E,
-    ) -> BoxFuture<'e, Result<Vec<Q::Output>, Error>>
+    ) -> impl Future<Output = Result<Vec<Q::Output>, Error>> + Send + 'e
     where
         'q: 'e,
         Q::Output: 'e,
         E: 'e + Executor<'c, Database = Q::Database>,
     {
-        let query = self.query;
-        let rows = hand_over(self.parameters, move || executor.fetch_all(query));
-        Box::pin(async move { rows.await?.into_iter().map(Q::convert).collect() })
+        async move {
+            let query = self.query;
+            let rows = hand_over(self.parameters, move || executor.fetch_all(query)).await?;
+            rows.into_iter().map(Q::convert).collect()
+        }
     }
 
     /// The one row; [`sqlx::Error::RowNotFound`] when there is none, as sqlx's `fetch_one`.
-    pub fn fetch_one<'e, 'c: 'e, E>(self, executor: E) -> BoxFuture<'e, Result<Q::Output, Error>>
+    #[allow(clippy::manual_async_fn)] // see `execute`
+    pub fn fetch_one<'e, 'c: 'e, E>(
+        self,
+        executor: E,
+    ) -> impl Future<Output = Result<Q::Output, Error>> + Send + 'e
     where
         'q: 'e,
         Q::Output: 'e,
         E: 'e + Executor<'c, Database = Q::Database>,
     {
-        let query = self.query;
-        let row = hand_over(self.parameters, move || executor.fetch_one(query));
-        Box::pin(async move { Q::convert(row.await?) })
+        async move {
+            let query = self.query;
+            Q::convert(hand_over(self.parameters, move || executor.fetch_one(query)).await?)
+        }
     }
 
     /// The first row if there is one, as sqlx's `fetch_optional`.
+    #[allow(clippy::manual_async_fn)] // see `execute`
     pub fn fetch_optional<'e, 'c: 'e, E>(
         self,
         executor: E,
-    ) -> BoxFuture<'e, Result<Option<Q::Output>, Error>>
+    ) -> impl Future<Output = Result<Option<Q::Output>, Error>> + Send + 'e
     where
         'q: 'e,
         Q::Output: 'e,
         E: 'e + Executor<'c, Database = Q::Database>,
     {
-        let query = self.query;
-        let row = hand_over(self.parameters, move || executor.fetch_optional(query));
-        Box::pin(async move { row.await?.map(Q::convert).transpose() })
+        async move {
+            let query = self.query;
+            let row = hand_over(self.parameters, move || executor.fetch_optional(query)).await?;
+            row.map(Q::convert).transpose()
+        }
     }
 }
 
@@ -428,7 +468,7 @@ mod tests {
         for value in values {
             text.push(*value);
         }
-        text.finish()
+        text.finish(max)
     }
 
     #[test]
@@ -443,6 +483,10 @@ mod tests {
         assert_eq!(text(5, &[&12345_i64, &6]), "[12345...]");
         assert_eq!(text(7, &[&12345_i64, &6]), "[12345,6]");
         assert_eq!(text(3, &[&"é€"]), r#"["é...]"#);
+        // Cut again, shorter, by the recording trace's own limit.
+        let mut kept = ParameterText::new(64);
+        kept.push(&123_456);
+        assert_eq!(kept.finish(3), "[123...]");
     }
 
     #[test]

@@ -35,6 +35,7 @@ extern crate self as skytrace;
 #[path = "private.rs"]
 pub mod __private;
 mod agent;
+mod boundary;
 pub mod component;
 mod config;
 mod context;

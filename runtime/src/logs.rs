@@ -134,13 +134,8 @@ pub(crate) fn build(record: Record<'_>, context: Option<&LogContext>) -> LogData
 
 /// Cuts `text` to at most `max` bytes, at a character boundary.
 fn truncate(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
+    let end = crate::boundary::floor_char_boundary(text, max);
+    text.truncate(end);
 }
 
 fn now_millis() -> i64 {

@@ -78,7 +78,8 @@ use ::sqlx::pool::PoolConnection;
 use ::sqlx::{Connection, Database, Describe, Either, Error, Execute, Executor, Pool, Transaction};
 use futures_core::Stream;
 
-use self::recorded::{BoxFuture, BoxStream, cut, take_pending};
+use self::recorded::{BoxFuture, BoxStream, take_pending};
+use crate::boundary::cut;
 use crate::segment::SpanLayer;
 use crate::span::Span;
 

@@ -256,11 +256,7 @@ fn cut(text: &str, max: usize) -> &str {
         return text;
     }
     let first = text.chars().next().map_or(0, char::len_utf8);
-    let mut end = max.max(first);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    crate::boundary::cut(text, max.max(first))
 }
 
 fn encoded_len(text: &str) -> usize {

@@ -24,6 +24,8 @@ use ::sqlx::query::{Query, QueryAs, QueryScalar};
 use ::sqlx::{Database, Encode, Error, Execute, Executor, FromRow, Type};
 use futures_core::Stream;
 
+use crate::boundary::cut;
+
 /// What sqlx's `BoxFuture` and `BoxStream` are (futures-util's aliases), spelled out so that
 /// skytrace needs futures-core only.
 pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -59,18 +61,6 @@ fn capture_limit() -> usize {
     crate::context::recording_settings(limit)
         .or_else(|| crate::global::with(|agent| agent.settings.with(|s| limit(&s.source))))
         .unwrap_or(0)
-}
-
-/// `text`, cut to at most `max` bytes at a character boundary.
-pub(super) fn cut(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// Bound values as the Java and Python agents write them: `[v1,v2]`, cut at `max` bytes and
@@ -454,14 +444,7 @@ impl<'q, Q: Builder<'q>> Stream for Converted<'_, 'q, Q> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ParameterText, cut};
-
-    #[test]
-    fn statements_are_cut_at_a_character_boundary() {
-        assert_eq!(cut("SELECT 1", 100), "SELECT 1");
-        assert_eq!(cut("SELECT 1", 6), "SELECT");
-        assert_eq!(cut("é", 1), "");
-    }
+    use super::ParameterText;
 
     fn text(max: usize, values: &[&dyn std::fmt::Debug]) -> String {
         let mut text = ParameterText::new(max);

@@ -35,14 +35,7 @@ pub(crate) fn peer(peer: &str) -> &str {
 /// A tag or log key or value cut to [`VALUE_BYTES`].
 #[inline]
 pub(crate) fn value(value: &str) -> &str {
-    if value.len() <= VALUE_BYTES {
-        return value;
-    }
-    let mut end = VALUE_BYTES;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    &value[..end]
+    crate::boundary::cut(value, VALUE_BYTES)
 }
 
 /// The first `max` characters of `s`.

@@ -48,10 +48,17 @@ fn hand_over<R>(parameters: Option<ParameterText>, call: impl FnOnce() -> R) -> 
     let Some(parameters) = parameters else {
         return call();
     };
+    /// Empties the slot when `call` returns, and when it unwinds: a panicking executor must
+    /// not leave these values for the next query on this thread.
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            drop(take_pending());
+        }
+    }
     let _ = PENDING.try_with(|pending| pending.set(Some(parameters)));
-    let result = call();
-    drop(take_pending());
-    result
+    let _clear = Clear;
+    call()
 }
 
 /// How many bytes of bound values to keep for a query built here and now (see the module's
@@ -444,7 +451,7 @@ impl<'q, Q: Builder<'q>> Stream for Converted<'_, 'q, Q> {
 
 #[cfg(test)]
 mod tests {
-    use super::ParameterText;
+    use super::{ParameterText, hand_over, take_pending};
 
     fn text(max: usize, values: &[&dyn std::fmt::Debug]) -> String {
         let mut text = ParameterText::new(max);
@@ -470,6 +477,22 @@ mod tests {
         let mut kept = ParameterText::new(64);
         kept.push(&123_456);
         assert_eq!(kept.finish(3), "[123...]");
+    }
+
+    #[test]
+    fn nothing_is_left_pending_after_the_executor_returns_or_panics() {
+        let kept = || {
+            let mut text = ParameterText::new(8);
+            text.push(&1);
+            Some(text)
+        };
+        let seen = hand_over(kept(), || take_pending().map(|p| p.finish(8)));
+        assert_eq!(seen.as_deref(), Some("[1]"));
+        hand_over(kept(), || {}); // an executor that does not take them
+        assert!(take_pending().is_none());
+        let unwound = std::panic::catch_unwind(|| hand_over(kept(), || panic!("executor")));
+        assert!(unwound.is_err());
+        assert!(take_pending().is_none());
     }
 
     #[test]

@@ -37,7 +37,7 @@ async fn price_cart() -> u32 {
     name = "POST:/charge",
     peer = "payments:8080",
     layer = Http,
-    component = HTTP,
+    component = HTTP_CLIENT,
     tags(amount = amount)
 )]
 async fn charge_card(amount: u32) {

@@ -5,8 +5,11 @@
 pub const UNKNOWN: i32 = 0;
 /// Rust code with no more specific component.
 pub const RUST: i32 = 11000;
-/// Any HTTP client or server.
+/// An HTTP server (OAP's `http`); also what the Go agent's HTTP spans use on both sides.
 pub const HTTP: i32 = 49;
+/// An HTTP client (OAP's `HttpClient`): the Java agent's Apache HttpClient plugin and the
+/// Node.js agent's `http` client spans.
+pub const HTTP_CLIENT: i32 = 2;
 /// Any RPC framework.
 pub const RPC: i32 = 50;
 /// gRPC.

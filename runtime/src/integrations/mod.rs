@@ -36,7 +36,8 @@
 //!
 //! OAP's component-libraries list has no framework-specific Rust ids (Rust's range
 //! `[11000, 12000)` holds only `Rust = 11000`), so HTTP integrations report
-//! [`crate::component::HTTP`] (49) and the tonic ones [`crate::component::GRPC`] (23).
+//! [`crate::component::HTTP`] (49) for servers, [`crate::component::HTTP_CLIENT`] (2,
+//! `HttpClient`) for the reqwest client, and the tonic ones [`crate::component::GRPC`] (23).
 
 #[cfg(feature = "actix-web")]
 pub mod actix_web;

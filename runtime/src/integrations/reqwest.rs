@@ -113,7 +113,7 @@ fn exit_span(request: &Request) -> Span {
     let span = Span::exit(join([method, ":", url.path()]), peer);
     if span.is_recording() {
         span.set_layer(SpanLayer::Http);
-        span.set_component(component::HTTP);
+        span.set_component(component::HTTP_CLIENT);
         span.add_tag("http.method", method.to_owned());
         let mut tagged = url.clone();
         tagged.set_query(None);

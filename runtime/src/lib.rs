@@ -36,6 +36,7 @@ extern crate self as skytrace;
 pub mod __private;
 mod agent;
 mod boundary;
+mod cap;
 pub mod component;
 mod config;
 mod context;

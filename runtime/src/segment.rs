@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use skytrace_proto::v3;
 
+use crate::cap;
 use crate::id::{Id, TraceId};
 use crate::time::Stamp;
 
@@ -186,7 +187,8 @@ impl Segment {
         self.spans.len()
     }
 
-    /// The message OAP receives.
+    /// The message OAP receives: what the gRPC reporter sends, names, peers, tags and logs cut
+    /// to the same limits.
     pub fn into_proto(self) -> v3::SegmentObject {
         let trace_id = self.trace_id().to_owned();
         let mut refs = Some(self.refs);
@@ -226,12 +228,21 @@ impl std::fmt::Debug for Segment {
     }
 }
 
+/// `text` as an owned string, cut as `cap` cuts it (a prefix, so the length falls on a
+/// character boundary): no copy when it is already owned.
+fn capped(text: impl Into<String>, cap: fn(&str) -> &str) -> String {
+    let mut text = text.into();
+    let len = cap(&text).len();
+    text.truncate(len);
+    text
+}
+
 fn kv(pairs: Vec<(Text, Text)>) -> Vec<v3::KeyStringValuePair> {
     pairs
         .into_iter()
         .map(|(key, value)| v3::KeyStringValuePair {
-            key: key.into_owned(),
-            value: value.into_owned(),
+            key: capped(key, cap::value),
+            value: capped(value, cap::value),
         })
         .collect()
 }
@@ -243,8 +254,8 @@ fn span_to_proto(span: SpanRecord, refs: Vec<SegmentRef>) -> v3::SpanObject {
         start_time: span.start.to_millis(),
         end_time: span.end.unwrap_or(span.start).to_millis(),
         refs: refs.into_iter().map(ref_to_proto).collect(),
-        operation_name: span.operation.into_owned(),
-        peer: span.peer.into_owned(),
+        operation_name: capped(span.operation, cap::operation_name),
+        peer: capped(span.peer, cap::peer),
         span_type: span.kind.to_proto() as i32,
         span_layer: span.layer.to_proto() as i32,
         component_id: span.component,
@@ -270,7 +281,7 @@ fn ref_to_proto(r: SegmentRef) -> v3::SegmentReference {
         parent_span_id: r.parent_span_id,
         parent_service: r.parent_service,
         parent_service_instance: r.parent_service_instance,
-        parent_endpoint: r.parent_endpoint,
-        network_address_used_at_peer: r.network_address,
+        parent_endpoint: capped(r.parent_endpoint, cap::operation_name),
+        network_address_used_at_peer: capped(r.network_address, cap::peer),
     }
 }

@@ -18,7 +18,6 @@
 //! [`Clock`] per segment. Nothing here needs the `grpc` feature: a transport that sends
 //! `SegmentObject` bytes (gRPC, Kafka) takes them from here.
 
-mod cap;
 mod scalar;
 mod segment;
 
@@ -209,6 +208,12 @@ mod tests {
             let _in = local.enter();
             let exit = Span::exit("call", "db:5432");
             exit.set_layer(SpanLayer::Database);
+            // Past every limit: `into_proto` cuts as the encoder does.
+            let long = Span::local("é".repeat(400));
+            long.set_peer("p".repeat(1_000));
+            long.add_tag("k".repeat(3_000), "€".repeat(3_000));
+            long.log([("event", "x".repeat(5_000))]);
+            drop(long);
             let _in = exit.enter();
             let snapshot = crate::snapshot().unwrap();
             drop(snapshot.continue_span("worker"));
@@ -216,6 +221,7 @@ mod tests {
         drop(entry);
         let segments = std::mem::take(&mut *keep.0.lock().unwrap());
         assert_eq!(segments.len(), 2);
+        let mut long_spans = 0;
         for segment in segments {
             let message = SegmentMessage::new(segment);
             let mut ours = Vec::new();
@@ -227,7 +233,20 @@ mod tests {
                 expected
             );
             assert_eq!(ours, expected.encode_to_vec(), "byte for byte");
+            if let Some(long) = expected
+                .spans
+                .iter()
+                .find(|s| s.operation_name.starts_with('é'))
+            {
+                assert_eq!(long.operation_name.chars().count(), 150);
+                assert_eq!(long.peer.len(), 200);
+                assert_eq!(long.tags[0].key.len(), 2048);
+                assert!(long.tags[0].value.len() <= 2048 && long.tags[0].value.len() > 2044);
+                assert_eq!(long.logs[0].data[0].value.len(), 2048);
+                long_spans += 1;
+            }
         }
+        assert_eq!(long_spans, 1);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! [`SegmentMessage`]: a [`Segment`] written as `SegmentObject`'s protobuf, field for field,
 //! its strings cut to [`super::cap`]'s limits and its times converted with one [`Clock`].
 
-use super::cap;
 use super::scalar::{
     bool_len, int_len, message_len, put_bool, put_int, put_message_header, put_str, str_len,
 };
+use crate::cap;
 use crate::segment::{LogRecord, Segment, SegmentRef, SpanRecord};
 use crate::time::Clock;
 

@@ -1,4 +1,5 @@
-//! Limits on the strings a segment sends, applied when it is encoded.
+//! Limits on the strings a segment sends, applied when it is encoded (by the gRPC reporter's
+//! encoder and by [`crate::Segment::into_proto`] alike).
 //!
 //! Recording keeps what the application gave (the hot path does not look at lengths); the
 //! encoder writes at most these many of a string's leading characters, so one huge tag cannot make

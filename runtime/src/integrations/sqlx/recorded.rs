@@ -215,7 +215,7 @@ where
     }
 }
 
-/// [`sqlx::query`], whose bound values are recorded in `db.sql.parameters` when
+/// [`sqlx::query()`], whose bound values are recorded in `db.sql.parameters` when
 /// `SW_AGENT_SQL_PARAMETERS_MAX_LENGTH` is above 0.
 ///
 /// ```no_run
@@ -234,7 +234,7 @@ pub fn query<'q, DB: Database>(sql: &'q str) -> Recorded<Query<'q, DB, DB::Argum
     Recorded::new(::sqlx::query(sql))
 }
 
-/// [`sqlx::query_as`], whose bound values are recorded (see [`query`]).
+/// [`sqlx::query_as()`], whose bound values are recorded (see [`query`]).
 ///
 /// ```no_run
 /// use skytrace::integrations::sqlx as db;
@@ -255,7 +255,7 @@ where
     Recorded::new(::sqlx::query_as(sql))
 }
 
-/// [`sqlx::query_scalar`], whose bound values are recorded (see [`query`]).
+/// [`sqlx::query_scalar()`], whose bound values are recorded (see [`query`]).
 ///
 /// ```no_run
 /// use skytrace::integrations::sqlx as db;

@@ -135,7 +135,12 @@ impl PathPattern {
         let from = head_last.map_or(0, |(_, end)| end);
         let (to, trailing) = match tail_first {
             Some(start) => (start, None),
-            None => (path.len(), path.ends_with('/').then_some("")),
+            // The trailing empty segment, unless the head took it already (its last segment
+            // then ends where the path does).
+            None => (
+                path.len(),
+                (path.ends_with('/') && from < path.len()).then_some(""),
+            ),
         };
         let between = path[from..to]
             .split('/')
@@ -333,6 +338,11 @@ mod tests {
         assert!(path_matches("/a/**/**/b", "/a/b"));
         assert!(path_matches("/a/**/b/**/c", "/a/b/c"));
         assert!(!path_matches("/a/**/b/**/c", "/a/c/b"));
+        // A trailing `/` is one empty segment, which the head cannot share with a floating
+        // block (found by the property test below).
+        assert!(!path_matches("*/*/**/*/**", "a/"));
+        assert!(!path_matches("*/*/**/*/**", "a//"));
+        assert!(path_matches("*/*/**/*/**", "a/b/"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "logging.proto",
     "meter.proto",
     "configuration_discovery.proto",
+    "event.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -2,8 +2,8 @@
 //!
 //! [`Collector`] runs a real tonic gRPC server on a loopback port and implements the collector
 //! services of the SkyWalking data-collect protocol v3: `TraceSegmentReportService`,
-//! `ManagementService`, `LogReportService`, `MeterReportService` and
-//! `ConfigurationDiscoveryService`. Everything it receives is recorded and can be read back
+//! `ManagementService`, `LogReportService`, `MeterReportService`,
+//! `ConfigurationDiscoveryService` and `EventService`. Everything it receives is recorded and can be read back
 //! ([`Collector::segments`], [`Collector::pings`], ...), awaited ([`Collector::wait_for_segments`],
 //! [`Collector::wait_for`]) or followed live ([`Collector::subscribe`],
 //! [`Collector::subscribe_events`]). [`render_trace_tree`] draws received segments as a trace
@@ -94,6 +94,9 @@ pub struct Received {
     pub meters: Vec<MeterData>,
     /// Every `ConfigurationDiscoveryService/fetchConfigurations` request.
     pub configuration_requests: Vec<ConfigurationSyncRequest>,
+    /// Events from `EventService/collect` (an agent's `Start` and `Shutdown`), stored as each
+    /// one arrives.
+    pub service_events: Vec<skytrace_proto::v3::Event>,
     /// Each distinct value of the `authentication` metadata seen on any call, in first-seen
     /// order (also those of rejected calls).
     pub tokens: Vec<String>,
@@ -128,6 +131,8 @@ pub enum Event {
     Meters(Vec<MeterData>),
     /// A configuration-discovery request.
     ConfigurationRequest(ConfigurationSyncRequest),
+    /// An event of `EventService/collect` (an agent's `Start` or `Shutdown`).
+    ServiceEvent(skytrace_proto::v3::Event),
     /// A call rejected for a missing or wrong `authentication` token.
     Rejected {
         /// The gRPC path of the call, e.g. `/skywalking.v3.ManagementService/keepAlive`.

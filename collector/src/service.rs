@@ -4,9 +4,11 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use skytrace_proto::v3::Event as ServiceEvent;
 use skytrace_proto::v3::configuration_discovery_service_server::{
     ConfigurationDiscoveryService, ConfigurationDiscoveryServiceServer,
 };
+use skytrace_proto::v3::event_service_server::{EventService, EventServiceServer};
 use skytrace_proto::v3::log_report_service_server::{LogReportService, LogReportServiceServer};
 use skytrace_proto::v3::management_service_server::{ManagementService, ManagementServiceServer};
 use skytrace_proto::v3::meter_report_service_server::{
@@ -35,6 +37,7 @@ const METER_COLLECT: &str = "/skywalking.v3.MeterReportService/collect";
 const METER_COLLECT_BATCH: &str = "/skywalking.v3.MeterReportService/collectBatch";
 const FETCH_CONFIGURATIONS: &str =
     "/skywalking.v3.ConfigurationDiscoveryService/fetchConfigurations";
+const EVENT_COLLECT: &str = "/skywalking.v3.EventService/collect";
 
 /// Count-only mode's `collect`: each message (tonic has checked its gRPC framing) is skipped
 /// whole and counted as one segment; the reply is the usual empty `Commands`.
@@ -201,6 +204,20 @@ impl LogReportService for Handler {
     }
 }
 
+#[tonic::codegen::async_trait]
+impl EventService for Handler {
+    async fn collect(&self, request: Request<Streaming<ServiceEvent>>) -> Reply {
+        self.drain(EVENT_COLLECT, request, |service_event| {
+            let event = self
+                .shared
+                .event(|| Event::ServiceEvent(service_event.clone()));
+            self.shared
+                .record(|r| r.service_events.push(service_event), event);
+        })
+        .await
+    }
+}
+
 impl Handler {
     fn record_meters(&self, meters: Vec<MeterData>) {
         if meters.is_empty() {
@@ -248,7 +265,7 @@ impl ConfigurationDiscoveryService for Handler {
     }
 }
 
-/// Dispatches each request to the service named in its path (`/{service}/{rpc}`): the five
+/// Dispatches each request to the service named in its path (`/{service}/{rpc}`): the six
 /// collector services on one port, without pulling in a general-purpose router.
 #[derive(Clone)]
 pub(crate) struct Routes {
@@ -259,6 +276,7 @@ pub(crate) struct Routes {
     log: LogReportServiceServer<Handler>,
     meter: MeterReportServiceServer<Handler>,
     configuration: ConfigurationDiscoveryServiceServer<Handler>,
+    event: EventServiceServer<Handler>,
 }
 
 impl Routes {
@@ -273,7 +291,8 @@ impl Routes {
             management: ManagementServiceServer::from_arc(Arc::clone(&handler)),
             log: LogReportServiceServer::from_arc(Arc::clone(&handler)),
             meter: MeterReportServiceServer::from_arc(Arc::clone(&handler)),
-            configuration: ConfigurationDiscoveryServiceServer::from_arc(handler),
+            configuration: ConfigurationDiscoveryServiceServer::from_arc(Arc::clone(&handler)),
+            event: EventServiceServer::from_arc(handler),
         }
     }
 }
@@ -309,6 +328,8 @@ impl Service<http::Request<Body>> for Routes {
             self.meter.call(request)
         } else if service == service_name(&self.configuration) {
             self.configuration.call(request)
+        } else if service == service_name(&self.event) {
+            self.event.call(request)
         } else {
             Box::pin(async { Ok(Status::unimplemented("unknown service").into_http()) })
         }

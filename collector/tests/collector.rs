@@ -471,14 +471,48 @@ async fn dropping_the_collector_stops_it() {
 }
 
 #[tokio::test]
+async fn events_are_stored_and_announced() {
+    use skytrace_proto::v3::event_service_client::EventServiceClient;
+    use skytrace_proto::v3::{Event as ServiceEvent, Source};
+
+    let collector = Collector::start().await.unwrap();
+    let mut events = collector.subscribe_events();
+    let mut client = EventServiceClient::new(channel(&collector).await);
+    let start = ServiceEvent {
+        uuid: "u-1".into(),
+        source: Some(Source {
+            service: "svc".into(),
+            service_instance: "svc-1".into(),
+            endpoint: String::new(),
+        }),
+        name: "Start".into(),
+        layer: "GENERAL".into(),
+        ..Default::default()
+    };
+    client
+        .collect(tokio_stream::iter(vec![start.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        collector.received().service_events,
+        std::slice::from_ref(&start)
+    );
+    match events.recv().await.unwrap() {
+        Event::ServiceEvent(event) => assert_eq!(event, start),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn unknown_service_is_unimplemented() {
     // A service OAP has but this collector doesn't: answered with UNIMPLEMENTED, like OAP
     // does for unknown services, rather than a transport error.
     let collector = Collector::start().await.unwrap();
     let mut grpc = tonic::client::Grpc::new(channel(&collector).await);
     grpc.ready().await.unwrap();
-    let path =
-        tonic::codegen::http::uri::PathAndQuery::from_static("/skywalking.v3.EventService/collect");
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/skywalking.v3.ProfileTask/getProfileTaskCommands",
+    );
     let status = grpc
         .unary::<_, skytrace_proto::v3::Commands, _>(
             tonic::Request::new(InstancePingPkg::default()),

@@ -355,6 +355,70 @@ async fn instance_properties_and_keep_alives_arrive() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_reports_its_start_once_and_its_shutdown() {
+    let collector = Collector::start().await.unwrap();
+    let before = now_ms();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    assert!(eventually(WAIT, || !collector.received().service_events.is_empty()).await);
+    // Keep-alives and segments go on; `Start` is not sent again.
+    drop(tracer.entry_span("job", &()));
+    assert!(
+        eventually(WAIT, || collector.pings().len() >= 2
+            && collector.segment_count() == 1)
+        .await
+    );
+    let stats = tracer.reporter().shutdown(Duration::from_secs(5));
+    assert_eq!(stats.sent, 1);
+
+    let events = collector.received().service_events;
+    let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["Start", "Shutdown"]);
+    let (start, shutdown) = (&events[0], &events[1]);
+    for event in &events {
+        let source = event.source.as_ref().expect("a source");
+        assert_eq!(
+            (source.service.as_str(), source.service_instance.as_str()),
+            ("svc", "svc-1")
+        );
+        assert_eq!(event.layer, "GENERAL");
+        assert_eq!(event.r#type, 0, "Normal");
+        assert_eq!(event.uuid.len(), 36);
+    }
+    assert_eq!(start.message, "Start Rust Application");
+    // From this test process's start to the reporter's.
+    assert!(
+        start.start_time <= before && before <= start.end_time + 1_000,
+        "{start:?}"
+    );
+    assert_eq!(shutdown.message, "Shutting down Rust Application");
+    assert!(shutdown.start_time >= start.end_time);
+    assert_ne!(start.uuid, shutdown.uuid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_event_waits_for_the_backend() {
+    let addr = unused_addr();
+    let tracer = grpc_tracer(config_for(addr));
+    assert!(eventually(WAIT, || !tracer.reporter().is_available()).await);
+    let collector = Collector::builder().addr(addr).start().await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            collector.received().service_events.len() == 1
+        })
+        .await
+    );
+    assert_eq!(collector.received().service_events[0].name, "Start");
+    tracer.reporter().shutdown(Duration::from_secs(5));
+    let names: Vec<String> = collector
+        .received()
+        .service_events
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["Start", "Shutdown"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_delivers_what_is_queued() {
     let collector = Collector::start().await.unwrap();
     let tracer = grpc_tracer(config_for(collector.addr()));

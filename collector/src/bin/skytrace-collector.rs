@@ -277,6 +277,15 @@ async fn run(args: Args) -> ExitCode {
                 // Read again for the next request: edits are served without a restart.
                 serve_config(&collector, &mut out);
             }
+            Some(Ok(Event::ServiceEvent(e))) => {
+                let (service, instance) = e.source.as_ref().map_or(("", ""), |s| {
+                    (s.service.as_str(), s.service_instance.as_str())
+                });
+                out.line(format!(
+                    "event       {service}/{instance} {}: {}",
+                    e.name, e.message
+                ))
+            }
             Some(Ok(Event::Rejected { rpc })) => {
                 out.line(format!("rejected    {rpc}: missing or wrong token"))
             }

@@ -19,6 +19,7 @@ use tonic::metadata::MetadataValue;
 use super::commands::CommandHandler;
 use super::queue::{self, Sender};
 use super::signal::configuration::Configuration;
+use super::signal::events::Events;
 use super::signal::logs::Logs;
 use super::signal::management::Management;
 use super::signal::meters::{MeterSettings, Meters};
@@ -149,6 +150,8 @@ impl GrpcReporter {
             period: config.meters.period,
             max_buffer_size: config.meters.max_buffer_size,
         });
+        // Made here, as the reporter starts: the end of the `Start` event.
+        let events = Events::new(config.service_name.clone(), config.instance_name.clone());
         let log_records_lost = options.logs.is_some().then(|| Arc::new(AtomicU64::new(0)));
         let logs = Logs::new(options.logs, log_records_lost.clone().unwrap_or_default());
         let thread = std::thread::Builder::new()
@@ -171,6 +174,7 @@ impl GrpcReporter {
                             configuration,
                             meters: Meters::new(meters, dropped),
                             logs,
+                            events,
                             status: worker_status,
                             commands,
                             shutdown: shutdown_rx,

@@ -2,8 +2,9 @@
 //! through a [`Transport`], so the reporter neither needs nor disturbs the service's runtime.
 //!
 //! The loop, in order: stop when shut down (once what is queued is delivered, or at the
-//! deadline); wait while the transport backs off; introduce the instance on a new connection;
-//! then whichever comes first of a queued segment, a heartbeat and a meter period. Every call's outcome goes to
+//! deadline, and the `Shutdown` event sent); wait while the transport backs off; introduce the
+//! instance on a new connection; report its `Start` event once; then whichever comes first of a
+//! queued segment, a heartbeat and a meter period. Every call's outcome goes to
 //! [`Status`] (what the service's threads read) and, once per change, to standard error; its
 //! commands go to the [`CommandHandler`].
 
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use skytrace_proto::v3::{
-    Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties, LogData,
+    Commands, ConfigurationSyncRequest, Event, InstancePingPkg, InstanceProperties, LogData,
     MeterDataCollection,
 };
 use tokio::sync::watch;
@@ -22,6 +23,7 @@ use super::commands::CommandHandler;
 use super::message::{self, Failure, Trouble};
 use super::queue::Counts;
 use super::signal::configuration::Configuration;
+use super::signal::events::Events;
 use super::signal::logs::Logs;
 use super::signal::management::{Beat, Management};
 use super::signal::meters::Meters;
@@ -51,6 +53,7 @@ pub(crate) struct Worker<T> {
     pub(crate) configuration: Configuration,
     pub(crate) meters: Meters,
     pub(crate) logs: Logs,
+    pub(crate) events: Events,
     pub(crate) status: Arc<Status>,
     pub(crate) commands: CommandHandler,
     /// The shutdown's deadline, once requested.
@@ -68,6 +71,7 @@ enum Call {
     Properties(InstanceProperties),
     Ping(InstancePingPkg),
     Configuration(ConfigurationSyncRequest),
+    Events(Vec<Event>),
 }
 
 impl<T: Transport> Worker<T> {
@@ -76,7 +80,9 @@ impl<T: Transport> Worker<T> {
             let deadline = self.deadline();
             if let Some(deadline) = deadline
                 && (Instant::now() >= deadline
-                    || (self.segments.queue.is_empty() && self.logs.is_empty()))
+                    || (self.segments.queue.is_empty()
+                        && self.logs.is_empty()
+                        && !self.events.shutdown_due(self.status.is_connected())))
             {
                 break;
             }
@@ -96,16 +102,27 @@ impl<T: Transport> Worker<T> {
                 continue;
             }
             if deadline.is_some() {
-                // Shutting down: only what is queued counts.
+                // Shutting down: only what is queued counts, then the `Shutdown` event.
                 match self.segments.queue.try_recv() {
                     Some(first) => self.send_segments(first).await,
                     None => {
                         let logs = self.logs.try_batch();
-                        if logs.is_empty() {
+                        if !logs.is_empty() {
+                            self.send_logs(logs).await;
+                        } else if self.events.shutdown_due(self.status.is_connected()) {
+                            let shutdown = self.events.take_shutdown();
+                            let _ = self.call(Call::Events(vec![shutdown])).await;
+                        } else {
                             break;
                         }
-                        self.send_logs(logs).await;
                     }
+                }
+                continue;
+            }
+            if let Some(start) = self.events.start() {
+                // Once per process and reporter, right after the first introduction.
+                if self.call(Call::Events(vec![start])).await.is_ok() {
+                    self.events.started();
                 }
                 continue;
             }
@@ -203,6 +220,7 @@ impl<T: Transport> Worker<T> {
                 Call::Configuration(request) => {
                     transport.fetch_configurations(request, timeout).await
                 }
+                Call::Events(events) => transport.report_events(events, timeout).await,
             }
         };
         let (voice, status) = (&mut self.voice, &*self.status);

@@ -24,11 +24,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use skytrace_proto::v3::configuration_discovery_service_client::ConfigurationDiscoveryServiceClient;
+use skytrace_proto::v3::event_service_client::EventServiceClient;
 use skytrace_proto::v3::log_report_service_client::LogReportServiceClient;
 use skytrace_proto::v3::management_service_client::ManagementServiceClient;
 use skytrace_proto::v3::meter_report_service_client::MeterReportServiceClient;
 use skytrace_proto::v3::{
-    Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties, LogData,
+    Commands, ConfigurationSyncRequest, Event, InstancePingPkg, InstanceProperties, LogData,
     MeterDataCollection,
 };
 use tonic::Code;
@@ -400,16 +401,38 @@ impl Transport for GrpcTransport {
     ) -> Result<Commands, Failure> {
         let mut client = ConfigurationDiscoveryServiceClient::new(self.channel(timeout).await?);
         let request = self.request(request, timeout);
-        let mut result = tokio::time::timeout(timeout, client.fetch_configurations(request)).await;
+        let result = tokio::time::timeout(timeout, client.fetch_configurations(request)).await;
         // An OAP without the configuration-discovery receiver answered all the same: no
         // configuration, not a failure (which would pause new traces).
-        if let Ok(Err(status)) = &result
-            && status.code() == Code::Unimplemented
-            && std::error::Error::source(status).is_none()
+        self.finish(unimplemented_as_none(result), timeout, |commands| commands)
+    }
+
+    async fn report_events(
+        &mut self,
+        events: Vec<Event>,
+        timeout: Duration,
+    ) -> Result<Commands, Failure> {
+        let mut client = EventServiceClient::new(self.channel(timeout).await?);
+        let request = self.request(tokio_stream::iter(events), timeout);
+        let result = tokio::time::timeout(timeout, client.collect(request)).await;
+        // An OAP without the event receiver: the events are not kept, and nothing is wrong.
+        self.finish(unimplemented_as_none(result), timeout, |commands| commands)
+    }
+}
+
+/// A call answered `UNIMPLEMENTED` by the server itself (not by a transport error) as an answer
+/// with no commands: that backend lacks an optional receiver, and is up.
+fn unimplemented_as_none<E>(
+    result: Result<Result<tonic::Response<Commands>, tonic::Status>, E>,
+) -> Result<Result<tonic::Response<Commands>, tonic::Status>, E> {
+    match result {
+        Ok(Err(status))
+            if status.code() == Code::Unimplemented
+                && std::error::Error::source(&status).is_none() =>
         {
-            result = Ok(Ok(tonic::Response::new(Commands::default())));
+            Ok(Ok(tonic::Response::new(Commands::default())))
         }
-        self.finish(result, timeout, |commands| commands)
+        other => other,
     }
 }
 

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use skytrace_proto::v3::{
-    Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties, LogData,
+    Commands, ConfigurationSyncRequest, Event, InstancePingPkg, InstanceProperties, LogData,
     MeterDataCollection,
 };
 
@@ -75,6 +75,14 @@ pub(crate) trait Transport {
     fn fetch_configurations(
         &mut self,
         request: ConfigurationSyncRequest,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Commands, Failure>>;
+
+    /// Sends events in one `EventService/collect` stream. A backend that does not serve it
+    /// answers no commands, as if it had taken them.
+    fn report_events(
+        &mut self,
+        events: Vec<Event>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Commands, Failure>>;
 }

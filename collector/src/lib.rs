@@ -155,6 +155,8 @@ pub(crate) struct Shared {
     stall: bool,
     /// Count-only mode: segments are counted here, not decoded nor kept.
     count_only: bool,
+    /// Services answered `UNIMPLEMENTED`, as by an OAP without their receivers.
+    without: Vec<String>,
     /// Whether `received` keeps what arrives (see [`CollectorBuilder::store`]).
     store: bool,
     /// Segments counted but not stored (count-only mode, or `store(false)`).
@@ -230,6 +232,11 @@ impl Shared {
 
     pub(crate) fn count_only(&self) -> bool {
         self.count_only
+    }
+
+    /// Whether `service` (`skywalking.v3.EventService`) is left out.
+    pub(crate) fn serves(&self, service: &str) -> bool {
+        !self.without.iter().any(|s| s == service)
     }
 
     /// A segment received in count-only mode.
@@ -742,6 +749,7 @@ pub struct CollectorBuilder {
     addr: SocketAddr,
     stall: bool,
     count_only: bool,
+    without: Vec<String>,
     store: bool,
     required_token: Option<String>,
     fail_calls: Option<tonic::Code>,
@@ -787,6 +795,7 @@ impl Default for CollectorBuilder {
             addr: SocketAddr::from((loopback_of_its_own(), 0)),
             stall: false,
             count_only: false,
+            without: Vec::new(),
             store: true,
             required_token: None,
             fail_calls: None,
@@ -842,6 +851,21 @@ impl CollectorBuilder {
     /// ```
     pub fn count_only(mut self, yes: bool) -> Self {
         self.count_only = yes;
+        self
+    }
+
+    /// Answers every call of `service` (its full name, `skywalking.v3.EventService`) with
+    /// `UNIMPLEMENTED`, as an OAP without that receiver (an older one, or one configured
+    /// without it) does. May be given several times.
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder()
+    ///     .without_service("skywalking.v3.EventService")
+    ///     .without_service("skywalking.v3.ConfigurationDiscoveryService");
+    /// # drop(builder);
+    /// ```
+    pub fn without_service(mut self, service: impl Into<String>) -> Self {
+        self.without.push(service.into());
         self
     }
 
@@ -980,6 +1004,7 @@ impl CollectorBuilder {
             connections: AtomicU64::new(0),
             stall: self.stall,
             count_only: self.count_only,
+            without: self.without,
             store: self.store,
             counted: AtomicU64::new(0),
             shutdown: shutdown_rx.clone(),

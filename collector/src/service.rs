@@ -277,6 +277,7 @@ pub(crate) struct Routes {
     meter: MeterReportServiceServer<Handler>,
     configuration: ConfigurationDiscoveryServiceServer<Handler>,
     event: EventServiceServer<Handler>,
+    handler: Arc<Handler>,
 }
 
 impl Routes {
@@ -292,9 +293,15 @@ impl Routes {
             log: LogReportServiceServer::from_arc(Arc::clone(&handler)),
             meter: MeterReportServiceServer::from_arc(Arc::clone(&handler)),
             configuration: ConfigurationDiscoveryServiceServer::from_arc(Arc::clone(&handler)),
-            event: EventServiceServer::from_arc(handler),
+            event: EventServiceServer::from_arc(Arc::clone(&handler)),
+            handler,
         }
     }
+}
+
+/// What tonic's servers answer for a service they do not have.
+fn unimplemented() -> BoxFuture<http::Response<Body>, Infallible> {
+    Box::pin(async { Ok(Status::unimplemented("unknown service").into_http()) })
 }
 
 fn service_name<S: NamedService>(_: &S) -> &'static str {
@@ -318,6 +325,9 @@ impl Service<http::Request<Body>> for Routes {
             return counting.serve(request);
         }
         let service = request.uri().path().split('/').nth(1).unwrap_or_default();
+        if !self.handler.shared.serves(service) {
+            return unimplemented();
+        }
         if service == service_name(&self.trace) {
             self.trace.call(request)
         } else if service == service_name(&self.management) {
@@ -331,7 +341,7 @@ impl Service<http::Request<Body>> for Routes {
         } else if service == service_name(&self.event) {
             self.event.call(request)
         } else {
-            Box::pin(async { Ok(Status::unimplemented("unknown service").into_http()) })
+            unimplemented()
         }
     }
 }

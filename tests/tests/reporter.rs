@@ -419,6 +419,33 @@ async fn the_start_event_waits_for_the_backend() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oap_without_the_event_and_configuration_receivers_is_no_outage() {
+    let collector = Collector::builder()
+        .without_service("skywalking.v3.EventService")
+        .without_service("skywalking.v3.ConfigurationDiscoveryService")
+        .start()
+        .await
+        .unwrap();
+    let tracer =
+        grpc_tracer(config_for(collector.addr()).dynamic_config_interval(Duration::from_secs(1)));
+    // Each receiver it lacks answered UNIMPLEMENTED by now (the `Start` event right after the
+    // introduction, a configuration fetch every second), and still: connected, tracing, sending.
+    assert!(eventually(WAIT, || collector.pings().len() >= 3).await);
+    assert!(tracer.stats().connected);
+    assert!(tracer.reporter().is_available());
+    drop(tracer.entry_span("job", &()));
+    assert!(eventually(WAIT, || collector.segment_count() == 1).await);
+    let received = collector.received();
+    assert!(received.service_events.is_empty() && received.configuration_requests.is_empty());
+    assert_eq!(
+        collector.connections(),
+        1,
+        "no reconnection after an UNIMPLEMENTED answer"
+    );
+    tracer.reporter().shutdown(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_delivers_what_is_queued() {
     let collector = Collector::start().await.unwrap();
     let tracer = grpc_tracer(config_for(collector.addr()));

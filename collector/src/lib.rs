@@ -103,7 +103,8 @@ pub struct Received {
     /// How many calls were rejected with `UNAUTHENTICATED` (see
     /// [`CollectorBuilder::require_token`]).
     pub rejected: usize,
-    /// How many calls were answered with the error chosen by [`CollectorBuilder::fail_calls`].
+    /// How many calls were answered with the error chosen by [`CollectorBuilder::fail_calls`] or
+    /// [`CollectorBuilder::fail_service`].
     pub failed_calls: usize,
 }
 
@@ -155,8 +156,9 @@ pub(crate) struct Shared {
     stall: bool,
     /// Count-only mode: segments are counted here, not decoded nor kept.
     count_only: bool,
-    /// Services answered `UNIMPLEMENTED`, as by an OAP without their receivers.
-    without: Vec<String>,
+    /// Services answered with an error of their own: `UNIMPLEMENTED` for an OAP without their
+    /// receivers, another code for a broken one.
+    answered: Vec<(String, tonic::Code)>,
     /// Whether `received` keeps what arrives (see [`CollectorBuilder::store`]).
     store: bool,
     /// Segments counted but not stored (count-only mode, or `store(false)`).
@@ -234,9 +236,18 @@ impl Shared {
         self.count_only
     }
 
-    /// Whether `service` (`skywalking.v3.EventService`) is left out.
-    pub(crate) fn serves(&self, service: &str) -> bool {
-        !self.without.iter().any(|s| s == service)
+    /// The error every call of `service` (`skywalking.v3.EventService`) gets, if any; other
+    /// than `UNIMPLEMENTED` it is counted in [`Received::failed_calls`].
+    pub(crate) fn error_for(&self, service: &str) -> Option<tonic::Status> {
+        let (_, code) = self.answered.iter().find(|(s, _)| s == service)?;
+        if *code == tonic::Code::Unimplemented {
+            return Some(tonic::Status::unimplemented("unknown service"));
+        }
+        self.record(|r| r.failed_calls += 1, None);
+        Some(tonic::Status::new(
+            *code,
+            "failing this service's calls, as configured",
+        ))
     }
 
     /// A segment received in count-only mode.
@@ -749,7 +760,7 @@ pub struct CollectorBuilder {
     addr: SocketAddr,
     stall: bool,
     count_only: bool,
-    without: Vec<String>,
+    answered: Vec<(String, tonic::Code)>,
     store: bool,
     required_token: Option<String>,
     fail_calls: Option<tonic::Code>,
@@ -795,7 +806,7 @@ impl Default for CollectorBuilder {
             addr: SocketAddr::from((loopback_of_its_own(), 0)),
             stall: false,
             count_only: false,
-            without: Vec::new(),
+            answered: Vec::new(),
             store: true,
             required_token: None,
             fail_calls: None,
@@ -865,7 +876,21 @@ impl CollectorBuilder {
     /// # drop(builder);
     /// ```
     pub fn without_service(mut self, service: impl Into<String>) -> Self {
-        self.without.push(service.into());
+        self.answered
+            .push((service.into(), tonic::Code::Unimplemented));
+        self
+    }
+
+    /// Answers every call of `service` (its full name) with `code`, counted in
+    /// [`Received::failed_calls`]: one broken receiver in an OAP whose others work.
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder()
+    ///     .fail_service("skywalking.v3.EventService", tonic::Code::Internal);
+    /// # drop(builder);
+    /// ```
+    pub fn fail_service(mut self, service: impl Into<String>, code: tonic::Code) -> Self {
+        self.answered.push((service.into(), code));
         self
     }
 
@@ -1004,7 +1029,7 @@ impl CollectorBuilder {
             connections: AtomicU64::new(0),
             stall: self.stall,
             count_only: self.count_only,
-            without: self.without,
+            answered: self.answered,
             store: self.store,
             counted: AtomicU64::new(0),
             shutdown: shutdown_rx.clone(),

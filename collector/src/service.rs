@@ -325,8 +325,8 @@ impl Service<http::Request<Body>> for Routes {
             return counting.serve(request);
         }
         let service = request.uri().path().split('/').nth(1).unwrap_or_default();
-        if !self.handler.shared.serves(service) {
-            return unimplemented();
+        if let Some(status) = self.handler.shared.error_for(service) {
+            return Box::pin(async move { Ok(status.into_http()) });
         }
         if service == service_name(&self.trace) {
             self.trace.call(request)

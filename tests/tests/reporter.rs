@@ -446,6 +446,28 @@ async fn an_oap_without_the_event_and_configuration_receivers_is_no_outage() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_event_receiver_does_not_hold_the_segments_back() {
+    let collector = Collector::builder()
+        .fail_service("skywalking.v3.EventService", tonic::Code::Internal)
+        .start()
+        .await
+        .unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let arrived = eventually(Duration::from_secs(30), || {
+        drop(tracer.entry_span("job", &()));
+        collector.segment_count() > 0
+    })
+    .await;
+    assert!(arrived, "segments flow although every event call fails");
+    // The `Start` event was tried a few times (each failure backs off), then given up.
+    assert!(eventually(WAIT, || collector.pings().len() >= 3).await);
+    let failed = collector.received().failed_calls;
+    assert!((1..=3).contains(&failed), "{failed} event calls");
+    assert!(tracer.stats().connected);
+    tracer.reporter().shutdown(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_delivers_what_is_queued() {
     let collector = Collector::start().await.unwrap();
     let tracer = grpc_tracer(config_for(collector.addr()));

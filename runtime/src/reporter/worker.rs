@@ -120,9 +120,11 @@ impl<T: Transport> Worker<T> {
                 continue;
             }
             if let Some(start) = self.events.start() {
-                // Once per process and reporter, right after the first introduction.
-                if self.call(Call::Events(vec![start])).await.is_ok() {
-                    self.events.started();
+                // Once per process and reporter, right after the first introduction; a few
+                // tries at most (see `Events`).
+                match self.call(Call::Events(vec![start])).await {
+                    Ok(()) => self.events.started(),
+                    Err(()) => self.events.start_failed(),
                 }
                 continue;
             }

@@ -3,8 +3,10 @@
 //! reports (`EventService/collect`, layer `GENERAL`), with "Rust" for "Java" in the messages.
 //!
 //! `Start` spans the process's start to the reporter's (so OAP shows how long the service took
-//! to come up), and is sent again after a failed call until OAP has it. Its parameters are
-//! empty: the Java agent lists the JVM's arguments there, and a command line can hold secrets.
+//! to come up). It goes right after the instance is introduced, and again after a failed call,
+//! [`START_ATTEMPTS`] times at most: an OAP whose event receiver is broken must not keep the
+//! segments waiting behind it. Its parameters are empty: the Java agent lists the JVM's
+//! arguments there, and a command line can hold secrets.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -15,10 +17,15 @@ use skytrace_proto::v3::{Event, Source, Type};
 /// The layer OAP files an agent's events under.
 const LAYER: &str = "GENERAL";
 
+/// How many calls may fail to deliver `Start` before it is given up.
+pub(crate) const START_ATTEMPTS: u8 = 3;
+
 #[derive(Debug)]
 pub(crate) struct Events {
     /// `Start`, until OAP has it.
     start: Option<Event>,
+    /// Failed calls `Start` may still have.
+    attempts_left: u8,
     /// `Shutdown` is sent at most once.
     shutdown_sent: bool,
     source: Source,
@@ -44,19 +51,25 @@ impl Events {
         );
         Events {
             start: Some(start),
+            attempts_left: START_ATTEMPTS,
             shutdown_sent: false,
             source,
         }
     }
 
-    /// `Start`, while OAP does not have it yet.
+    /// `Start`, while OAP does not have it and it has attempts left.
     pub(crate) fn start(&self) -> Option<Event> {
-        self.start.clone()
+        self.start.clone().filter(|_| self.attempts_left > 0)
     }
 
     /// OAP has `Start`.
     pub(crate) fn started(&mut self) {
         self.start = None;
+    }
+
+    /// A call with `Start` failed.
+    pub(crate) fn start_failed(&mut self) {
+        self.attempts_left = self.attempts_left.saturating_sub(1);
     }
 
     /// Whether `Shutdown` is still to be sent, given whether the reporter is connected (as the
@@ -170,6 +183,13 @@ mod tests {
         assert!(start.end_time - start.start_time < 86_400_000);
         events.started();
         assert!(events.start().is_none());
+
+        let mut failing = Events::new("svc".into(), "svc-1".into());
+        for _ in 0..START_ATTEMPTS {
+            assert!(failing.start().is_some());
+            failing.start_failed();
+        }
+        assert!(failing.start().is_none(), "given up");
 
         assert!(!events.shutdown_due(false));
         assert!(events.shutdown_due(true));

@@ -10,7 +10,6 @@
 
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -34,21 +33,20 @@ thread_local! {
     static LAST: Cell<(u64, Id)> = Cell::new((0, Id::default()));
 }
 
-/// 32 hex digits drawn once per process. std's `RandomState` is seeded from the OS, which is all
-/// the randomness an id needs; it saves a dependency on a random-number crate.
+/// 64 random bits. std's `RandomState` is keyed from the OS (once per thread, then counted up
+/// for each new one), which is all the randomness ids, event UUIDs and back-off jitter need; it
+/// saves a dependency on a random-number crate.
+pub(crate) fn random_u64() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_i64(now_millis());
+    hasher.finish()
+}
+
+/// 32 hex digits drawn once per process (see [`random_u64`]).
 pub(crate) fn process_uuid() -> &'static str {
     static UUID: OnceLock<String> = OnceLock::new();
-    UUID.get_or_init(|| {
-        let mut out = String::with_capacity(32);
-        for salt in 0..2u64 {
-            let mut hasher = RandomState::new().build_hasher();
-            hasher.write_u64(salt);
-            hasher.write_u32(std::process::id());
-            hasher.write_i64(now_millis());
-            let _ = write!(out, "{:016x}", hasher.finish());
-        }
-        out
-    })
+    UUID.get_or_init(|| format!("{:016x}{:016x}", random_u64(), random_u64()))
 }
 
 /// A new id, unique across processes and threads.

@@ -28,7 +28,6 @@
 //! ```
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use skytrace_proto::v3::{
     KeyStringValuePair, LogData, LogDataBody, LogTags, TextLog, TraceContext, log_data_body,
@@ -39,6 +38,7 @@ pub use crate::log_sink::{
     install, stats, uninstall,
 };
 use crate::snapshot::{LogContext, current_log_context};
+use crate::time::now_millis;
 
 /// Where a record came from: what the bridges know of it besides its text.
 #[allow(dead_code)] // used by the bridges, which depend on features
@@ -136,12 +136,6 @@ pub(crate) fn build(record: Record<'_>, context: Option<&LogContext>) -> LogData
 fn truncate(text: &mut String, max: usize) {
     let end = crate::boundary::floor_char_boundary(text, max);
     text.truncate(end);
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The thread's name, or its id for an unnamed thread (as `ThreadId(7)`).

@@ -40,14 +40,9 @@ impl Default for Backoff {
 
 impl Backoff {
     pub(crate) fn new() -> Backoff {
-        // std's `RandomState` is seeded per process from the OS: enough for jitter, without a
-        // random-number crate.
-        use std::hash::{BuildHasher, Hasher};
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
         Backoff {
             next: INITIAL,
-            rng: hasher.finish() | 1,
+            rng: crate::id::random_u64() | 1,
         }
     }
 

@@ -9,10 +9,11 @@
 //! arguments there, and a command line can hold secrets.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use skytrace_proto::v3::{Event, Source, Type};
+
+use crate::id::random_u64;
+use crate::time::now_millis;
 
 /// The layer OAP files an agent's events under.
 const LAYER: &str = "GENERAL";
@@ -106,21 +107,9 @@ fn event(source: &Source, name: &str, message: &str, start: i64, end: i64) -> Ev
     }
 }
 
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// A random (version 4) UUID, as the Java agent's `UUID.randomUUID()`: 122 bits from std's
-/// `RandomState`, which the OS seeds.
+/// A random (version 4) UUID, as the Java agent's `UUID.randomUUID()`: 122 random bits.
 fn uuid() -> String {
-    let random = || {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(0);
-        hasher.finish()
-    };
-    let (high, low) = (random(), random());
+    let (high, low) = (random_u64(), random_u64());
     // Version 4, variant 10.
     let high = (high & !0xf000) | 0x4000;
     let low = (low & !(0b11 << 62)) | (0b10 << 62);

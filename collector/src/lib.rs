@@ -106,6 +106,18 @@ pub struct Received {
     /// How many calls were answered with the error chosen by [`CollectorBuilder::fail_calls`] or
     /// [`CollectorBuilder::fail_service`].
     pub failed_calls: usize,
+    /// [`Received::failed_calls`] by service (`skywalking.v3.LogReportService`).
+    pub failed_by_service: std::collections::BTreeMap<String, usize>,
+}
+
+impl Received {
+    fn count_failed(&mut self, service: &str) {
+        self.failed_calls += 1;
+        *self
+            .failed_by_service
+            .entry(service.to_owned())
+            .or_default() += 1;
+    }
 }
 
 /// One thing a [`Collector`] received, as delivered by [`Collector::subscribe_events`].
@@ -243,7 +255,7 @@ impl Shared {
         if *code == tonic::Code::Unimplemented {
             return Some(tonic::Status::unimplemented("unknown service"));
         }
-        self.record(|r| r.failed_calls += 1, None);
+        self.record(|r| r.count_failed(service), None);
         Some(tonic::Status::new(
             *code,
             "failing this service's calls, as configured",
@@ -291,7 +303,8 @@ impl Shared {
             ));
         }
         if let Some(code) = self.fail_calls {
-            self.record(|r| r.failed_calls += 1, None);
+            let service = rpc.split('/').nth(1).unwrap_or_default();
+            self.record(|r| r.count_failed(service), None);
             return Err(tonic::Status::new(
                 code,
                 "failing every call, as configured",

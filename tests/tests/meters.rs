@@ -184,7 +184,7 @@ async fn counters_gauges_and_histograms_arrive_with_names_labels_and_values() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gauge_is_read_once_per_period_on_the_reporters_thread() {
+async fn a_gauge_is_read_once_per_period_on_the_meters_own_thread() {
     let _serial = SERIAL.lock().await;
     let collector = Collector::start().await.unwrap();
     let reads = Arc::new(AtomicU64::new(0));
@@ -218,7 +218,7 @@ async fn a_gauge_is_read_once_per_period_on_the_reporters_thread() {
     assert!(
         threads
             .iter()
-            .all(|n| n.as_deref() == Some("skytrace-reporter")),
+            .all(|n| n.as_deref() == Some("skytrace-meters")),
         "{threads:?}"
     );
 }

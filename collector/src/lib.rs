@@ -181,6 +181,8 @@ pub(crate) struct Shared {
     dynamic_config: Mutex<Option<Served>>,
     /// Configuration-discovery commands sent so far (their `SerialNumber`).
     serial: AtomicU64,
+    /// Raw bytes every `fetchConfigurations` is answered with, if set.
+    raw_configuration_reply: Option<Arc<Vec<u8>>>,
 }
 
 /// A dynamic configuration as `fetchConfigurations` serves it.
@@ -242,6 +244,10 @@ impl Shared {
 
     pub(crate) fn stall(&self) -> bool {
         self.stall
+    }
+
+    pub(crate) fn raw_configuration_reply(&self) -> Option<Arc<Vec<u8>>> {
+        self.raw_configuration_reply.clone()
     }
 
     pub(crate) fn count_only(&self) -> bool {
@@ -779,6 +785,7 @@ pub struct CollectorBuilder {
     fail_calls: Option<tonic::Code>,
     tls: Option<Tls>,
     dynamic_config: Option<Vec<(String, String)>>,
+    raw_configuration_reply: Option<Arc<Vec<u8>>>,
 }
 
 /// TLS as served: the server's certificate chain and key, and the CA of the client
@@ -825,6 +832,7 @@ impl Default for CollectorBuilder {
             fail_calls: None,
             tls: None,
             dynamic_config: None,
+            raw_configuration_reply: None,
         }
     }
 }
@@ -1017,6 +1025,19 @@ impl CollectorBuilder {
         self
     }
 
+    /// Answers every `fetchConfigurations` with `bytes` as the reply message, whatever they
+    /// hold: what a hostile or broken OAP could send (a string that is not UTF-8, a reply over
+    /// the agent's message limit). The request is recorded as usual.
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder()
+    ///     .configuration_reply_bytes(vec![0x0a, 0x02, 0xff, 0xfe]);
+    /// ```
+    pub fn configuration_reply_bytes(mut self, bytes: Vec<u8>) -> Self {
+        self.raw_configuration_reply = Some(Arc::new(bytes));
+        self
+    }
+
     /// Binds the address and starts serving on the current tokio runtime (which needs I/O and
     /// time enabled). Fails if the address cannot be bound, or the TLS certificate or key
     /// cannot be used.
@@ -1048,6 +1069,7 @@ impl CollectorBuilder {
             shutdown: shutdown_rx.clone(),
             dynamic_config: Mutex::new(self.dynamic_config.map(Served::new)),
             serial: AtomicU64::new(0),
+            raw_configuration_reply: self.raw_configuration_reply,
         });
 
         let routes = service::Routes::new(service::Handler::new(Arc::clone(&shared)));

@@ -184,7 +184,10 @@ impl Drop for Logs {
             }
             self.lost(batch.len());
         }
-        self.queue = None;
+        if self.queue.take().is_some() {
+            // Records are no longer built for a queue nobody drains.
+            crate::log_sink::reporter_stopped();
+        }
     }
 }
 

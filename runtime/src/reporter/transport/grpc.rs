@@ -133,40 +133,31 @@ impl GrpcTransport {
             let link = self.link.borrow();
             (self.backend_at(link.current).to_owned(), link.generation)
         };
-        let scheme = if self.settings.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        let endpoint = match Endpoint::from_shared(format!("{scheme}://{backend}")) {
+        // TLS, when on, is our connector's: tonic speaks HTTP/2 over what it hands back.
+        let endpoint = match Endpoint::from_shared(format!("http://{backend}")) {
             Ok(endpoint) => endpoint,
             Err(e) => {
                 let cause = format!("not a valid address ({})", message::cause(&e));
                 return Err(self.fail(generation, Trouble::Unreachable, cause, true));
             }
         };
-        let mut endpoint = endpoint
+        let endpoint = endpoint
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
-        if let Some(files) = &self.settings.tls {
+        let tls = match &self.settings.tls {
             // Another backend would not help a file that cannot be used: no failover.
-            let config = match tls::client_config(files) {
-                Ok(config) => config,
+            Some(files) => match tls::client_config(files) {
+                Ok(config) => Some(config),
                 Err(cause) => return Err(self.fail(generation, Trouble::Tls, cause, false)),
-            };
-            endpoint = match endpoint.tls_config(config) {
-                Ok(endpoint) => endpoint,
-                Err(e) => {
-                    let cause = tls::setup_cause(&e, files);
-                    return Err(self.fail(generation, Trouble::Tls, cause, false));
-                }
-            };
-        }
+            },
+            None => None,
+        };
         let may_connect = Arc::new(AtomicBool::new(true));
         self.link.borrow_mut().may_reconnect = Arc::clone(&may_connect);
         let connector = TcpConnector {
             connections: Arc::clone(&self.connections),
             may_connect,
+            tls,
         };
         // The connector bounds the TCP connect; this bounds the HTTP/2 handshake after it.
         match tokio::time::timeout(timeout, endpoint.connect_with_connector(connector)).await {

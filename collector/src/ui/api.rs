@@ -106,7 +106,7 @@ pub(crate) fn traces(inner: &Inner, query: &TraceQuery) -> String {
                 t.str("id", id)
                     .str("endpoint", s.root.as_ref().map_or("", |r| &r.endpoint))
                     .str("service", s.root.as_ref().map_or("", |r| &r.service))
-                    .array("services", &s.services, |out, s| push_str(out, s))
+                    .array("services", services_root_first(s), |out, s| push_str(out, s))
                     .int("start", s.start.unwrap_or(s.received))
                     .int("duration", s.duration())
                     .int("spans", s.spans as u64)
@@ -118,6 +118,20 @@ pub(crate) fn traces(inner: &Inner, query: &TraceQuery) -> String {
         );
     o.end();
     out
+}
+
+/// The trace's services, the one of its root first, then in order of arrival.
+fn services_root_first(summary: &super::store::Summary) -> Vec<&str> {
+    let root = summary.root.as_ref().map(|r| r.service.as_str());
+    let mut services: Vec<&str> = root.into_iter().collect();
+    services.extend(
+        summary
+            .services
+            .iter()
+            .map(String::as_str)
+            .filter(|s| Some(*s) != root),
+    );
+    services
 }
 
 /// What `/api/trace` needs, copied out of the store so the document is built unlocked.
@@ -173,7 +187,14 @@ pub(crate) fn trace(copy: &TraceCopy) -> String {
         .map(|n| n.span.end_time)
         .max()
         .unwrap_or(0);
+    // In the order the waterfall shows them.
     let mut services: Vec<&str> = Vec::new();
+    for (n, _) in &order {
+        let service = segments[linked.nodes[*n].segment].service.as_str();
+        if !services.contains(&service) {
+            services.push(service);
+        }
+    }
     for segment in &segments {
         if !services.contains(&segment.service.as_str()) {
             services.push(&segment.service);

@@ -26,7 +26,9 @@ const WAIT: Duration = Duration::from_secs(10);
 /// One HTTP/1.1 request (`Connection: close`) with this `Host`: status, headers, body.
 fn request(addr: SocketAddr, method: &str, path: &str, host: &str) -> (u16, String, String) {
     let mut stream = TcpStream::connect(addr).expect("the web view answers");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
@@ -82,14 +84,28 @@ fn span(id: i32, parent: i32, start: i64, end: i64, name: &str, kind: SpanType) 
 /// (continued from the call) and a failed query.
 fn checkout(trace: &str, start: i64) -> Vec<SegmentObject> {
     let front = format!("{trace}-front");
-    let mut entry = span(0, -1, start, start + 50, "GET:/checkout/{id}", SpanType::Entry);
+    let mut entry = span(
+        0,
+        -1,
+        start,
+        start + 50,
+        "GET:/checkout/{id}",
+        SpanType::Entry,
+    );
     entry.span_layer = SpanLayer::Http as i32;
     entry.component_id = 49;
     entry.tags = vec![kv("http.method", "GET"), kv("url", "/checkout/7")];
     let mut call = span(1, 0, start + 5, start + 45, "GET:/users/7", SpanType::Exit);
     call.peer = "users:8080".into();
     call.component_id = 2;
-    let mut callee = span(0, -1, start + 10, start + 40, "GET:/users/{id}", SpanType::Entry);
+    let mut callee = span(
+        0,
+        -1,
+        start + 10,
+        start + 40,
+        "GET:/users/{id}",
+        SpanType::Entry,
+    );
     callee.refs = vec![SegmentReference {
         ref_type: RefType::CrossProcess as i32,
         trace_id: trace.into(),
@@ -100,7 +116,14 @@ fn checkout(trace: &str, start: i64) -> Vec<SegmentObject> {
         parent_endpoint: "GET:/checkout/{id}".into(),
         network_address_used_at_peer: "users:8080".into(),
     }];
-    let mut query = span(1, 0, start + 15, start + 35, "SELECT </script>", SpanType::Exit);
+    let mut query = span(
+        1,
+        0,
+        start + 15,
+        start + 35,
+        "SELECT </script>",
+        SpanType::Exit,
+    );
     query.span_layer = SpanLayer::Database as i32;
     query.is_error = true;
     query.logs = vec![Log {
@@ -167,7 +190,14 @@ async fn the_api_shows_traces_spans_logs_instances_meters_and_events() {
         trace_segment_id: "t3-front".into(),
         service: "frontend".into(),
         service_instance: "frontend-1".into(),
-        spans: vec![span(0, -1, 3_000_000, 3_000_002, "GET:/health-ish", SpanType::Entry)],
+        spans: vec![span(
+            0,
+            -1,
+            3_000_000,
+            3_000_002,
+            "GET:/health-ish",
+            SpanType::Entry,
+        )],
         is_size_limited: false,
     });
     traces.collect(tokio_stream::iter(sent)).await.unwrap();
@@ -246,7 +276,10 @@ async fn the_api_shows_traces_spans_logs_instances_meters_and_events() {
     // though the users service's segment came first), its services root first.
     let (status, list) = get(ui, "/api/traces").await;
     assert_eq!(status, 200);
-    assert_eq!((list["total"].as_u64(), list["matched"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(
+        (list["total"].as_u64(), list["matched"].as_u64()),
+        (Some(3), Some(3))
+    );
     assert_eq!(list["services"], serde_json::json!(["frontend", "users"]));
     let ids: Vec<&str> = list["traces"]
         .as_array()
@@ -259,8 +292,20 @@ async fn the_api_shows_traces_spans_logs_instances_meters_and_events() {
     assert_eq!(t1["endpoint"], "GET:/checkout/{id}");
     assert_eq!(t1["services"], serde_json::json!(["frontend", "users"]));
     assert_eq!(
-        (&t1["start"], &t1["duration"], &t1["spans"], &t1["segments"], &t1["errors"]),
-        (&1_000_000.into(), &50.into(), &4.into(), &2.into(), &1.into())
+        (
+            &t1["start"],
+            &t1["duration"],
+            &t1["spans"],
+            &t1["segments"],
+            &t1["errors"]
+        ),
+        (
+            &1_000_000.into(),
+            &50.into(),
+            &4.into(),
+            &2.into(),
+            &1.into()
+        )
     );
 
     // The filters: service, errors only, endpoint text (any case) or trace id, min duration.
@@ -270,7 +315,10 @@ async fn the_api_shows_traces_spans_logs_instances_meters_and_events() {
     assert_eq!(count(&get(ui, "/api/traces?q=CHECKOUT").await.1), 2);
     assert_eq!(count(&get(ui, "/api/traces?q=t3").await.1), 1);
     assert_eq!(count(&get(ui, "/api/traces?min_ms=10").await.1), 2);
-    assert_eq!(count(&get(ui, "/api/traces?min_ms=10&errors=1&limit=1").await.1), 1);
+    assert_eq!(
+        count(&get(ui, "/api/traces?min_ms=10&errors=1&limit=1").await.1),
+        1
+    );
     let (_, none) = get(ui, "/api/traces?service=nobody").await;
     assert_eq!((count(&none), none["matched"].as_u64()), (0, Some(0)));
 
@@ -298,13 +346,24 @@ async fn the_api_shows_traces_spans_logs_instances_meters_and_events() {
         ]
     );
     assert_eq!(trace["services"], serde_json::json!(["frontend", "users"]));
-    assert_eq!((&trace["duration"], &trace["errors"]), (&50.into(), &1.into()));
+    assert_eq!(
+        (&trace["duration"], &trace["errors"]),
+        (&50.into(), &1.into())
+    );
     let entry = &spans[0];
     assert_eq!(
-        (&entry["kind"], &entry["layer"], &entry["component"], &entry["component_id"]),
+        (
+            &entry["kind"],
+            &entry["layer"],
+            &entry["component"],
+            &entry["component_id"]
+        ),
         (&"Entry".into(), &"Http".into(), &"http".into(), &49.into())
     );
-    assert_eq!(entry["tags"], serde_json::json!([["http.method", "GET"], ["url", "/checkout/7"]]));
+    assert_eq!(
+        entry["tags"],
+        serde_json::json!([["http.method", "GET"], ["url", "/checkout/7"]])
+    );
     assert_eq!(spans[1]["peer"], "users:8080");
     let callee = &spans[2];
     assert_eq!(callee["first_of_segment"], true);
@@ -314,8 +373,16 @@ async fn the_api_shows_traces_spans_logs_instances_meters_and_events() {
     let records = callee["records"].as_array().unwrap();
     assert_eq!(records.len(), 1, "{callee}");
     assert_eq!(
-        (&records[0]["level"], &records[0]["logger"], &records[0]["text"]),
-        (&"ERROR".into(), &"users::db".into(), &"GET /users/7 failed: connection reset".into())
+        (
+            &records[0]["level"],
+            &records[0]["logger"],
+            &records[0]["text"]
+        ),
+        (
+            &"ERROR".into(),
+            &"users::db".into(),
+            &"GET /users/7 failed: connection reset".into()
+        )
     );
     let query = &spans[3];
     assert_eq!(query["error"], true);
@@ -328,9 +395,10 @@ async fn the_api_shows_traces_spans_logs_instances_meters_and_events() {
     assert_eq!(apart.len(), 1);
     assert_eq!(apart[0]["text"], "written in a segment never received");
     // Nothing an agent sent can close the page's markup: `<` is escaped in the JSON itself.
-    let raw = tokio::task::spawn_blocking(move || request(ui, "GET", "/api/trace?id=t1", "localhost"))
-        .await
-        .unwrap();
+    let raw =
+        tokio::task::spawn_blocking(move || request(ui, "GET", "/api/trace?id=t1", "localhost"))
+            .await
+            .unwrap();
     assert!(!raw.2.contains("</script>") && raw.2.contains("\\u003c/script\\u003e"));
 
     let (status, missing) = get(ui, "/api/trace?id=nope").await;
@@ -342,34 +410,73 @@ async fn the_api_shows_traces_spans_logs_instances_meters_and_events() {
     let list = instances["instances"].as_array().unwrap();
     assert_eq!(list.len(), 2, "{instances}");
     let users = &list[1];
-    assert_eq!((&users["service"], &users["instance"]), (&"users".into(), &"users-1".into()));
-    assert_eq!(users["properties"], serde_json::json!([["language", "rust"], ["hostname", "box"]]));
+    assert_eq!(
+        (&users["service"], &users["instance"]),
+        (&"users".into(), &"users-1".into())
+    );
+    assert_eq!(
+        users["properties"],
+        serde_json::json!([["language", "rust"], ["hostname", "box"]])
+    );
     assert!(users["last_keep_alive"].as_i64().unwrap() > 0);
-    assert_eq!((&users["keep_alives"], &users["layer"]), (&1.into(), &"GENERAL".into()));
-    assert_eq!((&users["segments"], &users["logs"], &users["meter_reports"]), (&2.into(), &3.into(), &2.into()));
-    assert_eq!(list[0]["last_keep_alive"], 0, "the frontend sent no keep-alive");
+    assert_eq!(
+        (&users["keep_alives"], &users["layer"]),
+        (&1.into(), &"GENERAL".into())
+    );
+    assert_eq!(
+        (&users["segments"], &users["logs"], &users["meter_reports"]),
+        (&2.into(), &3.into(), &2.into())
+    );
+    assert_eq!(
+        list[0]["last_keep_alive"], 0,
+        "the frontend sent no keep-alive"
+    );
 
     // Meters: one series, its points in time order.
     let (_, meters) = get(ui, "/api/meters").await;
     let series = &meters["series"][0];
-    assert_eq!((&series["name"], &series["kind"]), (&"requests".into(), &"value".into()));
+    assert_eq!(
+        (&series["name"], &series["kind"]),
+        (&"requests".into(), &"value".into())
+    );
     assert_eq!(series["labels"], serde_json::json!([["route", "/users"]]));
-    assert_eq!(series["points"], serde_json::json!([[10_000, 1], [30_000, 3]]));
+    assert_eq!(
+        series["points"],
+        serde_json::json!([[10_000, 1], [30_000, 3]])
+    );
 
     // Events and log records.
     let (_, events) = get(ui, "/api/events").await;
     let event = &events["events"][0];
     assert_eq!(
-        (&event["name"], &event["service"], &event["type"], &event["message"]),
-        (&"Start".into(), &"users".into(), &"Normal".into(), &"Start Rust agent.".into())
+        (
+            &event["name"],
+            &event["service"],
+            &event["type"],
+            &event["message"]
+        ),
+        (
+            &"Start".into(),
+            &"users".into(),
+            &"Normal".into(),
+            &"Start Rust agent.".into()
+        )
     );
     assert_eq!(event["parameters"], serde_json::json!([["OPTS", "x"]]));
     let (_, logs) = get(ui, "/api/logs?q=reset").await;
-    assert_eq!((logs["total"].as_u64(), logs["matched"].as_u64()), (Some(3), Some(1)));
+    assert_eq!(
+        (logs["total"].as_u64(), logs["matched"].as_u64()),
+        (Some(3), Some(1))
+    );
     assert_eq!(logs["logs"][0]["trace"], "t1");
     let (_, overview) = get(ui, "/api/overview").await;
     assert_eq!(
-        (&overview["traces"], &overview["segments"], &overview["logs"], &overview["events"]),
+        (
+            &overview["traces"],
+            &overview["segments"],
+            &overview["logs"],
+            &overview["events"]
+        ),
         (&3.into(), &5.into(), &3.into(), &1.into())
     );
 
@@ -393,7 +500,11 @@ async fn keeps_the_latest_segments_only() {
     traces.collect(tokio_stream::iter(sent)).await.unwrap();
     let (_, overview) = get(ui, "/api/overview").await;
     assert_eq!(
-        (&overview["segments"], &overview["dropped_segments"], &overview["keep"]),
+        (
+            &overview["segments"],
+            &overview["dropped_segments"],
+            &overview["keep"]
+        ),
         (&3.into(), &1.into(), &3.into())
     );
     // "old" lost its first segment (the users service's) and is drawn from the one left.
@@ -432,13 +543,19 @@ async fn serves_the_page_safely_and_follows_changes() {
     assert!(head.contains("content-type: text/html"), "{head}");
     assert!(head.contains("content-security-policy: default-src 'none'; script-src 'self'"));
     assert!(body.contains("<script src=\"app.js\" defer></script>"));
-    assert!(!body.contains("http://") && !body.contains("https://"), "nothing from elsewhere");
+    assert!(
+        !body.contains("http://") && !body.contains("https://"),
+        "nothing from elsewhere"
+    );
     for (path, kind) in [("/app.js", "text/javascript"), ("/app.css", "text/css")] {
         let (status, head, body) = fetch("GET", path, "127.0.0.1").await;
         assert_eq!(status, 200, "{path}");
         assert!(head.contains(kind), "{head}");
         assert!(body.len() > 1_000, "{path}");
-        assert!(!body.contains("https://"), "{path} fetches nothing from elsewhere");
+        assert!(
+            !body.contains("https://"),
+            "{path} fetches nothing from elsewhere"
+        );
     }
     let (status, _, body) = fetch("HEAD", "/", "[::1]:80").await;
     assert_eq!((status, body.as_str()), (200, ""));
@@ -482,7 +599,10 @@ async fn serves_the_page_safely_and_follows_changes() {
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     collector.shutdown().await;
-    tokio::time::timeout(WAIT, pending).await.expect("the long poll ended").unwrap();
+    tokio::time::timeout(WAIT, pending)
+        .await
+        .expect("the long poll ended")
+        .unwrap();
     assert!(TcpStream::connect(ui).is_err(), "the port is released");
 }
 
@@ -504,6 +624,10 @@ async fn a_taken_address_is_an_error_naming_it() {
         .unwrap();
     let taken = first.ui_addr().unwrap();
     let err = Collector::builder().ui(taken).start().await.unwrap_err();
-    assert!(err.to_string().contains(&format!("the web view's address {taken}")), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("the web view's address {taken}")),
+        "{err}"
+    );
     first.shutdown().await;
 }

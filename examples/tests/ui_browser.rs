@@ -81,7 +81,11 @@ fn start_demo() -> (Running, mpsc::Receiver<String>, String) {
             .expect("the demo prints its web view's address");
         println!("demo: {line}");
         if let Some(rest) = line.strip_prefix("web view: ") {
-            let url = rest.split_whitespace().next().expect("an address").to_owned();
+            let url = rest
+                .split_whitespace()
+                .next()
+                .expect("an address")
+                .to_owned();
             return (demo, lines, url);
         }
     }
@@ -177,11 +181,14 @@ async fn find_with_text(client: &Client, css: &str, needle: &str) -> Option<Elem
 /// Clicks the `inner` element of the first `css` element containing `needle`, again if the page
 /// redrew it meanwhile (it follows new data as it arrives).
 async fn click_in(client: &Client, css: &str, needle: &str, inner: &str) {
-    eventually(&format!("a clickable {inner} in {css} with {needle:?}"), || async {
-        let outer = find_with_text(client, css, needle).await?;
-        let target = outer.find(Locator::Css(inner)).await.ok()?;
-        target.click().await.ok()
-    })
+    eventually(
+        &format!("a clickable {inner} in {css} with {needle:?}"),
+        || async {
+            let outer = find_with_text(client, css, needle).await?;
+            let target = outer.find(Locator::Css(inner)).await.ok()?;
+            target.click().await.ok()
+        },
+    )
     .await
 }
 
@@ -208,12 +215,15 @@ async fn the_web_view_shows_the_demos_traces_as_a_person_uses_it() {
     js(&client, "window.__sameDocument = true; return null;").await;
 
     // The list fills as the demo's traces arrive: a failed request crossed both services.
-    eventually("a failed trace across demo-frontend and demo-users", || async {
-        let rows = texts(&client, "#trace-list tbody tr.has-error").await;
-        rows.iter()
-            .any(|r| r.contains("demo-frontend") && r.contains("demo-users"))
-            .then_some(())
-    })
+    eventually(
+        "a failed trace across demo-frontend and demo-users",
+        || async {
+            let rows = texts(&client, "#trace-list tbody tr.has-error").await;
+            rows.iter()
+                .any(|r| r.contains("demo-frontend") && r.contains("demo-users"))
+                .then_some(())
+        },
+    )
     .await;
     let rows = texts(&client, "#trace-list tbody tr[data-id]").await;
     assert!(
@@ -222,13 +232,24 @@ async fn the_web_view_shows_the_demos_traces_as_a_person_uses_it() {
     );
 
     // Live: a new trace (the demo sends one every 2 s) shows at the top without a reload.
-    let top = js(&client, "return document.querySelector('#trace-list tbody tr[data-id]').dataset.id").await;
+    let top = js(
+        &client,
+        "return document.querySelector('#trace-list tbody tr[data-id]').dataset.id",
+    )
+    .await;
     eventually("a new trace at the top of the list", || async {
-        let now = js(&client, "return document.querySelector('#trace-list tbody tr[data-id]').dataset.id").await;
+        let now = js(
+            &client,
+            "return document.querySelector('#trace-list tbody tr[data-id]').dataset.id",
+        )
+        .await;
         (now != top).then_some(())
     })
     .await;
-    assert_eq!(js(&client, "return window.__sameDocument === true").await, json!(true));
+    assert_eq!(
+        js(&client, "return window.__sameDocument === true").await,
+        json!(true)
+    );
 
     // Click failed traces until one is the database failure (/checkout/13; an unknown user's
     // 404 fails spans too): its waterfall nests the users service under the frontend's call.
@@ -262,7 +283,13 @@ async fn the_web_view_shows_the_demos_traces_as_a_person_uses_it() {
         if spans.iter().any(|s| s.contains("GET:/users/13")) {
             break;
         }
-        client.find(Locator::Css("#back")).await.expect("the way back").click().await.expect("back");
+        client
+            .find(Locator::Css("#back"))
+            .await
+            .expect("the way back")
+            .click()
+            .await
+            .expect("back");
         client
             .wait()
             .at_most(PATIENCE)
@@ -282,7 +309,10 @@ async fn the_web_view_shows_the_demos_traces_as_a_person_uses_it() {
         at("GET:/users/13"),
         at("GET:/users/{id}"),
     );
-    assert!(entry < call && call < callee, "frontend → its call → users: {spans:#?}");
+    assert!(
+        entry < call && call < callee,
+        "frontend → its call → users: {spans:#?}"
+    );
     assert!(spans[entry].contains("demo-frontend") && spans[callee].contains("demo-users"));
     let depths: Vec<u64> = serde_json::from_value(
         js(
@@ -299,7 +329,13 @@ async fn the_web_view_shows_the_demos_traces_as_a_person_uses_it() {
     );
 
     // Click the users service's entry span: its tags and the log record written in it.
-    click_in(&client, "#waterfall > .span-row", "GET:/users/{id}", ".span-name").await;
+    click_in(
+        &client,
+        "#waterfall > .span-row",
+        "GET:/users/{id}",
+        ".span-name",
+    )
+    .await;
     let detail = eventually("the callee's details", || async {
         let row = find_with_text(&client, "#waterfall > .span-row.open", "GET:/users/{id}").await?;
         let detail = row.find(Locator::Css(".span-detail")).await.ok()?;
@@ -307,8 +343,18 @@ async fn the_web_view_shows_the_demos_traces_as_a_person_uses_it() {
     })
     .await;
     println!("details:\n{detail}");
-    for expected in ["http.method", "GET", "status_code", "500", "demo-users / demo-users@127.0.0.1", "Http"] {
-        assert!(detail.contains(expected), "no {expected:?} in the span's details:\n{detail}");
+    for expected in [
+        "http.method",
+        "GET",
+        "status_code",
+        "500",
+        "demo-users / demo-users@127.0.0.1",
+        "Http",
+    ] {
+        assert!(
+            detail.contains(expected),
+            "no {expected:?} in the span's details:\n{detail}"
+        );
     }
     assert!(
         detail.contains("ERROR") && detail.contains("GET /users/13 failed: database error"),
@@ -317,7 +363,13 @@ async fn the_web_view_shows_the_demos_traces_as_a_person_uses_it() {
 
     // The screenshot: this trace, the callee's details open (the frontend's failed call, opened
     // first as the first failure, closed with a click).
-    click_in(&client, "#waterfall > .span-row.open", "GET:/users/13", ".span-name").await;
+    click_in(
+        &client,
+        "#waterfall > .span-row.open",
+        "GET:/users/13",
+        ".span-name",
+    )
+    .await;
     eventually("the call's details closed", || async {
         let open = texts(&client, "#waterfall > .span-row.open > .line").await;
         (open.len() == 1 && open[0].contains("GET:/users/{id}")).then_some(())
@@ -347,11 +399,26 @@ async fn the_web_view_shows_the_demos_traces_as_a_person_uses_it() {
         .for_element(Locator::Css("#trace-list tbody tr[data-id] a.open"))
         .await
         .expect("back at the list");
-    let first = client.find(Locator::Css("#trace-list tbody tr[data-id] a.open")).await.unwrap();
-    js(&client, "document.querySelector('#trace-list tbody tr[data-id] a.open').focus(); return null;").await;
+    let first = client
+        .find(Locator::Css("#trace-list tbody tr[data-id] a.open"))
+        .await
+        .unwrap();
+    js(
+        &client,
+        "document.querySelector('#trace-list tbody tr[data-id] a.open').focus(); return null;",
+    )
+    .await;
     first.send_keys(&Key::Down.to_string()).await.unwrap();
-    let focused = js(&client, "return document.activeElement.closest('tr').dataset.id").await;
-    let second = js(&client, "return document.querySelectorAll('#trace-list tbody tr[data-id]')[1].dataset.id").await;
+    let focused = js(
+        &client,
+        "return document.activeElement.closest('tr').dataset.id",
+    )
+    .await;
+    let second = js(
+        &client,
+        "return document.querySelectorAll('#trace-list tbody tr[data-id]')[1].dataset.id",
+    )
+    .await;
     assert_eq!(focused, second, "↓ moves to the next trace");
     let active = client.active_element().await.unwrap();
     active.send_keys(&Key::Enter.to_string()).await.unwrap();
@@ -359,7 +426,8 @@ async fn the_web_view_shows_the_demos_traces_as_a_person_uses_it() {
         let hash = js(&client, "return location.hash").await;
         let want = format!("#/trace/{}", second.as_str().unwrap_or_default());
         let decoded = js(&client, "return decodeURIComponent(location.hash)").await;
-        (hash.as_str().is_some_and(|h| h.starts_with("#/trace/")) && decoded == json!(want)).then_some(())
+        (hash.as_str().is_some_and(|h| h.starts_with("#/trace/")) && decoded == json!(want))
+            .then_some(())
     })
     .await;
 
@@ -367,14 +435,24 @@ async fn the_web_view_shows_the_demos_traces_as_a_person_uses_it() {
     client.goto(&format!("{url}#/instances")).await.unwrap();
     let instances = eventually("both instances and their properties", || async {
         let rows = texts(&client, "#instance-list tbody tr").await.join("\n");
-        (rows.contains("demo-users@127.0.0.1") && rows.contains("demo-frontend@127.0.0.1") && rows.contains("ago"))
-            .then_some(rows)
+        (rows.contains("demo-users@127.0.0.1")
+            && rows.contains("demo-frontend@127.0.0.1")
+            && rows.contains("ago"))
+        .then_some(rows)
     })
     .await;
     println!("instances:\n{instances}");
-    click_in(&client, "#instance-list tbody tr", "demo-users", "details summary").await;
+    click_in(
+        &client,
+        "#instance-list tbody tr",
+        "demo-users",
+        "details summary",
+    )
+    .await;
     let properties = eventually("an instance's properties", || async {
-        let text = texts(&client, "#instance-list details[open] table").await.join("\n");
+        let text = texts(&client, "#instance-list details[open] table")
+            .await
+            .join("\n");
         (text.contains("language") && text.contains("rust")).then_some(text)
     })
     .await;
@@ -383,7 +461,10 @@ async fn the_web_view_shows_the_demos_traces_as_a_person_uses_it() {
     client.goto(&format!("{url}#/meters")).await.unwrap();
     eventually("meter series drawn as lines", || async {
         let cards = texts(&client, "#meters .card").await.join("\n");
-        let lines = client.find_all(Locator::Css("#meters svg.spark polyline")).await.ok()?;
+        let lines = client
+            .find_all(Locator::Css("#meters svg.spark polyline"))
+            .await
+            .ok()?;
         (cards.contains("demo_requests") && !lines.is_empty()).then_some(())
     })
     .await;
@@ -398,7 +479,13 @@ async fn the_web_view_shows_the_demos_traces_as_a_person_uses_it() {
     // A narrow window (a phone, a side panel): the waterfall fits without sideways scrolling.
     client.set_window_size(400, 800).await.unwrap();
     client.goto(&format!("{url}#/traces")).await.unwrap();
-    click_in(&client, "#trace-list tbody tr.has-error", "demo-users", "a.open").await;
+    click_in(
+        &client,
+        "#trace-list tbody tr.has-error",
+        "demo-users",
+        "a.open",
+    )
+    .await;
     client
         .wait()
         .at_most(PATIENCE)

@@ -34,7 +34,7 @@ pub(crate) struct TraceQuery {
 impl TraceQuery {
     fn matches(&self, id: &str, trace: &Trace, text_lower: &str) -> bool {
         let summary = &trace.summary;
-        if !self.service.is_empty() && !summary.services.iter().any(|s| *s == self.service) {
+        if !self.service.is_empty() && !summary.services.contains(&self.service) {
             return false;
         }
         if self.errors && summary.errors == 0 {
@@ -96,7 +96,7 @@ pub(crate) fn traces(inner: &Inner, query: &TraceQuery) -> String {
     o.int("version", inner.version)
         .int("total", inner.traces.len() as u64)
         .int("matched", matched.len() as u64)
-        .array("services", services, |out, s| push_str(out, s))
+        .array("services", services, push_str)
         .array(
             "traces",
             matched.iter().take(query.limit),
@@ -106,7 +106,9 @@ pub(crate) fn traces(inner: &Inner, query: &TraceQuery) -> String {
                 t.str("id", id)
                     .str("endpoint", s.root.as_ref().map_or("", |r| &r.endpoint))
                     .str("service", s.root.as_ref().map_or("", |r| &r.service))
-                    .array("services", services_root_first(s), |out, s| push_str(out, s))
+                    .array("services", services_root_first(s), |out, s| {
+                        push_str(out, s)
+                    })
                     .int("start", s.start.unwrap_or(s.received))
                     .int("duration", s.duration())
                     .int("spans", s.spans as u64)
@@ -214,7 +216,7 @@ pub(crate) fn trace(copy: &TraceCopy) -> String {
         .int("end", end)
         .int("duration", end.saturating_sub(start).max(0))
         .int("segments", segments.len() as u64)
-        .array("services", services, |out, s| push_str(out, s))
+        .array("services", services, push_str)
         .int(
             "errors",
             linked.nodes.iter().filter(|n| n.span.is_error).count() as u64,

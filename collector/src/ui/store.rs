@@ -142,7 +142,7 @@ pub(crate) struct Root {
 
 impl Summary {
     fn add(&mut self, segment: &SegmentObject) {
-        if !self.services.iter().any(|s| *s == segment.service) {
+        if !self.services.contains(&segment.service) {
             self.services.push(segment.service.clone());
         }
         for span in &segment.spans {

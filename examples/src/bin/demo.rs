@@ -386,9 +386,19 @@ mod tests {
         assert_eq!(parse(&[]), Ok(None));
         let default = Some(DEFAULT_UI.parse().unwrap());
         assert_eq!(parse(&["--ui"]), Ok(default));
-        assert_eq!(parse(&["--ui", "127.0.0.1:0"]), Ok(Some("127.0.0.1:0".parse().unwrap())));
-        assert_eq!(parse(&["--ui=[::1]:9"]), Ok(Some("[::1]:9".parse().unwrap())));
-        assert!(parse(&["--ui", "8080"]).unwrap_err().contains("not an IP:PORT"));
+        assert_eq!(
+            parse(&["--ui", "127.0.0.1:0"]),
+            Ok(Some("127.0.0.1:0".parse().unwrap()))
+        );
+        assert_eq!(
+            parse(&["--ui=[::1]:9"]),
+            Ok(Some("[::1]:9".parse().unwrap()))
+        );
+        assert!(
+            parse(&["--ui", "8080"])
+                .unwrap_err()
+                .contains("not an IP:PORT")
+        );
         assert!(parse(&["--x"]).unwrap_err().contains("unknown argument"));
         assert_eq!(parse(&["--help"]), Err(USAGE.to_owned()));
     }

@@ -6,6 +6,7 @@
 //! setting silently ignored.
 
 pub(crate) mod check;
+pub(crate) mod log_settings;
 
 use std::cell::RefCell;
 use std::ffi::OsString;
@@ -75,7 +76,7 @@ pub struct Config {
     pub(crate) dynamic_config_interval: Duration,
     /// The log reporter's settings, when given (else `init` reads `SW_AGENT_LOG_REPORTER_*`).
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
-    pub(crate) logs: Option<crate::log_sink::LogSettings>,
+    pub(crate) logs: Option<log_settings::LogSettings>,
 }
 
 /// TLS to OAP, as configured: on when forced or when a CA is given.
@@ -319,7 +320,7 @@ pub struct ConfigBuilder {
     ssl_cert_chain_path: Option<PathBuf>,
     dynamic_config_interval: Duration,
     meters: MeterReporting,
-    logs: Option<crate::log_sink::LogSettings>,
+    logs: Option<log_settings::LogSettings>,
 }
 
 impl Default for ConfigBuilder {
@@ -470,7 +471,7 @@ impl ConfigBuilder {
     /// let config = skytrace::Config::builder().log_reporter(logs).build().unwrap();
     /// # let _ = config;
     /// ```
-    pub fn log_reporter(mut self, settings: crate::log_sink::LogSettings) -> Self {
+    pub fn log_reporter(mut self, settings: log_settings::LogSettings) -> Self {
         self.logs = Some(settings);
         self
     }

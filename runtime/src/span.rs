@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use crate::context::current::Saved;
 use crate::context::{self, EntryName, Handle, HandleId, RecordAt, Started, current};

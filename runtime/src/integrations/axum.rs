@@ -24,7 +24,7 @@
 //! Per request the layer opens an entry span named `{METHOD}:{route}` from axum's
 //! [`MatchedPath`] (`GET:/users/{id}`, never `GET:/users/42`), continuing the caller's trace from `sw8`, `sw8-correlation` and `sw8-x`. It
 //! sets layer Http, component http (49), the tags `http.method`, `url` (without the query
-//! string) and `status_code`, and the peer to the client's address when the router is served
+//! string) and `http.status_code`, and the peer to the client's address when the router is served
 //! with [`ConnectInfo`] (`into_make_service_with_connect_info::<SocketAddr>()`). A 5xx response
 //! or an error from the inner service marks the span as failed. Requests whose path matches
 //! `SW_AGENT_TRACE_IGNORE_PATH` are passed through untraced.

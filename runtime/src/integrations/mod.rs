@@ -179,7 +179,8 @@ impl TracerSlot {
 #[allow(dead_code)] // which helpers are used depends on the features
 pub(crate) fn end_with_status(span: Span, status: u16) {
     if span.is_recording() {
-        let tag = Edit::Tag(Cow::Borrowed("status_code"), status_text(status));
+        // `http.status_code`: what OAP's analysis reads (its `status_code` is a deprecated alias).
+        let tag = Edit::Tag(Cow::Borrowed("http.status_code"), status_text(status));
         if status >= 500 {
             span.end_with([tag, Edit::Error(true)]);
         } else {

@@ -19,7 +19,7 @@
 //!
 //! The exit span is a child of the current span, named `{METHOD}:{path}`, with peer = the
 //! URL's `host:port` (the scheme's default port when none is given), layer Http, component
-//! http (49) and the tags `http.method`, `url` (without the query string) and `status_code`.
+//! http (49) and the tags `http.method`, `url` (without the query string) and `http.status_code`.
 //! It fails when the request fails (connection refused, timeout, …; the error is logged) or the
 //! response is a 5xx. `sw8` (and `sw8-correlation` / `sw8-x`) are written onto the request
 //! before it is sent. The span ends when the response's headers have arrived. Outside any trace

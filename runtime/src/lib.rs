@@ -51,8 +51,10 @@ mod init_error;
 mod instrument;
 #[cfg(any(
     feature = "axum",
+    feature = "axum-0-7",
     feature = "tonic",
     feature = "reqwest",
+    feature = "reqwest-0-12",
     feature = "actix-web",
     feature = "sqlx-postgres",
     feature = "sqlx-mysql",

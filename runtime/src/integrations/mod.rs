@@ -41,7 +41,7 @@
 
 #[cfg(feature = "actix-web")]
 pub mod actix_web;
-#[cfg(feature = "axum")]
+#[cfg(any(feature = "axum", feature = "axum-0-7"))]
 pub mod axum;
 #[cfg(feature = "lapin")]
 pub mod lapin;
@@ -53,7 +53,7 @@ mod mq;
 pub mod nats;
 #[cfg(feature = "redis")]
 pub mod redis;
-#[cfg(feature = "reqwest")]
+#[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
 pub mod reqwest;
 #[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql"))]
 pub mod sqlx;

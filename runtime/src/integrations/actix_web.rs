@@ -1,5 +1,5 @@
 //! actix-web (feature `actix-web`): [`SkytraceMiddleware`], an entry span per request, with the
-//! same behaviour as the [axum layer](super::axum) where that is enabled.
+//! same behaviour as the axum layer (`skytrace::integrations::axum`) where that is enabled.
 //!
 //! ```no_run
 //! use actix_web::{App, HttpServer, web};

@@ -169,8 +169,7 @@ async fn user_instance_properties_reach_oap() {
             .instance_properties()
             .iter()
             .flat_map(|p| p.properties.clone())
-            .filter(|kv| kv.key == key)
-            .last()
+            .rfind(|kv| kv.key == key)
             .map(|kv| kv.value)
     };
     assert!(

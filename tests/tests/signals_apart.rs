@@ -394,9 +394,10 @@ async fn hostile_configuration(builder: CollectorBuilder, name: &str) {
     );
     assert_eq!(outcome.connections, 1, "{name}");
     assert_eq!(outcome.stats.failed, 0, "{name}");
+    // Asked (and asked again: the signal's back-off is health.rs's unit tests' business; over
+    // this window it cannot be told from the 1 s interval).
     let fetches = outcome.received.configuration_requests.len();
-    // Asked at once and then backed off (not every second of the window).
-    assert!((1..=3).contains(&fetches), "{name}: {fetches} fetches");
+    assert!(fetches >= 2, "{name}: {fetches} fetches");
     let (logs, meters, pings, _) = mine(&outcome.received, name);
     assert!(logs > 0 && meters > 0 && pings > 0, "{name}");
 }

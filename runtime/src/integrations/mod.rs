@@ -55,8 +55,16 @@ pub mod nats;
 pub mod redis;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
+#[cfg(any(
+    feature = "sqlx-postgres",
+    feature = "sqlx-mysql",
+    feature = "tokio-postgres"
+))]
+mod sql;
 #[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql"))]
 pub mod sqlx;
+#[cfg(feature = "tokio-postgres")]
+pub mod tokio_postgres;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 #[cfg(feature = "tracing")]

@@ -43,6 +43,8 @@
 pub mod actix_web;
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "diesel")]
+pub mod diesel;
 #[cfg(feature = "lapin")]
 pub mod lapin;
 #[cfg(feature = "log")]
@@ -58,7 +60,8 @@ pub mod reqwest;
 #[cfg(any(
     feature = "sqlx-postgres",
     feature = "sqlx-mysql",
-    feature = "tokio-postgres"
+    feature = "tokio-postgres",
+    feature = "diesel"
 ))]
 mod sql;
 #[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql"))]

@@ -67,6 +67,7 @@ impl Endpoint {
     }
 
     /// [`Endpoint::start`] for a statement without values.
+    #[allow(dead_code)] // not used by sqlx, which is compiled alone too
     pub(crate) fn start_plain(&self, operation: &'static str, sql: &str) -> Span {
         self.start(operation, sql, None::<fn(usize) -> String>)
     }
@@ -92,7 +93,15 @@ pub(crate) fn statement(sql: &str, max: usize) -> String {
 
 /// Bound values as the Java and Python agents write them: `[v1,v2]`, cut at `max` bytes and
 /// marked `...` when cut. Never holds more than `max` bytes of text, however large a value's
-/// `Debug` output would be.
+/// `Debug` output would be. (diesel prints its values itself.)
+#[cfg_attr(
+    not(any(
+        feature = "sqlx-postgres",
+        feature = "sqlx-mysql",
+        feature = "tokio-postgres"
+    )),
+    allow(dead_code)
+)]
 pub(crate) struct ParameterText {
     text: String,
     max: usize,
@@ -100,6 +109,14 @@ pub(crate) struct ParameterText {
     full: bool,
 }
 
+#[cfg_attr(
+    not(any(
+        feature = "sqlx-postgres",
+        feature = "sqlx-mysql",
+        feature = "tokio-postgres"
+    )),
+    allow(dead_code)
+)]
 impl ParameterText {
     pub(crate) fn new(max: usize) -> ParameterText {
         ParameterText {
@@ -111,6 +128,7 @@ impl ParameterText {
     }
 
     /// The text of `values`, finished at `max` bytes.
+    #[allow(dead_code)] // not used by sqlx, which is compiled alone too
     pub(crate) fn of<'v>(
         values: impl IntoIterator<Item = &'v dyn fmt::Debug>,
         max: usize,
@@ -123,6 +141,7 @@ impl ParameterText {
     }
 
     /// The text so far, without brackets.
+    #[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql"))]
     pub(crate) fn as_str(&self) -> &str {
         &self.text
     }

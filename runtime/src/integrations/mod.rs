@@ -57,11 +57,15 @@ pub mod nats;
 pub mod redis;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
+#[cfg(any(feature = "sea-orm-postgres", feature = "sea-orm-mysql"))]
+pub mod sea_orm;
 #[cfg(any(
     feature = "sqlx-postgres",
     feature = "sqlx-mysql",
     feature = "tokio-postgres",
-    feature = "diesel"
+    feature = "diesel",
+    feature = "sea-orm-postgres",
+    feature = "sea-orm-mysql"
 ))]
 mod sql;
 #[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql"))]

@@ -223,6 +223,12 @@ impl DbTarget {
         self
     }
 
+    /// What the spans are tagged with (sea-orm's spans too: its connections are sqlx pools).
+    #[allow(dead_code)] // used by the sea-orm integration only
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
     /// The exit span of one call; a no-op span outside any trace.
     fn start(&self, method: Method, sql: &str) -> Span {
         // Taken whether or not the span records: they belong to this query only.

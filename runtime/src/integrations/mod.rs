@@ -7,7 +7,10 @@
 //! | `tonic` | [`tonic::GrpcServerLayer`], [`tonic::GrpcClientLayer`], `MetadataMap` carriers | entry / exit, `/pkg.Service/Method` |
 //! | `reqwest` | [`reqwest::RequestBuilderExt::send_traced`], [`reqwest::TracedClientExt::execute_traced`] | exit, `{METHOD}:{path}` |
 //! | `sqlx` (`sqlx-postgres`, `sqlx-mysql`) | [`sqlx::TracedPool`] (`pool.traced()`), [`sqlx::Traced`] | exit, `PostgreSQL/sqlx/fetch` |
-//! | `redis` | [`redis::TracedConnection`] (`conn.traced(&client)`) | exit, `Redis/GET` |
+//! | `tokio-postgres` (`deadpool-postgres`, `bb8-postgres`) | [`tokio_postgres::TracedClient`] (`target.traced(client)`) | exit, `PostgreSQL/tokio-postgres/query` |
+//! | `diesel` | [`diesel::instrumentation`] (`set_default_instrumentation`) | exit, `PostgreSQL/diesel/query` |
+//! | `sea-orm` (`sea-orm-postgres`, `sea-orm-mysql`) | [`sea_orm::TracedConnection`] | exit, `PostgreSQL/sea-orm/query` |
+//! | `redis` | [`redis::TracedConnection`] (`conn.traced(&client)`), [`redis::Pooled`] | exit, `Redis/GET` |
 //! | `lapin` | [`lapin::TracedChannel`] (`channel.traced(broker)`) | exit / entry, `RabbitMQ/Topic/{exchange}Queue/{key}/Producer` |
 //! | `async-nats` | [`nats::TracedClient`] (`client.traced(server)`) | exit / entry, `Nats/Pub/{subject}` |
 //! | `tracing` | [`tracing::SkyWalkingLayer`]: `tracing` spans and events in the current trace, events to the log view | local (exit, entry by field), named after the `tracing` span |

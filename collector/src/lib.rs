@@ -106,6 +106,18 @@ pub struct Received {
     /// How many calls were answered with the error chosen by [`CollectorBuilder::fail_calls`] or
     /// [`CollectorBuilder::fail_service`].
     pub failed_calls: usize,
+    /// [`Received::failed_calls`] by service (`skywalking.v3.LogReportService`).
+    pub failed_by_service: std::collections::BTreeMap<String, usize>,
+}
+
+impl Received {
+    fn count_failed(&mut self, service: &str) {
+        self.failed_calls += 1;
+        *self
+            .failed_by_service
+            .entry(service.to_owned())
+            .or_default() += 1;
+    }
 }
 
 /// One thing a [`Collector`] received, as delivered by [`Collector::subscribe_events`].
@@ -169,6 +181,8 @@ pub(crate) struct Shared {
     dynamic_config: Mutex<Option<Served>>,
     /// Configuration-discovery commands sent so far (their `SerialNumber`).
     serial: AtomicU64,
+    /// Raw bytes every `fetchConfigurations` is answered with, if set.
+    raw_configuration_reply: Option<Arc<Vec<u8>>>,
 }
 
 /// A dynamic configuration as `fetchConfigurations` serves it.
@@ -232,6 +246,10 @@ impl Shared {
         self.stall
     }
 
+    pub(crate) fn raw_configuration_reply(&self) -> Option<Arc<Vec<u8>>> {
+        self.raw_configuration_reply.clone()
+    }
+
     pub(crate) fn count_only(&self) -> bool {
         self.count_only
     }
@@ -243,7 +261,7 @@ impl Shared {
         if *code == tonic::Code::Unimplemented {
             return Some(tonic::Status::unimplemented("unknown service"));
         }
-        self.record(|r| r.failed_calls += 1, None);
+        self.record(|r| r.count_failed(service), None);
         Some(tonic::Status::new(
             *code,
             "failing this service's calls, as configured",
@@ -291,7 +309,8 @@ impl Shared {
             ));
         }
         if let Some(code) = self.fail_calls {
-            self.record(|r| r.failed_calls += 1, None);
+            let service = rpc.split('/').nth(1).unwrap_or_default();
+            self.record(|r| r.count_failed(service), None);
             return Err(tonic::Status::new(
                 code,
                 "failing every call, as configured",
@@ -766,6 +785,7 @@ pub struct CollectorBuilder {
     fail_calls: Option<tonic::Code>,
     tls: Option<Tls>,
     dynamic_config: Option<Vec<(String, String)>>,
+    raw_configuration_reply: Option<Arc<Vec<u8>>>,
 }
 
 /// TLS as served: the server's certificate chain and key, and the CA of the client
@@ -812,6 +832,7 @@ impl Default for CollectorBuilder {
             fail_calls: None,
             tls: None,
             dynamic_config: None,
+            raw_configuration_reply: None,
         }
     }
 }
@@ -1004,6 +1025,19 @@ impl CollectorBuilder {
         self
     }
 
+    /// Answers every `fetchConfigurations` with `bytes` as the reply message, whatever they
+    /// hold: what a hostile or broken OAP could send (a string that is not UTF-8, a reply over
+    /// the agent's message limit). The request is recorded as usual.
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder()
+    ///     .configuration_reply_bytes(vec![0x0a, 0x02, 0xff, 0xfe]);
+    /// ```
+    pub fn configuration_reply_bytes(mut self, bytes: Vec<u8>) -> Self {
+        self.raw_configuration_reply = Some(Arc::new(bytes));
+        self
+    }
+
     /// Binds the address and starts serving on the current tokio runtime (which needs I/O and
     /// time enabled). Fails if the address cannot be bound, or the TLS certificate or key
     /// cannot be used.
@@ -1035,6 +1069,7 @@ impl CollectorBuilder {
             shutdown: shutdown_rx.clone(),
             dynamic_config: Mutex::new(self.dynamic_config.map(Served::new)),
             serial: AtomicU64::new(0),
+            raw_configuration_reply: self.raw_configuration_reply,
         });
 
         let routes = service::Routes::new(service::Handler::new(Arc::clone(&shared)));

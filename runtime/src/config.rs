@@ -73,6 +73,9 @@ pub struct Config {
     /// How often OAP's dynamic configuration is fetched; zero for never.
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) dynamic_config_interval: Duration,
+    /// The log reporter's settings, when given (else `init` reads `SW_AGENT_LOG_REPORTER_*`).
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) logs: Option<crate::log_sink::LogSettings>,
 }
 
 /// TLS to OAP, as configured: on when forced or when a CA is given.
@@ -316,6 +319,7 @@ pub struct ConfigBuilder {
     ssl_cert_chain_path: Option<PathBuf>,
     dynamic_config_interval: Duration,
     meters: MeterReporting,
+    logs: Option<crate::log_sink::LogSettings>,
 }
 
 impl Default for ConfigBuilder {
@@ -346,6 +350,7 @@ impl Default for ConfigBuilder {
             ssl_cert_chain_path: None,
             dynamic_config_interval: Duration::from_secs(20),
             meters: MeterReporting::default(),
+            logs: None,
         }
     }
 }
@@ -451,6 +456,22 @@ impl ConfigBuilder {
     /// Batches are cut to fit; a segment over it on its own is dropped alone and counted.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// The log reporter's settings (`SW_AGENT_LOG_REPORTER_*`): what [`crate::init`] installs
+    /// for the `tracing` and `log` bridges. Without it, `init` reads them from the environment.
+    ///
+    /// ```
+    /// use skytrace::logs::{LogLevel, LogSettings};
+    ///
+    /// let mut logs = LogSettings::default();
+    /// logs.level = LogLevel::Info;
+    /// let config = skytrace::Config::builder().log_reporter(logs).build().unwrap();
+    /// # let _ = config;
+    /// ```
+    pub fn log_reporter(mut self, settings: crate::log_sink::LogSettings) -> Self {
+        self.logs = Some(settings);
         self
     }
 
@@ -844,6 +865,9 @@ impl ConfigBuilder {
             check::dynamic_config("dynamic_config_interval", self.dynamic_config_interval)?;
         let sql_parameters_max_length =
             check::sql_parameters("sql_parameters_max_length", self.sql_parameters_max_length)?;
+        if let Some(logs) = &self.logs {
+            logs.check("log_reporter")?;
+        }
         let service_name = [name.as_str(), &namespace, &cluster]
             .into_iter()
             .filter(|part| !part.is_empty())
@@ -872,6 +896,7 @@ impl ConfigBuilder {
             tls,
             dynamic_config_interval,
             meters,
+            logs: self.logs,
         })
     }
 

@@ -73,6 +73,7 @@ pub mod meter;
 mod propagation;
 mod reporter;
 mod sampler;
+mod say;
 mod segment;
 mod settings;
 mod snapshot;

@@ -162,12 +162,36 @@ impl LogSettings {
             })?;
         }
         if let Some(v) = var("SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE") {
-            self.max_buffer_size = positive("SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE", v)?;
+            self.max_buffer_size =
+                bounded("SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE", v, BUFFER_SIZE_MAX)?;
         }
         if let Some(v) = var("SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE") {
-            self.max_message_size = positive("SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE", v)?;
+            self.max_message_size = bounded(
+                "SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE",
+                v,
+                MESSAGE_SIZE_MAX,
+            )?;
         }
         Ok(self)
+    }
+}
+
+impl LogSettings {
+    /// Checks settings made in code, as the variables are checked; the error names `origin`.
+    pub(crate) fn check(&self, origin: &str) -> Result<(), ConfigError> {
+        for (what, value, max) in [
+            ("max_buffer_size", self.max_buffer_size, BUFFER_SIZE_MAX),
+            ("max_message_size", self.max_message_size, MESSAGE_SIZE_MAX),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(invalid(
+                    &format!("{origin}.{what}"),
+                    value.to_string(),
+                    &format!("a whole number from 1 to {max}"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -179,10 +203,25 @@ fn invalid(variable: &str, value: String, expected: &str) -> ConfigError {
     }
 }
 
-fn positive(variable: &str, value: String) -> Result<usize, ConfigError> {
+/// Most records waiting for the reporter (`SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE`), as the
+/// segments' queue: a million records is already far more memory than an agent should hold.
+pub(crate) const BUFFER_SIZE_MAX: usize = 1 << 20;
+/// Most bytes of one record's text (`SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE`): a record must
+/// fit a gRPC message (4 MiB for tonic and grpc-go) with room for its tags.
+pub(crate) const MESSAGE_SIZE_MAX: usize = 1 << 20;
+/// Most bytes of record text waiting in the queue, whatever the number of records: 10,000
+/// records of 1 MiB would otherwise be 10 GB.
+pub(crate) const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
+
+/// A whole number from 1 to `max`.
+fn bounded(variable: &str, value: String, max: usize) -> Result<usize, ConfigError> {
     match value.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(invalid(variable, value, "a positive whole number")),
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            variable,
+            value,
+            &format!("a whole number from 1 to {max}"),
+        )),
     }
 }
 
@@ -197,6 +236,11 @@ static MAX_MESSAGE_SIZE: std::sync::atomic::AtomicUsize =
 static QUEUE: RwLock<Option<mpsc::Sender<LogData>>> = RwLock::new(None);
 static SUBMITTED: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Bytes of the records in the queue (their encoded length), against [`MAX_QUEUED_BYTES`].
+static QUEUED_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Whether the installed queue is a reporter's (installed by `init`): a user's `install` then
+/// keeps it rather than disconnecting it.
+static REPORTER_QUEUE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 thread_local! {
     /// Set on the reporter's own threads: what their libraries log (h2, tonic, hyper) is not
@@ -230,10 +274,17 @@ pub(crate) fn max_message_size() -> usize {
 /// Queues `log` for the reporter without waiting: dropped (and counted) when the queue is full
 /// or none is installed.
 pub(crate) fn submit(log: LogData) {
-    let sent = match QUEUE.read() {
-        Ok(queue) => queue.as_ref().is_some_and(|tx| tx.try_send(log).is_ok()),
-        Err(_) => false,
-    };
+    let len = prost::Message::encoded_len(&log);
+    // The queue's bound in bytes first: a full one costs a failed add, not a send.
+    let queued = QUEUED_BYTES.fetch_add(len, Ordering::Relaxed);
+    let sent = queued.saturating_add(len) <= MAX_QUEUED_BYTES
+        && match QUEUE.read() {
+            Ok(queue) => queue.as_ref().is_some_and(|tx| tx.try_send(log).is_ok()),
+            Err(_) => false,
+        };
+    if !sent {
+        QUEUED_BYTES.fetch_sub(len, Ordering::Relaxed);
+    }
     if sent {
         SUBMITTED.fetch_add(1, Ordering::Relaxed);
     } else {
@@ -242,10 +293,14 @@ pub(crate) fn submit(log: LogData) {
 }
 
 /// Starts queueing log records with `settings` (its threshold, buffer and message sizes), and
-/// returns the receiving end for the reporter, which sends what it drains over
-/// `LogReportService/collect`. `None`, and nothing queued, when `settings.active` is false.
-/// Installing again replaces the queue: the former receiver sees its channel closed once it has
-/// drained what was queued.
+/// returns the receiving end, for a reporter of your own that sends what it drains. `None`,
+/// and nothing queued, when `settings.active` is false.
+///
+/// [`crate::init`] installs the queue its reporter drains, as `SW_AGENT_LOG_REPORTER_*` say:
+/// with `init` there is nothing to install. Called while that reporter runs, this keeps its
+/// queue (it never disconnects it) and applies `settings`' level and message size to it,
+/// returning `None`. Otherwise installing again replaces the queue: the former receiver sees
+/// its channel closed once it has drained what was queued.
 ///
 /// ```
 /// use skytrace::logs::{self, LogSettings};
@@ -259,20 +314,71 @@ pub fn install(settings: &LogSettings) -> Option<LogReceiver> {
         uninstall();
         return None;
     }
-    let (tx, rx) = mpsc::channel(settings.max_buffer_size.max(1));
-    MAX_MESSAGE_SIZE.store(settings.max_message_size.max(1), Ordering::Relaxed);
-    if let Ok(mut queue) = QUEUE.write() {
-        *queue = Some(tx);
+    if REPORTER_QUEUE.load(Ordering::Relaxed) && is_drained() {
+        MAX_MESSAGE_SIZE.store(settings.max_message_size.max(1), Ordering::Relaxed);
+        THRESHOLD.store(settings.level as u8, Ordering::Relaxed);
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !SAID.swap(true, Ordering::Relaxed) {
+            crate::say::say(
+                "skytrace: logs::install: the log queue of the reporter `init` started is kept \
+                 (records go on to OAP); the level and message size given were applied to it. \
+                 With `init`, there is nothing to install.",
+            );
+        }
+        return None;
     }
+    Some(replace(settings, false))
+}
+
+/// The queue `init`'s reporter drains: installed whatever was there before.
+pub(crate) fn install_for_reporter(settings: &LogSettings) -> Option<LogReceiver> {
+    if !settings.active {
+        uninstall();
+        return None;
+    }
+    Some(replace(settings, true))
+}
+
+/// The reporter that drained the queue has stopped: if the queue is still its, records are no
+/// longer built at all.
+pub(crate) fn reporter_stopped() {
+    if REPORTER_QUEUE.load(Ordering::Relaxed) && !is_drained() {
+        uninstall();
+    }
+}
+
+/// Whether the installed queue has a receiver.
+fn is_drained() -> bool {
+    QUEUE
+        .read()
+        .ok()
+        .is_some_and(|queue| queue.as_ref().is_some_and(|tx| !tx.is_closed()))
+}
+
+fn replace(settings: &LogSettings, reporter: bool) -> LogReceiver {
+    let (tx, rx) = mpsc::channel(settings.max_buffer_size.clamp(1, BUFFER_SIZE_MAX));
+    MAX_MESSAGE_SIZE.store(
+        settings.max_message_size.clamp(1, MESSAGE_SIZE_MAX),
+        Ordering::Relaxed,
+    );
+    let old = QUEUE.write().ok().and_then(|mut queue| queue.replace(tx));
+    // The new queue starts empty. (A record the old receiver still takes is subtracted
+    // saturating: at worst the new queue's bound is loose for a moment.)
+    QUEUED_BYTES.store(0, Ordering::Relaxed);
+    REPORTER_QUEUE.store(reporter, Ordering::Relaxed);
     THRESHOLD.store(settings.level as u8, Ordering::Relaxed);
-    Some(LogReceiver { rx })
+    // Dropped outside the lock: closing the channel wakes the old receiver.
+    drop(old);
+    LogReceiver { rx }
 }
 
 /// Stops queueing log records (the reporter's shutdown): later records are not built at all.
 pub fn uninstall() {
     THRESHOLD.store(OFF, Ordering::Relaxed);
+    REPORTER_QUEUE.store(false, Ordering::Relaxed);
     // Taken out under the lock, dropped after it: closing the channel wakes the receiver.
     let old = QUEUE.write().ok().and_then(|mut queue| queue.take());
+    QUEUED_BYTES.store(0, Ordering::Relaxed);
     drop(old);
 }
 
@@ -309,19 +415,31 @@ pub struct LogReceiver {
 impl LogReceiver {
     /// The next record; `None` once the queue is replaced or uninstalled and drained.
     pub async fn recv(&mut self) -> Option<LogData> {
-        self.rx.recv().await
+        self.rx.recv().await.inspect(taken)
     }
 
     /// The next record if one is waiting.
     pub fn try_recv(&mut self) -> Option<LogData> {
-        self.rx.try_recv().ok()
+        self.rx.try_recv().ok().inspect(taken)
     }
 
     /// Moves up to `max` waiting records into `out` (waiting for the first one); returns how
     /// many, 0 once the queue is closed and drained. For a reporter that sends in batches.
     pub async fn recv_many(&mut self, out: &mut Vec<LogData>, max: usize) -> usize {
-        self.rx.recv_many(out, max).await
+        let before = out.len();
+        let n = self.rx.recv_many(out, max).await;
+        out[before..].iter().for_each(taken);
+        n
     }
+}
+
+/// A record left the queue: its bytes no longer count against [`MAX_QUEUED_BYTES`].
+fn taken(log: &LogData) {
+    let len = prost::Message::encoded_len(log);
+    // Saturating: a record queued before a replacement is taken from the old queue.
+    let _ = QUEUED_BYTES.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        Some(n.saturating_sub(len))
+    });
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The sea-orm integration against the real local servers: PostgreSQL (127.0.0.1:5432) and
 //! MariaDB (127.0.0.1:3306; `scripts/ensure-services` starts them), each test reporting over
 //! gRPC to its own collector. Tables are temporary, on a pool of one connection, so parallel
-//! runs do not collide.
+//! runs do not collide. The last test puts tokio-postgres, diesel-async and sea-orm in one trace.
 
 use futures_util::TryStreamExt;
 use sea_orm::entity::prelude::*;
@@ -220,4 +220,62 @@ async fn mysql_statements_are_exit_spans_with_their_values_when_asked() {
     assert_eq!(tag(&s[1], "db.sql.parameters"), Some("[7,'Ada']"), "{tree}");
     assert_eq!(tag(&s[2], "db.sql.parameters"), None, "{tree}");
     assert_eq!(tag(&s[3], "db.sql.parameters"), Some("[7]"), "{tree}");
+}
+
+/// The three PostgreSQL clients of this round in one request: one segment, an exit span of
+/// each with its peer and layer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_through_tokio_postgres_diesel_and_sea_orm() {
+    use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
+
+    const URL: &str = "postgres://root@127.0.0.1:5432/test";
+    let collector = Collector::start().await.unwrap();
+    let tracer = skytrace_tests::named_tracer(&collector, "shop");
+    let config: tokio_postgres::Config = URL.parse().unwrap();
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/ensure-services)");
+    tokio::spawn(connection);
+    let client = skytrace::integrations::tokio_postgres::PgTarget::new(&config).traced(client);
+    let mut diesel = diesel_async::AsyncPgConnection::establish(URL)
+        .await
+        .unwrap();
+    diesel.set_instrumentation(skytrace::integrations::diesel::DieselInstrumentation::for_url(URL));
+    let orm = connect(URL, "PostgreSQL on 127.0.0.1:5432").await;
+
+    let entry = tracer.entry_span("GET:/orders/{id}", &());
+    async {
+        client.query_one("SELECT 1", &[]).await.unwrap();
+        diesel::sql_query("SELECT 2")
+            .execute(&mut diesel)
+            .await
+            .unwrap();
+        orm.execute_unprepared("SELECT 3").await.unwrap();
+    }
+    .in_span(entry)
+    .await;
+
+    let segment = only_segment(&collector).await;
+    let tree = tree(&segment);
+    assert_eq!(
+        names(&segment),
+        [
+            "GET:/orders/{id}",
+            "PostgreSQL/tokio-postgres/query",
+            "PostgreSQL/diesel/query",
+            "PostgreSQL/sea-orm/execute",
+        ],
+        "{tree}"
+    );
+    for (span, statement) in segment.spans[1..]
+        .iter()
+        .zip(["SELECT 1", "SELECT 2", "SELECT 3"])
+    {
+        assert_eq!(span.span_type, SpanType::Exit as i32, "{tree}");
+        assert_eq!(span.span_layer, SpanLayer::Database as i32, "{tree}");
+        assert_eq!(span.peer, "127.0.0.1:5432", "{tree}");
+        assert_eq!(span.parent_span_id, 0, "{tree}");
+        assert_eq!(tag(span, "db.statement"), Some(statement), "{tree}");
+    }
 }

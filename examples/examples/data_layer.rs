@@ -2,7 +2,9 @@
 //! services.
 //!
 //! Service `data-shop` handles `GET:/orders/{id}`: it looks the order up in Redis, loads it
-//! from PostgreSQL on a miss, caches it, and publishes an `order-viewed` event to RabbitMQ.
+//! from PostgreSQL on a miss (sqlx), caches it, checks it through the other PostgreSQL clients
+//! a Rust service may use (tokio-postgres, diesel-async, sea-orm), and publishes an
+//! `order-viewed` event to RabbitMQ.
 //! Service `data-worker` consumes the event, counts it in Redis and announces it on NATS.
 //! Service `data-audit` receives the announcement and writes it to MariaDB. All three report
 //! over gRPC; SQL parameters are recorded (`sql_parameters_max_length`).
@@ -22,6 +24,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions,
@@ -29,10 +32,13 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use redis::AsyncCommands;
+use sea_orm::ConnectionTrait as _;
 use skytrace::integrations::lapin::{ChannelExt, TracedChannel};
 use skytrace::integrations::nats::NatsClientExt;
 use skytrace::integrations::redis::{RedisConnectionExt, TracedConnection};
+use skytrace::integrations::sea_orm::TracedConnection as OrmConnection;
 use skytrace::integrations::sqlx::{self as db, PoolExt, TracedPool};
+use skytrace::integrations::tokio_postgres::{PgTarget, TracedClient};
 use skytrace::{Config, GrpcReporter, Instrument, Span, Tracer};
 use skytrace_collector::{Collector, render_trace_tree};
 
@@ -70,6 +76,17 @@ struct Shop {
     events: TracedChannel,
     queue: String,
     table: String,
+    /// The same database through tokio-postgres, diesel-async and sea-orm.
+    pg: TracedClient,
+    diesel: AsyncPgConnection,
+    orm: OrmConnection,
+}
+
+/// A row of diesel's `sql_query`.
+#[derive(diesel::QueryableByName)]
+struct Item {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    item: String,
 }
 
 impl Shop {
@@ -89,6 +106,7 @@ impl Shop {
                 item
             }
         };
+        self.check(id, &item).await?;
         self.events
             .basic_publish(
                 "".into(),
@@ -99,6 +117,33 @@ impl Shop {
             )
             .await?;
         Ok(item)
+    }
+
+    /// The order read again through tokio-postgres, diesel-async and sea-orm: three more exit
+    /// spans of the request.
+    async fn check(&mut self, id: i64, item: &str) -> Result<(), Box<dyn std::error::Error>> {
+        let sql = format!("SELECT item FROM {} WHERE id = $1", self.table);
+        let row = self.pg.query_one(&sql, &[&id]).await?;
+        let by_diesel: Vec<Item> = diesel::sql_query(&sql)
+            .bind::<diesel::sql_types::BigInt, _>(id)
+            .load(&mut self.diesel)
+            .await?;
+        let statement = sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            &sql,
+            [id.into()],
+        );
+        let by_orm = self.orm.query_one(statement).await?;
+        let by_orm: Option<String> = by_orm.map(|row| row.try_get("", "item")).transpose()?;
+        let seen = [
+            Some(row.get::<_, String>(0)),
+            by_diesel.into_iter().next().map(|row| row.item),
+            by_orm,
+        ];
+        if seen.iter().any(|s| s.as_deref() != Some(item)) {
+            return Err(format!("the clients disagree on order {id}: {seen:?}").into());
+        }
+        Ok(())
     }
 }
 
@@ -146,6 +191,22 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     ))
     .execute(&db)
     .await?;
+    // The other PostgreSQL clients: tokio-postgres, diesel-async (every diesel connection made
+    // from now on reports its queries) and sea-orm.
+    let pg_config: tokio_postgres::Config = database_url.parse()?;
+    let (pg, pg_connection) = pg_config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("PostgreSQL at {database_url}: {e}"))?;
+    tokio::spawn(pg_connection);
+    let pg = PgTarget::new(&pg_config).traced(pg);
+    diesel::connection::set_default_instrumentation(
+        skytrace::integrations::diesel::instrumentation,
+    )?;
+    let diesel = AsyncPgConnection::establish(&database_url)
+        .await
+        .map_err(|e| format!("PostgreSQL at {database_url} (diesel): {e}"))?;
+    let orm = OrmConnection::new(sea_orm::Database::connect(database_url.as_str()).await?);
     let redis_client = redis::Client::open(redis_url.as_str())?;
     let cache = redis_client
         .get_multiplexed_async_connection()
@@ -259,6 +320,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         events,
         queue,
         table: table.clone(),
+        pg,
+        diesel,
+        orm,
     };
     let request = Span::root_entry("GET:/orders/{id}");
     let item = shop.get_order(7).in_span(request).await?;
@@ -304,6 +368,22 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                     segments.len()
                 )
                 .into());
+            }
+            // The request's segment has a span of each PostgreSQL client.
+            let request = segments
+                .iter()
+                .find(|s| s.service == "data-shop")
+                .ok_or("no segment of data-shop")?;
+            for client in ["sqlx", "tokio-postgres", "diesel", "sea-orm"] {
+                let exit = request.spans.iter().find(|span| {
+                    span.operation_name
+                        .starts_with(&format!("PostgreSQL/{client}/"))
+                        && span.peer.contains(':')
+                        && span.span_layer == skytrace_proto::v3::SpanLayer::Database as i32
+                });
+                if exit.is_none() {
+                    return Err(format!("the request has no {client} exit span with a peer").into());
+                }
             }
         }
         None => {

@@ -66,7 +66,9 @@ mod instrument;
     feature = "lapin",
     feature = "async-nats",
     feature = "tracing",
-    feature = "log"
+    feature = "log",
+    feature = "tokio-postgres",
+    feature = "diesel"
 ))]
 pub mod integrations;
 mod intern;

@@ -95,3 +95,41 @@ pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> b
     }
     check()
 }
+
+/// The tags of `span`, in order, as `(key, value)` pairs.
+pub fn tags(span: &SpanObject) -> Vec<(&str, &str)> {
+    span.tags
+        .iter()
+        .map(|t| (t.key.as_str(), t.value.as_str()))
+        .collect()
+}
+
+/// The `message` field of the first of `span`'s logs that has one (an error's text).
+pub fn log_message(span: &SpanObject) -> Option<&str> {
+    span.logs
+        .iter()
+        .flat_map(|l| &l.data)
+        .find(|kv| kv.key == "message")
+        .map(|kv| kv.value.as_str())
+}
+
+/// The operation names of `segment`'s spans, in order.
+pub fn names(segment: &SegmentObject) -> Vec<&str> {
+    segment
+        .spans
+        .iter()
+        .map(|s| s.operation_name.as_str())
+        .collect()
+}
+
+/// The one segment `collector` receives (it fails the test if more arrive within the wait).
+pub async fn only_segment(collector: &skytrace_collector::Collector) -> SegmentObject {
+    let segments = collector.wait_for_segments(1, WAIT).await;
+    assert_eq!(
+        segments.len(),
+        1,
+        "{}",
+        skytrace_collector::render_trace_tree(&segments)
+    );
+    segments.into_iter().next().expect("one segment")
+}

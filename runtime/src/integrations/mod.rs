@@ -24,8 +24,20 @@
     doc = "| `sqlx` (`sqlx-postgres`, `sqlx-mysql`) | [`sqlx::TracedPool`] (`pool.traced()`), [`sqlx::Traced`] | exit, `PostgreSQL/sqlx/fetch` |"
 )]
 #![cfg_attr(
+    feature = "tokio-postgres",
+    doc = "| `tokio-postgres` (`deadpool-postgres`, `bb8-postgres`) | [`tokio_postgres::TracedClient`] (`target.traced(client)`) | exit, `PostgreSQL/tokio-postgres/query` |"
+)]
+#![cfg_attr(
+    feature = "diesel",
+    doc = "| `diesel` | [`diesel::instrumentation`] (`set_default_instrumentation`) | exit, `PostgreSQL/diesel/query` |"
+)]
+#![cfg_attr(
+    any(feature = "sea-orm-postgres", feature = "sea-orm-mysql"),
+    doc = "| `sea-orm` (`sea-orm-postgres`, `sea-orm-mysql`) | [`sea_orm::TracedConnection`] | exit, `PostgreSQL/sea-orm/query` |"
+)]
+#![cfg_attr(
     feature = "redis",
-    doc = "| `redis` | [`redis::TracedConnection`] (`conn.traced(&client)`) | exit, `Redis/GET` |"
+    doc = "| `redis` | [`redis::TracedConnection`] (`conn.traced(&client)`), [`redis::Pooled`] | exit, `Redis/GET` |"
 )]
 #![cfg_attr(
     feature = "lapin",
@@ -74,6 +86,8 @@
 pub mod actix_web;
 #[cfg(any(feature = "axum", feature = "axum-0-7"))]
 pub mod axum;
+#[cfg(feature = "diesel")]
+pub mod diesel;
 #[cfg(feature = "lapin")]
 pub mod lapin;
 #[cfg(feature = "log")]
@@ -86,8 +100,21 @@ pub mod nats;
 pub mod redis;
 #[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
 pub mod reqwest;
+#[cfg(any(feature = "sea-orm-postgres", feature = "sea-orm-mysql"))]
+pub mod sea_orm;
+#[cfg(any(
+    feature = "sqlx-postgres",
+    feature = "sqlx-mysql",
+    feature = "tokio-postgres",
+    feature = "diesel",
+    feature = "sea-orm-postgres",
+    feature = "sea-orm-mysql"
+))]
+mod sql;
 #[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql"))]
 pub mod sqlx;
+#[cfg(feature = "tokio-postgres")]
+pub mod tokio_postgres;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 #[cfg(feature = "tracing")]

@@ -30,8 +30,24 @@
 //! An error reply or a failed connection marks the span as failed and logs the error.
 //!
 //! Outside any trace the command is sent as it would be on the bare connection.
+//!
+//! Pools: a deadpool-redis connection is a connection (`pool.get().await?.traced(&client)`);
+//! a connection that only dereferences to one, as bb8-redis' `PooledConnection`, is wrapped
+//! in [`Pooled`] first. The pool keeps the connection; the wrapper goes with it.
+//!
+//! ```no_run
+//! use skytrace::integrations::redis::{Pooled, TracedConnection};
+//!
+//! # type PooledConnection = Box<redis::aio::MultiplexedConnection>;
+//! // `pooled`: `bb8_pool.get().await?`, say.
+//! async fn ping(pooled: PooledConnection) -> redis::RedisResult<()> {
+//!     let mut conn = TracedConnection::with_peer(Pooled(pooled), "cache:6379");
+//!     redis::cmd("PING").query_async(&mut conn).await
+//! }
+//! ```
 
 use std::fmt;
+use std::ops::DerefMut;
 use std::sync::Arc;
 
 use ::redis::aio::ConnectionLike;
@@ -154,6 +170,37 @@ impl<C: ConnectionLike + Send> ConnectionLike for TracedConnection<C> {
 
     fn get_db(&self) -> i64 {
         self.inner.get_db()
+    }
+}
+
+/// A pooled connection (anything that dereferences to a connection, as bb8's
+/// `PooledConnection`) as a connection of its own, to wrap in a [`TracedConnection`]; see the
+/// [module documentation](self).
+#[derive(Debug)]
+pub struct Pooled<P>(pub P);
+
+impl<P> ConnectionLike for Pooled<P>
+where
+    P: DerefMut + Send,
+    P::Target: ConnectionLike,
+{
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.0.deref_mut().req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.0
+            .deref_mut()
+            .req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
     }
 }
 

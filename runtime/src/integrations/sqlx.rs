@@ -79,15 +79,12 @@ use ::sqlx::{Connection, Database, Describe, Either, Error, Execute, Executor, P
 use futures_core::Stream;
 
 use self::recorded::{BoxFuture, BoxStream, take_pending};
-use crate::boundary::cut;
-use crate::segment::SpanLayer;
+use super::sql::Endpoint;
 use crate::span::Span;
 
 pub use self::recorded::{Builder, Recorded, query, query_as, query_scalar};
 
-/// How much of the SQL text `db.statement` keeps, in bytes: the Java agent's
-/// `plugin.jdbc.sql_body_max_length`.
-pub const DEFAULT_STATEMENT_MAX_LEN: usize = 2048;
+pub use super::sql::DEFAULT_STATEMENT_MAX_LEN;
 
 /// What a span stands for; indexes [`TracedDatabase::OPERATIONS`].
 #[derive(Clone, Copy)]
@@ -191,11 +188,8 @@ impl TracedDatabase for ::sqlx::MySql {
 /// ```
 #[derive(Clone, Debug)]
 pub struct DbTarget {
-    peer: String,
-    instance: String,
-    component: i32,
+    endpoint: Endpoint,
     operations: [&'static str; 5],
-    statement_max_len: usize,
 }
 
 impl DbTarget {
@@ -203,11 +197,8 @@ impl DbTarget {
     pub fn new<DB: TracedDatabase>(options: &<DB::Connection as Connection>::Options) -> Self {
         let (peer, instance) = DB::target_of(options);
         DbTarget {
-            peer,
-            instance,
-            component: DB::COMPONENT,
+            endpoint: Endpoint::new(peer, instance, DB::COMPONENT),
             operations: DB::OPERATIONS,
-            statement_max_len: DEFAULT_STATEMENT_MAX_LEN,
         }
     }
 
@@ -218,57 +209,34 @@ impl DbTarget {
 
     /// The span peer: `host:port` or the socket path.
     pub fn peer(&self) -> &str {
-        &self.peer
+        &self.endpoint.peer
     }
 
     /// The `db.instance` tag: the database's name.
     pub fn instance(&self) -> &str {
-        &self.instance
+        &self.endpoint.instance
     }
 
     /// Keeps at most `len` bytes of SQL in `db.statement` (cut at a character boundary).
     pub fn with_statement_max_len(mut self, len: usize) -> Self {
-        self.statement_max_len = len;
+        self.endpoint.statement_max_len = len;
         self
+    }
+
+    /// What the spans are tagged with (sea-orm's spans too: its connections are sqlx pools).
+    #[allow(dead_code)] // used by the sea-orm integration only
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// The exit span of one call; a no-op span outside any trace.
     fn start(&self, method: Method, sql: &str) -> Span {
         // Taken whether or not the span records: they belong to this query only.
         let parameters = take_pending();
-        let span = Span::exit(self.operations[method as usize], "");
-        if span.is_recording() {
-            span.set_peer(self.peer.clone());
-            span.set_layer(SpanLayer::Database);
-            span.set_component(self.component);
-            span.add_tag("db.type", "sql");
-            span.add_tag("db.instance", self.instance.clone());
-            if !sql.is_empty() {
-                span.add_tag("db.statement", self.statement(sql));
-            }
-            if let Some(parameters) = parameters {
-                // Kept where the query was built; tagged only as this trace's setting says.
-                let max = crate::context::recording_settings(|s| s.sql_parameters_max_length)
-                    .unwrap_or(0);
-                if max > 0 {
-                    span.add_tag("db.sql.parameters", parameters.finish(max));
-                }
-            }
-        }
-        span
-    }
-
-    /// `sql` as `db.statement` has it: cut at the limit, and then marked `...` as the Java
-    /// agent marks it.
-    fn statement(&self, sql: &str) -> String {
-        let kept = cut(sql, self.statement_max_len);
-        if kept.len() == sql.len() {
-            return sql.to_owned();
-        }
-        let mut statement = String::with_capacity(kept.len() + 3);
-        statement.push_str(kept);
-        statement.push_str("...");
-        statement
+        // Kept where the query was built; tagged only as this trace's setting says.
+        let parameters = parameters.map(|parameters| move |max| parameters.finish(max));
+        self.endpoint
+            .start(self.operations[method as usize], sql, parameters)
     }
 }
 
@@ -497,7 +465,7 @@ impl<DB: TracedDatabase> TracedPool<DB> {
 
     /// Keeps at most `len` bytes of SQL in `db.statement`.
     pub fn with_statement_max_len(mut self, len: usize) -> Self {
-        Arc::make_mut(&mut self.target).statement_max_len = len;
+        Arc::make_mut(&mut self.target).endpoint.statement_max_len = len;
         self
     }
 

@@ -14,7 +14,7 @@
 //! tags them only if its own trace's setting is above 0, cut to that length.
 
 use std::cell::Cell;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -24,7 +24,7 @@ use ::sqlx::query::{Query, QueryAs, QueryScalar};
 use ::sqlx::{Database, Encode, Error, Execute, Executor, FromRow, Type};
 use futures_core::Stream;
 
-use crate::boundary::cut;
+use crate::integrations::sql::ParameterText;
 
 /// What sqlx's `BoxFuture` and `BoxStream` are (futures-util's aliases), spelled out so that
 /// skytrace needs futures-core only.
@@ -68,76 +68,6 @@ fn capture_limit() -> usize {
     crate::context::recording_settings(limit)
         .or_else(|| crate::global::with(|agent| agent.settings.with(|s| limit(&s.source))))
         .unwrap_or(0)
-}
-
-/// Bound values as the Java and Python agents write them: `[v1,v2]`, cut at `max` bytes and
-/// marked `...` when cut. Never holds more than `max` bytes of text, however large a value's
-/// `Debug` output would be.
-pub(super) struct ParameterText {
-    text: String,
-    max: usize,
-    count: usize,
-    full: bool,
-}
-
-impl ParameterText {
-    fn new(max: usize) -> ParameterText {
-        ParameterText {
-            text: String::new(),
-            max,
-            count: 0,
-            full: false,
-        }
-    }
-
-    fn push(&mut self, value: &dyn fmt::Debug) {
-        if self.full {
-            return;
-        }
-        let mut out = Bounded {
-            text: &mut self.text,
-            max: self.max,
-        };
-        let separator = if self.count > 0 { "," } else { "" };
-        self.count += 1;
-        // An error is the writer saying the text is full (or a `Debug` impl failing, after
-        // which the text is cut there too).
-        if out.write_str(separator).is_err() || write!(out, "{value:?}").is_err() {
-            self.full = true;
-        }
-    }
-
-    /// The tag's value, the text cut again at `max` bytes (the recording trace's limit, which
-    /// may be lower than the one the values were kept with).
-    pub(super) fn finish(self, max: usize) -> String {
-        let kept = cut(&self.text, max);
-        let more = if self.full || kept.len() < self.text.len() {
-            "..."
-        } else {
-            ""
-        };
-        format!("[{kept}{more}]")
-    }
-}
-
-/// A writer that stops at `max` bytes: it keeps what fits (to a character boundary) and then
-/// fails, which ends the `Debug` formatting early.
-struct Bounded<'a> {
-    text: &'a mut String,
-    max: usize,
-}
-
-impl fmt::Write for Bounded<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let room = self.max.saturating_sub(self.text.len());
-        if s.len() <= room {
-            self.text.push_str(s);
-            Ok(())
-        } else {
-            self.text.push_str(cut(s, room));
-            Err(fmt::Error)
-        }
-    }
 }
 
 mod sealed {
@@ -312,7 +242,10 @@ impl<Q> Recorded<Q> {
 impl<Q> fmt::Debug for Recorded<Q> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Recorded")
-            .field("parameters", &self.parameters.as_ref().map(|p| &p.text))
+            .field(
+                "parameters",
+                &self.parameters.as_ref().map(ParameterText::as_str),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -453,32 +386,6 @@ impl<'q, Q: Builder<'q>> Stream for Converted<'_, 'q, Q> {
 mod tests {
     use super::{ParameterText, hand_over, take_pending};
 
-    fn text(max: usize, values: &[&dyn std::fmt::Debug]) -> String {
-        let mut text = ParameterText::new(max);
-        for value in values {
-            text.push(*value);
-        }
-        text.finish(max)
-    }
-
-    #[test]
-    fn parameters_are_written_as_the_other_agents_do() {
-        assert_eq!(text(512, &[]), "[]");
-        assert_eq!(
-            text(512, &[&7_i64, &"Ada", &None::<i32>]),
-            r#"[7,"Ada",None]"#
-        );
-        // Cut inside a value, and at the separator.
-        assert_eq!(text(4, &[&12345_i64, &6]), "[1234...]");
-        assert_eq!(text(5, &[&12345_i64, &6]), "[12345...]");
-        assert_eq!(text(7, &[&12345_i64, &6]), "[12345,6]");
-        assert_eq!(text(3, &[&"é€"]), r#"["é...]"#);
-        // Cut again, shorter, by the recording trace's own limit.
-        let mut kept = ParameterText::new(64);
-        kept.push(&123_456);
-        assert_eq!(kept.finish(3), "[123...]");
-    }
-
     #[test]
     fn nothing_is_left_pending_after_the_executor_returns_or_panics() {
         let kept = || {
@@ -493,19 +400,5 @@ mod tests {
         let unwound = std::panic::catch_unwind(|| hand_over(kept(), || panic!("executor")));
         assert!(unwound.is_err());
         assert!(take_pending().is_none());
-    }
-
-    #[test]
-    fn a_huge_value_is_never_formatted_whole() {
-        struct Endless;
-        impl std::fmt::Debug for Endless {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                // Stops at the first write that fails, as `Debug` impls do with `?`.
-                loop {
-                    f.write_str("0123456789")?;
-                }
-            }
-        }
-        assert_eq!(text(15, &[&1, &Endless]), "[1,0123456789012...]");
     }
 }

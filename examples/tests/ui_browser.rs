@@ -361,14 +361,28 @@ async fn the_web_view_shows_the_demos_traces_as_a_person_uses_it() {
         "the log record written in the span is shown with it:\n{detail}"
     );
 
-    // The screenshot: this trace, the callee's details open (the frontend's failed call, opened
-    // first as the first failure, closed with a click).
-    click_in(
-        &client,
-        "#waterfall > .span-row.open",
-        "GET:/users/13",
-        ".span-name",
-    )
+    // The screenshot: this trace, the callee's details open (the page opened the first failed
+    // span's details; every other open row is closed with a click).
+    eventually("the other spans' details closed", || async {
+        for row in client
+            .find_all(Locator::Css("#waterfall > .span-row.open"))
+            .await
+            .ok()?
+        {
+            let line = row
+                .find(Locator::Css(".line"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            if !line.contains("GET:/users/{id}") {
+                let name = row.find(Locator::Css(".span-name")).await.ok()?;
+                name.click().await.ok()?;
+            }
+        }
+        Some(())
+    })
     .await;
     eventually("the call's details closed", || async {
         let open = texts(&client, "#waterfall > .span-row.open > .line").await;

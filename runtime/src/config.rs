@@ -6,6 +6,7 @@
 //! setting silently ignored.
 
 pub(crate) mod check;
+mod profile;
 
 use std::cell::RefCell;
 use std::ffi::OsString;
@@ -73,6 +74,9 @@ pub struct Config {
     /// How often OAP's dynamic configuration is fetched; zero for never.
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) dynamic_config_interval: Duration,
+    /// `SW_AGENT_PROFILE_ACTIVE` & co. (`config/profile.rs`).
+    #[allow(dead_code)] // read by the profiling signals
+    pub(crate) profiling: profile::Profiling,
 }
 
 /// TLS to OAP, as configured: on when forced or when a CA is given.
@@ -116,6 +120,7 @@ impl fmt::Debug for Config {
             .field("reporter", &self.reporter)
             .field("tls", &self.tls)
             .field("dynamic_config_interval", &self.dynamic_config_interval)
+            .field("profiling", &self.profiling)
             .finish()
     }
 }
@@ -316,6 +321,7 @@ pub struct ConfigBuilder {
     ssl_cert_chain_path: Option<PathBuf>,
     dynamic_config_interval: Duration,
     meters: MeterReporting,
+    profiling: profile::Profiling,
 }
 
 impl Default for ConfigBuilder {
@@ -346,6 +352,7 @@ impl Default for ConfigBuilder {
             ssl_cert_chain_path: None,
             dynamic_config_interval: Duration::from_secs(20),
             meters: MeterReporting::default(),
+            profiling: profile::Profiling::default(),
         }
     }
 }
@@ -759,6 +766,7 @@ impl ConfigBuilder {
             self.sql_parameters_max_length =
                 check::sql_parameters(name, n).map_err(|e| ConfigError { value: v, ..e })?;
         }
+        self.profiling.env(&var)?;
         if let Some((name, n)) = correlation_set {
             check::correlation_total(
                 name,
@@ -872,6 +880,7 @@ impl ConfigBuilder {
             tls,
             dynamic_config_interval,
             meters,
+            profiling: self.profiling.check()?,
         })
     }
 

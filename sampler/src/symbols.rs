@@ -31,6 +31,17 @@ struct ModuleSymbols {
 }
 
 impl Symbolizer {
+    /// A symbolizer for the modules loaded now (without a session).
+    ///
+    /// ```
+    /// let mut symbols = skytrace_sampler::Symbolizer::for_this_process();
+    /// let name = symbols.function(std::process::exit as *const () as u64);
+    /// assert!(name.contains("exit"), "{name}");
+    /// ```
+    pub fn for_this_process() -> Self {
+        Symbolizer::new(&crate::os::loaded_modules())
+    }
+
     pub(crate) fn new(images: &[ModuleImage]) -> Self {
         let modules = images
             .iter()

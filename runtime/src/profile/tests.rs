@@ -1,0 +1,268 @@
+//! Profiling in this process: a slow request's samples labelled with its segment, the pprof's
+//! ids dense from 1, only the task's endpoint and threshold kept.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::io::Read as _;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use prost::Message as _;
+use skytrace_proto::pprof::Profile;
+use skytrace_sampler::Symbolizer;
+
+use super::aggregate::{Aggregate, Key};
+use super::pprof::{self, Keep, SEGMENT_LABEL, SPAN_LABEL, TRACE_LABEL};
+use super::qualify::{Kept, Qualifier};
+use super::recording::Recording;
+use crate::reporter::Reporter;
+use crate::segment::Segment;
+use crate::{Config, Tracer};
+
+/// Sampling sessions are process-wide: these tests take turns.
+static TURN: Mutex<()> = Mutex::new(());
+
+#[derive(Clone, Default)]
+struct Keep_(Arc<Mutex<Vec<Segment>>>);
+
+impl Reporter for Keep_ {
+    fn report(&self, segment: Segment) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(segment);
+    }
+}
+
+/// This thread's CPU time, from `/proc/thread-self/stat` (10 ms ticks).
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc/thread-self/stat");
+    let rest = &stat[stat.rfind(')').expect("a command") + 2..];
+    let ticks: u64 = rest
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse::<u64>().unwrap())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Burns `cpu` of this thread's CPU time (not wall time: the machine may be busy).
+#[inline(never)]
+fn burn_the_cpu(cpu: Duration) -> u64 {
+    let until = thread_cpu() + cpu;
+    let mut x = 1u64;
+    while thread_cpu() < until {
+        for _ in 0..200_000 {
+            x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+    x
+}
+
+fn unzip(bytes: &[u8]) -> Profile {
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut plain)
+        .expect("gzip");
+    Profile::decode(&plain[..]).expect("a pprof Profile")
+}
+
+fn labels(profile: &Profile, sample: &skytrace_proto::pprof::Sample) -> HashMap<String, String> {
+    let text = |i: i64| profile.string_table[usize::try_from(i).unwrap()].clone();
+    sample
+        .label
+        .iter()
+        .map(|l| (text(l.key), text(l.str)))
+        .collect()
+}
+
+/// The function names of a sample, innermost first, resolved as OAP does: location id N is
+/// entry N-1, function id F is entry F-1.
+fn stack(profile: &Profile, sample: &skytrace_proto::pprof::Sample) -> Vec<String> {
+    sample
+        .location_id
+        .iter()
+        .map(|&id| {
+            let location = &profile.location[usize::try_from(id - 1).unwrap()];
+            let function =
+                &profile.function[usize::try_from(location.line[0].function_id - 1).unwrap()];
+            profile.string_table[usize::try_from(function.name).unwrap()].clone()
+        })
+        .collect()
+}
+
+fn assert_dense(profile: &Profile) {
+    for (i, location) in profile.location.iter().enumerate() {
+        assert_eq!(location.id, i as u64 + 1, "location ids run 1, 2, 3, ...");
+        assert_eq!(location.line.len(), 1, "each location names its function");
+    }
+    for (i, function) in profile.function.iter().enumerate() {
+        assert_eq!(function.id, i as u64 + 1, "function ids run 1, 2, 3, ...");
+    }
+    assert_eq!(profile.string_table[0], "");
+}
+
+#[test]
+fn a_slow_requests_samples_carry_its_segment_and_the_burning_function() {
+    let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+    let keep = Keep_::default();
+    let config = Config::builder().service_name("svc").build().unwrap();
+    let tracer = Tracer::new(&config, keep.clone());
+    let mut recording = Recording::start().expect("sampling starts");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for (endpoint, cpu) in [("GET:/slow", 400), ("GET:/other", 300), ("GET:/slow", 0)] {
+                let entry = tracer.entry_span(endpoint, &http::HeaderMap::new());
+                let _in = entry.enter();
+                burn_the_cpu(Duration::from_millis(cpu));
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+            recording.drain();
+        }
+    });
+    let segments = keep.0.lock().unwrap().drain(..).collect::<Vec<_>>();
+    assert_eq!(segments.len(), 3);
+    // The slow request of the endpoint qualifies; the other endpoint's and the fast one don't.
+    let mut qualifier = Qualifier::new("GET:/slow", 100);
+    for segment in &segments {
+        qualifier.observe(segment);
+    }
+    let slow = &segments[0];
+    assert_eq!(
+        qualifier.kept().keys().collect::<Vec<_>>(),
+        [slow.segment_id()]
+    );
+    let finished = recording.finish(Keep::Segments(qualifier.kept()));
+    let profile = unzip(&pprof::gzip(&finished.profile));
+    assert_dense(&profile);
+    assert!(
+        !profile.sample.is_empty(),
+        "no sample kept ({} taken, {:?})",
+        finished.samples,
+        finished.stats
+    );
+    let mut burning = 0;
+    for sample in &profile.sample {
+        let labels = labels(&profile, sample);
+        assert_eq!(labels[SEGMENT_LABEL], slow.segment_id());
+        assert_eq!(labels[TRACE_LABEL], slow.trace_id());
+        assert_eq!(labels[SPAN_LABEL], "0");
+        if stack(&profile, sample)
+            .iter()
+            .any(|f| f.contains("burn_the_cpu"))
+        {
+            burning += sample.value[0];
+        }
+    }
+    // ~40 samples for 400 ms of CPU at 100 Hz; most in the burner.
+    assert!(
+        burning >= 10,
+        "{burning} samples in burn_the_cpu of {} ({:?})",
+        finished.samples,
+        finished.stats
+    );
+}
+
+#[test]
+fn the_pprof_has_dense_ids_labels_per_sample_and_cpu_values() {
+    let mut samples = Aggregate::default();
+    let here = the_pprof_has_dense_ids_labels_per_sample_and_cpu_values as *const () as u64;
+    let there = burn_the_cpu as *const () as u64;
+    let tagged = |segment: &str, span| Some((Box::<str>::from(segment), span));
+    samples.insert(
+        Key {
+            frames: vec![there, here].into(),
+            tag: tagged("seg-a", 2),
+        },
+        3,
+    );
+    samples.insert(
+        Key {
+            frames: vec![here].into(),
+            tag: tagged("seg-b", 0),
+        },
+        1,
+    );
+    samples.insert(
+        Key {
+            frames: vec![there].into(),
+            tag: None,
+        },
+        5,
+    );
+    let kept = HashMap::from([(
+        "seg-a".to_owned(),
+        Kept {
+            trace_id: "trace-a".into(),
+        },
+    )]);
+    let mut symbols = Symbolizer::for_this_process();
+    let period = Duration::from_millis(10);
+    let started = std::time::SystemTime::now();
+    let labelled = pprof::build(
+        &samples,
+        &mut symbols,
+        Keep::Segments(&kept),
+        started,
+        Duration::from_secs(1),
+        period,
+    );
+    assert_dense(&labelled);
+    assert_eq!(labelled.sample.len(), 1, "only the kept segment's samples");
+    let sample = &labelled.sample[0];
+    assert_eq!(sample.value, [3, 30_000_000]);
+    assert_eq!(
+        labels(&labelled, sample),
+        HashMap::from([
+            (SEGMENT_LABEL.to_owned(), "seg-a".to_owned()),
+            (TRACE_LABEL.to_owned(), "trace-a".to_owned()),
+            (SPAN_LABEL.to_owned(), "2".to_owned()),
+        ])
+    );
+    let names = stack(&labelled, sample);
+    assert!(names[0].ends_with("burn_the_cpu"), "{names:?}");
+    assert!(
+        names[1].ends_with("the_pprof_has_dense_ids_labels_per_sample_and_cpu_values"),
+        "{names:?}"
+    );
+    let text = |i: i64| labelled.string_table[usize::try_from(i).unwrap()].as_str();
+    assert_eq!(
+        labelled
+            .sample_type
+            .iter()
+            .map(|t| (text(t.r#type), text(t.unit)))
+            .collect::<Vec<_>>(),
+        [("samples", "count"), ("cpu", "nanoseconds")]
+    );
+    assert_eq!(labelled.period, 10_000_000);
+
+    let all = pprof::build(
+        &samples,
+        &mut symbols,
+        Keep::All,
+        started,
+        Duration::from_secs(1),
+        period,
+    );
+    assert_dense(&all);
+    assert_eq!(all.sample.len(), 3);
+    assert!(all.sample.iter().all(|s| s.label.is_empty()));
+    // Two addresses, two functions, shared across samples.
+    assert_eq!((all.location.len(), all.function.len()), (2, 2));
+}
+
+#[test]
+fn chunks_are_at_most_a_mebibyte_and_there_is_always_a_last_one() {
+    let bytes = vec![7u8; pprof::CHUNK * 2 + 10];
+    let chunks = pprof::chunks(&bytes);
+    assert_eq!(
+        chunks.iter().map(|c| c.len()).collect::<Vec<_>>(),
+        [pprof::CHUNK, pprof::CHUNK, 10]
+    );
+    assert_eq!(pprof::chunks(&[]).len(), 1);
+}

@@ -68,6 +68,9 @@ mod local_span;
 mod log_sink;
 pub mod logs;
 pub mod meter;
+#[cfg(feature = "grpc")]
+#[allow(dead_code)] // called by the keep-alive (being wired)
+mod process_hook;
 #[cfg(feature = "profiling")]
 #[allow(dead_code)] // run by the profiling signals of the reporter (being wired)
 mod profile;

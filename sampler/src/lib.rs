@@ -163,6 +163,9 @@ pub struct Stats {
     pub dropped_full: u64,
     /// Samples dropped because handlers on other threads used every workspace.
     pub dropped_busy: u64,
+    /// Time spent in the handler, all threads together: the sampler's CPU cost on the
+    /// service's threads.
+    pub handler_time: Duration,
 }
 
 /// A running (or stopped, not yet drained) sampling session; at most one per process.

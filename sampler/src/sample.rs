@@ -2,6 +2,7 @@
 //! publish it. Everything here runs inside the handler: no allocation, no lock, no panic.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::os::TryCell;
 use crate::ring::Ring;
@@ -27,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) signals: AtomicU64,
     pub(crate) dropped_full: AtomicU64,
     pub(crate) dropped_busy: AtomicU64,
+    /// Nanoseconds spent in the handler (wall time, which is the interrupted thread's CPU).
+    pub(crate) handler_nanos: AtomicU64,
 }
 
 impl Shared {
@@ -40,6 +43,7 @@ impl Shared {
             signals: AtomicU64::new(0),
             dropped_full: AtomicU64::new(0),
             dropped_busy: AtomicU64::new(0),
+            handler_nanos: AtomicU64::new(0),
         }
     }
 
@@ -48,12 +52,21 @@ impl Shared {
             signals: self.signals.load(Ordering::Relaxed),
             dropped_full: self.dropped_full.load(Ordering::Relaxed),
             dropped_busy: self.dropped_busy.load(Ordering::Relaxed),
+            handler_time: Duration::from_nanos(self.handler_nanos.load(Ordering::Relaxed)),
         }
     }
 }
 
 /// One SIGPROF on this thread.
 pub(crate) fn take(shared: &Shared, regs: Regs) {
+    // `Instant::now` is `clock_gettime`, answered by the vDSO: async-signal-safe.
+    let started = Instant::now();
+    record(shared, regs);
+    let spent = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    shared.handler_nanos.fetch_add(spent, Ordering::Relaxed);
+}
+
+fn record(shared: &Shared, regs: Regs) {
     shared.signals.fetch_add(1, Ordering::Relaxed);
     let Some(mut writer) = shared.ring.claim() else {
         shared.dropped_full.fetch_add(1, Ordering::Relaxed);

@@ -12,7 +12,7 @@
 //! task runs.
 //!
 //! - `task.rs`: the commands, read and checked;
-//! - `recording.rs`: one sampling session and its samples ([`aggregate.rs`](aggregate)).
+//! - `recording.rs`: one sampling session and its samples (counted in `aggregate.rs`).
 
 pub(crate) mod aggregate;
 pub(crate) mod pprof;

@@ -11,13 +11,15 @@
 //! Nothing is armed, installed or running, and nothing is added to any span path, while no
 //! task runs.
 //!
-//! - `task.rs`: the commands, read and checked;
+//! - `task.rs`: the commands, read and checked; `runner.rs`: the tasks run, apart from how
+//!   they travel (what to ask OAP next, when to sample, what to send);
 //! - `recording.rs`: one sampling session and its samples (counted in `aggregate.rs`).
 
 pub(crate) mod aggregate;
 pub(crate) mod pprof;
 pub(crate) mod qualify;
 pub(crate) mod recording;
+pub(crate) mod runner;
 pub(crate) mod tag;
 pub(crate) mod task;
 

@@ -1,10 +1,10 @@
 //! One CPU recording: a sampler session, drained into an [`Aggregate`], turned into a pprof
-//! when it ends. Used by both kinds of task.
+//! once stopped. Used by both kinds of task.
 
 use std::time::{Duration, SystemTime};
 
 use skytrace_proto::pprof::Profile;
-use skytrace_sampler::{DEFAULT_PERIOD, Session, Stats};
+use skytrace_sampler::{DEFAULT_PERIOD, Session, Stats, Symbolizer};
 
 use super::aggregate::Aggregate;
 use super::pprof::{self, Keep};
@@ -14,11 +14,13 @@ pub(crate) struct Recording {
     samples: Aggregate,
 }
 
-/// What a finished recording gives: the profile and how it went.
-pub(crate) struct Finished {
-    pub(crate) profile: Profile,
-    pub(crate) samples: u64,
-    pub(crate) dropped: u64,
+/// A recording stopped: its samples, ready to become profiles.
+pub(crate) struct Stopped {
+    samples: Aggregate,
+    symbols: Symbolizer,
+    started: SystemTime,
+    duration: Duration,
+    period: Duration,
     pub(crate) stats: Stats,
 }
 
@@ -39,28 +41,39 @@ impl Recording {
         self.session.drain(|sample| samples.add(sample));
     }
 
-    /// Stops sampling and builds the profile of the samples `keep` selects.
-    pub(crate) fn finish(mut self, keep: Keep<'_>) -> Finished {
+    /// Stops sampling (the handler is gone when this returns) and reads the symbols.
+    pub(crate) fn stop(mut self) -> Stopped {
         self.session.stop();
         self.drain();
         let started = self.session.started();
-        let duration = SystemTime::now()
-            .duration_since(started)
-            .unwrap_or(Duration::ZERO);
-        let mut symbols = self.session.symbolizer();
-        let profile = pprof::build(
-            &self.samples,
-            &mut symbols,
-            keep,
+        Stopped {
+            duration: SystemTime::now()
+                .duration_since(started)
+                .unwrap_or(Duration::ZERO),
+            symbols: self.session.symbolizer(),
             started,
-            duration,
-            self.session.period(),
-        );
-        Finished {
-            profile,
-            samples: self.samples.samples,
-            dropped: self.samples.dropped,
+            period: self.session.period(),
             stats: self.session.stats(),
+            samples: self.samples,
         }
+    }
+}
+
+impl Stopped {
+    /// The profile of the samples `keep` selects.
+    pub(crate) fn build(&mut self, keep: Keep<'_>) -> Profile {
+        pprof::build(
+            &self.samples,
+            &mut self.symbols,
+            keep,
+            self.started,
+            self.duration,
+            self.period,
+        )
+    }
+
+    /// Samples counted, and dropped for the memory bound.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.samples.samples, self.samples.dropped)
     }
 }

@@ -137,14 +137,16 @@ fn a_slow_requests_samples_carry_its_segment_and_the_burning_function() {
         qualifier.kept().keys().collect::<Vec<_>>(),
         [slow.segment_id()]
     );
-    let finished = recording.finish(Keep::Segments(qualifier.kept()));
-    let profile = unzip(&pprof::gzip(&finished.profile));
+    let mut stopped = recording.stop();
+    let (taken, _) = stopped.counts();
+    let profile = unzip(&pprof::gzip(
+        &stopped.build(Keep::Segments(qualifier.kept())),
+    ));
     assert_dense(&profile);
     assert!(
         !profile.sample.is_empty(),
-        "no sample kept ({} taken, {:?})",
-        finished.samples,
-        finished.stats
+        "no sample kept ({taken} taken, {:?})",
+        stopped.stats
     );
     let mut burning = 0;
     for sample in &profile.sample {
@@ -162,9 +164,8 @@ fn a_slow_requests_samples_carry_its_segment_and_the_burning_function() {
     // ~40 samples for 400 ms of CPU at 100 Hz; most in the burner.
     assert!(
         burning >= 10,
-        "{burning} samples in burn_the_cpu of {} ({:?})",
-        finished.samples,
-        finished.stats
+        "{burning} samples in burn_the_cpu of {taken} ({:?})",
+        stopped.stats
     );
 }
 
@@ -265,4 +266,225 @@ fn chunks_are_at_most_a_mebibyte_and_there_is_always_a_last_one() {
         [pprof::CHUNK, pprof::CHUNK, 10]
     );
     assert_eq!(pprof::chunks(&[]).len(), 1);
+}
+
+fn command(name: &str, args: &[(&str, String)]) -> skytrace_proto::v3::Commands {
+    skytrace_proto::v3::Commands {
+        commands: vec![skytrace_proto::v3::Command {
+            command: name.into(),
+            args: args
+                .iter()
+                .map(|(k, v)| skytrace_proto::v3::KeyStringValuePair {
+                    key: (*k).into(),
+                    value: v.clone(),
+                })
+                .collect(),
+        }],
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn instance() -> super::runner::Instance {
+    super::runner::Instance {
+        service: "svc".into(),
+        instance: "svc-1".into(),
+    }
+}
+
+/// A trace task as OAP sends it, through the runner: `lastCommandTime` follows the largest
+/// `CreateTime`, an overlapping task is refused, sampling runs in the task's window, and the
+/// report holds the slow request's samples, in chunks ending with `isLast`, then the finish.
+#[test]
+fn a_trace_task_runs_in_its_window_and_reports_the_slow_requests_profile() {
+    use super::runner::TraceTasks;
+
+    let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+    let keep = Keep_::default();
+    let tracer = Tracer::new(
+        &Config::builder().service_name("svc").build().unwrap(),
+        keep.clone(),
+    );
+    let mut tasks = TraceTasks::new(instance());
+    assert_eq!(tasks.query().last_command_time, 0);
+    // A one-minute task that started 58 s ago: two seconds left.
+    let args = |id: &str, create: i64| {
+        vec![
+            ("SerialNumber", "1".to_owned()),
+            ("TaskId", id.to_owned()),
+            ("EndpointName", "GET:/slow".to_owned()),
+            ("Duration", "1".to_owned()),
+            ("MinDurationThreshold", "100".to_owned()),
+            ("DumpPeriod", "10".to_owned()),
+            ("MaxSamplingCount", "5".to_owned()),
+            ("StartTime", (now_ms() - 58_000).to_string()),
+            ("CreateTime", create.to_string()),
+        ]
+    };
+    let now = std::time::SystemTime::now();
+    assert!(
+        tasks
+            .receive(&command("ProfileTaskQuery", &args("task-1", 1_000)), now)
+            .is_empty()
+    );
+    assert_eq!(tasks.query().last_command_time, 1_000);
+    let problems = tasks.receive(&command("ProfileTaskQuery", &args("task-2", 900)), now);
+    assert_eq!(
+        problems,
+        ["profiling task task-2 overlaps one already received"]
+    );
+    assert_eq!(
+        tasks.query().last_command_time,
+        1_000,
+        "the largest CreateTime seen"
+    );
+
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let report = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for (endpoint, cpu) in [("GET:/slow", 300), ("GET:/slow", 0)] {
+                let entry = tracer.entry_span(endpoint, &http::HeaderMap::new());
+                let _in = entry.enter();
+                burn_the_cpu(Duration::from_millis(cpu));
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(std::time::Instant::now() < deadline, "the task never ended");
+            for segment in keep.0.lock().unwrap().drain(..) {
+                tasks.observe_segment(&segment.into_proto().encode_to_vec());
+            }
+            if let Some(report) = tasks.tick(std::time::SystemTime::now()) {
+                break report.expect("sampling ran");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(!tasks.is_running());
+    assert_eq!(report.kept_segments, 1, "the slow request only");
+    let last = report.chunks.len() - 1;
+    assert!(
+        report
+            .chunks
+            .iter()
+            .enumerate()
+            .all(|(i, c)| c.is_last == (i == last) && c.task_id == "task-1")
+    );
+    assert!(
+        report
+            .chunks
+            .iter()
+            .all(|c| c.payload.len() <= pprof::CHUNK)
+    );
+    let bytes: Vec<u8> = report
+        .chunks
+        .iter()
+        .flat_map(|c| c.payload.clone())
+        .collect();
+    let profile = unzip(&bytes);
+    assert_dense(&profile);
+    let segments: std::collections::HashSet<String> = profile
+        .sample
+        .iter()
+        .map(|s| labels(&profile, s)[SEGMENT_LABEL].clone())
+        .collect();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    assert!(profile.sample.iter().any(|s| {
+        stack(&profile, s)
+            .iter()
+            .any(|f| f.contains("burn_the_cpu"))
+    }));
+    assert_eq!(
+        (
+            report.finish.task_id.as_str(),
+            report.finish.service.as_str(),
+            report.finish.service_instance.as_str()
+        ),
+        ("task-1", "svc", "svc-1")
+    );
+}
+
+/// Pprof tasks: a kind other than CPU is answered at once with an error saying so; a CPU task
+/// samples until `CreateTime + Duration` and uploads its metadata (size given) then content.
+#[test]
+fn pprof_tasks_upload_cpu_profiles_and_refuse_other_kinds() {
+    use skytrace_proto::v10::{PprofProfilingStatus, pprof_data};
+
+    use super::runner::PprofTasks;
+
+    let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut tasks = PprofTasks::new(instance());
+    let args = |id: &str, events: &str, create: i64| {
+        vec![
+            ("TaskId", id.to_owned()),
+            ("Events", events.to_owned()),
+            ("Duration", "1".to_owned()),
+            ("CreateTime", create.to_string()),
+            ("DumpPeriod", "0".to_owned()),
+        ]
+    };
+    let now = std::time::SystemTime::now();
+    let refused = tasks.receive(
+        &command("PprofTaskQuery", &args("p-heap", "heap", now_ms() - 60_000)),
+        now,
+    );
+    assert_eq!(refused.len(), 1);
+    let meta = refused[0].metadata.metadata.as_ref().unwrap();
+    assert_eq!(
+        (meta.task_id.as_str(), meta.r#type),
+        (
+            "p-heap",
+            PprofProfilingStatus::PprofExecutionTaskError as i32
+        )
+    );
+    assert!(
+        matches!(&refused[0].metadata.result, Some(pprof_data::Result::ErrorMessage(m)) if m.contains("CPU only"))
+    );
+    // One minute created 59 s ago: a second left.
+    let create = now_ms() - 59_000;
+    assert!(
+        tasks
+            .receive(
+                &command("PprofTaskQuery", &args("p-cpu", "cpu", create)),
+                now
+            )
+            .is_empty()
+    );
+    assert_eq!(tasks.query().last_command_time, create);
+    assert!(tasks.is_running());
+    let upload = loop {
+        burn_the_cpu(Duration::from_millis(50));
+        if let Some(upload) = tasks.tick(std::time::SystemTime::now()) {
+            break upload;
+        }
+    };
+    let meta = upload.metadata.metadata.as_ref().unwrap();
+    assert_eq!(
+        meta.r#type,
+        PprofProfilingStatus::PprofProfilingSuccess as i32
+    );
+    let content: Vec<u8> = upload
+        .content
+        .iter()
+        .flat_map(|c| match &c.result {
+            Some(pprof_data::Result::Content(bytes)) => bytes.clone(),
+            _ => panic!("content chunks only after the metadata"),
+        })
+        .collect();
+    assert_eq!(meta.content_size as usize, content.len());
+    let profile = unzip(&content);
+    assert_dense(&profile);
+    assert!(profile.sample.iter().all(|s| s.label.is_empty()));
+    assert!(profile.sample.iter().any(|s| {
+        stack(&profile, s)
+            .iter()
+            .any(|f| f.contains("burn_the_cpu"))
+    }));
 }

@@ -488,3 +488,71 @@ fn pprof_tasks_upload_cpu_profiles_and_refuse_other_kinds() {
             .any(|f| f.contains("burn_the_cpu"))
     }));
 }
+
+/// Threads entering and leaving spans of ever new segments as fast as they can (the context's
+/// current handle replaced all the time, where a signal can land mid-store), sampled at a 1 ms
+/// period: nothing crashes, and every tag a sample carries is the id of a segment that was
+/// really recorded (a torn read is caught, never labelled with garbage).
+#[test]
+fn samples_taken_while_the_context_churns_carry_only_real_segment_ids() {
+    let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+    let keep = Keep_::default();
+    let tracer = Tracer::new(
+        &Config::builder().service_name("svc").build().unwrap(),
+        keep.clone(),
+    );
+    super::tag::install();
+    let session =
+        skytrace_sampler::Session::start(Duration::from_millis(1)).expect("sampling starts");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut tags = std::collections::HashSet::new();
+    let mut samples = 0usize;
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let a = tracer.entry_span("GET:/a", &http::HeaderMap::new());
+                    let b = tracer.entry_span("GET:/b", &http::HeaderMap::new());
+                    for _ in 0..20 {
+                        let _in_a = a.enter();
+                        let _local = crate::LocalSpan::enter("step");
+                        drop(_local);
+                        let _in_b = b.enter();
+                        n = black_box(n.wrapping_add(1));
+                    }
+                }
+                n
+            });
+        }
+        let until = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+            session.drain(|s| {
+                samples += 1;
+                if let Some((text, _)) = s.tag() {
+                    tags.insert(String::from_utf8(text.to_vec()).expect("ASCII ids only"));
+                }
+            });
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    drop(session);
+    let recorded: std::collections::HashSet<String> = keep
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.segment_id().to_owned())
+        .collect();
+    assert!(
+        samples > 0 && !tags.is_empty(),
+        "{samples} samples, {} tagged",
+        tags.len()
+    );
+    let strangers: Vec<_> = tags.difference(&recorded).collect();
+    assert!(
+        strangers.is_empty(),
+        "tags naming no recorded segment: {strangers:?}"
+    );
+}

@@ -9,7 +9,9 @@
 //! ([`Collector::segments`], [`Collector::pings`], ...), awaited ([`Collector::wait_for_segments`],
 //! [`Collector::wait_for`]) or followed live ([`Collector::subscribe`],
 //! [`Collector::subscribe_events`]). [`render_trace_tree`] draws received segments as a trace
-//! tree, like SkyWalking's trace view.
+//! tree, like SkyWalking's trace view, and [`CollectorBuilder::ui`] serves a web page that shows
+//! them as a waterfall across services, with their logs, the instances, meters and events,
+//! updated live.
 //!
 //! ```
 //! use std::time::Duration;
@@ -32,6 +34,7 @@ mod flame;
 mod profiling;
 mod service;
 mod tree;
+mod ui;
 
 use std::fmt;
 use std::future::Future;
@@ -124,6 +127,18 @@ pub struct Received {
     pub pprof_task_queries: Vec<skytrace_proto::v10::PprofTaskCommandQuery>,
     /// Profiles from `PprofTask/collect`, each stored once its stream ended.
     pub pprof_reports: Vec<PprofReport>,
+    /// [`Received::failed_calls`] by service (`skywalking.v3.LogReportService`).
+    pub failed_by_service: std::collections::BTreeMap<String, usize>,
+}
+
+impl Received {
+    fn count_failed(&mut self, service: &str) {
+        self.failed_calls += 1;
+        *self
+            .failed_by_service
+            .entry(service.to_owned())
+            .or_default() += 1;
+    }
 }
 
 /// One thing a [`Collector`] received, as delivered by [`Collector::subscribe_events`].
@@ -195,6 +210,10 @@ pub(crate) struct Shared {
     serial: AtomicU64,
     /// The profiling tasks served (`profiling.rs`).
     profiling: Mutex<profiling::State>,
+    /// Raw bytes every `fetchConfigurations` is answered with, if set.
+    raw_configuration_reply: Option<Arc<Vec<u8>>>,
+    /// What the web view shows, when it is served (see [`CollectorBuilder::ui`]).
+    ui: Option<Arc<ui::Store>>,
 }
 
 /// A dynamic configuration as `fetchConfigurations` serves it.
@@ -231,14 +250,18 @@ impl Shared {
         }
         self.version.send_modify(|v| *v = v.wrapping_add(1));
         if let Some(event) = event {
+            if let Some(ui) = &self.ui {
+                ui.observe(&event);
+            }
             // No receiver is not an error.
             let _ = self.events_tx.send(event);
         }
     }
 
-    /// `make()` if anybody listens to events (so nothing is cloned for nobody).
+    /// `make()` if anybody listens to events or the web view is served (so nothing is cloned
+    /// for nobody).
     pub(crate) fn event(&self, make: impl FnOnce() -> Event) -> Option<Event> {
-        (self.events_tx.receiver_count() > 0).then(make)
+        (self.events_tx.receiver_count() > 0 || self.ui.is_some()).then(make)
     }
 
     pub(crate) fn record_segment(&self, segment: SegmentObject) {
@@ -258,6 +281,10 @@ impl Shared {
         self.stall
     }
 
+    pub(crate) fn raw_configuration_reply(&self) -> Option<Arc<Vec<u8>>> {
+        self.raw_configuration_reply.clone()
+    }
+
     pub(crate) fn count_only(&self) -> bool {
         self.count_only
     }
@@ -269,7 +296,7 @@ impl Shared {
         if *code == tonic::Code::Unimplemented {
             return Some(tonic::Status::unimplemented("unknown service"));
         }
-        self.record(|r| r.failed_calls += 1, None);
+        self.record(|r| r.count_failed(service), None);
         Some(tonic::Status::new(
             *code,
             "failing this service's calls, as configured",
@@ -317,7 +344,8 @@ impl Shared {
             ));
         }
         if let Some(code) = self.fail_calls {
-            self.record(|r| r.failed_calls += 1, None);
+            let service = rpc.split('/').nth(1).unwrap_or_default();
+            self.record(|r| r.count_failed(service), None);
             return Err(tonic::Status::new(
                 code,
                 "failing every call, as configured",
@@ -392,15 +420,18 @@ impl Shared {
 pub struct Collector {
     addr: SocketAddr,
     tls: bool,
+    ui_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
+    ui_task: Option<JoinHandle<()>>,
 }
 
 impl fmt::Debug for Collector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Collector")
             .field("addr", &self.addr)
+            .field("ui_addr", &self.ui_addr)
             .field("stall", &self.shared.stall)
             .field("require_token", &self.shared.required_token.is_some())
             .finish_non_exhaustive()
@@ -462,6 +493,48 @@ impl Collector {
     pub fn url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)
+    }
+
+    /// The address the web view is served on, when it is (see [`CollectorBuilder::ui`]); the
+    /// actual port when it was asked on port 0.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let collector = skytrace_collector::Collector::start().await.unwrap();
+    /// assert_eq!(collector.ui_addr(), None); // not asked for
+    /// # });
+    /// ```
+    pub fn ui_addr(&self) -> Option<SocketAddr> {
+        self.ui_addr
+    }
+
+    /// The web view's address for a browser, `http://127.0.0.1:8080/`, when it is served. An
+    /// unspecified address (`0.0.0.0`, `[::]`) is given as the loopback one of its family.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// use skytrace_collector::Collector;
+    ///
+    /// let collector = Collector::builder()
+    ///     .ui("127.0.0.1:0".parse().unwrap())
+    ///     .start()
+    ///     .await
+    ///     .unwrap();
+    /// let url = collector.ui_url().unwrap();
+    /// assert_eq!(url, format!("http://{}/", collector.ui_addr().unwrap()));
+    /// # });
+    /// ```
+    pub fn ui_url(&self) -> Option<String> {
+        let mut addr = self.ui_addr?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                std::net::IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        Some(format!("http://{addr}/"))
     }
 
     /// Serves `pairs` as the dynamic configuration from now on (see
@@ -745,6 +818,10 @@ impl Collector {
     /// ```
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        if let Some(task) = self.ui_task.take() {
+            // It stops accepting at once and drops its connections (long polls included).
+            let _ = task.await;
+        }
         if let Some(mut task) = self.task.take() {
             // The listener is closed as soon as the server sees the signal; connections then
             // drain. Don't wait forever on a peer that keeps one open.
@@ -795,6 +872,9 @@ pub struct CollectorBuilder {
     profile_task: Option<ProfileTaskSpec>,
     pprof_task: Option<PprofTaskSpec>,
     pprof_max_size: usize,
+    raw_configuration_reply: Option<Arc<Vec<u8>>>,
+    ui: Option<SocketAddr>,
+    ui_keep: usize,
 }
 
 /// TLS as served: the server's certificate chain and key, and the CA of the client
@@ -844,6 +924,9 @@ impl Default for CollectorBuilder {
             profile_task: None,
             pprof_task: None,
             pprof_max_size: profiling::DEFAULT_PPROF_MAX_SIZE,
+            raw_configuration_reply: None,
+            ui: None,
+            ui_keep: ui::DEFAULT_KEEP,
         }
     }
 }
@@ -1036,9 +1119,58 @@ impl CollectorBuilder {
         self
     }
 
+    /// Answers every `fetchConfigurations` with `bytes` as the reply message, whatever they
+    /// hold: what a hostile or broken OAP could send (a string that is not UTF-8, a reply over
+    /// the agent's message limit). The request is recorded as usual.
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder()
+    ///     .configuration_reply_bytes(vec![0x0a, 0x02, 0xff, 0xfe]);
+    /// ```
+    pub fn configuration_reply_bytes(mut self, bytes: Vec<u8>) -> Self {
+        self.raw_configuration_reply = Some(Arc::new(bytes));
+        self
+    }
+
+    /// Also serves the web view on `addr` (HTTP): one page, compiled into the collector, with
+    /// the traces received (a list to filter, and each trace as a waterfall across services
+    /// with its spans' tags, logs and log records), the instances with their properties and
+    /// last keep-alive, meters as small time series, events and log records; it follows new
+    /// data as it arrives. [`Collector::ui_url`] is its address. It keeps the last
+    /// [`CollectorBuilder::ui_keep`] segments and log records, whatever [`CollectorBuilder::store`]
+    /// says; in count-only mode it sees no `collect`ed segments. Give a loopback address (as
+    /// `127.0.0.1:8080`): what agents send can hold personal data, and bound to loopback the
+    /// page answers only requests that name a loopback address or `localhost`. Default: no web
+    /// view.
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder()
+    ///     .ui("127.0.0.1:8080".parse().unwrap());
+    /// # drop(builder);
+    /// ```
+    pub fn ui(mut self, addr: SocketAddr) -> Self {
+        self.ui = Some(addr);
+        self
+    }
+
+    /// How many of the latest segments (and, apart, log records) the web view keeps; older
+    /// ones are dropped and counted, so memory stays bounded however long the collector runs.
+    /// Default 10 000; at least 1.
+    ///
+    /// ```
+    /// let builder = skytrace_collector::Collector::builder()
+    ///     .ui("127.0.0.1:0".parse().unwrap())
+    ///     .ui_keep(1_000);
+    /// # drop(builder);
+    /// ```
+    pub fn ui_keep(mut self, segments: usize) -> Self {
+        self.ui_keep = segments.max(1);
+        self
+    }
+
     /// Binds the address and starts serving on the current tokio runtime (which needs I/O and
-    /// time enabled). Fails if the address cannot be bound, or the TLS certificate or key
-    /// cannot be used.
+    /// time enabled). Fails if the address (or the web view's) cannot be bound, or the TLS
+    /// certificate or key cannot be used.
     ///
     /// ```
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -1050,6 +1182,15 @@ impl CollectorBuilder {
     pub async fn start(self) -> io::Result<Collector> {
         let listener = TcpListener::bind(self.addr).await?;
         let addr = listener.local_addr()?;
+        let ui_listener = match self.ui {
+            Some(ui_addr) => Some(TcpListener::bind(ui_addr).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("the web view's address {ui_addr}: {e}"))
+            })?),
+            None => None,
+        };
+        let ui_store = ui_listener
+            .as_ref()
+            .map(|_| Arc::new(ui::Store::new(self.ui_keep)));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             received: Mutex::new(Received::default()),
@@ -1072,6 +1213,8 @@ impl CollectorBuilder {
                 self.pprof_task,
                 self.pprof_max_size,
             ),
+            raw_configuration_reply: self.raw_configuration_reply,
+            ui: ui_store.clone(),
         });
 
         let routes = service::Routes::new(service::Handler::new(Arc::clone(&shared)));
@@ -1108,6 +1251,16 @@ impl CollectorBuilder {
                 let _ = stream.set_nodelay(true);
             })
         });
+        let mut ui_addr = None;
+        let mut ui_task = None;
+        if let (Some(listener), Some(store)) = (ui_listener, ui_store) {
+            ui_addr = Some(listener.local_addr()?);
+            ui_task = Some(tokio::spawn(ui::serve(
+                listener,
+                store,
+                shutdown_rx.clone(),
+            )));
+        }
         let mut stop = shutdown_rx;
         let signal = async move {
             // An error means the `Collector` was dropped: stop too.
@@ -1125,9 +1278,11 @@ impl CollectorBuilder {
         Ok(Collector {
             addr,
             tls,
+            ui_addr,
             shared,
             shutdown: shutdown_tx,
             task: Some(task),
+            ui_task,
         })
     }
 }

@@ -107,6 +107,80 @@ impl CountingCollect {
     }
 }
 
+/// `fetchConfigurations` answered with raw bytes (see
+/// `CollectorBuilder::configuration_reply_bytes`): what a hostile or broken OAP could send.
+#[derive(Clone)]
+struct RawConfigurationReply {
+    handler: Arc<Handler>,
+    bytes: Arc<Vec<u8>>,
+}
+
+struct RawEncoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Arc<Vec<u8>>;
+    type Error = Status;
+
+    fn encode(
+        &mut self,
+        item: Arc<Vec<u8>>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        use prost::bytes::BufMut as _;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Arc<Vec<u8>>;
+    type Decode = ConfigurationSyncRequest;
+    type Encoder = RawEncoder;
+    type Decoder = tonic_prost::ProstDecoder<ConfigurationSyncRequest>;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
+    }
+}
+
+impl Service<Request<ConfigurationSyncRequest>> for RawConfigurationReply {
+    type Response = Response<Arc<Vec<u8>>>;
+    type Error = Status;
+    type Future = BoxFuture<Response<Arc<Vec<u8>>>, Status>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<ConfigurationSyncRequest>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let shared = &this.handler.shared;
+            shared.authorize(FETCH_CONFIGURATIONS, &request)?;
+            let sync = request.into_inner();
+            let event = shared.event(|| Event::ConfigurationRequest(sync.clone()));
+            shared.record(|r| r.configuration_requests.push(sync), event);
+            Ok(Response::new(Arc::clone(&this.bytes)))
+        })
+    }
+}
+
+impl RawConfigurationReply {
+    fn serve(&self, request: http::Request<Body>) -> BoxFuture<http::Response<Body>, Infallible> {
+        let service = self.clone();
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(RawCodec);
+            Ok(grpc.unary(service, request).await)
+        })
+    }
+}
+
 /// Implements every collector service over the shared state.
 pub(crate) struct Handler {
     pub(crate) shared: Arc<Shared>,
@@ -273,6 +347,8 @@ impl ConfigurationDiscoveryService for Handler {
 pub(crate) struct Routes {
     /// Set in count-only mode: serves `TraceSegmentReportService/collect`.
     counting: Option<CountingCollect>,
+    /// Set when configuration replies are raw bytes: serves `fetchConfigurations`.
+    raw_configuration: Option<RawConfigurationReply>,
     trace: TraceSegmentReportServiceServer<Handler>,
     management: ManagementServiceServer<Handler>,
     log: LogReportServiceServer<Handler>,
@@ -290,8 +366,17 @@ impl Routes {
         let counting = handler.shared.count_only().then(|| CountingCollect {
             handler: Arc::clone(&handler),
         });
+        let raw_configuration =
+            handler
+                .shared
+                .raw_configuration_reply()
+                .map(|bytes| RawConfigurationReply {
+                    handler: Arc::clone(&handler),
+                    bytes,
+                });
         Routes {
             counting,
+            raw_configuration,
             trace: TraceSegmentReportServiceServer::from_arc(Arc::clone(&handler)),
             management: ManagementServiceServer::from_arc(Arc::clone(&handler)),
             log: LogReportServiceServer::from_arc(Arc::clone(&handler)),
@@ -329,6 +414,11 @@ impl Service<http::Request<Body>> for Routes {
             && request.uri().path() == TRACE_COLLECT
         {
             return counting.serve(request);
+        }
+        if let Some(raw) = &self.raw_configuration
+            && request.uri().path() == FETCH_CONFIGURATIONS
+        {
+            return raw.serve(request);
         }
         let service = request.uri().path().split('/').nth(1).unwrap_or_default();
         if let Some(status) = self.handler.shared.error_for(service) {

@@ -217,23 +217,35 @@ pub fn render_trace_tree_with_logs(
 }
 
 /// One span of the trace, with where it sits.
-struct Node<'a> {
-    segment: usize,
-    span: &'a SpanObject,
-    parent: Option<usize>,
+pub(crate) struct Node<'a> {
+    pub(crate) segment: usize,
+    pub(crate) span: &'a SpanObject,
+    pub(crate) parent: Option<usize>,
     /// The index of the ref that gave `parent`, when it is in another segment.
-    via_ref: Option<usize>,
+    pub(crate) via_ref: Option<usize>,
 }
 
-fn render_trace(
-    out: &mut String,
-    trace_id: &str,
-    segments: &[&SegmentObject],
-    reports: &[&LogData],
-    detail: Detail,
-) {
+/// The spans of one trace linked into a forest: parents within a segment by `parentSpanId`,
+/// across segments by the refs of a segment's spans; children and roots ordered by start time.
+pub(crate) struct Linked<'a> {
+    pub(crate) nodes: Vec<Node<'a>>,
+    pub(crate) children: Vec<Vec<usize>>,
+    pub(crate) roots: Vec<usize>,
+}
+
+impl Linked<'_> {
+    /// Whether node `n` is the first span of its segment drawn (its parent is elsewhere).
+    pub(crate) fn first_of_segment(&self, n: usize) -> bool {
+        let node = &self.nodes[n];
+        node.parent
+            .is_none_or(|p| self.nodes[p].segment != node.segment)
+    }
+}
+
+/// Links the spans of `segments` (all of one trace).
+pub(crate) fn link<'a>(segments: &[&'a SegmentObject]) -> Linked<'a> {
     // Every span of the trace, and per segment its span ids (first occurrence wins).
-    let mut nodes: Vec<Node<'_>> = Vec::new();
+    let mut nodes: Vec<Node<'a>> = Vec::new();
     let mut span_ids: Vec<HashMap<i32, usize>> = Vec::with_capacity(segments.len());
     let mut segment_ids: HashMap<&str, usize> = HashMap::new();
     for (s, segment) in segments.iter().enumerate() {
@@ -290,6 +302,25 @@ fn render_trace(
     for list in &mut children {
         list.sort_by(by_start);
     }
+    Linked {
+        nodes,
+        children,
+        roots,
+    }
+}
+
+fn render_trace(
+    out: &mut String,
+    trace_id: &str,
+    segments: &[&SegmentObject],
+    reports: &[&LogData],
+    detail: Detail,
+) {
+    let Linked {
+        nodes,
+        children,
+        roots,
+    } = link(segments);
 
     // Header.
     let start = nodes.iter().map(|n| n.span.start_time).min().unwrap_or(0);

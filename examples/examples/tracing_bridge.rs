@@ -5,6 +5,11 @@
 //! trace. The application's own log lines (the fmt layer, a `log` logger) start with the trace
 //! context in the `SW_CTX` form. It sends itself a few requests and exits.
 //!
+//! Everything goes the way the README's recipe sends it: `skytrace::init`, then the layer and
+//! the logger; the reporter `init` started delivers the segments and the log records over
+//! gRPC, to OAP or, without one, to a collector started here, whose trees (with the records
+//! under their spans) are printed.
+//!
 //! ```sh
 //! cargo run -p skytrace-examples --example tracing_bridge
 //! # To an OAP (or `cargo run -p skytrace-collector`): exits non-zero if nothing was delivered.
@@ -22,8 +27,8 @@ use axum::routing::get;
 use skytrace::integrations::axum::SkytraceLayer;
 use skytrace::integrations::log::SkyWalkingLogger;
 use skytrace::integrations::tracing::{SkyWalkingLayer, SwCtxFormat};
-use skytrace::logs::{self, LogSettings};
-use skytrace::proto::v3::{LogData, log_data_body};
+use skytrace::logs;
+use skytrace_collector::{Collector, Detail, render_trace_tree_with_logs};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -41,13 +46,27 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let oap = std::env::var("SW_AGENT_COLLECTOR_BACKEND_SERVICES").ok();
-    let agent = skytrace_examples::init_example("tracing-bridge-example")?;
-    // SW_AGENT_LOG_REPORTER_ACTIVE / _LEVEL (WARN) / _MAX_BUFFER_SIZE / _MAX_MESSAGE_SIZE.
-    let mut log_queue = logs::install(&LogSettings::from_env()?);
+    let collector = match oap {
+        Some(_) => None,
+        None => Some(Collector::start().await?),
+    };
+    let backend = match (&oap, &collector) {
+        (Some(oap), _) => oap.clone(),
+        (None, Some(collector)) => collector.addr().to_string(),
+        (None, None) => unreachable!("a collector is started without OAP"),
+    };
+    // The README's recipe: `init` (which installs the log queue its reporter drains, as
+    // SW_AGENT_LOG_REPORTER_* say), then the layer and the logger.
+    let config = skytrace::Config::builder()
+        .service_name("tracing-bridge-example")
+        .backend_services(backend.as_str())
+        .env(|name| std::env::var(name).ok())?
+        .build()?;
+    let agent = skytrace::init(config)?;
 
     // The bridge beside the application's own fmt layer, whose lines carry the context.
     tracing_subscriber::registry()
-        // INFO and above for both layers (hyper's TRACE events stay out).
+        // INFO and above for both layers.
         .with(LevelFilter::INFO)
         .with(SkyWalkingLayer::new())
         .with(
@@ -78,35 +97,37 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         println!("GET {path} -> {status}");
     }
 
+    // Delivers what is queued, segments and log records alike.
     let stats = agent.shutdown_async(Duration::from_secs(5)).await;
-    // The records the bridges queued for OAP's log view.
-    let mut records = Vec::new();
-    if let Some(queue) = log_queue.as_mut() {
-        while let Some(record) = queue.try_recv() {
-            records.push(record);
-        }
-    }
-    logs::uninstall();
-    let Some(oap) = oap else {
-        for record in &records {
-            print_record(record);
+    let queued_logs = logs::stats();
+    if let Some(collector) = collector {
+        let segments = collector.segments();
+        let records = collector.logs();
+        print!(
+            "{}",
+            render_trace_tree_with_logs(&segments, &records, Detail::Normal)
+        );
+        println!(
+            "tracing_bridge: {} segment(s) and {} log record(s) arrived",
+            segments.len(),
+            records.len()
+        );
+        if segments.is_empty() || records.is_empty() {
+            return Ok(ExitCode::FAILURE);
         }
         return Ok(ExitCode::SUCCESS);
-    };
-    if stats.sent == 0 {
+    }
+    if stats.sent == 0 || queued_logs.submitted == 0 {
         eprintln!(
-            "tracing_bridge: could not deliver the traces to {oap} within 5 s \
-             (queued {}, dropped {}, failed {})",
-            stats.queued, stats.dropped, stats.failed
+            "tracing_bridge: could not deliver to {backend} within 5 s (segments queued {}, \
+             dropped {}, failed {}; log records queued {}, dropped {})",
+            stats.queued, stats.dropped, stats.failed, queued_logs.submitted, queued_logs.dropped
         );
         return Ok(ExitCode::FAILURE);
     }
-    // Sent here over `LogReportService/collect` until the gRPC reporter drains the log queue
-    // itself.
-    let sent_logs = send_logs(&oap, records).await?;
     println!(
-        "tracing_bridge: delivered {} segment(s) and {sent_logs} log record(s) to {oap}",
-        stats.sent
+        "tracing_bridge: delivered {} segment(s) and queued {} log record(s) for {backend}",
+        stats.sent, queued_logs.submitted
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -162,37 +183,4 @@ impl log::Log for StderrLogger {
     }
 
     fn flush(&self) {}
-}
-
-fn print_record(record: &LogData) {
-    let text = match record.body.as_ref().and_then(|b| b.content.as_ref()) {
-        Some(log_data_body::Content::Text(t)) => t.text.as_str(),
-        _ => "",
-    };
-    let tags: Vec<String> = record
-        .tags
-        .iter()
-        .flat_map(|t| &t.data)
-        .map(|kv| format!("{}={}", kv.key, kv.value))
-        .collect();
-    match &record.trace_context {
-        Some(c) => println!(
-            "log for OAP: {text:?} [{}] endpoint {} trace {} segment {} span {}",
-            tags.join(" "),
-            record.endpoint,
-            c.trace_id,
-            c.trace_segment_id,
-            c.span_id
-        ),
-        None => println!("log for OAP: {text:?} [{}] (no trace)", tags.join(" ")),
-    }
-}
-
-async fn send_logs(oap: &str, records: Vec<LogData>) -> Result<usize, Box<dyn std::error::Error>> {
-    use skytrace::proto::v3::log_report_service_client::LogReportServiceClient;
-    let n = records.len();
-    let first = oap.split(',').next().unwrap_or(oap).trim();
-    let mut client = LogReportServiceClient::connect(format!("http://{first}")).await?;
-    client.collect(tokio_stream::iter(records)).await?;
-    Ok(n)
 }

@@ -7,6 +7,7 @@
 
 pub(crate) mod check;
 mod profile;
+pub(crate) mod log_settings;
 
 use std::cell::RefCell;
 use std::ffi::OsString;
@@ -77,6 +78,9 @@ pub struct Config {
     /// `SW_AGENT_PROFILE_ACTIVE` & co. (`config/profile.rs`).
     #[allow(dead_code)] // read by the profiling signals
     pub(crate) profiling: profile::Profiling,
+    /// The log reporter's settings, when given (else `init` reads `SW_AGENT_LOG_REPORTER_*`).
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) logs: Option<log_settings::LogSettings>,
 }
 
 /// TLS to OAP, as configured: on when forced or when a CA is given.
@@ -322,6 +326,7 @@ pub struct ConfigBuilder {
     dynamic_config_interval: Duration,
     meters: MeterReporting,
     profiling: profile::Profiling,
+    logs: Option<log_settings::LogSettings>,
 }
 
 impl Default for ConfigBuilder {
@@ -353,6 +358,7 @@ impl Default for ConfigBuilder {
             dynamic_config_interval: Duration::from_secs(20),
             meters: MeterReporting::default(),
             profiling: profile::Profiling::default(),
+            logs: None,
         }
     }
 }
@@ -458,6 +464,22 @@ impl ConfigBuilder {
     /// Batches are cut to fit; a segment over it on its own is dropped alone and counted.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// The log reporter's settings (`SW_AGENT_LOG_REPORTER_*`): what [`crate::init`] installs
+    /// for the `tracing` and `log` bridges. Without it, `init` reads them from the environment.
+    ///
+    /// ```
+    /// use skytrace::logs::{LogLevel, LogSettings};
+    ///
+    /// let mut logs = LogSettings::default();
+    /// logs.level = LogLevel::Info;
+    /// let config = skytrace::Config::builder().log_reporter(logs).build().unwrap();
+    /// # let _ = config;
+    /// ```
+    pub fn log_reporter(mut self, settings: log_settings::LogSettings) -> Self {
+        self.logs = Some(settings);
         self
     }
 
@@ -852,6 +874,9 @@ impl ConfigBuilder {
             check::dynamic_config("dynamic_config_interval", self.dynamic_config_interval)?;
         let sql_parameters_max_length =
             check::sql_parameters("sql_parameters_max_length", self.sql_parameters_max_length)?;
+        if let Some(logs) = &self.logs {
+            logs.check("log_reporter")?;
+        }
         let service_name = [name.as_str(), &namespace, &cluster]
             .into_iter()
             .filter(|part| !part.is_empty())
@@ -881,6 +906,7 @@ impl ConfigBuilder {
             dynamic_config_interval,
             meters,
             profiling: self.profiling.check()?,
+            logs: self.logs,
         })
     }
 

@@ -37,6 +37,8 @@ const IGNORE_PATH: &str = "agent.trace.ignore_path";
 const SPAN_LIMIT: &str = "agent.span_limit_per_segment";
 /// Distinct bad values remembered to be said once each; beyond, they are not said again.
 const MAX_SAID: usize = 64;
+/// Most bytes of a key or value from OAP quoted in a line or remembered.
+const MAX_QUOTED: usize = 200;
 
 /// A bad value: the key, the value, what was expected.
 #[derive(Debug, PartialEq, Eq)]
@@ -82,9 +84,10 @@ pub(crate) fn settings_for(
                 IGNORE_PATH => settings.ignore_paths.clone_from(&current.ignore_paths),
                 _ => settings.span_limit = current.span_limit,
             }
+            // Cut before it is kept or printed: OAP's values are not bounded.
             bad.push(BadValue {
-                key: pair.key.clone(),
-                value: pair.value.clone(),
+                key: crate::say::quote(&pair.key, MAX_QUOTED).into_owned(),
+                value: crate::say::quote(&pair.value, MAX_QUOTED).into_owned(),
                 expected: error.expected,
             });
         }
@@ -98,7 +101,7 @@ fn followed_pairs(command: &Command) -> String {
         .args
         .iter()
         .filter(|p| [SAMPLE, IGNORE_SUFFIX, IGNORE_PATH, SPAN_LIMIT].contains(&p.key.as_str()))
-        .map(|p| format!("{}={}", p.key, p.value))
+        .map(|p| format!("{}={}", p.key, crate::say::quote(&p.value, MAX_QUOTED)))
         .collect();
     if pairs.is_empty() {
         "none: every setting back to its configured value".to_owned()
@@ -129,20 +132,20 @@ pub(crate) fn handler(agent: &Arc<Agent>) -> impl Fn(&Command) + Send + Sync + '
         {
             let mut said = said.lock().unwrap_or_else(PoisonError::into_inner);
             if said.len() < MAX_SAID && said.insert((key.clone(), value.clone())) {
-                eprintln!(
+                crate::say::say(&format!(
                     "skytrace: ignored {key}={value:?} from OAP's dynamic configuration \
                      (expected {expected}); the value in force stays"
-                );
+                ));
             }
         }
         if settings != current {
             // Checked above, value by value: this cannot fail; if it did, nothing changes.
             if agent.settings.set(settings).is_ok() {
-                eprintln!(
+                crate::say::say(&format!(
                     "skytrace: dynamic configuration from OAP applied to {}: {}",
                     agent.service,
                     followed_pairs(command)
-                );
+                ));
             }
         }
     }

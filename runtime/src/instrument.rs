@@ -110,7 +110,7 @@ impl<F: Future> Future for Traced<F> {
         // guard across an `.await`, and a lent handle caught in such a guard would be lost.
         let poll = match this.span.as_ref() {
             Some(span) => {
-                let _entered = span.enter();
+                let _entered = span.enter_for_poll();
                 *this.polling = true;
                 let poll = this.inner.poll(cx);
                 *this.polling = false;

@@ -77,6 +77,7 @@ mod profile;
 mod propagation;
 mod reporter;
 mod sampler;
+mod say;
 mod segment;
 mod settings;
 mod snapshot;

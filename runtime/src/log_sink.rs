@@ -1,190 +1,27 @@
-//! Where log records for OAP wait for the reporter: the settings (`SW_AGENT_LOG_REPORTER_*`),
-//! the level threshold, and one bounded queue per process.
+//! Where log records for OAP wait for the reporter: the level threshold and one queue per
+//! process, bounded in records and bytes (the settings, `SW_AGENT_LOG_REPORTER_*`, are
+//! `crate::config`'s).
 //!
 //! The bridges (`tracing`, `log`) call [`threshold_allows`] before building anything, then
 //! [`submit`]; the reporter installs the queue ([`install`]) and drains the [`LogReceiver`] it
 //! gets. Submitting never blocks: a full queue, or none installed, drops the record and counts
-//! it. This module imports nothing of the crate but `config`, so that the reporter can depend on
-//! it without a cycle.
+//! it. This module imports nothing of the crate but `config` and `say`, so that the reporter can
+//! depend on it without a cycle.
 
-use std::str::FromStr;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use skytrace_proto::v3::LogData;
 use tokio::sync::mpsc;
 
-use crate::config::ConfigError;
+pub(crate) use crate::config::log_settings::{BUFFER_SIZE_MAX, MESSAGE_SIZE_MAX};
+pub use crate::config::log_settings::{
+    DEFAULT_MAX_MESSAGE_SIZE, LogLevel, LogSettings, ParseLogLevelError,
+};
 
-/// A log level, from the least to the most severe (`Trace < Error`).
-///
-/// ```
-/// use skytrace::logs::LogLevel;
-///
-/// assert_eq!("warning".parse::<LogLevel>(), Ok(LogLevel::Warn));
-/// assert!(LogLevel::Error > LogLevel::Warn);
-/// assert_eq!(LogLevel::Info.as_str(), "INFO");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum LogLevel {
-    /// Very verbose diagnostics.
-    Trace,
-    /// Diagnostics.
-    Debug,
-    /// Normal operation.
-    Info,
-    /// Something unexpected, handled.
-    Warn,
-    /// A failure.
-    Error,
-}
-
-impl LogLevel {
-    /// The level as the `level` tag carries it: `TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR` (the
-    /// names of `tracing`, `log` and logback).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Trace => "TRACE",
-            LogLevel::Debug => "DEBUG",
-            LogLevel::Info => "INFO",
-            LogLevel::Warn => "WARN",
-            LogLevel::Error => "ERROR",
-        }
-    }
-}
-
-/// The error of parsing a [`LogLevel`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParseLogLevelError;
-
-impl std::fmt::Display for ParseLogLevelError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("expected TRACE, DEBUG, INFO, WARN (WARNING) or ERROR (CRITICAL, FATAL)")
-    }
-}
-
-impl std::error::Error for ParseLogLevelError {}
-
-impl FromStr for LogLevel {
-    type Err = ParseLogLevelError;
-
-    /// Case-insensitive; Python's names (`WARNING`, `CRITICAL`) and Java's `FATAL` are accepted.
-    fn from_str(s: &str) -> Result<LogLevel, ParseLogLevelError> {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "TRACE" => Ok(LogLevel::Trace),
-            "DEBUG" => Ok(LogLevel::Debug),
-            "INFO" => Ok(LogLevel::Info),
-            "WARN" | "WARNING" => Ok(LogLevel::Warn),
-            "ERROR" | "CRITICAL" | "FATAL" => Ok(LogLevel::Error),
-            _ => Err(ParseLogLevelError),
-        }
-    }
-}
-
-/// How logs are reported to OAP (`LogReportService/collect`).
-///
-/// | variable | default | meaning |
-/// |---|---|---|
-/// | `SW_AGENT_LOG_REPORTER_ACTIVE` | `true` | report logs at all (the bridges still need installing) |
-/// | `SW_AGENT_LOG_REPORTER_LEVEL` | `WARN` | the least severe level reported (as the Python agent) |
-/// | `SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE` | `10000` | records waiting for the reporter; more are dropped and counted |
-/// | `SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE` | `32768` | bytes of a record's text; longer text is cut at a character boundary |
-///
-/// ```
-/// use skytrace::logs::{LogLevel, LogSettings};
-///
-/// let vars = [("SW_AGENT_LOG_REPORTER_LEVEL", "info")];
-/// let settings = LogSettings::default()
-///     .env(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
-///     .unwrap();
-/// assert_eq!(settings.level, LogLevel::Info);
-/// assert_eq!(settings.max_buffer_size, 10_000);
-///
-/// let bad = [("SW_AGENT_LOG_REPORTER_LEVEL", "loud")];
-/// let err = LogSettings::default()
-///     .env(|name| bad.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
-///     .unwrap_err();
-/// assert_eq!(err.variable, "SW_AGENT_LOG_REPORTER_LEVEL");
-/// assert_eq!(err.value, "loud");
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LogSettings {
-    /// `SW_AGENT_LOG_REPORTER_ACTIVE`.
-    pub active: bool,
-    /// `SW_AGENT_LOG_REPORTER_LEVEL`.
-    pub level: LogLevel,
-    /// `SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE`.
-    pub max_buffer_size: usize,
-    /// `SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE`, in bytes.
-    pub max_message_size: usize,
-}
-
-/// The default of `SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE`: far below every collector's gRPC
-/// message limit (4 MB for tonic and grpc-go), so that a batch of records always fits.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 32 * 1024;
-
-impl Default for LogSettings {
-    fn default() -> LogSettings {
-        LogSettings {
-            active: true,
-            level: LogLevel::Warn,
-            max_buffer_size: 10_000,
-            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-        }
-    }
-}
-
-impl LogSettings {
-    /// The defaults, changed by the `SW_AGENT_LOG_REPORTER_*` variables of the environment.
-    pub fn from_env() -> Result<LogSettings, ConfigError> {
-        LogSettings::default().env(|name| std::env::var(name).ok())
-    }
-
-    /// Applies every `SW_AGENT_LOG_REPORTER_*` variable that `lookup` knows; an error names the
-    /// variable and the value.
-    pub fn env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let var = |name: &str| lookup(name).map(|v| v.trim().to_owned());
-        if let Some(v) = var("SW_AGENT_LOG_REPORTER_ACTIVE") {
-            self.active = match v.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => true,
-                "false" | "0" | "no" | "off" => false,
-                _ => return Err(invalid("SW_AGENT_LOG_REPORTER_ACTIVE", v, "true or false")),
-            };
-        }
-        if let Some(v) = var("SW_AGENT_LOG_REPORTER_LEVEL") {
-            self.level = v.parse().map_err(|_| {
-                invalid(
-                    "SW_AGENT_LOG_REPORTER_LEVEL",
-                    v.clone(),
-                    "TRACE, DEBUG, INFO, WARN or ERROR",
-                )
-            })?;
-        }
-        if let Some(v) = var("SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE") {
-            self.max_buffer_size = positive("SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE", v)?;
-        }
-        if let Some(v) = var("SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE") {
-            self.max_message_size = positive("SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE", v)?;
-        }
-        Ok(self)
-    }
-}
-
-fn invalid(variable: &str, value: String, expected: &str) -> ConfigError {
-    ConfigError {
-        variable: variable.to_owned(),
-        value,
-        expected: expected.to_owned(),
-    }
-}
-
-fn positive(variable: &str, value: String) -> Result<usize, ConfigError> {
-    match value.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(invalid(variable, value, "a positive whole number")),
-    }
-}
+/// Most bytes of record text waiting in the queue, whatever the number of records: 10,000
+/// records of 1 MiB would otherwise be 10 GB.
+pub(crate) const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 
 /// No level passes: no queue is installed.
 const OFF: u8 = u8::MAX;
@@ -197,6 +34,11 @@ static MAX_MESSAGE_SIZE: std::sync::atomic::AtomicUsize =
 static QUEUE: RwLock<Option<mpsc::Sender<LogData>>> = RwLock::new(None);
 static SUBMITTED: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Bytes of the records in the queue (their encoded length), against [`MAX_QUEUED_BYTES`].
+static QUEUED_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Whether the installed queue is a reporter's (installed by `init`): a user's `install` then
+/// keeps it rather than disconnecting it.
+static REPORTER_QUEUE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 thread_local! {
     /// Set on the reporter's own threads: what their libraries log (h2, tonic, hyper) is not
@@ -230,10 +72,17 @@ pub(crate) fn max_message_size() -> usize {
 /// Queues `log` for the reporter without waiting: dropped (and counted) when the queue is full
 /// or none is installed.
 pub(crate) fn submit(log: LogData) {
-    let sent = match QUEUE.read() {
-        Ok(queue) => queue.as_ref().is_some_and(|tx| tx.try_send(log).is_ok()),
-        Err(_) => false,
-    };
+    let len = prost::Message::encoded_len(&log);
+    // The queue's bound in bytes first: a full one costs a failed add, not a send.
+    let queued = QUEUED_BYTES.fetch_add(len, Ordering::Relaxed);
+    let sent = queued.saturating_add(len) <= MAX_QUEUED_BYTES
+        && match QUEUE.read() {
+            Ok(queue) => queue.as_ref().is_some_and(|tx| tx.try_send(log).is_ok()),
+            Err(_) => false,
+        };
+    if !sent {
+        QUEUED_BYTES.fetch_sub(len, Ordering::Relaxed);
+    }
     if sent {
         SUBMITTED.fetch_add(1, Ordering::Relaxed);
     } else {
@@ -242,10 +91,14 @@ pub(crate) fn submit(log: LogData) {
 }
 
 /// Starts queueing log records with `settings` (its threshold, buffer and message sizes), and
-/// returns the receiving end for the reporter, which sends what it drains over
-/// `LogReportService/collect`. `None`, and nothing queued, when `settings.active` is false.
-/// Installing again replaces the queue: the former receiver sees its channel closed once it has
-/// drained what was queued.
+/// returns the receiving end, for a reporter of your own that sends what it drains. `None`,
+/// and nothing queued, when `settings.active` is false.
+///
+/// [`crate::init`] installs the queue its reporter drains, as `SW_AGENT_LOG_REPORTER_*` say:
+/// with `init` there is nothing to install. Called while that reporter runs, this keeps its
+/// queue (it never disconnects it) and applies `settings`' level and message size to it,
+/// returning `None`. Otherwise installing again replaces the queue: the former receiver sees
+/// its channel closed once it has drained what was queued.
 ///
 /// ```
 /// use skytrace::logs::{self, LogSettings};
@@ -259,20 +112,71 @@ pub fn install(settings: &LogSettings) -> Option<LogReceiver> {
         uninstall();
         return None;
     }
-    let (tx, rx) = mpsc::channel(settings.max_buffer_size.max(1));
-    MAX_MESSAGE_SIZE.store(settings.max_message_size.max(1), Ordering::Relaxed);
-    if let Ok(mut queue) = QUEUE.write() {
-        *queue = Some(tx);
+    if REPORTER_QUEUE.load(Ordering::Relaxed) && is_drained() {
+        MAX_MESSAGE_SIZE.store(settings.max_message_size.max(1), Ordering::Relaxed);
+        THRESHOLD.store(settings.level as u8, Ordering::Relaxed);
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !SAID.swap(true, Ordering::Relaxed) {
+            crate::say::say(
+                "skytrace: logs::install: the log queue of the reporter `init` started is kept \
+                 (records go on to OAP); the level and message size given were applied to it. \
+                 With `init`, there is nothing to install.",
+            );
+        }
+        return None;
     }
+    Some(replace(settings, false))
+}
+
+/// The queue `init`'s reporter drains: installed whatever was there before.
+pub(crate) fn install_for_reporter(settings: &LogSettings) -> Option<LogReceiver> {
+    if !settings.active {
+        uninstall();
+        return None;
+    }
+    Some(replace(settings, true))
+}
+
+/// The reporter that drained the queue has stopped: if the queue is still its, records are no
+/// longer built at all.
+pub(crate) fn reporter_stopped() {
+    if REPORTER_QUEUE.load(Ordering::Relaxed) && !is_drained() {
+        uninstall();
+    }
+}
+
+/// Whether the installed queue has a receiver.
+fn is_drained() -> bool {
+    QUEUE
+        .read()
+        .ok()
+        .is_some_and(|queue| queue.as_ref().is_some_and(|tx| !tx.is_closed()))
+}
+
+fn replace(settings: &LogSettings, reporter: bool) -> LogReceiver {
+    let (tx, rx) = mpsc::channel(settings.max_buffer_size.clamp(1, BUFFER_SIZE_MAX));
+    MAX_MESSAGE_SIZE.store(
+        settings.max_message_size.clamp(1, MESSAGE_SIZE_MAX),
+        Ordering::Relaxed,
+    );
+    let old = QUEUE.write().ok().and_then(|mut queue| queue.replace(tx));
+    // The new queue starts empty. (A record the old receiver still takes is subtracted
+    // saturating: at worst the new queue's bound is loose for a moment.)
+    QUEUED_BYTES.store(0, Ordering::Relaxed);
+    REPORTER_QUEUE.store(reporter, Ordering::Relaxed);
     THRESHOLD.store(settings.level as u8, Ordering::Relaxed);
-    Some(LogReceiver { rx })
+    // Dropped outside the lock: closing the channel wakes the old receiver.
+    drop(old);
+    LogReceiver { rx }
 }
 
 /// Stops queueing log records (the reporter's shutdown): later records are not built at all.
 pub fn uninstall() {
     THRESHOLD.store(OFF, Ordering::Relaxed);
+    REPORTER_QUEUE.store(false, Ordering::Relaxed);
     // Taken out under the lock, dropped after it: closing the channel wakes the receiver.
     let old = QUEUE.write().ok().and_then(|mut queue| queue.take());
+    QUEUED_BYTES.store(0, Ordering::Relaxed);
     drop(old);
 }
 
@@ -309,19 +213,31 @@ pub struct LogReceiver {
 impl LogReceiver {
     /// The next record; `None` once the queue is replaced or uninstalled and drained.
     pub async fn recv(&mut self) -> Option<LogData> {
-        self.rx.recv().await
+        self.rx.recv().await.inspect(taken)
     }
 
     /// The next record if one is waiting.
     pub fn try_recv(&mut self) -> Option<LogData> {
-        self.rx.try_recv().ok()
+        self.rx.try_recv().ok().inspect(taken)
     }
 
     /// Moves up to `max` waiting records into `out` (waiting for the first one); returns how
     /// many, 0 once the queue is closed and drained. For a reporter that sends in batches.
     pub async fn recv_many(&mut self, out: &mut Vec<LogData>, max: usize) -> usize {
-        self.rx.recv_many(out, max).await
+        let before = out.len();
+        let n = self.rx.recv_many(out, max).await;
+        out[before..].iter().for_each(taken);
+        n
     }
+}
+
+/// A record left the queue: its bytes no longer count against [`MAX_QUEUED_BYTES`].
+fn taken(log: &LogData) {
+    let len = prost::Message::encoded_len(log);
+    // Saturating: a record queued before a replacement is taken from the old queue.
+    let _ = QUEUED_BYTES.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        Some(n.saturating_sub(len))
+    });
 }
 
 #[cfg(test)]

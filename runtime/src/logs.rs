@@ -102,15 +102,18 @@ pub(crate) struct Record<'a> {
 pub(crate) fn build(record: Record<'_>, context: Option<&LogContext>) -> LogData {
     let mut text = record.body;
     truncate(&mut text, record.max_message_size);
+    // Every part bounded, so that a record's size is: a logger or thread name is not.
     let tag = |key: &str, value: &str| KeyStringValuePair {
         key: key.to_owned(),
-        value: value.to_owned(),
+        value: crate::cap::value(value).to_owned(),
     };
     LogData {
         timestamp: record.timestamp_millis,
         service: record.service.to_owned(),
         service_instance: record.instance.to_owned(),
-        endpoint: context.map(|c| c.endpoint.clone()).unwrap_or_default(),
+        endpoint: context
+            .map(|c| crate::cap::operation_name(&c.endpoint).to_owned())
+            .unwrap_or_default(),
         body: Some(LogDataBody {
             r#type: "TEXT".to_owned(),
             content: Some(log_data_body::Content::Text(TextLog { text })),

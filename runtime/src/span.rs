@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use crate::context::current::Saved;
 use crate::context::{self, EntryName, Handle, HandleId, RecordAt, Started, current};
@@ -234,18 +233,27 @@ impl Span {
     /// failed. For async code use [`crate::Instrument::in_span`], which enters around each poll.
     #[inline]
     pub fn enter(&self) -> Entered<'_> {
+        self.enter_as(current::Owner::guard())
+    }
+
+    /// [`Span::enter`] for the duration of a future's poll (which cannot be suspended with the
+    /// span current): other tasks need not be told apart from it.
+    #[inline]
+    pub(crate) fn enter_for_poll(&self) -> Entered<'_> {
+        self.enter_as(current::Owner::Poll)
+    }
+
+    #[inline]
+    fn enter_as(&self, owner: current::Owner) -> Entered<'_> {
         let state = match &self.handle {
             None => EnterState::Noop,
             Some(handle @ Handle::Recording { segment, span_id }) => {
-                match current::switch_in_place(segment, *span_id) {
-                    Some(previous) => EnterState::Switched {
-                        segment: Arc::as_ptr(segment) as usize,
-                        previous,
-                    },
-                    None => EnterState::Replaced(current::enter(handle.clone())),
+                match current::switch_in_place(segment, *span_id, owner) {
+                    Some(switched) => EnterState::Switched(switched),
+                    None => EnterState::Replaced(current::enter(handle.clone(), owner)),
                 }
             }
-            Some(handle) => EnterState::Replaced(current::enter(handle.clone())),
+            Some(handle) => EnterState::Replaced(current::enter(handle.clone(), owner)),
         };
         Entered {
             span: self,
@@ -282,11 +290,8 @@ impl Span {
         let state = match &self.handle {
             None => GuardState::Noop,
             Some(Handle::Recording { segment, span_id }) => {
-                match current::switch_in_place(segment, *span_id) {
-                    Some(previous) => GuardState::Switched {
-                        segment: Arc::as_ptr(segment) as usize,
-                        previous,
-                    },
+                match current::switch_in_place(segment, *span_id, current::Owner::guard()) {
+                    Some(switched) => GuardState::Switched(switched),
                     None => self.lend(),
                 }
             }
@@ -306,7 +311,7 @@ impl Span {
             Some(handle) => {
                 let id = handle.id();
                 GuardState::Lent {
-                    previous: current::enter(handle),
+                    previous: current::enter(handle, current::Owner::guard()),
                     id,
                 }
             }
@@ -361,7 +366,7 @@ enum GuardState {
     /// A no-op span: nothing changed.
     Noop,
     /// The current handle, already of this segment, had its span id switched.
-    Switched { segment: usize, previous: i32 },
+    Switched(current::Switched),
     /// The span's handle was moved into the thread-local (its segment was not current here);
     /// `id` recognises it when it is taken back.
     Lent { previous: Saved, id: HandleId },
@@ -372,7 +377,7 @@ impl Drop for EnteredSpan {
     fn drop(&mut self) {
         match std::mem::replace(&mut self.state, GuardState::Noop) {
             GuardState::Noop => return,
-            GuardState::Switched { segment, previous } => current::switch_back(segment, previous),
+            GuardState::Switched(switched) => current::switch_back(switched),
             GuardState::Lent { previous, id } => {
                 self.span.handle = current::take_back(previous, id);
             }
@@ -412,7 +417,7 @@ impl Entrance {
     pub(crate) fn exit(self) {
         match self.0 {
             EnterState::Noop => {}
-            EnterState::Switched { segment, previous } => current::switch_back(segment, previous),
+            EnterState::Switched(switched) => current::switch_back(switched),
             EnterState::Replaced(previous) => drop(current::restore(previous)),
         }
     }
@@ -423,7 +428,7 @@ enum EnterState {
     /// A no-op span: nothing changed.
     Noop,
     /// The current handle, already of this segment, had its span id switched.
-    Switched { segment: usize, previous: i32 },
+    Switched(current::Switched),
     /// A clone of the span's handle replaced the current one, which is put back on drop.
     Replaced(Saved),
 }
@@ -440,7 +445,7 @@ impl Drop for Entered<'_> {
         }
         match state {
             EnterState::Noop => {}
-            EnterState::Switched { segment, previous } => current::switch_back(segment, previous),
+            EnterState::Switched(switched) => current::switch_back(switched),
             EnterState::Replaced(previous) => {
                 // What it replaces is dropped here, outside the thread-local.
                 drop(current::restore(previous));

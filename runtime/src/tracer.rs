@@ -200,9 +200,12 @@ pub fn init(config: Config) -> Result<TracerGuard, InitError> {
         #[cfg(feature = "grpc")]
         ReporterKind::Grpc => {
             // The queue the `tracing` and `log` bridges fill, as `SW_AGENT_LOG_REPORTER_*` say.
-            let logs = crate::log_sink::LogSettings::from_env()?;
+            let logs = match &config.logs {
+                Some(logs) => logs.clone(),
+                None => crate::log_sink::LogSettings::from_env()?,
+            };
             let options = crate::reporter::ReporterOptions {
-                logs: crate::log_sink::install(&logs),
+                logs: crate::log_sink::install_for_reporter(&logs),
                 ..Default::default()
             };
             let grpc = Arc::new(

@@ -9,6 +9,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use skytrace::logs::LogSettings;
 use skytrace::{
     Config, ConfigError, Correlation, DiscardReporter, InitError, ReporterKind, SW8_MAX_LEN, Span,
     Sw8Header, Tracer,
@@ -66,6 +67,46 @@ fn a_huge_queue_size_is_an_error_not_a_panic() {
         .build()
         .unwrap();
     drop(skytrace::init(config).unwrap());
+}
+
+#[test]
+fn the_log_reporters_numbers_are_bounded_errors_not_panics() {
+    let _serial = serial();
+    // 2^61: tokio's semaphore panicked inside `init` (exit 101).
+    for (name, value) in [
+        (
+            "SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE",
+            "2305843009213693952",
+        ),
+        ("SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE", "0"),
+        ("SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE", "8388608"),
+        (
+            "SW_AGENT_LOG_REPORTER_MAX_MESSAGE_SIZE",
+            "18446744073709551616",
+        ),
+    ] {
+        let err = LogSettings::default()
+            .env(|n| (n == name).then(|| value.to_owned()))
+            .unwrap_err();
+        assert_eq!((err.variable.as_str(), err.value.as_str()), (name, value));
+        assert!(err.to_string().contains("1048576"), "{err}");
+    }
+    // Settings made in code are checked by the builder, naming it.
+    let mut logs = LogSettings::default();
+    logs.max_buffer_size = usize::MAX;
+    let err = Config::builder().log_reporter(logs).build().unwrap_err();
+    assert_eq!(err.variable, "log_reporter.max_buffer_size");
+    // The largest allowed buffer starts.
+    let mut logs = LogSettings::default();
+    logs.max_buffer_size = 1 << 20;
+    let config = Config::builder()
+        .log_reporter(logs)
+        .backend_services(skytrace_tests::unused_addr().to_string())
+        .build()
+        .unwrap();
+    skytrace::init(config)
+        .unwrap()
+        .shutdown(Duration::from_millis(100));
 }
 
 #[test]

@@ -153,6 +153,91 @@ fn a_guard_held_across_an_await_on_a_local_set_does_not_adopt_other_requests() {
     });
 }
 
+/// The spans of a task with no span of its own, polled while another task's guard holds its span
+/// current on the thread, are not that span's children: they record nothing.
+#[test]
+fn a_guards_span_held_in_one_task_is_not_seen_by_another_tasks_spans() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let collector = Collector::start().await.unwrap();
+        let tracer = grpc_tracer(config_for(collector.addr()));
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let (held_tx, held_rx) = tokio::sync::oneshot::channel::<()>();
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+                let holder_tracer = tracer.clone();
+                let holder = tokio::task::spawn_local(async move {
+                    let _guard = holder_tracer.entry_span("holder", &()).entered();
+                    drop(LocalSpan::enter("holder-own"));
+                    let _ = held_tx.send(());
+                    let _ = done_rx.await;
+                });
+                held_rx.await.unwrap();
+                tokio::task::spawn_local(async move {
+                    // No span of its own: nothing here belongs to the holder's trace.
+                    let local = Span::local("other-task-local");
+                    assert!(!local.is_recording());
+                    let exit = Span::exit("other-task-exit", "peer:1");
+                    assert!(!exit.is_recording());
+                    let fast = LocalSpan::enter("other-task-fast");
+                    assert!(!fast.is_recording());
+                })
+                .await
+                .unwrap();
+                let _ = done_tx.send(());
+                holder.await.unwrap();
+            })
+            .await;
+        let segments = collector.wait_for_segments(1, WAIT).await;
+        let holder = segment(&segments, "holder");
+        let names: Vec<&str> = holder
+            .spans
+            .iter()
+            .map(|s| s.operation_name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["holder", "holder-own"],
+            "the holder adopted nothing"
+        );
+    });
+}
+
+/// A guard leaked after its trace ended (`mem::forget(span.enter())`, the span then dropped)
+/// costs no later request on its thread: each starts a trace of its own and arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaked_guard_of_an_ended_trace_costs_no_later_request() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let on_thread = tracer.clone();
+    std::thread::spawn(move || {
+        let leaked = on_thread.entry_span("ended", &());
+        std::mem::forget(leaked.enter());
+        drop(leaked);
+        for _ in 0..20 {
+            let entry = on_thread.entry_span("later", &());
+            assert!(entry.is_recording());
+            let _in = entry.enter();
+            drop(LocalSpan::enter("work"));
+        }
+        // The released trace no longer takes local spans either.
+        assert!(!LocalSpan::enter("outside any trace").is_recording());
+    })
+    .join()
+    .unwrap();
+    let segments = collector.wait_for_segments(21, WAIT).await;
+    let later: Vec<_> = segments
+        .iter()
+        .filter(|s| s.spans[0].operation_name == "later")
+        .collect();
+    assert_eq!(later.len(), 20, "every later request is a trace of its own");
+    assert!(later.iter().all(|s| s.spans.len() == 2));
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_leaked_entry_guard_stops_no_later_trace() {
     let collector = Collector::start().await.unwrap();

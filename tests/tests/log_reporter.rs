@@ -56,6 +56,10 @@ async fn tracing_and_log_records_arrive_linked_to_their_span() {
         .build()
         .unwrap();
     let guard = skytrace::init(config).unwrap();
+    // What the README's recipe did after `init`: it must not disconnect the queue `init`
+    // installed (it replaced it, and every record went to a receiver nobody read).
+    let _logs = skytrace::logs::install(&skytrace::logs::LogSettings::default());
+    assert!(_logs.is_none(), "init's queue is kept");
 
     {
         let entry = Span::root_entry("GET:/report");

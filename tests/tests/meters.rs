@@ -184,7 +184,7 @@ async fn counters_gauges_and_histograms_arrive_with_names_labels_and_values() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gauge_is_read_once_per_period_on_the_reporters_thread() {
+async fn a_gauge_is_read_once_per_period_on_the_meters_own_thread() {
     let _serial = SERIAL.lock().await;
     let collector = Collector::start().await.unwrap();
     let reads = Arc::new(AtomicU64::new(0));
@@ -218,7 +218,7 @@ async fn a_gauge_is_read_once_per_period_on_the_reporters_thread() {
     assert!(
         threads
             .iter()
-            .all(|n| n.as_deref() == Some("skytrace-reporter")),
+            .all(|n| n.as_deref() == Some("skytrace-meters")),
         "{threads:?}"
     );
 }
@@ -336,4 +336,26 @@ async fn a_dead_backend_blocks_nothing_and_old_reports_are_dropped() {
     let got = values(&collector, "t5_reads");
     assert!(!got.contains(&1.0), "the first report was kept: {got:?}");
     assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+}
+
+/// A short job's meters arrive: the registry is read once more at shutdown and delivered with
+/// what is queued, long before the first 20 s period would have come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_jobs_meters_are_delivered_at_shutdown() {
+    let _serial = SERIAL.lock().await;
+    let collector = Collector::start().await.unwrap();
+    let config = config_for(collector.addr())
+        .service_name("meters-short-job")
+        .meter_reporter_period(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let tracer = Tracer::new(&config, GrpcReporter::start(&config).unwrap());
+    meter::counter("t6_short_job_items")
+        .build()
+        .unwrap()
+        .increment(7.0);
+    drop(tracer.entry_span("job", &()));
+    let stats = tracer.reporter().shutdown(Duration::from_secs(5));
+    assert_eq!(stats.sent, 1, "{stats:?}");
+    assert_eq!(values(&collector, "t6_short_job_items"), [7.0]);
 }

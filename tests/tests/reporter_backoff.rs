@@ -103,13 +103,19 @@ async fn answering(code: tonic::Code) {
         })
     };
     tokio::time::sleep(WINDOW).await;
-    let calls = collector.received().failed_calls;
+    let received = collector.received();
     let connections = collector.connections();
-    assert!(
-        (1..=8).contains(&calls),
-        "{code:?}: {calls} calls in {WINDOW:?}"
-    );
-    assert!(connections <= 8, "{code:?}: {connections} connections");
+    assert!(received.failed_calls >= 1, "{code:?}");
+    // Each receiver's calls back off on their own: at most a handful each in the window
+    // (attempts near 0, 0.5, 1.3, 2.6 s), however many signals share the connection.
+    for (service, calls) in &received.failed_by_service {
+        assert!(
+            (1..=8).contains(calls),
+            "{code:?}: {calls} calls of {service} in {WINDOW:?}"
+        );
+    }
+    // An error status is an answer: the connection is not dropped for it.
+    assert_eq!(connections, 1, "{code:?}: {connections} connections");
     assert!(!tracer.stats().connected, "{code:?}");
     busy.await.unwrap();
     tracer.reporter().shutdown(Duration::from_millis(200));

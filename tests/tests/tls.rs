@@ -23,6 +23,7 @@ const WINDOW: Duration = Duration::from_secs(3);
 /// A CA and what it signed, as PEM files in a folder of their own.
 struct Ca {
     cert_pem: String,
+    key_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -36,6 +37,7 @@ impl Ca {
         let cert = params.self_signed(&key).unwrap();
         Ca {
             cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
             issuer: Issuer::new(params, key),
         }
     }
@@ -152,6 +154,19 @@ impl Output {
             "{} connections in {WINDOW:?}",
             self.connections
         );
+    }
+}
+
+impl Output {
+    /// Files that cannot be used: said once, with the file and why; nothing delivered, new
+    /// traces stopped, and no connection made with them.
+    fn unusable(&self, why: &str) {
+        assert_eq!(self.delivered, 0, "{}", self.stderr);
+        let said = self.said();
+        let failures: Vec<&&str> = said.iter().filter(|l| l.contains(why)).collect();
+        assert_eq!(failures.len(), 1, "said once: {said:#?}");
+        assert!(!self.available, "new traces stop");
+        assert_eq!(self.connections, 0);
     }
 }
 
@@ -322,7 +337,185 @@ async fn case_heals() {
     );
 }
 
+/// An X.509 version 1 client certificate signed by the CA in `dir` (`ca.pem`, `ca.key`), as
+/// `openssl x509 -req` makes it without an extension file; its chain and key files.
+fn openssl_v1_client_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the `openssl` command (apt-get install openssl; scripts/ensure-tools)");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "client.key",
+        "-subj",
+        "/CN=agent-v1",
+        "-out",
+        "client.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "client.pem",
+    ]);
+    (dir.join("client.pem"), dir.join("client.key"))
+}
+
+/// OpenSSL as the server (Python's `ssl`, `tests/tls_terminator.py`): requires a client
+/// certificate from the CA, and forwards to a plaintext collector.
+struct Terminator {
+    addr: SocketAddr,
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Terminator {
+    fn start(dir: &Path, ca: &Ca, forward: SocketAddr) -> Terminator {
+        use std::io::BufRead as _;
+        let (cert, key) = ca.sign(&["127.0.0.1"], false);
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tls_terminator.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .arg("--cert")
+            .arg(write(dir, "server.pem", &cert))
+            .arg("--key")
+            .arg(write(dir, "server.key", &key))
+            .arg("--client-ca")
+            .arg(dir.join("ca.pem"))
+            .arg("--forward")
+            .arg(forward.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3, for tests/tls_terminator.py");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let port: u16 = first
+            .trim()
+            .strip_prefix("LISTENING ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the terminator did not start: {first:?}"));
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                seen.lock().unwrap().push(line);
+            }
+        });
+        Terminator {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child,
+            lines,
+        }
+    }
+}
+
+impl Drop for Terminator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by an_x509_v1_client_certificate_is_presented_and_accepted"]
+async fn case_v1_client_certificate() {
+    let ca = Ca::new("ca");
+    let dir = folder();
+    let ca_file = write(&dir, "ca.pem", &ca.cert_pem);
+    write(&dir, "ca.key", &ca.key_pem);
+    let (chain, key) = openssl_v1_client_certificate(&dir);
+    let collector = collector(None, None).await;
+    let terminator = Terminator::start(&dir, &ca, collector.addr());
+    let config = config(terminator.addr)
+        .ssl_trusted_ca_path(ca_file)
+        .ssl_cert_chain_path(chain)
+        .ssl_key_path(key);
+    observe(&collector, config, true).await;
+    eprintln!(
+        "TERMINATOR {}",
+        terminator.lines.lock().unwrap().join(" | ")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by a_key_that_is_not_the_certificates_is_said_with_both_files"]
+async fn case_key_mismatch() {
+    let ca = Ca::new("ca");
+    let collector = collector(Some((&ca, &["127.0.0.1"], false)), Some(&ca)).await;
+    let dir = folder();
+    let (chain, _) = ca.sign(&["agent"], false);
+    let (_, other_key) = ca.sign(&["agent"], false);
+    let config = config(collector.addr())
+        .ssl_trusted_ca_path(write(&dir, "ca.pem", &ca.cert_pem))
+        .ssl_cert_chain_path(write(&dir, "client.pem", &chain))
+        .ssl_key_path(write(&dir, "client.key", &other_key));
+    observe(&collector, config, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by a_chain_file_without_a_certificate_is_said_with_its_name"]
+async fn case_chain_not_pem() {
+    let ca = Ca::new("ca");
+    let collector = collector(Some((&ca, &["127.0.0.1"], false)), Some(&ca)).await;
+    let dir = folder();
+    let (_, key) = ca.sign(&["agent"], false);
+    let config = config(collector.addr())
+        .ssl_trusted_ca_path(write(&dir, "ca.pem", &ca.cert_pem))
+        .ssl_cert_chain_path(write(&dir, "client.pem", "not a certificate\n"))
+        .ssl_key_path(write(&dir, "client.key", &key));
+    observe(&collector, config, false).await;
+}
+
 // The tests.
+
+#[test]
+fn an_x509_v1_client_certificate_is_presented_and_accepted() {
+    let out = run_case("case_v1_client_certificate");
+    assert_eq!(out.delivered, 1, "{}", out.stderr);
+    let terminator = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("TERMINATOR "))
+        .unwrap_or_default();
+    assert!(
+        terminator.contains("CLIENT version=1 subject=agent-v1"),
+        "OpenSSL verified the agent's v1 certificate: {terminator}"
+    );
+}
+
+/// A certificate that truly cannot be used is said with its file and why, in words.
+#[test]
+fn a_key_that_is_not_the_certificates_is_said_with_both_files() {
+    run_case("case_key_mismatch").unusable("is not the key of the first certificate in");
+}
+
+#[test]
+fn a_chain_file_without_a_certificate_is_said_with_its_name() {
+    run_case("case_chain_not_pem")
+        .unusable("(SW_AGENT_SSL_CERT_CHAIN_PATH) holds no PEM certificate");
+}
 
 #[test]
 fn one_way_tls_delivers() {

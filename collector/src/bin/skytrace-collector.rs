@@ -2,7 +2,8 @@
 //!
 //! Listens like OAP (default `127.0.0.1:11800`), prints one line per thing received and, once
 //! a trace has been quiet for a moment, its tree (with span logs, refs and peers). Keeps only
-//! the last `--keep` segments in memory. Stop it with Ctrl-C.
+//! the last `--keep` segments in memory. With `--ui ADDR`, also serves a web page of what it
+//! received (see `CollectorBuilder::ui`). Stop it with Ctrl-C.
 
 #[path = "skytrace-collector/profiling.rs"]
 mod profiling;
@@ -21,20 +22,26 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
 const USAGE: &str = "\
-usage: skytrace-collector [--addr IP:PORT] [--token TOKEN] [--stall] [--verbose] [--keep N]
-                          [--dynamic-config FILE]
+usage: skytrace-collector [--addr IP:PORT] [--ui IP:PORT] [--token TOKEN] [--stall] [--verbose]
+                          [--keep N] [--dynamic-config FILE]
 
 A stand-in SkyWalking OAP: receives what agents report over gRPC and prints it: one line per
 thing received and, once a trace has been quiet for half a second, the trace as a tree.
 
   --addr IP:PORT   address to listen on (default 127.0.0.1:11800)
+  --ui IP:PORT     also serve a web page of what arrives on this address, e.g. 127.0.0.1:8080
+                   (open http://127.0.0.1:8080/): recent traces to filter, each one as a
+                   waterfall across services with its tags, logs and log records, the
+                   instances, meters and events, updated as data arrives. Keep it on loopback:
+                   what agents send can hold personal data
   --token TOKEN    reject calls whose `authentication` metadata is not TOKEN
   --stall          accept `collect` streams but never read them (a stuck OAP)
   -v, --verbose    trees also show every ref, and each segment's id and instance
   --keep N         segments kept in memory to draw trees (default 10000, at least 1): older
                    ones are dropped, and the drops counted in a printed note, so memory stays
                    bounded however long it runs; a trace that outlives its dropped segments
-                   is drawn from those left
+                   is drawn from those left. The web page keeps as many segments, and as
+                   many log records
   --dynamic-config FILE
                    serve FILE's `key=value` lines (`#` starts a comment) as OAP's dynamic
                    configuration, e.g. `agent.trace.ignore_path=/health,/users/**`; read
@@ -63,6 +70,7 @@ const MAX_DELAY: Duration = Duration::from_secs(3);
 #[derive(Debug)]
 struct Args {
     addr: SocketAddr,
+    ui: Option<SocketAddr>,
     token: Option<String>,
     stall: bool,
     detail: Detail,
@@ -74,6 +82,7 @@ struct Args {
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut parsed = Args {
         addr: SocketAddr::from(([127, 0, 0, 1], 11800)),
+        ui: None,
         token: None,
         stall: false,
         detail: Detail::Normal,
@@ -99,6 +108,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                 parsed.addr = text.parse().map_err(|_| {
                     format!("--addr: `{text}` is not an IP:PORT address (e.g. 127.0.0.1:11800)")
                 })?;
+            }
+            "--ui" => {
+                let text = value("IP:PORT")?;
+                parsed.ui = Some(text.parse().map_err(|_| {
+                    format!("--ui: `{text}` is not an IP:PORT address (e.g. 127.0.0.1:8080)")
+                })?);
             }
             "--token" => parsed.token = Some(value("TOKEN")?),
             "--stall" if inline.is_none() => parsed.stall = true,
@@ -178,7 +193,11 @@ async fn run(args: Args) -> ExitCode {
     let mut builder = Collector::builder()
         .addr(args.addr)
         .stall(args.stall)
-        .store(false);
+        .store(false)
+        .ui_keep(args.keep);
+    if let Some(ui) = args.ui {
+        builder = builder.ui(ui);
+    }
     if let Some(token) = args.token {
         builder = builder.require_token(token);
     }
@@ -186,7 +205,11 @@ async fn run(args: Args) -> ExitCode {
     let collector = match builder.start().await {
         Ok(collector) => collector,
         Err(err) => {
-            eprintln!("skytrace-collector: cannot listen on {}: {err}", args.addr);
+            if args.ui.is_some() && err.to_string().starts_with("the web view") {
+                eprintln!("skytrace-collector: cannot listen on {err}");
+            } else {
+                eprintln!("skytrace-collector: cannot listen on {}: {err}", args.addr);
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -205,6 +228,9 @@ async fn run(args: Args) -> ExitCode {
         collector.addr(),
         if args.stall { ", stalled" } else { "" }
     ));
+    if let Some(url) = collector.ui_url() {
+        out.line(format!("web view on {url}"));
+    }
     serve_config(&collector, &mut out);
     if let Some(banner) = args.profiling.banner() {
         out.line(banner);
@@ -465,6 +491,12 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(given.addr.to_string(), "0.0.0.0:1234");
+        assert_eq!(given.ui, None);
+        assert_eq!(
+            parse(&["--ui", "127.0.0.1:8080"]).unwrap().unwrap().ui,
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert!(parse(&["--ui", "8080"]).unwrap_err().contains("--ui"));
         assert_eq!(given.token.as_deref(), Some("s3"));
         assert!(given.stall);
         assert_eq!(given.detail, Detail::Verbose);

@@ -5,12 +5,19 @@
 //! serves an ignore rule as OAP's dynamic configuration, and the users service stops tracing
 //! the paths it names.
 //!
+//! With `--ui [IP:PORT]` the embedded collector also serves its web view (default
+//! `127.0.0.1:8080`), the demo prints its address and keeps running — a request every two
+//! seconds — until Ctrl-C.
+//!
 //! ```sh
 //! cargo run -p skytrace-examples --bin demo
+//! # the same traces in a browser (open the address it prints):
+//! cargo run -p skytrace-examples --bin demo -- --ui
 //! # or report to a real OAP instead of the embedded collector:
 //! SW_AGENT_COLLECTOR_BACKEND_SERVICES=127.0.0.1:11800 cargo run -p skytrace-examples --bin demo
 //! ```
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,9 +44,57 @@ const REQUESTS: &[(&str, &str)] = &[
     ),
 ];
 
+const USAGE: &str = "\
+usage: demo [--ui [IP:PORT]]
+
+  --ui [IP:PORT]   the embedded collector also serves its web view on IP:PORT (default
+                   127.0.0.1:8080); the demo prints its address and keeps running, sending a
+                   request every 2 s, until Ctrl-C
+  -h, --help       print this help";
+
+/// The web view's address when none is given to `--ui`.
+const DEFAULT_UI: &str = "127.0.0.1:8080";
+
+/// How often the demo sends a request while it keeps running for the web view.
+const LIVE_PERIOD: Duration = Duration::from_secs(2);
+
+/// `Ok(None)`: no web view; `Err`: a message for standard error.
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<SocketAddr>, String> {
+    let mut args = args.peekable();
+    let mut ui = None;
+    while let Some(arg) = args.next() {
+        let text = match arg.as_str() {
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            "--ui" => match args.next_if(|next| !next.starts_with('-')) {
+                Some(addr) => addr,
+                None => DEFAULT_UI.to_owned(),
+            },
+            other => match other.strip_prefix("--ui=") {
+                Some(addr) => addr.to_owned(),
+                None => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
+            },
+        };
+        ui = Some(text.parse().map_err(|_| {
+            format!("--ui: `{text}` is not an IP:PORT address (e.g. {DEFAULT_UI})")
+        })?);
+    }
+    Ok(ui)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
-    match run().await {
+    let ui = match parse_args(std::env::args().skip(1)) {
+        Ok(ui) => ui,
+        Err(message) if message == USAGE => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("demo: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(ui).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("demo: {e}");
@@ -65,12 +120,23 @@ fn config(backends: &str, service: &str, embedded: bool) -> Result<Config, skytr
     builder.build()
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
+async fn run(ui: Option<SocketAddr>) -> Result<(), Box<dyn std::error::Error>> {
     let external = std::env::var("SW_AGENT_COLLECTOR_BACKEND_SERVICES").ok();
-    let collector = match &external {
-        Some(_) => None,
-        None => Some(Collector::start().await?),
+    let collector = match (&external, ui) {
+        (Some(_), Some(_)) => {
+            return Err("--ui shows the embedded collector's data: unset \
+                        SW_AGENT_COLLECTOR_BACKEND_SERVICES (or run `skytrace-collector --ui \
+                        127.0.0.1:8080` and point the services at it)"
+                .into());
+        }
+        (Some(_), None) => None,
+        (None, None) => Some(Collector::start().await?),
+        (None, Some(addr)) => Some(Collector::builder().ui(addr).start().await?),
     };
+    let ui_url = collector.as_ref().and_then(Collector::ui_url);
+    if let Some(url) = &ui_url {
+        println!("web view: {url} (open it in a browser; the demo keeps running until Ctrl-C)");
+    }
     let backends = match (&external, &collector) {
         (Some(list), _) => list.clone(),
         (None, Some(c)) => c.addr().to_string(),
@@ -175,6 +241,44 @@ the collector now serves agent.trace.ignore_path={rule}"
             })
             .await;
     }
+    if let (Some(collector), Some(url)) = (&collector, &ui_url) {
+        // The agents keep running: print what arrived, then keep sending for the web view.
+        let segments = collector
+            .wait_for_segments(expected, Duration::from_secs(10))
+            .await;
+        println!(
+            "\n{}",
+            render_trace_tree_with_logs(&segments, &collector.logs(), Detail::Normal)
+        );
+        print_meters(&collector.meters());
+        if segments.len() < expected {
+            return Err(format!(
+                "expected {expected} segments, the collector has {}",
+                segments.len()
+            )
+            .into());
+        }
+        // The users service traces /users/… again, so new traces cross both services.
+        collector.set_dynamic_config(Vec::<(String, String)>::new());
+        println!(
+            "\nweb view: {url} — a request every {} s until Ctrl-C",
+            LIVE_PERIOD.as_secs()
+        );
+        let mut next = REQUESTS.iter().cycle();
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                () = tokio::time::sleep(LIVE_PERIOD) => {}
+            }
+            if let Some((path, _)) = next.next() {
+                // A failed request is a trace too; nothing to stop for.
+                let _ = client
+                    .get(format!("http://{frontend_addr}{path}"))
+                    .send()
+                    .await;
+            }
+        }
+    }
     let frontend_stats = frontend_agent.shutdown(Duration::from_secs(5));
     let users_stats = users_tracer.reporter().shutdown(Duration::from_secs(5));
     let sent = frontend_stats.sent + users_stats.sent;
@@ -185,6 +289,7 @@ the collector now serves agent.trace.ignore_path={rule}"
     );
 
     match collector {
+        Some(collector) if ui_url.is_some() => collector.shutdown().await,
         Some(collector) => {
             let segments = collector
                 .wait_for_segments(expected, Duration::from_secs(10))
@@ -265,5 +370,36 @@ fn print_meters(meters: &[MeterData]) {
             Some(v) => println!("  {name} = {v:.1}  ({what})"),
             None => println!("  {name}: none yet"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<SocketAddr>, String> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn arguments() {
+        assert_eq!(parse(&[]), Ok(None));
+        let default = Some(DEFAULT_UI.parse().unwrap());
+        assert_eq!(parse(&["--ui"]), Ok(default));
+        assert_eq!(
+            parse(&["--ui", "127.0.0.1:0"]),
+            Ok(Some("127.0.0.1:0".parse().unwrap()))
+        );
+        assert_eq!(
+            parse(&["--ui=[::1]:9"]),
+            Ok(Some("[::1]:9".parse().unwrap()))
+        );
+        assert!(
+            parse(&["--ui", "8080"])
+                .unwrap_err()
+                .contains("not an IP:PORT")
+        );
+        assert!(parse(&["--x"]).unwrap_err().contains("unknown argument"));
+        assert_eq!(parse(&["--help"]), Err(USAGE.to_owned()));
     }
 }

@@ -37,9 +37,10 @@ struct ThreadContext {
     /// Local spans recorded since the last flush. They all belong to `current`'s segment:
     /// `current` changes segment only through [`install`], which flushes first.
     local: UnsafeCell<Vec<SpanRecord>>,
-    /// The tokio task that made `current` current (`None` outside a task). A task that finds
-    /// another task's span current was left it by a guard held across an `.await` (or leaked).
-    task: Cell<Option<tokio::task::Id>>,
+    /// What made `current` current: a future's poll (which puts back what it found before it
+    /// returns), or a guard of a tokio task (`None` outside one). A task that finds another
+    /// task's guard's span current was left it by a guard held across an `.await` (or leaked).
+    owner: Cell<Owner>,
 }
 
 thread_local! {
@@ -47,7 +48,7 @@ thread_local! {
         ThreadContext {
             current: Cell::new(None),
             local: UnsafeCell::new(Vec::new()),
-            task: Cell::new(None),
+            owner: Cell::new(Owner::Guard(None)),
         }
     };
     /// Mirrors `current.is_some()`. A thread-local without a destructor is a plain load, while
@@ -56,7 +57,37 @@ thread_local! {
     static ACTIVE: Cell<bool> = const { Cell::new(false) };
 }
 
+/// What made the current span current (see `ThreadContext::owner`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A future's poll: it cannot be suspended with the span current.
+    Poll,
+    /// A guard, made in this tokio task (`None`: outside any), which may be held across an
+    /// `.await`.
+    Guard(Option<tokio::task::Id>),
+}
+
+impl Owner {
+    /// The owner a guard made now has.
+    #[inline]
+    pub(crate) fn guard() -> Owner {
+        Owner::Guard(tokio::task::try_id())
+    }
+}
+
 impl ThreadContext {
+    /// Whether the current span was left here by another task's guard: spans started in the
+    /// running task must not join it. A guard made outside any task (a plain thread) owns the
+    /// thread's spans, tasks polled under it included (`block_on` inside a guard); asking
+    /// which task runs is only paid when a task's guard is current.
+    #[inline(always)]
+    fn foreign_guard(&self) -> bool {
+        match self.owner.get() {
+            Owner::Guard(Some(task)) => tokio::task::try_id() != Some(task),
+            Owner::Guard(None) | Owner::Poll => false,
+        }
+    }
+
     /// The current handle, borrowed.
     ///
     /// # Safety
@@ -118,7 +149,12 @@ pub(crate) fn current_for_entry() -> Current {
         return found;
     }
     let foreign = CONTEXT
-        .try_with(|ctx| ctx.task.get() != tokio::task::try_id())
+        .try_with(|ctx| match ctx.owner.get() {
+            Owner::Poll => false,
+            // Entries are stricter than local spans: one made in a task under a plain thread's
+            // guard starts its own trace too.
+            Owner::Guard(task) => task != tokio::task::try_id(),
+        })
         .unwrap_or(false);
     if !foreign {
         return found;
@@ -135,21 +171,46 @@ pub(crate) fn current_for_entry() -> Current {
     Current::None
 }
 
-/// Whether the recording span current here may adopt one more entry span as its local child
-/// (see `ActiveSegment::adopt_entry`); `false` with nothing recording.
-pub(crate) fn adopt_entry() -> bool {
+/// Whether an entry span starting here joins the recording span current here as its local
+/// child (see `ActiveSegment::adopt_entry`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Adoption {
+    /// It joins.
+    Adopted,
+    /// The segment adopted too many: the entry starts a trace of its own.
+    TooMany,
+    /// What was current belongs to a segment that has ended, left here by a leaked guard: it
+    /// was released, and the entry starts a trace of its own.
+    Released,
+}
+
+/// Whether the recording span current here may adopt one more entry span. A segment that has
+/// ended adopts nothing: its handle, left current by a leaked guard, is released from the
+/// thread, so that a leak costs no later request (nor local span) on this thread.
+pub(crate) fn adopt_entry() -> Adoption {
     if !ACTIVE.with(Cell::get) {
-        return false;
+        return Adoption::TooMany;
     }
-    CONTEXT
+    let adoption = CONTEXT
         .try_with(|ctx| {
-            // SAFETY: only read; `adopt_entry` adds to an atomic counter.
+            // SAFETY: only read; `is_finished` takes the segment's lock and `adopt_entry` adds
+            // to an atomic counter, nothing more.
             match unsafe { ctx.current() } {
-                Some(Handle::Recording { segment, .. }) => segment.adopt_entry(),
-                _ => false,
+                Some(Handle::Recording { segment, .. }) if segment.is_finished() => {
+                    Adoption::Released
+                }
+                Some(Handle::Recording { segment, .. }) if segment.adopt_entry() => {
+                    Adoption::Adopted
+                }
+                _ => Adoption::TooMany,
             }
         })
-        .unwrap_or(false)
+        .unwrap_or(Adoption::TooMany);
+    if adoption == Adoption::Released {
+        // Dropped here, outside the thread-local.
+        drop(install(None, Owner::Guard(None)).0);
+    }
+    adoption
 }
 
 /// A counted copy of the current handle: for work that then runs user code (an `Injector`, a
@@ -170,31 +231,28 @@ pub(crate) fn clone_current() -> Option<Handle> {
 /// What was current before a span was entered, for its guard to put back.
 pub(crate) struct Saved {
     handle: Option<Handle>,
-    task: Option<tokio::task::Id>,
+    owner: Owner,
 }
 
-/// Makes `handle` current, for the running task; returns what was current before.
-pub(crate) fn enter(handle: Handle) -> Saved {
-    let (handle, task) = install(Some(handle), tokio::task::try_id());
-    Saved { handle, task }
+/// Makes `handle` current for `owner` (a guard, or a poll); returns what was current before.
+pub(crate) fn enter(handle: Handle, owner: Owner) -> Saved {
+    let (handle, owner) = install(Some(handle), owner);
+    Saved { handle, owner }
 }
 
 /// Puts back what [`enter`] replaced; returns the handle that was current (for the caller to
 /// drop or keep: never dropped here).
 pub(crate) fn restore(saved: Saved) -> Option<Handle> {
-    install(saved.handle, saved.task).0
+    install(saved.handle, saved.owner).0
 }
 
-/// Makes `handle` current (for `task`), returning what was current before. The local spans
+/// Makes `handle` current (for `owner`), returning what was current before. The local spans
 /// recorded under the previous handle move to its segment first.
-fn install(
-    handle: Option<Handle>,
-    task: Option<tokio::task::Id>,
-) -> (Option<Handle>, Option<tokio::task::Id>) {
+fn install(handle: Option<Handle>, owner: Owner) -> (Option<Handle>, Owner) {
     let active = handle.is_some();
     let previous = CONTEXT
         .try_with(|ctx| {
-            let task = ctx.task.replace(task);
+            let owner = ctx.owner.replace(owner);
             let previous = ctx.current.replace(handle);
             if let Some(Handle::Recording { segment, .. }) = &previous {
                 // SAFETY: `current` is not borrowed (replaced by value above); `absorb` takes
@@ -204,9 +262,9 @@ fn install(
                     segment.absorb(local);
                 }
             }
-            (previous, task)
+            (previous, owner)
         })
-        .unwrap_or((None, None));
+        .unwrap_or((None, Owner::Guard(None)));
     ACTIVE.with(|a| a.set(active));
     previous
 }
@@ -230,13 +288,26 @@ pub(crate) fn take_back(saved: Saved, id: HandleId) -> Option<Handle> {
     (handle.id() == id).then_some(handle)
 }
 
-/// Makes span `id` of `segment` current by switching the span id of the current handle in
-/// place, when that handle already records in `segment` (a child entered inside its parent, a
-/// child future polled inside its parent's poll): no reference count, no flush. Returns the
-/// span id to switch back to, or `None` when the current handle is another trace's (or none)
-/// and the caller must replace it.
+/// What [`switch_in_place`] changed, for [`switch_back`] to undo.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Switched {
+    /// The segment's address (only compared: no reference is held).
+    segment: usize,
+    previous: i32,
+    owner: Owner,
+}
+
+/// Makes span `id` of `segment` current (for `owner`) by switching the span id of the current
+/// handle in place, when that handle already records in `segment` (a child entered inside its
+/// parent, a child future polled inside its parent's poll): no reference count, no flush.
+/// Returns what to switch back to, or `None` when the current handle is another trace's (or
+/// none) and the caller must replace it.
 #[inline]
-pub(crate) fn switch_in_place(segment: &Arc<ActiveSegment>, id: i32) -> Option<i32> {
+pub(crate) fn switch_in_place(
+    segment: &Arc<ActiveSegment>,
+    id: i32,
+    owner: Owner,
+) -> Option<Switched> {
     if !ACTIVE.with(Cell::get) {
         return None;
     }
@@ -247,7 +318,11 @@ pub(crate) fn switch_in_place(segment: &Arc<ActiveSegment>, id: i32) -> Option<i
                 Some(Handle::Recording {
                     segment: current,
                     span_id,
-                }) if Arc::ptr_eq(current, segment) => Some(std::mem::replace(span_id, id)),
+                }) if Arc::ptr_eq(current, segment) => Some(Switched {
+                    segment: Arc::as_ptr(segment) as usize,
+                    previous: std::mem::replace(span_id, id),
+                    owner: ctx.owner.replace(owner),
+                }),
                 _ => None,
             }
         })
@@ -255,10 +330,10 @@ pub(crate) fn switch_in_place(segment: &Arc<ActiveSegment>, id: i32) -> Option<i
         .flatten()
 }
 
-/// Undoes [`switch_in_place`]: span `previous` of the segment at `segment` is current again, if
-/// that segment is still current here (a leaked guard may have replaced it: then nothing).
+/// Undoes [`switch_in_place`]: the span it replaced is current again, if that segment is still
+/// current here (a leaked guard may have replaced it: then nothing).
 #[inline]
-pub(crate) fn switch_back(segment: usize, previous: i32) {
+pub(crate) fn switch_back(switched: Switched) {
     let _ = CONTEXT.try_with(|ctx| {
         if let Some(Handle::Recording {
             segment: current,
@@ -266,9 +341,10 @@ pub(crate) fn switch_back(segment: usize, previous: i32) {
         }) =
             // SAFETY: nothing else runs while the reference lives.
             unsafe { ctx.current() }
-            && Arc::as_ptr(current) as usize == segment
+            && Arc::as_ptr(current) as usize == switched.segment
         {
-            *span_id = previous;
+            *span_id = switched.previous;
+            ctx.owner.set(switched.owner);
         }
     });
 }
@@ -292,6 +368,9 @@ pub(crate) fn start_child(kind: SpanKind, operation: Text, peer: Text) -> Option
     }
     CONTEXT
         .try_with(|ctx| {
+            if ctx.foreign_guard() {
+                return None;
+            }
             // SAFETY: `start_span` locks the segment and pushes a record, nothing more;
             // `operation` and `peer` are plain strings, dropped there at most.
             match unsafe { ctx.current() } {
@@ -337,6 +416,9 @@ pub(crate) fn start_local(operation: Text) -> Option<OpenLocalSpan> {
             let Some(Handle::Recording { segment, span_id }) = current else {
                 return None;
             };
+            if ctx.foreign_guard() {
+                return None;
+            }
             let parent = *span_id;
             let id = segment.allocate_span_id()?;
             let index = push_new(local, segment, id, parent, SpanKind::Local, operation);
@@ -438,6 +520,9 @@ pub(crate) fn start_buffered(operation: Text) -> Option<(Arc<ActiveSegment>, i32
             let Some(Handle::Recording { segment, span_id }) = current else {
                 return None;
             };
+            if ctx.foreign_guard() {
+                return None;
+            }
             let id = segment.allocate_span_id()?;
             let index = push_new(local, segment, id, *span_id, SpanKind::Local, operation);
             Some((Arc::clone(segment), id, index))

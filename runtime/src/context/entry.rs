@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::current::{self, Current};
+use super::current::{self, Adoption, Current};
 use super::handle::{Handle, RecordAt};
 use super::recording::{ActiveSegment, SegmentStart, new_record};
 use super::unsampled::UnsampledContext;
@@ -49,18 +49,21 @@ pub(crate) fn entry<E: Extractor + ?Sized>(
     init: impl FnOnce(&mut SpanRecord),
 ) -> Option<Started> {
     match current::current_for_entry() {
-        Current::Recording if !current::adopt_entry() => say_entries_escaped(),
-        Current::Recording => {
-            // Prepared here, where `init` may run whatever it likes; the thread's context is
-            // only touched once the record is complete.
-            let mut record = new_record(SpanKind::Local, name.operation);
-            init(&mut record);
-            let (segment, span_id, index) = current::start_buffered_record(record)?;
-            return Some(Started {
-                handle: Handle::Recording { segment, span_id },
-                at: RecordAt::Buffered(index),
-            });
-        }
+        Current::Recording => match current::adopt_entry() {
+            Adoption::Adopted => {
+                // Prepared here, where `init` may run whatever it likes; the thread's context
+                // is only touched once the record is complete.
+                let mut record = new_record(SpanKind::Local, name.operation);
+                init(&mut record);
+                let (segment, span_id, index) = current::start_buffered_record(record)?;
+                return Some(Started {
+                    handle: Handle::Recording { segment, span_id },
+                    at: RecordAt::Buffered(index),
+                });
+            }
+            Adoption::TooMany => say_entries_escaped(),
+            Adoption::Released => say_ended_segment_released(),
+        },
         Current::Unsampled => return None,
         Current::None => {}
     }
@@ -72,6 +75,20 @@ pub(crate) fn entry<E: Extractor + ?Sized>(
         handle,
         at: RecordAt::Segment,
     })
+}
+
+/// Said once: an ended segment was found current (a leaked guard) and released.
+#[cold]
+fn say_ended_segment_released() {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        crate::say::say(
+            "skytrace: a span guard outlived its trace (leaked with mem::forget, or kept past \
+             the end of its request): its ended trace was still current on this thread when a \
+             request started. It was released; the request starts a trace of its own. (Said \
+             once.)",
+        );
+    }
 }
 
 /// Said once: entries stopped joining a segment that adopted too many.

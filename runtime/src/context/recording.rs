@@ -176,6 +176,11 @@ impl ActiveSegment {
         self.nested_entries.fetch_add(1, Ordering::Relaxed) < MAX_NESTED_ENTRIES
     }
 
+    /// Whether the segment has ended (its entry span did): nothing more joins it.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.lock().finished
+    }
+
     /// Takes the local spans recorded on one thread (dropped if the segment has ended).
     pub(crate) fn absorb(&self, local: &mut Vec<SpanRecord>) {
         let mut state = self.lock();

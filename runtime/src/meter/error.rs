@@ -14,12 +14,12 @@ use std::fmt;
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MeterError {
-    /// The meter name does not match `[a-zA-Z_][a-zA-Z0-9_]*`.
+    /// The meter name does not match `[a-zA-Z_][a-zA-Z0-9_]*`, or is longer than 255 bytes.
     InvalidName {
         /// The name given.
         name: String,
     },
-    /// A label name does not match `[a-zA-Z_][a-zA-Z0-9_]*`.
+    /// A label name does not match `[a-zA-Z_][a-zA-Z0-9_]*`, or is longer than 255 bytes.
     InvalidLabelName {
         /// The meter.
         name: String,
@@ -71,12 +71,12 @@ impl fmt::Display for MeterError {
             MeterError::InvalidName { name } => write!(
                 f,
                 "invalid meter name {name:?}: OAP's meter analyzer needs names matching \
-                 [a-zA-Z_][a-zA-Z0-9_]*"
+                 [a-zA-Z_][a-zA-Z0-9_]*, of at most 255 bytes"
             ),
             MeterError::InvalidLabelName { name, label } => write!(
                 f,
                 "meter {name:?}: invalid label name {label:?}: label names must match \
-                 [a-zA-Z_][a-zA-Z0-9_]*"
+                 [a-zA-Z_][a-zA-Z0-9_]*, of at most 255 bytes"
             ),
             MeterError::ReservedLabel { name, label } => write!(
                 f,
@@ -125,6 +125,9 @@ pub(crate) fn is_identifier(s: &str) -> bool {
     bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// Longest meter or label name, in bytes.
+pub(crate) const MAX_NAME_BYTES: usize = 255;
+
 /// Labels OAP puts on every sample itself; a second one with the same name makes OAP reject
 /// the whole report (it builds the label map with a builder that refuses duplicate keys).
 const RESERVED_LABELS: &[&str] = &["service", "instance", "le"];
@@ -135,11 +138,17 @@ pub(crate) fn validate(
     name: &str,
     mut labels: Vec<(String, String)>,
 ) -> Result<Vec<(String, String)>, MeterError> {
-    if !is_identifier(name) {
-        return Err(MeterError::InvalidName { name: name.into() });
+    if !is_identifier(name) || name.len() > MAX_NAME_BYTES {
+        return Err(MeterError::InvalidName {
+            name: crate::say::quote(name, MAX_NAME_BYTES).into_owned(),
+        });
     }
-    for (label, _) in &labels {
-        if !is_identifier(label) {
+    for (label, value) in &mut labels {
+        // As a tag value: a label is something to group by, not a payload, and a report of
+        // hundreds of meters must stay within a message.
+        let kept = crate::cap::value(value).len();
+        value.truncate(kept);
+        if !is_identifier(label) || label.len() > MAX_NAME_BYTES {
             return Err(MeterError::InvalidLabelName {
                 name: name.into(),
                 label: label.clone(),

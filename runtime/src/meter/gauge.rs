@@ -9,9 +9,10 @@ pub(crate) type ReadFn = dyn Fn() -> f64 + Send + Sync;
 
 /// A value read from a function once per report period. Cloning is cheap.
 ///
-/// The function runs on the reporter's thread, outside every lock of skytrace, so it may take
-/// locks of its own; it should return quickly. A NaN or infinite result, or a panic, skips that
-/// period's value.
+/// The function runs on the meters' own thread (`skytrace-meters`), outside every lock of
+/// skytrace, so it may take locks of its own; a slow one delays only the meters. A NaN or
+/// infinite result skips that period's value; a function that panics is said once on standard
+/// error and never read again.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct Gauge {
 pub(crate) struct GaugeCore {
     pub(crate) id: MeterId,
     pub(crate) read: Box<ReadFn>,
+    /// Set once the function panicked: it is not read again.
+    pub(crate) panicked: std::sync::atomic::AtomicBool,
 }
 
 impl Gauge {

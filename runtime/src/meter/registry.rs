@@ -215,7 +215,13 @@ impl MeterRegistry {
             id,
             &|| "a gauge".into(),
             |m| matches!(m, Meter::Gauge(_)),
-            |id| Meter::Gauge(Arc::new(GaugeCore { id, read })),
+            |id| {
+                Meter::Gauge(Arc::new(GaugeCore {
+                    id,
+                    read,
+                    panicked: std::sync::atomic::AtomicBool::new(false),
+                }))
+            },
         )?;
         match meter {
             Meter::Gauge(core) => Ok(Gauge { core }),
@@ -330,7 +336,19 @@ fn read(meter: &Meter) -> Option<Metric> {
             }))
         }
         Meter::Gauge(g) => {
-            let value = catch_unwind(AssertUnwindSafe(|| (g.read)())).ok()?;
+            if g.panicked.load(std::sync::atomic::Ordering::Relaxed) {
+                return None;
+            }
+            let Ok(value) = catch_unwind(AssertUnwindSafe(|| (g.read)())) else {
+                // Said once (with the panic's own message above it), not every period.
+                g.panicked.store(true, std::sync::atomic::Ordering::Relaxed);
+                crate::say::say(&format!(
+                    "skytrace: the gauge `{}` panicked when read; it is no longer read or \
+                     reported",
+                    g.id.name
+                ));
+                return None;
+            };
             value.is_finite().then(|| {
                 Metric::SingleValue(v3::MeterSingleValue {
                     name: g.id.name.clone(),

@@ -35,7 +35,9 @@ pub struct Sw8Header {
     pub trace_id: String,
     /// Field 3: the caller's segment.
     pub parent_segment_id: String,
-    /// Field 4: the exit span in the caller's segment.
+    /// Field 4: the exit span in the caller's segment. A span id is never negative: a negative
+    /// value (`-1`, "no span") is written as `0`, the segment's first span, so that the
+    /// header stays one every agent reads.
     pub parent_span_id: i32,
     /// Field 5.
     pub parent_service: String,
@@ -206,7 +208,8 @@ impl Sw8Parts<'_> {
     /// The header value, cut to fit [`SW8_MAX_LEN`] (see [`Sw8Header::encode`]). Sized exactly
     /// up front and encoded in place: one allocation.
     pub(crate) fn encode(&self) -> String {
-        let span_id = self.parent_span_id.to_string();
+        // `-1` would be read as a ninth field: the header would be refused.
+        let span_id = self.parent_span_id.max(0).to_string();
         // Flag, seven dashes, the span id, the two ids: what is never cut.
         let fixed = 1
             + 7
@@ -351,6 +354,17 @@ mod tests {
         // `-1` splits into an extra empty field.
         let value = EXAMPLE.replace("-3-", "--1-");
         assert!(Sw8Header::decode(&value).is_err());
+    }
+
+    #[test]
+    fn a_negative_span_id_encodes_to_a_header_that_decodes() {
+        for id in [-1, i32::MIN] {
+            let mut h = sample();
+            h.parent_span_id = id;
+            let back = Sw8Header::decode(&h.encode()).expect("a valid header");
+            assert_eq!(back.parent_span_id, 0);
+            assert_eq!(back.trace_id, h.trace_id);
+        }
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! authenticates. The worker also introduces the instance and sends keep-alives
 //! ([`super::signal::management`]), and hands OAP's commands on ([`super::commands`]).
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc as std_mpsc};
 use std::thread::JoinHandle;
@@ -27,7 +26,7 @@ use super::signal::segments::Segments;
 use super::status::Status;
 use super::transport::grpc::{GrpcSettings, GrpcTransport};
 use super::wire::Queued;
-use super::worker::{Voice, Worker, deadline_in};
+use super::worker::{Worker, deadline_in};
 use super::{Reporter, ReporterStats};
 use crate::config::Config;
 use crate::log_sink::LogReceiver;
@@ -139,7 +138,6 @@ impl GrpcReporter {
         let keep_tracing = config.keep_tracing;
         let dynamic_config_interval = config.dynamic_config_interval;
         let meter_reports_dropped = Arc::new(AtomicU64::new(0));
-        let dropped = Arc::clone(&meter_reports_dropped);
         let meters = config.meters.active.then(|| MeterSettings {
             // Made here, on the caller's thread, if it is its first use: the global registry
             // observes the tokio runtime it is first used in, which must be the service's,
@@ -149,7 +147,9 @@ impl GrpcReporter {
             instance: config.instance_name.clone(),
             period: config.meters.period,
             max_buffer_size: config.meters.max_buffer_size,
+            max_message_bytes: config.max_message_size,
         });
+        let meters = Meters::start(meters, Arc::clone(&meter_reports_dropped));
         // Made here, as the reporter starts: the end of the `Start` event.
         let events = Events::new(config.service_name.clone(), config.instance_name.clone());
         let log_records_lost = options.logs.is_some().then(|| Arc::new(AtomicU64::new(0)));
@@ -158,8 +158,10 @@ impl GrpcReporter {
             .name("skytrace-reporter".into())
             .spawn(move || {
                 // What tonic, hyper and h2 log here, while sending, is not sent in turn: that
-                // would feed the log queue from its own delivery.
+                // would feed the log queue from its own delivery; nor does it reach the
+                // application's `tracing` subscriber.
                 crate::log_sink::suppress_on_this_thread();
+                super::quiet::keep_this_thread_quiet();
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build();
@@ -172,23 +174,22 @@ impl GrpcReporter {
                             segments: Segments::new(segments_rx),
                             management: Management::new(service, instance, properties, heartbeat),
                             configuration,
-                            meters: Meters::new(meters, dropped),
+                            meters,
                             logs,
                             events,
                             status: worker_status,
                             commands,
                             shutdown: shutdown_rx,
-                            voice: Voice::new(keep_tracing),
-                            orphaned: Cell::new(None),
+                            keep_tracing,
                         }
                         .run()
                         .await
                     }),
                     Err(e) => {
-                        eprintln!(
+                        crate::say::say(&format!(
                             "skytrace: cannot start the reporter's runtime: {e}; \
                              nothing will be reported"
-                        );
+                        ));
                         worker_status.stop();
                     }
                 }

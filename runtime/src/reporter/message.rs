@@ -102,7 +102,7 @@ fn paused(keep_tracing: bool) -> &'static str {
 }
 
 /// `d` for a person: `0.5 s`, `1.6 s`, `30 s`.
-fn seconds(d: Duration) -> String {
+pub(crate) fn seconds(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s < 10.0 {
         let text = format!("{s:.1}");

@@ -22,9 +22,13 @@ mod console;
 #[cfg(feature = "grpc")]
 mod grpc;
 #[cfg(feature = "grpc")]
+mod health;
+#[cfg(feature = "grpc")]
 mod message;
 #[cfg(feature = "grpc")]
 mod queue;
+#[cfg(feature = "grpc")]
+mod quiet;
 #[cfg(feature = "grpc")]
 mod signal;
 #[cfg(feature = "grpc")]

@@ -105,11 +105,6 @@ impl<T> Receiver<T> {
         self.rx.len()
     }
 
-    /// Whether every sender is gone.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.rx.is_closed()
-    }
-
     pub(crate) fn counts(&self) -> &Counts {
         &self.counts
     }

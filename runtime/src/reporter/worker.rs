@@ -1,42 +1,42 @@
-//! The reporter's one thread: a single-threaded tokio runtime that drains every signal's queue
-//! through a [`Transport`], so the reporter neither needs nor disturbs the service's runtime.
+//! The reporter's one thread: a single-threaded tokio runtime on which every signal runs as a
+//! task of its own, so the reporter neither needs nor disturbs the service's runtime, and no
+//! signal waits for another.
 //!
-//! The loop, in order: stop when shut down (once what is queued is delivered, or at the
-//! deadline, and the `Shutdown` event sent); wait while the transport backs off; introduce the
-//! instance on a new connection; report its `Start` event once; then whichever comes first of a
-//! queued segment, a heartbeat and a meter period. Every call's outcome goes to
-//! [`Status`] (what the service's threads read) and, once per change, to standard error; its
-//! commands go to the [`CommandHandler`].
+//! Each signal (`super::signal::*`) owns its queue or schedule and its [`Health`]; they share
+//! the transport (one connection, calls side by side) and this module's [`Shared`]: the status
+//! the service's threads read, the connection's voice, OAP's commands, and the shutdown's
+//! deadline. The coordinator ([`Worker::run`]) starts the tasks, waits for a shutdown (or for
+//! the reporter to be dropped), hands the deadline to every task, and waits for them to
+//! deliver what they hold within it.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skytrace_proto::v3::{
-    Commands, ConfigurationSyncRequest, Event, InstancePingPkg, InstanceProperties, LogData,
-    MeterDataCollection,
-};
-use tokio::sync::watch;
+use skytrace_proto::v3::Commands;
+use tokio::sync::{Notify, watch};
 
 use super::commands::CommandHandler;
+use super::health::Health;
 use super::message::{self, Failure, Trouble};
-use super::queue::Counts;
 use super::signal::configuration::Configuration;
 use super::signal::events::Events;
 use super::signal::logs::Logs;
-use super::signal::management::{Beat, Management};
+use super::signal::management::Management;
 use super::signal::meters::Meters;
-use super::signal::segments::{BATCH, LINGER, Segments};
+use super::signal::segments::Segments;
 use super::status::{SLOW_CALL, State, Status};
-use super::transport::Transport;
-use super::wire::{Outgoing, Queued};
+use super::transport::{CallError, Transport};
 
-/// Longest a call may take before the backend counts as stalled.
+/// Longest a call may take before it counts as unanswered.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the worker goes on delivering what is queued once its reporter is dropped without
 /// a shutdown: as if shut down with this timeout.
 const ORPHAN_GRACE: Duration = Duration::from_secs(5);
+/// How long past the deadline the coordinator waits for a task to notice it.
+const STOP_GRACE: Duration = Duration::from_millis(200);
 
 /// `timeout` from now; a timeout too long for the clock (`Duration::MAX`) is a year.
 pub(crate) fn deadline_in(timeout: Duration) -> Instant {
@@ -46,6 +46,7 @@ pub(crate) fn deadline_in(timeout: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// What the worker is started with.
 pub(crate) struct Worker<T> {
     pub(crate) transport: T,
     pub(crate) segments: Segments,
@@ -56,221 +57,112 @@ pub(crate) struct Worker<T> {
     pub(crate) events: Events,
     pub(crate) status: Arc<Status>,
     pub(crate) commands: CommandHandler,
-    /// The shutdown's deadline, once requested.
+    /// The shutdown's deadline, once requested; closed when the reporter is dropped.
     pub(crate) shutdown: watch::Receiver<Option<Instant>>,
-    pub(crate) voice: Voice,
-    /// Set once the reporter is gone without a shutdown: the deadline it gets instead.
-    pub(crate) orphaned: Cell<Option<Instant>>,
+    pub(crate) keep_tracing: bool,
 }
 
-/// One call of the transport.
-enum Call {
-    Segments(Vec<Outgoing>),
-    Meters(Vec<MeterDataCollection>),
-    Logs(Vec<LogData>),
-    Properties(InstanceProperties),
-    Ping(InstancePingPkg),
-    Configuration(ConfigurationSyncRequest),
-    Events(Vec<Event>),
+/// What the signals' tasks share, on the reporter's thread.
+pub(crate) struct Shared<T> {
+    pub(crate) transport: T,
+    pub(crate) status: Arc<Status>,
+    pub(crate) keep_tracing: bool,
+    voice: RefCell<Voice>,
+    commands: CommandHandler,
+    /// The shutdown's deadline, once the coordinator has it.
+    stop: watch::Receiver<Option<Instant>>,
+    /// Notified when new traces stop (the segments then probe for the backend's return).
+    pub(crate) status_changed: Notify,
+    /// Notified when a call succeeds on a new connection (the properties go out again).
+    pub(crate) new_session: Notify,
+    last_session: Cell<Option<u64>>,
+    /// Notified at the first call that succeeds (the `Start` event waits for it).
+    pub(crate) reached: Notify,
 }
 
-impl<T: Transport> Worker<T> {
-    pub(crate) async fn run(mut self) {
-        loop {
-            let deadline = self.deadline();
-            if let Some(deadline) = deadline
-                && (Instant::now() >= deadline
-                    || (self.segments.queue.is_empty()
-                        && self.logs.is_empty()
-                        && !self.events.shutdown_due(self.status.is_connected())))
-            {
-                break;
-            }
-            if let Some(at) = self.transport.ready_at()
-                && at > Instant::now()
-            {
-                self.wait_until(at, deadline).await;
-                continue;
-            }
-            if self.management.needs_introduction(self.transport.session()) {
-                let properties = self.management.properties();
-                if self.call(Call::Properties(properties)).await.is_ok() {
-                    // The session is the connection the call went out on.
-                    let session = self.transport.session();
-                    self.management.introduced(session);
-                }
-                continue;
-            }
-            if deadline.is_some() {
-                // Shutting down: only what is queued counts, then the `Shutdown` event.
-                match self.segments.queue.try_recv() {
-                    Some(first) => self.send_segments(first).await,
-                    None => {
-                        let logs = self.logs.try_batch();
-                        if !logs.is_empty() {
-                            self.send_logs(logs).await;
-                        } else if self.events.shutdown_due(self.status.is_connected()) {
-                            let shutdown = self.events.take_shutdown();
-                            let _ = self.call(Call::Events(vec![shutdown])).await;
-                        } else {
-                            break;
-                        }
+impl<T: Transport + 'static> Worker<T> {
+    pub(crate) async fn run(self) {
+        let local = tokio::task::LocalSet::new();
+        local.run_until(self.coordinate()).await;
+    }
+
+    async fn coordinate(self) {
+        let Worker {
+            transport,
+            segments,
+            management,
+            configuration,
+            meters,
+            logs,
+            events,
+            status,
+            commands,
+            mut shutdown,
+            keep_tracing,
+        } = self;
+        let (stop_tx, stop) = watch::channel(None);
+        let shared = Rc::new(Shared {
+            transport,
+            status: Arc::clone(&status),
+            keep_tracing,
+            voice: RefCell::new(Voice::default()),
+            commands,
+            stop,
+            status_changed: Notify::new(),
+            new_session: Notify::new(),
+            last_session: Cell::new(None),
+            reached: Notify::new(),
+        });
+        let tasks = [
+            tokio::task::spawn_local(segments.run(Rc::clone(&shared))),
+            tokio::task::spawn_local(logs.run(Rc::clone(&shared))),
+            tokio::task::spawn_local(meters.run(Rc::clone(&shared))),
+            tokio::task::spawn_local(management.run(Rc::clone(&shared))),
+            tokio::task::spawn_local(configuration.run(Rc::clone(&shared))),
+            tokio::task::spawn_local(events.run(Rc::clone(&shared))),
+        ];
+        let deadline = loop {
+            match shutdown.changed().await {
+                Ok(()) => {
+                    if let Some(deadline) = *shutdown.borrow() {
+                        break deadline;
                     }
                 }
-                continue;
-            }
-            if let Some(start) = self.events.start() {
-                // Once per process and reporter, right after the first introduction; a few
-                // tries at most (see `Events`).
-                match self.call(Call::Events(vec![start])).await {
-                    Ok(()) => self.events.started(),
-                    Err(()) => self.events.start_failed(),
-                }
-                continue;
-            }
-            tokio::select! {
-                first = self.segments.queue.recv() => match first {
-                    Some(first) => self.send_segments(first).await,
-                    // Every sender is gone and nothing is left.
-                    None => break,
-                },
-                beat = self.management.tick() => {
-                    let call = match beat {
-                        Beat::Ping(ping) => Call::Ping(ping),
-                        Beat::Properties(properties) => Call::Properties(properties),
-                    };
-                    let _ = self.call(call).await;
-                }
-                request = self.configuration.tick() => {
-                    let _ = self.call(Call::Configuration(request)).await;
-                }
-                () = self.meters.tick() => {
-                    self.meters.collect();
-                    self.send_meters().await;
-                }
-                logs = self.logs.next_batch() => self.send_logs(logs).await,
-                _ = self.shutdown.changed() => {}
-            }
-        }
-        // What could not be delivered is lost; count it rather than losing it silently.
-        self.segments.queue.close_and_count();
-        self.meters.close_and_count();
-        self.logs.close_and_count();
-        self.status.stop();
-    }
-
-    /// Sends `first` and what is queued behind it, in one call.
-    async fn send_segments(&mut self, first: Queued) {
-        let mut batch = Vec::with_capacity(BATCH.min(self.segments.queue.len() + 1));
-        batch.push(first);
-        self.segments.fill(&mut batch);
-        // Not while shutting down, when only what is queued counts. The linger is a plain sleep,
-        // not a wait on the queue: a waiting receiver is woken by every segment sent, and that
-        // wake-up (a futex call on the service's thread, a context switch on this one) cost
-        // more than encoding and sending the segment.
-        if batch.len() < BATCH && self.deadline().is_none() {
-            tokio::time::sleep(LINGER).await;
-            self.segments.fill(&mut batch);
-        }
-        let outgoing = self
-            .segments
-            .outgoing(batch, self.transport.max_message_bytes());
-        let count = outgoing.len();
-        if count == 0 {
-            return;
-        }
-        match self.call(Call::Segments(outgoing)).await {
-            Ok(()) => Counts::add(&self.segments.counts().sent, count),
-            Err(()) => Counts::add(&self.segments.counts().failed, count),
-        }
-    }
-
-    /// Sends every buffered meter report in one call; they go back in the buffer if it fails.
-    async fn send_meters(&mut self) {
-        let reports = self.meters.take();
-        if reports.is_empty() {
-            return;
-        }
-        // A clone (a few kB once per period) so that a failed call loses nothing.
-        if self.call(Call::Meters(reports.clone())).await.is_err() {
-            self.meters.restore(reports);
-        }
-    }
-
-    /// Sends `logs` in one call; those of a failed call are counted as lost.
-    async fn send_logs(&mut self, logs: Vec<LogData>) {
-        let count = logs.len();
-        if self.call(Call::Logs(logs)).await.is_err() {
-            self.logs.lost(count);
-        }
-    }
-
-    /// Makes `call`, books its outcome and hands its commands on.
-    async fn call(&mut self, call: Call) -> Result<(), ()> {
-        let timeout = self.call_timeout();
-        let backend = self.transport.backend().to_owned();
-        let transport = &mut self.transport;
-        let call = async move {
-            match call {
-                Call::Segments(segments) => transport.collect_segments(segments, timeout).await,
-                Call::Meters(reports) => transport.collect_meters(reports, timeout).await,
-                Call::Logs(logs) => transport.collect_logs(logs, timeout).await,
-                Call::Properties(properties) => {
-                    transport.report_properties(properties, timeout).await
-                }
-                Call::Ping(ping) => transport.keep_alive(ping, timeout).await,
-                Call::Configuration(request) => {
-                    transport.fetch_configurations(request, timeout).await
-                }
-                Call::Events(events) => transport.report_events(events, timeout).await,
+                // The reporter is gone without a shutdown.
+                Err(_) => break deadline_in(ORPHAN_GRACE),
             }
         };
-        let (voice, status) = (&mut self.voice, &*self.status);
-        let on_slow = || voice.slow(status, &backend);
-        let Some(result) = watched(call, on_slow, &mut self.shutdown).await else {
-            // Shut down while the call was waiting: its deadline has passed.
-            return Err(());
+        let _ = stop_tx.send(Some(deadline));
+        let all = async {
+            for task in tasks {
+                let _ = task.await;
+            }
         };
-        match result {
-            Ok(commands) => {
-                self.voice.connected(&self.status, &backend);
-                self.configuration.observe(&commands);
-                self.dispatch(&commands);
-                Ok(())
-            }
-            Err(failure) => {
-                self.voice.failed(&self.status, &failure);
-                self.management.forget();
-                Err(())
-            }
-        }
+        // Every task stops by the deadline; one that has not is dropped with the `LocalSet`
+        // (each signal counts what it still holds when it is dropped).
+        let _ = tokio::time::timeout_at((deadline + STOP_GRACE).into(), all).await;
+        status.stop();
+    }
+}
+
+impl<T: Transport> Shared<T> {
+    /// The shutdown's deadline, once there is one.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        *self.stop.borrow()
     }
 
-    fn dispatch(&self, commands: &Commands) {
-        self.commands.dispatch(commands);
+    /// A receiver of the shutdown's deadline, for a task to wait on.
+    pub(crate) fn stop_signal(&self) -> watch::Receiver<Option<Instant>> {
+        self.stop.clone()
     }
 
-    /// When to stop: the shutdown's deadline, or, once the reporter was dropped without one,
-    /// [`ORPHAN_GRACE`] from when that was noticed.
-    fn deadline(&self) -> Option<Instant> {
-        if let Some(deadline) = *self.shutdown.borrow() {
-            return Some(deadline);
-        }
-        if let Some(deadline) = self.orphaned.get() {
-            return Some(deadline);
-        }
-        // The sender lives in the reporter; it is gone when the reporter is, and so are the
-        // queue's senders (a closed queue with nothing in it has nothing left to deliver).
-        if self.shutdown.has_changed().is_err() || self.segments.queue.is_closed() {
-            let deadline = deadline_in(ORPHAN_GRACE);
-            self.orphaned.set(Some(deadline));
-            return Some(deadline);
-        }
-        None
+    /// Whether the deadline has passed.
+    pub(crate) fn past_deadline(&self) -> bool {
+        self.deadline().is_some_and(|d| Instant::now() >= d)
     }
 
     /// How long a call may take: [`CALL_TIMEOUT`], cut short by a shutdown's deadline.
-    fn call_timeout(&self) -> Duration {
+    pub(crate) fn call_timeout(&self) -> Duration {
         match self.deadline() {
             Some(d) => d
                 .saturating_duration_since(Instant::now())
@@ -279,18 +171,147 @@ impl<T: Transport> Worker<T> {
         }
     }
 
-    /// Waits until `at` (the transport's back-off), or the deadline, or a shutdown request.
-    async fn wait_until(&mut self, at: Instant, deadline: Option<Instant>) {
-        if let Some(deadline) = deadline {
-            tokio::time::sleep_until(deadline.min(at).into()).await;
-            return;
+    /// Waits until both the connection and `health`'s signal may call. Returns `false` when a
+    /// shutdown was requested meanwhile (or its deadline passed): the caller looks again.
+    /// Once shutting down, only the connection's back-off is waited for: each signal makes
+    /// one last attempt with what it holds.
+    pub(crate) async fn ready(&self, health: &Health) -> bool {
+        let mut stop = self.stop_signal();
+        loop {
+            let own = health.ready_at().filter(|_| self.deadline().is_none());
+            let at = match (self.transport.ready_at(), own) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            let Some(at) = at.filter(|&at| at > Instant::now()) else {
+                return !self.past_deadline();
+            };
+            let until = match self.deadline() {
+                Some(deadline) if deadline <= at => {
+                    tokio::time::sleep_until(deadline.into()).await;
+                    return false;
+                }
+                _ => at,
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(until.into()) => {}
+                changed = stop.changed(), if self.deadline().is_none() => {
+                    if changed.is_err() {
+                        // The coordinator is gone; the task is about to be dropped.
+                        std::future::pending::<()>().await;
+                    }
+                    return false;
+                }
+            }
         }
+    }
+
+    /// Waits for a shutdown request (for ever if it never comes).
+    pub(crate) async fn stopping(&self) {
+        let mut stop = self.stop_signal();
+        while self.deadline().is_none() {
+            if stop.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// Runs `work` until it completes, a shutdown is requested, or `until` passes (`None` in
+    /// the last two cases). For waiting on a queue or a timer.
+    pub(crate) async fn within_stop<F: Future>(
+        &self,
+        work: F,
+        until: Option<Instant>,
+    ) -> Option<F::Output> {
+        if self.deadline().is_some() {
+            return None;
+        }
+        let mut stop = self.stop_signal();
+        let expiry = async {
+            match until {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep_until(at.into()) => {}
-            // Meters are still read every period while the backend is away; they wait in
-            // the buffer.
-            () = self.meters.tick() => self.meters.collect(),
-            _ = self.shutdown.changed() => {}
+            out = work => Some(out),
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                None
+            }
+            () = expiry => None,
+        }
+    }
+
+    /// Runs `call` to its end, or until the shutdown's deadline passes (`None`).
+    pub(crate) async fn within_deadline<F: Future>(&self, call: F) -> Option<F::Output> {
+        watched(call, || {}, self.stop_signal()).await
+    }
+
+    /// Books the outcome of a call of `health`'s signal: its commands go to the handler (and
+    /// are returned), a failure of the connection pauses new traces, a refusal backs off the
+    /// signal alone.
+    pub(crate) fn book(
+        &self,
+        health: &mut Health,
+        result: Result<Commands, CallError>,
+    ) -> Result<Commands, CallError> {
+        match &result {
+            Ok(commands) => {
+                health.succeeded(&self.transport.backend());
+                if self.status.state() == State::Starting {
+                    // The backend answers. (Only the segments' own success ends a pause.)
+                    self.segments_delivered();
+                }
+                let session = self.transport.session();
+                if self.last_session.replace(Some(session)) != Some(session) {
+                    self.new_session.notify_one();
+                    self.reached.notify_one();
+                }
+                self.commands.dispatch(commands);
+            }
+            Err(CallError::Link(failure)) => self.link_failed(failure),
+            Err(CallError::Refused(refusal)) => {
+                health.refused(&self.transport.backend(), refusal);
+            }
+            Err(CallError::Timeout(cause)) => {
+                health.timed_out(&self.transport.backend(), cause);
+            }
+        }
+        result
+    }
+
+    /// The connection failed: new traces pause (segments cannot be delivered either) and the
+    /// failure is said once.
+    fn link_failed(&self, failure: &Failure) {
+        self.set_status(State::Down);
+        self.voice.borrow_mut().failed(failure, self.keep_tracing);
+    }
+
+    /// The segments were delivered: new traces start (again).
+    pub(crate) fn segments_delivered(&self) {
+        self.set_status(State::Connected);
+        self.voice.borrow_mut().connected(&self.transport.backend());
+    }
+
+    /// The segments were not delivered: new traces pause.
+    pub(crate) fn segments_refused(&self) {
+        self.set_status(State::Down);
+    }
+
+    /// The segments' call has waited [`SLOW_CALL`] for its answer: new traces pause.
+    pub(crate) fn segments_slow(&self) {
+        self.set_status(State::Down);
+        self.voice
+            .borrow_mut()
+            .slow(&self.transport.backend(), self.keep_tracing);
+    }
+
+    fn set_status(&self, state: State) {
+        if self.status.set(state) != state {
+            self.status_changed.notify_one();
         }
     }
 }
@@ -298,20 +319,20 @@ impl<T: Transport> Worker<T> {
 /// Runs `call` to its end, or until a shutdown requested meanwhile reaches its deadline
 /// (`None`). If the call has not completed within [`SLOW_CALL`], `on_slow` runs once and the
 /// call goes on to its own timeout.
-async fn watched<F: Future>(
+pub(crate) async fn watched<F: Future>(
     call: F,
     on_slow: impl FnOnce(),
-    shutdown: &mut watch::Receiver<Option<Instant>>,
+    mut stop: watch::Receiver<Option<Instant>>,
 ) -> Option<F::Output> {
     tokio::pin!(call);
     let slow = tokio::time::sleep(SLOW_CALL);
     tokio::pin!(slow);
     let mut on_slow = Some(on_slow);
-    // Cleared when the reporter is gone (the sender dropped): `changed` would then return at
-    // once, every time.
+    // Cleared when the coordinator is gone (the sender dropped): `changed` would then return
+    // at once, every time.
     let mut watching = true;
     loop {
-        let deadline = *shutdown.borrow();
+        let deadline = *stop.borrow();
         // Never polled without a deadline; a value is needed all the same.
         let stop_at = deadline.unwrap_or_else(|| deadline_in(CALL_TIMEOUT));
         tokio::select! {
@@ -322,14 +343,14 @@ async fn watched<F: Future>(
                 }
             }
             _ = tokio::time::sleep_until(stop_at.into()), if deadline.is_some() => return None,
-            changed = shutdown.changed(), if watching && deadline.is_none() => {
+            changed = stop.changed(), if watching && deadline.is_none() => {
                 watching = changed.is_ok();
             }
         }
     }
 }
 
-/// What was said last: the reporter prints one line per change, never one per attempt.
+/// What was said last of the connection: one line per change, never one per attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Said {
     Connected,
@@ -337,51 +358,34 @@ enum Said {
     Failed(Trouble),
 }
 
-/// Keeps [`Status`] up to date and says each change once.
+/// Says each change of the connection once.
 #[derive(Debug, Default)]
-pub(crate) struct Voice {
-    keep_tracing: bool,
+struct Voice {
     last: Option<Said>,
     connected_before: bool,
 }
 
 impl Voice {
-    pub(crate) fn new(keep_tracing: bool) -> Voice {
-        Voice {
-            keep_tracing,
-            ..Voice::default()
-        }
-    }
-
-    fn connected(&mut self, status: &Status, backend: &str) {
-        status.set(State::Connected);
+    fn connected(&mut self, backend: &str) {
         if self.last != Some(Said::Connected) {
-            eprintln!(
-                "{}",
-                message::connected_line(backend, self.connected_before)
-            );
+            crate::say::say(&message::connected_line(backend, self.connected_before));
             self.last = Some(Said::Connected);
         }
         self.connected_before = true;
     }
 
-    fn slow(&mut self, status: &Status, backend: &str) {
-        status.set(State::Down);
+    fn slow(&mut self, backend: &str, keep_tracing: bool) {
         // Said when OAP stops answering, not again on every slow retry.
         if matches!(self.last, None | Some(Said::Connected)) {
-            eprintln!(
-                "{}",
-                message::slow_line(backend, SLOW_CALL, self.keep_tracing)
-            );
+            crate::say::say(&message::slow_line(backend, SLOW_CALL, keep_tracing));
             self.last = Some(Said::Slow);
         }
     }
 
-    fn failed(&mut self, status: &Status, failure: &Failure) {
-        status.set(State::Down);
+    fn failed(&mut self, failure: &Failure, keep_tracing: bool) {
         let said = Said::Failed(failure.trouble);
         if self.last != Some(said) {
-            eprintln!("{}", message::failure_line(failure, self.keep_tracing));
+            crate::say::say(&message::failure_line(failure, keep_tracing));
             self.last = Some(said);
         }
     }

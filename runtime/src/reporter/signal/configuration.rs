@@ -5,16 +5,24 @@
 //! OAP answers empty `Commands` while the UUID is current, else a `ConfigurationDiscoveryCommand`
 //! (`SerialNumber`, `UUID`, then one pair per key). What the command means for the settings is
 //! not this module's business: the worker hands it to the command handler like any other
-//! command; this module only remembers its UUID, for the next request. A failed fetch backs off
-//! with every other call (the worker waits for the transport before it asks).
+//! command; this module only remembers its UUID, for the next request. A failed fetch — OAP
+//! erring, a reply the agent cannot decode, one over the message limit — backs off this signal
+//! alone; an OAP without configuration discovery (`UNIMPLEMENTED`) quiets it.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use skytrace_proto::v3::{Command, Commands, ConfigurationSyncRequest};
 use tokio::time::{Interval, MissedTickBehavior};
 
+use crate::reporter::health::{Health, Signal};
+use crate::reporter::transport::Transport;
+use crate::reporter::worker::Shared;
+
 /// The command OAP's configuration discovery answers with.
 pub(crate) const COMMAND: &str = "ConfigurationDiscoveryCommand";
+/// Most bytes of the UUID echoed.
+const MAX_UUID_BYTES: usize = 256;
 
 #[derive(Debug)]
 pub(crate) struct Configuration {
@@ -42,6 +50,29 @@ impl Configuration {
         }
     }
 
+    /// Fetches the configuration every interval until the shutdown.
+    pub(crate) async fn run<T: Transport>(mut self, shared: Rc<Shared<T>>) {
+        let mut health = Health::new(Signal::Configuration, shared.keep_tracing);
+        while shared.deadline().is_none() {
+            let Some(request) = shared.within_stop(self.tick(), None).await else {
+                break;
+            };
+            // A fetch due while this signal backs off waits for it (the interval's next ticks
+            // are then skipped, not bunched).
+            if !shared.ready(&health).await {
+                continue;
+            }
+            let call = shared
+                .transport
+                .fetch_configurations(request, shared.call_timeout());
+            if let Some(result) = shared.within_deadline(call).await
+                && let Ok(commands) = shared.book(&mut health, result)
+            {
+                self.observe(&commands);
+            }
+        }
+    }
+
     /// Waits until the next fetch is due (for ever when fetching is off).
     pub(crate) async fn tick(&mut self) -> ConfigurationSyncRequest {
         match &mut self.schedule {
@@ -56,10 +87,11 @@ impl Configuration {
         }
     }
 
-    /// Remembers the UUID of a configuration in `commands`, echoed by the next fetch.
+    /// Remembers the UUID of a configuration in `commands`, echoed by the next fetch (cut to
+    /// [`MAX_UUID_BYTES`]: OAP's are 128 hexadecimal digits, a longer one is not OAP's).
     pub(crate) fn observe(&mut self, commands: &Commands) {
         if let Some(uuid) = commands.commands.iter().rev().find_map(uuid_of) {
-            uuid.clone_into(&mut self.uuid);
+            crate::boundary::cut(uuid, MAX_UUID_BYTES).clone_into(&mut self.uuid);
         }
     }
 }

@@ -9,10 +9,14 @@
 //! arguments there, and a command line can hold secrets.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use skytrace_proto::v3::{Event, Source, Type};
 
 use crate::id::random_u64;
+use crate::reporter::health::{Health, Signal};
+use crate::reporter::transport::{CallError, RefusalKind, Transport};
+use crate::reporter::worker::Shared;
 use crate::time::now_millis;
 
 /// The layer OAP files an agent's events under.
@@ -55,6 +59,46 @@ impl Events {
             attempts_left: START_ATTEMPTS,
             shutdown_sent: false,
             source,
+        }
+    }
+
+    /// Reports `Start` once OAP answers a call, and `Shutdown` at the shutdown while OAP
+    /// answers. An OAP without the event receiver gets neither.
+    pub(crate) async fn run<T: Transport>(mut self, shared: Rc<Shared<T>>) {
+        let mut health = Health::new(Signal::Events, shared.keep_tracing);
+        let mut absent = false;
+        if !shared.transport.is_answering() {
+            // Not before OAP answers: the event would only fail.
+            let _ = shared.within_stop(shared.reached.notified(), None).await;
+        }
+        while let Some(start) = self.start() {
+            if shared.deadline().is_some() || !shared.ready(&health).await {
+                break;
+            }
+            let call = shared
+                .transport
+                .report_events(vec![start], shared.call_timeout());
+            let Some(result) = shared.within_deadline(call).await else {
+                break;
+            };
+            match shared.book(&mut health, result) {
+                Ok(_) => self.started(),
+                Err(CallError::Refused(refusal)) if refusal.kind == RefusalKind::Absent => {
+                    absent = true;
+                    self.started();
+                }
+                Err(_) => self.start_failed(),
+            }
+        }
+        shared.stopping().await;
+        if !absent && self.shutdown_due(shared.transport.is_answering()) {
+            let shutdown = self.take_shutdown();
+            let call = shared
+                .transport
+                .report_events(vec![shutdown], shared.call_timeout());
+            if let Some(result) = shared.within_deadline(call).await {
+                let _ = shared.book(&mut health, result);
+            }
         }
     }
 

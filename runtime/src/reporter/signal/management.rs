@@ -1,11 +1,17 @@
 //! Instance management: the instance properties when a connection is new, and a keep-alive every
 //! heartbeat (`SW_AGENT_COLLECTOR_HEARTBEAT_PERIOD`), with the properties again every
-//! [`PROPERTIES_EVERY`] heartbeats, as the Java agent does.
+//! [`PROPERTIES_EVERY`] heartbeats, as the Java agent does. A management receiver that fails
+//! backs off this signal alone: segments do not wait for the instance to be introduced.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use skytrace_proto::v3::{InstancePingPkg, InstanceProperties, KeyStringValuePair};
 use tokio::time::{Interval, MissedTickBehavior};
+
+use crate::reporter::health::{Health, Signal};
+use crate::reporter::transport::Transport;
+use crate::reporter::worker::Shared;
 
 /// The Java agent re-sends instance properties every 10 heartbeats.
 pub(crate) const PROPERTIES_EVERY: u64 = 10;
@@ -53,24 +59,56 @@ impl Management {
         }
     }
 
-    /// Whether the properties must go out before anything else on `session`.
-    pub(crate) fn needs_introduction(&self, session: u64) -> bool {
-        self.introduced != Some(session)
+    /// Introduces the instance on every new connection and keeps it alive, until the
+    /// shutdown.
+    pub(crate) async fn run<T: Transport>(mut self, shared: Rc<Shared<T>>) {
+        let mut health = Health::new(Signal::Management, shared.keep_tracing);
+        while shared.deadline().is_none() {
+            if !shared.ready(&health).await {
+                continue;
+            }
+            let session = shared.transport.session();
+            if self.introduced != Some(session) {
+                // The session is the connection the call goes out on (made by it if none).
+                let call = shared
+                    .transport
+                    .report_properties(self.properties(), shared.call_timeout());
+                let Some(result) = shared.within_deadline(call).await else {
+                    break;
+                };
+                if shared.book(&mut health, result).is_ok() {
+                    self.introduced = Some(shared.transport.session());
+                }
+                continue;
+            }
+            let beat = tokio::select! {
+                beat = self.tick() => beat,
+                // Another signal's call made a new connection: introduce the instance on it.
+                () = shared.new_session.notified() => continue,
+                () = shared.stopping() => break,
+            };
+            let timeout = shared.call_timeout();
+            let call = async {
+                match beat {
+                    Beat::Ping(ping) => shared.transport.keep_alive(ping, timeout).await,
+                    Beat::Properties(properties) => {
+                        shared
+                            .transport
+                            .report_properties(properties, timeout)
+                            .await
+                    }
+                }
+            };
+            if let Some(result) = shared.within_deadline(call).await
+                && shared.book(&mut health, result).is_err()
+            {
+                // Introduced again once the signal may call.
+                self.introduced = None;
+            }
+        }
     }
 
-    /// The properties were reported on `session`.
-    pub(crate) fn introduced(&mut self, session: u64) {
-        self.introduced = Some(session);
-    }
-
-    /// A call failed: the properties go out again before anything else. That call is also the
-    /// probe that finds the backend back once the back-off has passed, without waiting for
-    /// segments (none come while new traces are paused) or for the next heartbeat.
-    pub(crate) fn forget(&mut self) {
-        self.introduced = None;
-    }
-
-    pub(crate) fn properties(&self) -> InstanceProperties {
+    fn properties(&self) -> InstanceProperties {
         InstanceProperties {
             service: self.service.clone(),
             service_instance: self.instance.clone(),
@@ -80,7 +118,7 @@ impl Management {
     }
 
     /// Waits for the next heartbeat.
-    pub(crate) async fn tick(&mut self) -> Beat {
+    async fn tick(&mut self) -> Beat {
         self.heartbeat.tick().await;
         self.beats += 1;
         if self.beats.is_multiple_of(PROPERTIES_EVERY) {

@@ -1,11 +1,19 @@
 //! Trace segments: a bounded queue filled by the service's threads (encoded there when small, see
 //! [`crate::reporter::wire`]), delivered in batches of up to [`BATCH`], one `collect` call each.
+//!
+//! This is the signal new traces follow: they pause when its calls fail (or the connection
+//! does) and resume when one succeeds. With nothing queued while they are paused, an empty
+//! `collect` is the probe that finds the segment receiver back.
 
+use std::rc::Rc;
 use std::time::Duration;
 
+use crate::reporter::health::{Health, Signal};
 use crate::reporter::message;
 use crate::reporter::queue::{Counts, Receiver};
+use crate::reporter::transport::Transport;
 use crate::reporter::wire::{Outgoing, Queued};
+use crate::reporter::worker::{Shared, watched};
 
 /// Most segments sent in one call.
 pub(crate) const BATCH: usize = 500;
@@ -28,9 +36,104 @@ impl Segments {
         }
     }
 
+    /// Delivers the queue until the shutdown's deadline (or until every sender is gone and
+    /// nothing is left).
+    pub(crate) async fn run<T: Transport>(mut self, shared: Rc<Shared<T>>) {
+        let mut health = Health::new(Signal::Segments, shared.keep_tracing);
+        let mut stop = shared.stop_signal();
+        // The first call is a probe of the segment receiver: a backend that does not answer it
+        // within `SLOW_CALL` pauses new traces at once, whether or not any were made yet.
+        if shared.ready(&health).await {
+            self.send(Vec::new(), &shared, &mut health).await;
+        }
+        loop {
+            if shared.past_deadline() {
+                break;
+            }
+            let stopping = shared.deadline().is_some();
+            if stopping && self.queue.is_empty() {
+                break;
+            }
+            if !shared.ready(&health).await {
+                continue;
+            }
+            let batch = if stopping {
+                // Shutting down: only what is queued counts, without lingering.
+                match self.queue.try_recv() {
+                    Some(first) => self.batch(first),
+                    None => break,
+                }
+            } else {
+                tokio::select! {
+                    first = self.queue.recv() => match first {
+                        Some(first) => {
+                            let mut batch = self.batch(first);
+                            // The linger is a plain sleep, not a wait on the queue: a waiting
+                            // receiver is woken by every segment sent, and that wake-up (a
+                            // futex call on the service's thread, a context switch on this
+                            // one) cost more than encoding and sending the segment.
+                            if batch.len() < BATCH {
+                                tokio::time::sleep(LINGER).await;
+                                self.fill(&mut batch);
+                            }
+                            batch
+                        }
+                        // Every sender is gone and nothing is left.
+                        None => break,
+                    },
+                    () = probe_due(&shared) => Vec::new(),
+                    _ = stop.changed() => continue,
+                }
+            };
+            self.send(batch, &shared, &mut health).await;
+        }
+    }
+
+    /// `first` and what is queued behind it, up to [`BATCH`].
+    fn batch(&mut self, first: Queued) -> Vec<Queued> {
+        let mut batch = Vec::with_capacity(BATCH.min(self.queue.len() + 1));
+        batch.push(first);
+        self.fill(&mut batch);
+        batch
+    }
+
     /// Adds what is queued to `batch`, up to [`BATCH`], without waiting.
     pub(crate) fn fill(&mut self, batch: &mut Vec<Queued>) {
         self.queue.drain_into(batch, BATCH);
+    }
+
+    /// Sends `batch` in one call (an empty one is a probe) and books the outcome.
+    async fn send<T: Transport>(
+        &mut self,
+        batch: Vec<Queued>,
+        shared: &Shared<T>,
+        health: &mut Health,
+    ) {
+        let probe = batch.is_empty();
+        let outgoing = self.outgoing(batch, shared.transport.max_message_bytes());
+        let count = outgoing.len();
+        if count == 0 && !probe {
+            return;
+        }
+        let call = shared
+            .transport
+            .collect_segments(outgoing, shared.call_timeout());
+        let Some(result) = watched(call, || shared.segments_slow(), shared.stop_signal()).await
+        else {
+            // The shutdown's deadline passed while the call was waiting.
+            Counts::add(&self.counts().failed, count);
+            return;
+        };
+        match shared.book(health, result) {
+            Ok(_) => {
+                Counts::add(&self.counts().sent, count);
+                shared.segments_delivered();
+            }
+            Err(_) => {
+                Counts::add(&self.counts().failed, count);
+                shared.segments_refused();
+            }
+        }
     }
 
     /// `batch` ready to send: each segment encoded, those over `max_bytes` left out and counted
@@ -44,10 +147,11 @@ impl Segments {
                     Counts::add(&self.queue.counts().dropped, 1);
                     if !self.too_large_said {
                         self.too_large_said = true;
-                        eprintln!(
-                            "{}",
-                            message::too_large_line(&too_large.trace_id, too_large.len, max_bytes)
-                        );
+                        crate::say::say(&message::too_large_line(
+                            &too_large.trace_id,
+                            too_large.len,
+                            max_bytes,
+                        ));
                     }
                 }
             }
@@ -57,5 +161,24 @@ impl Segments {
 
     pub(crate) fn counts(&self) -> &Counts {
         self.queue.counts()
+    }
+}
+
+impl Drop for Segments {
+    /// What could not be delivered is lost: counted rather than lost silently, and later
+    /// offers are dropped and counted too.
+    fn drop(&mut self) {
+        self.queue.close_and_count();
+    }
+}
+
+/// Resolves once new traces are paused: the segments' probe is due (the caller has waited for
+/// the back-off already).
+async fn probe_due<T: Transport>(shared: &Shared<T>) {
+    loop {
+        if !shared.status.is_available() {
+            return;
+        }
+        shared.status_changed.notified().await;
     }
 }

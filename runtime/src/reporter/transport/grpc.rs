@@ -19,6 +19,8 @@
 //!   connector. Certificate trouble is a failure like any other (`Trouble::Tls`): said once,
 //!   backed off, new traces paused; each new connection reads the files again.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,9 +38,9 @@ use tonic::Code;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
-use super::Transport;
 use super::connector::TcpConnector;
 use super::tls;
+use super::{CallError, Refusal, RefusalKind, Transport};
 use crate::config::TlsFiles;
 use crate::reporter::backoff::Backoff;
 use crate::reporter::message::{self, Failure, Trouble};
@@ -61,18 +63,35 @@ pub(crate) struct GrpcSettings {
 #[derive(Debug)]
 pub(crate) struct GrpcTransport {
     settings: GrpcSettings,
+    link: RefCell<Link>,
+    /// Held while a connection is being made, so that signals calling at once make one.
+    connecting: tokio::sync::Mutex<()>,
+    /// Held by a call made before the backend has answered one: until it has, calls go one at
+    /// a time, so that a backend that refuses the token, or is not there, sees one call per
+    /// attempt rather than one per signal.
+    first_call: tokio::sync::Mutex<()>,
+    connections: Arc<AtomicU64>,
+}
+
+/// The connection's state. Borrowed only between `.await`s: the signals' calls interleave.
+#[derive(Debug)]
+struct Link {
     /// The backend in use, or to try next.
     current: usize,
     /// Backends that failed since the last success or the last full back-off.
     failed_in_round: usize,
     channel: Option<Channel>,
+    /// Moves on whenever the channel is given up: a failure seen by a call made on an older
+    /// one was already booked (several signals see one broken connection at once).
+    generation: u64,
     /// The channel's connector's permission to connect again (see [`TcpConnector`]).
     may_reconnect: Arc<AtomicBool>,
     backoff: Backoff,
     /// Whether a call succeeded on the current channel.
     answered: bool,
     ready_at: Option<Instant>,
-    connections: Arc<AtomicU64>,
+    /// The failure that set `ready_at`, for a call made before it.
+    last_failure: Option<Failure>,
 }
 
 impl GrpcTransport {
@@ -83,73 +102,107 @@ impl GrpcTransport {
         }
         GrpcTransport {
             settings,
-            current: 0,
-            failed_in_round: 0,
-            channel: None,
-            may_reconnect: Arc::new(AtomicBool::new(false)),
-            backoff: Backoff::new(),
-            answered: false,
-            ready_at: None,
+            link: RefCell::new(Link {
+                current: 0,
+                failed_in_round: 0,
+                channel: None,
+                generation: 0,
+                may_reconnect: Arc::new(AtomicBool::new(false)),
+                backoff: Backoff::new(),
+                answered: false,
+                ready_at: None,
+                last_failure: None,
+            }),
+            connecting: tokio::sync::Mutex::new(()),
+            first_call: tokio::sync::Mutex::new(()),
             connections: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// The connection to the current backend, made if there is none.
-    async fn channel(&mut self, timeout: Duration) -> Result<Channel, Failure> {
-        if let Some(channel) = &self.channel {
-            return Ok(channel.clone());
+    /// The connection to the current backend, made if there is none, with its generation.
+    async fn channel(&self, timeout: Duration) -> Result<(Channel, u64), Failure> {
+        if let Some(found) = self.usable()? {
+            return Ok(found);
         }
-        let backend = self.backend();
-        let scheme = if self.settings.tls.is_some() {
-            "https"
-        } else {
-            "http"
+        let _connecting = self.connecting.lock().await;
+        // Another signal may have connected, or failed to, while this one waited.
+        if let Some(found) = self.usable()? {
+            return Ok(found);
+        }
+        let (backend, generation) = {
+            let link = self.link.borrow();
+            (self.backend_at(link.current).to_owned(), link.generation)
         };
-        let endpoint = match Endpoint::from_shared(format!("{scheme}://{backend}")) {
+        // TLS, when on, is our connector's: tonic speaks HTTP/2 over what it hands back.
+        let endpoint = match Endpoint::from_shared(format!("http://{backend}")) {
             Ok(endpoint) => endpoint,
             Err(e) => {
                 let cause = format!("not a valid address ({})", message::cause(&e));
-                return Err(self.fail(Trouble::Unreachable, cause, true));
+                return Err(self.fail(generation, Trouble::Unreachable, cause, true));
             }
         };
-        let mut endpoint = endpoint
+        let endpoint = endpoint
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
-        if let Some(files) = &self.settings.tls {
+        let tls = match &self.settings.tls {
             // Another backend would not help a file that cannot be used: no failover.
-            let config = match tls::client_config(files) {
-                Ok(config) => config,
-                Err(cause) => return Err(self.fail(Trouble::Tls, cause, false)),
-            };
-            endpoint = match endpoint.tls_config(config) {
-                Ok(endpoint) => endpoint,
-                Err(e) => {
-                    let cause = tls::setup_cause(&e, files);
-                    return Err(self.fail(Trouble::Tls, cause, false));
-                }
-            };
-        }
-        self.may_reconnect = Arc::new(AtomicBool::new(true));
+            Some(files) => match tls::client_config(files) {
+                Ok(config) => Some(config),
+                Err(cause) => return Err(self.fail(generation, Trouble::Tls, cause, false)),
+            },
+            None => None,
+        };
+        let may_connect = Arc::new(AtomicBool::new(true));
+        self.link.borrow_mut().may_reconnect = Arc::clone(&may_connect);
         let connector = TcpConnector {
             connections: Arc::clone(&self.connections),
-            may_connect: Arc::clone(&self.may_reconnect),
+            may_connect,
+            tls,
         };
         // The connector bounds the TCP connect; this bounds the HTTP/2 handshake after it.
         match tokio::time::timeout(timeout, endpoint.connect_with_connector(connector)).await {
             Ok(Ok(channel)) => {
-                self.channel = Some(channel.clone());
-                self.answered = false;
-                Ok(channel)
+                let mut link = self.link.borrow_mut();
+                link.channel = Some(channel.clone());
+                link.answered = false;
+                Ok((channel, link.generation))
             }
             Ok(Err(e)) => match tls::trouble(&e, self.mutual_tls()) {
-                Some(cause) => Err(self.fail(Trouble::Tls, cause, true)),
-                None => Err(self.fail(Trouble::Unreachable, message::cause(&e), true)),
+                Some(cause) => Err(self.fail(generation, Trouble::Tls, cause, true)),
+                None => Err(self.fail(generation, Trouble::Unreachable, message::cause(&e), true)),
             },
             Err(_) => {
                 let cause = format!("no HTTP/2 handshake within {} s", timeout.as_secs());
-                Err(self.fail(Trouble::Stalled, cause, true))
+                Err(self.fail(generation, Trouble::Stalled, cause, true))
             }
         }
+    }
+
+    /// The channel in use, if there is one and the transport is not backing off.
+    fn usable(&self) -> Result<Option<(Channel, u64)>, Failure> {
+        let link = self.link.borrow();
+        if let Some(at) = link.ready_at
+            && at > Instant::now()
+        {
+            // A call made during the back-off (another signal's failure just set it).
+            let mut failure = link.last_failure.clone().unwrap_or_else(|| Failure {
+                trouble: Trouble::Unreachable,
+                backend: self.backend_at(link.current).to_owned(),
+                cause: "backing off".to_owned(),
+                retry_in: Duration::ZERO,
+                next_backend: None,
+            });
+            failure.retry_in = at.saturating_duration_since(Instant::now());
+            return Err(failure);
+        }
+        Ok(link
+            .channel
+            .clone()
+            .map(|channel| (channel, link.generation)))
+    }
+
+    fn backend_at(&self, index: usize) -> &str {
+        &self.settings.backends[index % self.settings.backends.len()]
     }
 
     fn request<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
@@ -163,49 +216,127 @@ impl GrpcTransport {
         request
     }
 
-    /// Books the outcome of a call made with `timeout`.
-    fn finish<T>(
-        &mut self,
-        result: Result<Result<tonic::Response<T>, tonic::Status>, tokio::time::error::Elapsed>,
+    /// Makes one call on the connection: `make` gets the channel. For the segments' call
+    /// (`segments`), no answer within `timeout` counts against the connection (a black hole),
+    /// and so does a refusal when another backend could take them.
+    async fn call<R, F, Fut>(
+        &self,
         timeout: Duration,
-        into_commands: impl FnOnce(T) -> Commands,
-    ) -> Result<Commands, Failure> {
-        match result {
+        segments: bool,
+        make: F,
+    ) -> Result<R, CallError>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        crate::reporter::quiet::keep_this_thread_quiet();
+        let _alone = if self.link.borrow().answered {
+            None
+        } else {
+            let alone = self.first_call.lock().await;
+            (!self.link.borrow().answered).then_some(alone)
+        };
+        let (channel, generation) = self.channel(timeout).await.map_err(CallError::Link)?;
+        match tokio::time::timeout(timeout, make(channel)).await {
             Ok(Ok(response)) => {
-                self.may_reconnect.store(true, Ordering::Relaxed);
-                self.answered = true;
-                self.backoff.reset();
-                self.failed_in_round = 0;
-                self.ready_at = None;
-                Ok(into_commands(response.into_inner()))
+                self.answered(generation);
+                Ok(response.into_inner())
             }
-            Ok(Err(status)) => {
-                // A TLS 1.3 server refuses a client certificate after the client's side of
-                // the handshake is done: the refusal comes with the first call.
-                if let Some(cause) = tls::trouble(&status, self.mutual_tls()) {
-                    return Err(self.fail(Trouble::Tls, cause, true));
+            // tonic's own deadline (the `grpc-timeout` it sends) may fire first: the same case.
+            Ok(Err(status)) if is_deadline(&status) => {
+                let cause = format!("no answer within {} s", timeout.as_secs_f64().round());
+                if segments {
+                    Err(CallError::Link(self.fail(
+                        generation,
+                        Trouble::Stalled,
+                        cause,
+                        true,
+                    )))
+                } else {
+                    Err(CallError::Timeout(cause))
                 }
-                // Or the refusal closed the connection before its alert reached the call
-                // (tonic tried to reconnect, which the connector refuses before any answer).
-                // The connector's refusal, a broken pipe: the connection is gone before any answer.
-                let (trouble, reconnect) = classify(&status);
-                if self.settings.tls.is_some() && !self.answered && trouble == Trouble::Unreachable
-                {
-                    let cause = tls::closed_after_handshake(self.mutual_tls());
-                    return Err(self.fail(Trouble::Tls, cause, true));
-                }
-                let mut cause = status_cause(&status);
-                if self.settings.tls.is_none() && !self.answered && trouble == Trouble::Unreachable
-                {
-                    cause = tls::plaintext_hint(cause);
-                }
-                Err(self.fail(trouble, cause, reconnect))
             }
+            Ok(Err(status)) => match self.failed_call(&status, generation) {
+                CallError::Refused(refusal) if segments => {
+                    Err(self.refused_segments(refusal, generation))
+                }
+                other => Err(other),
+            },
             Err(_) => {
                 let cause = format!("no answer within {} s", timeout.as_secs_f64().round());
-                Err(self.fail(Trouble::Stalled, cause, true))
+                if segments {
+                    Err(CallError::Link(self.fail(
+                        generation,
+                        Trouble::Stalled,
+                        cause,
+                        true,
+                    )))
+                } else {
+                    Err(CallError::Timeout(cause))
+                }
             }
         }
+    }
+
+    /// A call on `generation`'s channel was answered (with its result or an error status of
+    /// the backend's): the connection works.
+    fn answered(&self, generation: u64) {
+        let mut link = self.link.borrow_mut();
+        if link.generation != generation {
+            return;
+        }
+        link.may_reconnect.store(true, Ordering::Relaxed);
+        link.answered = true;
+        link.backoff.reset();
+        link.failed_in_round = 0;
+        link.ready_at = None;
+        link.last_failure = None;
+    }
+
+    /// What a call's error status means: the connection's failure, or the backend's answer.
+    fn failed_call(&self, status: &tonic::Status, generation: u64) -> CallError {
+        let mutual = self.mutual_tls();
+        // A TLS 1.3 server refuses a client certificate after the client's side of the
+        // handshake is done: the refusal comes with the first call.
+        if let Some(cause) = tls::trouble(status, mutual) {
+            return CallError::Link(self.fail(generation, Trouble::Tls, cause, true));
+        }
+        let answered = self.link.borrow().answered;
+        match status.code() {
+            Code::Unauthenticated | Code::PermissionDenied => {
+                // The token goes with every call: no signal can get through.
+                let cause = status_cause(status);
+                return CallError::Link(self.fail(generation, Trouble::TokenRefused, cause, false));
+            }
+            _ => {}
+        }
+        // A status with a source was made here, by tonic, from a connection error; one
+        // without came from the backend.
+        if std::error::Error::source(status).is_some() {
+            // Or the refusal of a certificate closed the connection before its alert reached
+            // the call (tonic tried to reconnect, which the connector refuses before any
+            // answer): the connection is gone before any answer.
+            if self.settings.tls.is_some() && !answered {
+                let cause = tls::closed_after_handshake(mutual);
+                return CallError::Link(self.fail(generation, Trouble::Tls, cause, true));
+            }
+            let mut cause = status_cause(status);
+            if self.settings.tls.is_none() && !answered {
+                cause = tls::plaintext_hint(cause);
+            }
+            return CallError::Link(self.fail(generation, Trouble::Unreachable, cause, true));
+        }
+        // The backend answered: the connection works, whatever it thinks of this call.
+        self.answered(generation);
+        let kind = match status.code() {
+            Code::Unimplemented => RefusalKind::Absent,
+            Code::ResourceExhausted | Code::OutOfRange => RefusalKind::TooLarge,
+            _ => RefusalKind::Failed,
+        };
+        CallError::Refused(Refusal {
+            kind,
+            cause: status_cause(status),
+        })
     }
 
     fn mutual_tls(&self) -> bool {
@@ -215,58 +346,70 @@ impl GrpcTransport {
             .is_some_and(|tls| tls.identity.is_some())
     }
 
-    /// Books a failed attempt: moves to the next backend when `reconnect`, and sets when the
-    /// next attempt may be made.
-    fn fail(&mut self, trouble: Trouble, cause: String, reconnect: bool) -> Failure {
-        let backend = self.backend().to_owned();
+    /// Books a failure of `generation`'s connection: moves to the next backend when
+    /// `reconnect`, and sets when the next attempt may be made. A failure of a connection
+    /// already given up changes nothing (it was booked when it was given up).
+    fn fail(&self, generation: u64, trouble: Trouble, cause: String, reconnect: bool) -> Failure {
+        let mut link = self.link.borrow_mut();
         let count = self.settings.backends.len();
+        if link.generation != generation
+            && let Some(failure) = &link.last_failure
+        {
+            return failure.clone();
+        }
+        let backend = self.backend_at(link.current).to_owned();
         if reconnect {
-            self.channel = None;
-            self.current = (self.current + 1) % count;
-            self.failed_in_round += 1;
+            link.channel = None;
+            link.generation += 1;
+            link.answered = false;
+            link.current = (link.current + 1) % count;
+            link.failed_in_round += 1;
         }
         let retry_in = if trouble == Trouble::TokenRefused {
             // Another backend of the same cluster would refuse it too.
-            self.failed_in_round = 0;
-            self.backoff.give_up_for_now()
-        } else if reconnect && self.failed_in_round < count {
+            link.failed_in_round = 0;
+            link.backoff.give_up_for_now()
+        } else if reconnect && link.failed_in_round < count {
             PACE
         } else {
-            self.failed_in_round = 0;
-            self.backoff.fail()
+            link.failed_in_round = 0;
+            link.backoff.fail()
         };
-        self.ready_at = Some(Instant::now() + retry_in);
-        let next_backend = (count > 1 && reconnect).then(|| self.backend().to_owned());
-        Failure {
+        link.ready_at = Some(Instant::now() + retry_in);
+        let next_backend =
+            (count > 1 && reconnect).then(|| self.backend_at(link.current).to_owned());
+        let failure = Failure {
             trouble,
             backend,
             cause,
             retry_in,
             next_backend,
+        };
+        link.last_failure = Some(failure.clone());
+        failure
+    }
+
+    /// The segments' call met a refusal: with several backends, another may take the
+    /// segments, so the connection moves on (every signal follows). With one, it stays.
+    fn refused_segments(&self, refusal: Refusal, generation: u64) -> CallError {
+        if self.settings.backends.len() > 1 && refusal.kind != RefusalKind::Absent {
+            return CallError::Link(self.fail(generation, Trouble::Error, refusal.cause, true));
         }
+        CallError::Refused(refusal)
     }
 }
 
-/// What a failed call says about the backend, and whether its connection is still to be used.
-fn classify(status: &tonic::Status) -> (Trouble, bool) {
-    match status.code() {
-        Code::Unauthenticated | Code::PermissionDenied => (Trouble::TokenRefused, false),
-        Code::Unavailable
-        | Code::Unknown
-        | Code::Cancelled
-        | Code::DeadlineExceeded
-        | Code::Internal => {
-            // A status with a source was made here, by tonic, from a connection error; one
-            // without came from the backend.
-            let trouble = if std::error::Error::source(status).is_some() {
-                Trouble::Unreachable
-            } else {
-                Trouble::Error
-            };
-            (trouble, true)
+/// Whether `status` is tonic's own deadline for the call (the `grpc-timeout` it sent), not an
+/// answer or a failure of the connection.
+fn is_deadline(status: &tonic::Status) -> bool {
+    let mut next = std::error::Error::source(status);
+    while let Some(e) = next {
+        if e.is::<tonic::TimeoutExpired>() {
+            return true;
         }
-        _ => (Trouble::Error, false),
+        next = e.source();
     }
+    false
 }
 
 /// A failed call's cause in a few words: the connection error tonic saw, or the status OAP
@@ -319,16 +462,20 @@ fn code_name(code: Code) -> &'static str {
 }
 
 impl Transport for GrpcTransport {
-    fn backend(&self) -> &str {
-        &self.settings.backends[self.current]
+    fn backend(&self) -> String {
+        self.backend_at(self.link.borrow().current).to_owned()
     }
 
     fn ready_at(&self) -> Option<Instant> {
-        self.ready_at
+        self.link.borrow().ready_at
     }
 
     fn session(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    fn is_answering(&self) -> bool {
+        self.link.borrow().answered
     }
 
     fn max_message_bytes(&self) -> usize {
@@ -336,103 +483,97 @@ impl Transport for GrpcTransport {
     }
 
     async fn collect_segments(
-        &mut self,
+        &self,
         segments: Vec<Outgoing>,
         timeout: Duration,
-    ) -> Result<Commands, Failure> {
-        let channel = self.channel(timeout).await?;
-        let mut grpc = tonic::client::Grpc::new(channel);
+    ) -> Result<Commands, CallError> {
         let request = self.request(tokio_stream::iter(segments), timeout);
-        let result = tokio::time::timeout(timeout, collect(&mut grpc, request)).await;
-        self.finish(result, timeout, |commands| commands)
+        self.call(timeout, true, |channel| async move {
+            collect(&mut tonic::client::Grpc::new(channel), request).await
+        })
+        .await
     }
 
     async fn collect_logs(
-        &mut self,
+        &self,
         logs: Vec<LogData>,
         timeout: Duration,
-    ) -> Result<Commands, Failure> {
-        let mut client = LogReportServiceClient::new(self.channel(timeout).await?)
-            .max_encoding_message_size(self.settings.max_message_bytes);
+    ) -> Result<Commands, CallError> {
         let request = self.request(tokio_stream::iter(logs), timeout);
-        let result = tokio::time::timeout(timeout, client.collect(request)).await;
-        self.finish(result, timeout, |commands| commands)
+        let max = self.settings.max_message_bytes;
+        self.call(timeout, false, |channel| async move {
+            let mut client = LogReportServiceClient::new(channel).max_encoding_message_size(max);
+            client.collect(request).await
+        })
+        .await
     }
 
     async fn collect_meters(
-        &mut self,
+        &self,
         reports: Vec<MeterDataCollection>,
         timeout: Duration,
-    ) -> Result<Commands, Failure> {
-        let mut client = MeterReportServiceClient::new(self.channel(timeout).await?)
-            .max_encoding_message_size(self.settings.max_message_bytes);
+    ) -> Result<Commands, CallError> {
         let request = self.request(tokio_stream::iter(reports), timeout);
-        let result = tokio::time::timeout(timeout, client.collect_batch(request)).await;
-        self.finish(result, timeout, |commands| commands)
+        let max = self.settings.max_message_bytes;
+        self.call(timeout, false, |channel| async move {
+            let mut client = MeterReportServiceClient::new(channel).max_encoding_message_size(max);
+            client.collect_batch(request).await
+        })
+        .await
     }
 
     async fn report_properties(
-        &mut self,
+        &self,
         properties: InstanceProperties,
         timeout: Duration,
-    ) -> Result<Commands, Failure> {
-        let mut client = ManagementServiceClient::new(self.channel(timeout).await?);
+    ) -> Result<Commands, CallError> {
         let request = self.request(properties, timeout);
-        let result =
-            tokio::time::timeout(timeout, client.report_instance_properties(request)).await;
-        self.finish(result, timeout, |commands| commands)
+        self.call(timeout, false, |channel| async move {
+            ManagementServiceClient::new(channel)
+                .report_instance_properties(request)
+                .await
+        })
+        .await
     }
 
     async fn keep_alive(
-        &mut self,
+        &self,
         ping: InstancePingPkg,
         timeout: Duration,
-    ) -> Result<Commands, Failure> {
-        let mut client = ManagementServiceClient::new(self.channel(timeout).await?);
+    ) -> Result<Commands, CallError> {
         let request = self.request(ping, timeout);
-        let result = tokio::time::timeout(timeout, client.keep_alive(request)).await;
-        self.finish(result, timeout, |commands| commands)
+        self.call(timeout, false, |channel| async move {
+            ManagementServiceClient::new(channel)
+                .keep_alive(request)
+                .await
+        })
+        .await
     }
 
     async fn fetch_configurations(
-        &mut self,
+        &self,
         request: ConfigurationSyncRequest,
         timeout: Duration,
-    ) -> Result<Commands, Failure> {
-        let mut client = ConfigurationDiscoveryServiceClient::new(self.channel(timeout).await?);
+    ) -> Result<Commands, CallError> {
         let request = self.request(request, timeout);
-        let result = tokio::time::timeout(timeout, client.fetch_configurations(request)).await;
-        // An OAP without the configuration-discovery receiver answered all the same: no
-        // configuration, not a failure (which would pause new traces).
-        self.finish(unimplemented_as_none(result), timeout, |commands| commands)
+        self.call(timeout, false, |channel| async move {
+            ConfigurationDiscoveryServiceClient::new(channel)
+                .fetch_configurations(request)
+                .await
+        })
+        .await
     }
 
     async fn report_events(
-        &mut self,
+        &self,
         events: Vec<Event>,
         timeout: Duration,
-    ) -> Result<Commands, Failure> {
-        let mut client = EventServiceClient::new(self.channel(timeout).await?);
+    ) -> Result<Commands, CallError> {
         let request = self.request(tokio_stream::iter(events), timeout);
-        let result = tokio::time::timeout(timeout, client.collect(request)).await;
-        // An OAP without the event receiver: the events are not kept, and nothing is wrong.
-        self.finish(unimplemented_as_none(result), timeout, |commands| commands)
-    }
-}
-
-/// A call answered `UNIMPLEMENTED` by the server itself (not by a transport error) as an answer
-/// with no commands: that backend lacks an optional receiver, and is up.
-fn unimplemented_as_none<E>(
-    result: Result<Result<tonic::Response<Commands>, tonic::Status>, E>,
-) -> Result<Result<tonic::Response<Commands>, tonic::Status>, E> {
-    match result {
-        Ok(Err(status))
-            if status.code() == Code::Unimplemented
-                && std::error::Error::source(&status).is_none() =>
-        {
-            Ok(Ok(tonic::Response::new(Commands::default())))
-        }
-        other => other,
+        self.call(timeout, false, |channel| async move {
+            EventServiceClient::new(channel).collect(request).await
+        })
+        .await
     }
 }
 
@@ -464,48 +605,101 @@ mod tests {
         })
     }
 
+    /// A failure of the connection in use now.
+    fn fail(t: &GrpcTransport, trouble: Trouble, reconnect: bool) -> Failure {
+        let generation = t.link.borrow().generation;
+        t.fail(generation, trouble, "x".into(), reconnect)
+    }
+
     #[test]
     fn a_round_of_backends_is_paced_then_backed_off() {
-        let mut t = transport(&["a:1", "b:2", "c:3"]);
-        let f = t.fail(Trouble::Unreachable, "x".into(), true);
+        let t = transport(&["a:1", "b:2", "c:3"]);
+        let f = fail(&t, Trouble::Unreachable, true);
         assert_eq!((f.backend.as_str(), f.retry_in), ("a:1", PACE));
         assert_eq!(f.next_backend.as_deref(), Some("b:2"));
-        assert_eq!(
-            t.fail(Trouble::Unreachable, "x".into(), true).retry_in,
-            PACE
-        );
+        assert_eq!(fail(&t, Trouble::Unreachable, true).retry_in, PACE);
         // The third failure ends the round: the back-off's first delay.
-        let f = t.fail(Trouble::Unreachable, "x".into(), true);
+        let f = fail(&t, Trouble::Unreachable, true);
         assert!(f.retry_in > PACE && f.retry_in <= Duration::from_millis(600));
         assert_eq!(t.backend(), "a:1");
         // The next round's end waits longer.
-        t.fail(Trouble::Unreachable, "x".into(), true);
-        t.fail(Trouble::Unreachable, "x".into(), true);
-        let g = t.fail(Trouble::Unreachable, "x".into(), true);
+        fail(&t, Trouble::Unreachable, true);
+        fail(&t, Trouble::Unreachable, true);
+        let g = fail(&t, Trouble::Unreachable, true);
         assert!(g.retry_in >= Duration::from_millis(640), "{g:?}");
     }
 
     #[test]
     fn one_backend_backs_off_on_every_failure() {
-        let mut t = transport(&["a:1"]);
-        let first = t.fail(Trouble::Unreachable, "x".into(), true).retry_in;
-        let second = t.fail(Trouble::Error, "x".into(), false).retry_in;
+        let t = transport(&["a:1"]);
+        let first = fail(&t, Trouble::Unreachable, true).retry_in;
+        let second = fail(&t, Trouble::Error, false).retry_in;
         assert!(first >= Duration::from_millis(400) && second >= Duration::from_millis(640));
-        assert!(
-            t.fail(Trouble::Error, "x".into(), true)
-                .next_backend
-                .is_none()
-        );
+        assert!(fail(&t, Trouble::Error, true).next_backend.is_none());
+    }
+
+    #[test]
+    fn a_connection_given_up_is_booked_once_however_many_calls_saw_it_fail() {
+        let t = transport(&["a:1", "b:2"]);
+        let generation = t.link.borrow().generation;
+        let first = t.fail(generation, Trouble::Unreachable, "reset".into(), true);
+        // The other signals' calls on the same connection fail too: nothing moves again.
+        for _ in 0..5 {
+            let again = t.fail(generation, Trouble::Unreachable, "reset".into(), true);
+            assert_eq!(again.backend, first.backend);
+        }
+        assert_eq!(t.backend(), "b:2");
+        assert_eq!(t.link.borrow().failed_in_round, 1);
+        // A success seen late on the old connection resets nothing either.
+        t.answered(generation);
+        assert!(t.ready_at().is_some());
     }
 
     #[test]
     fn a_refused_token_waits_the_longest_on_the_same_backend() {
-        let mut t = transport(&["a:1", "b:2"]);
-        let (trouble, reconnect) = classify(&tonic::Status::unauthenticated("no"));
-        let f = t.fail(trouble, "x".into(), reconnect);
+        let t = transport(&["a:1", "b:2"]);
+        let generation = t.link.borrow().generation;
+        let error = t.failed_call(&tonic::Status::unauthenticated("no"), generation);
+        let CallError::Link(f) = error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(f.trouble, Trouble::TokenRefused);
         assert!(f.retry_in >= Duration::from_secs(24));
         assert_eq!(t.backend(), "a:1");
         assert!(t.ready_at().is_some());
+    }
+
+    #[test]
+    fn a_status_from_the_backend_is_that_calls_alone() {
+        let t = transport(&["a:1"]);
+        let generation = t.link.borrow().generation;
+        for (status, kind) in [
+            (tonic::Status::internal("boom"), RefusalKind::Failed),
+            (tonic::Status::unavailable("busy"), RefusalKind::Failed),
+            (tonic::Status::unimplemented(""), RefusalKind::Absent),
+            (
+                tonic::Status::resource_exhausted("big"),
+                RefusalKind::TooLarge,
+            ),
+            (tonic::Status::out_of_range("big"), RefusalKind::TooLarge),
+        ] {
+            match t.failed_call(&status, generation) {
+                CallError::Refused(refusal) => assert_eq!(refusal.kind, kind),
+                other => panic!("{status:?}: {other:?}"),
+            }
+        }
+        assert!(t.ready_at().is_none(), "the connection is not backed off");
+        // With several backends, only the segments move on.
+        let t = transport(&["a:1", "b:2"]);
+        let refusal = Refusal {
+            kind: RefusalKind::Failed,
+            cause: "INTERNAL".into(),
+        };
+        assert!(matches!(
+            t.refused_segments(refusal, generation),
+            CallError::Link(_)
+        ));
+        assert_eq!(t.backend(), "b:2");
     }
 
     #[test]
@@ -515,13 +709,5 @@ mod tests {
             "UNAUTHENTICATED: missing token"
         );
         assert_eq!(status_cause(&tonic::Status::internal("")), "INTERNAL");
-        assert_eq!(
-            classify(&tonic::Status::internal("boom")),
-            (Trouble::Error, true)
-        );
-        assert_eq!(
-            classify(&tonic::Status::resource_exhausted("big")),
-            (Trouble::Error, false)
-        );
     }
 }

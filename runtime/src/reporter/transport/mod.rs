@@ -1,6 +1,18 @@
-//! How the worker's calls reach OAP. A transport owns connecting, failing over between the
-//! configured backends, backing off after failures and authenticating; the worker only says what
-//! to send. gRPC ([`grpc`]) is the one there is; a Kafka transport would implement the same trait
+//! How the signals' calls reach OAP. A transport owns the connection: connecting, failing over
+//! between the configured backends, backing off after the connection's failures, and
+//! authenticating. The signals only say what to send, each on its own schedule; they share the
+//! transport, and its calls run side by side (one HTTP/2 connection carries them all).
+//!
+//! A failed call is one of two things, and the difference is what keeps the signals apart:
+//!
+//! - [`CallError::Link`]: the connection itself failed (no connection, a reset, TLS, a refused
+//!   token, or the segments' call unanswered). The transport has already backed off: every
+//!   signal waits for [`Transport::ready_at`], and new traces pause until segments flow again.
+//! - [`CallError::Refused`] / [`CallError::Timeout`]: the backend answered *this* call with an
+//!   error, or did not answer it in time. The connection is fine; only the signal that made the
+//!   call backs off (`super::health`).
+//!
+//! gRPC ([`grpc`]) is the one transport there is; a Kafka transport implements the same trait
 //! (segments to `skywalking-segments`, properties and pings to `skywalking-managements`).
 
 #[cfg(feature = "grpc")]
@@ -21,68 +33,103 @@ use skytrace_proto::v3::{
 use super::message::Failure;
 use super::wire::Outgoing;
 
-/// Sends what the worker gives it. Calls return OAP's commands, or a failure the transport has
-/// already counted in its back-off.
+/// Why a call delivered nothing.
+#[derive(Clone, Debug)]
+pub(crate) enum CallError {
+    /// The connection failed; the transport has backed off (see [`Transport::ready_at`]).
+    Link(Failure),
+    /// The backend answered this call with an error; the connection is fine.
+    Refused(Refusal),
+    /// The backend did not answer this call within its timeout; the connection is left alone
+    /// (its own keep-alive pings tell whether it is dead).
+    Timeout(String),
+}
+
+/// A backend's error answer to one call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) kind: RefusalKind,
+    /// The status in a few words: `INTERNAL: boom`.
+    pub(crate) cause: String,
+}
+
+/// What a refusal means for the signal that met it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RefusalKind {
+    /// `UNIMPLEMENTED`: this backend has no such receiver (not configured, or older). The
+    /// signal goes quiet and asks again rarely: an OAP can be upgraded.
+    Absent,
+    /// `RESOURCE_EXHAUSTED` / `OUT_OF_RANGE`: the message was too large for the backend.
+    TooLarge,
+    /// Any other error status.
+    Failed,
+}
+
+/// Sends what the signals give it. Every method takes `&self`: the signals call side by side,
+/// on the reporter's one thread.
 pub(crate) trait Transport {
     /// The backend in use (or tried next), for messages.
-    fn backend(&self) -> &str;
+    fn backend(&self) -> String;
 
-    /// When the next call may be made: `None` for now. Failures push it out (back-off).
+    /// When the next call may be made: `None` for now. Failures of the connection push it out
+    /// (back-off); a call made before then fails at once.
     fn ready_at(&self) -> Option<Instant>;
 
     /// Changes each time a new connection is made: the instance properties go out again then,
     /// as OAP may be another one (or restarted) and not know this instance.
     fn session(&self) -> u64;
 
+    /// Whether a call has succeeded on the connection in use.
+    fn is_answering(&self) -> bool;
+
     /// The most bytes one message may have.
     fn max_message_bytes(&self) -> usize;
 
-    /// Sends encoded segments (`SegmentObject`s) in one call.
+    /// Sends encoded segments (`SegmentObject`s) in one call; none at all is a probe of the
+    /// segment receiver. No answer within `timeout` is a failure of the connection.
     fn collect_segments(
-        &mut self,
+        &self,
         segments: Vec<Outgoing>,
         timeout: Duration,
-    ) -> impl Future<Output = Result<Commands, Failure>>;
+    ) -> impl Future<Output = Result<Commands, CallError>>;
 
     /// Sends log records in one `LogReportService.collect` stream.
     fn collect_logs(
-        &mut self,
+        &self,
         logs: Vec<LogData>,
         timeout: Duration,
-    ) -> impl Future<Output = Result<Commands, Failure>>;
+    ) -> impl Future<Output = Result<Commands, CallError>>;
 
-    /// Sends meter reports (one `MeterDataCollection` per period) in one `collectBatch` call.
+    /// Sends meter reports (each a `MeterDataCollection`) in one `collectBatch` call.
     fn collect_meters(
-        &mut self,
+        &self,
         reports: Vec<MeterDataCollection>,
         timeout: Duration,
-    ) -> impl Future<Output = Result<Commands, Failure>>;
+    ) -> impl Future<Output = Result<Commands, CallError>>;
 
     fn report_properties(
-        &mut self,
+        &self,
         properties: InstanceProperties,
         timeout: Duration,
-    ) -> impl Future<Output = Result<Commands, Failure>>;
+    ) -> impl Future<Output = Result<Commands, CallError>>;
 
     fn keep_alive(
-        &mut self,
+        &self,
         ping: InstancePingPkg,
         timeout: Duration,
-    ) -> impl Future<Output = Result<Commands, Failure>>;
+    ) -> impl Future<Output = Result<Commands, CallError>>;
 
     /// Asks for the dynamic configuration (`ConfigurationDiscoveryService/fetchConfigurations`).
-    /// A backend that does not serve it answers no commands.
     fn fetch_configurations(
-        &mut self,
+        &self,
         request: ConfigurationSyncRequest,
         timeout: Duration,
-    ) -> impl Future<Output = Result<Commands, Failure>>;
+    ) -> impl Future<Output = Result<Commands, CallError>>;
 
-    /// Sends events in one `EventService/collect` stream. A backend that does not serve it
-    /// answers no commands, as if it had taken them.
+    /// Sends events in one `EventService/collect` stream.
     fn report_events(
-        &mut self,
+        &self,
         events: Vec<Event>,
         timeout: Duration,
-    ) -> impl Future<Output = Result<Commands, Failure>>;
+    ) -> impl Future<Output = Result<Commands, CallError>>;
 }

@@ -1,47 +1,165 @@
-//! TLS to OAP: tonic's rustls client (the `ring` provider), and certificate trouble said in
-//! plain words.
+//! TLS to OAP: rustls (the `ring` provider) around our TCP connector, and certificate trouble
+//! said in plain words.
+//!
+//! The client configuration is ours, not tonic's: the agent's own certificate is presented as
+//! given, without rustls's consistency check, which parses it with webpki and refuses X.509
+//! version 1 — what `openssl x509 -req` makes without an extension file, and what the Java,
+//! Go and Python agents (OpenSSL, the JDK) present without complaint. Whether OAP accepts it is
+//! OAP's to say. A file that truly cannot be used is said with its variable, its path and why.
 //!
 //! The files are read again for every new connection, so a renewed certificate or key is used
 //! without a restart, and a connection that failed for a certificate heals once it is fixed.
-//! tonic wraps our TCP connector ([`super::connector`]) in its TLS connector when the endpoint
-//! is `https://`: connection counting and the reconnect guard stay ours.
+//! The handshake happens in our connector ([`super::connector`]): connection counting and the
+//! reconnect guard stay ours, and tonic sees a connection that is already secure.
 //!
 //! What a failed handshake says is read from rustls's error, found in the error's chain (typed
 //! where it can be reached, by its text where a layer in between, h2's I/O error, hides it).
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::{AlertDescription, CertificateError};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use rustls::{AlertDescription, CertificateError, ClientConfig, RootCertStore};
 
 use crate::config::TlsFiles;
 
 /// Longest a TLS handshake may take once the TCP connection is made.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The client's TLS settings for `files`, read now. An error is a cause for the failure line.
-pub(crate) fn client_config(files: &TlsFiles) -> Result<ClientTlsConfig, String> {
-    // OAP's gRPC server negotiates `h2` by ALPN; a TLS proxy in front of it may not, and gRPC
-    // is HTTP/2 either way.
-    let mut config = ClientTlsConfig::new()
-        .assume_http2(true)
-        .timeout(HANDSHAKE_TIMEOUT);
-    config = match &files.ca {
-        Some(ca) => {
-            let pem = read(ca, "SW_AGENT_SSL_TRUSTED_CA_PATH")?;
-            config.ca_certificate(Certificate::from_pem(pem))
-        }
-        None => config.with_native_roots(),
+const CA: &str = "SW_AGENT_SSL_TRUSTED_CA_PATH";
+const CHAIN: &str = "SW_AGENT_SSL_CERT_CHAIN_PATH";
+const KEY: &str = "SW_AGENT_SSL_KEY_PATH";
+
+/// The client's TLS settings for `files`, read now. An error is a cause for the failure line,
+/// naming the variable and the file.
+pub(crate) fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = match &files.ca {
+        Some(ca) => ca_roots(ca)?,
+        None => native_roots()?,
     };
-    if let Some((chain, key)) = &files.identity {
-        let chain = read(chain, "SW_AGENT_SSL_CERT_CHAIN_PATH")?;
-        let key = read(key, "SW_AGENT_SSL_KEY_PATH")?;
-        config = config.identity(Identity::from_pem(chain, key));
-    }
-    Ok(config)
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_root_certificates(roots);
+    let mut config = match &files.identity {
+        Some((chain, key)) => {
+            let identity = identity(chain, key, &provider)?;
+            builder.with_client_cert_resolver(Arc::new(Identity(identity)))
+        }
+        None => builder.with_no_client_auth(),
+    };
+    // gRPC is HTTP/2; OAP's gRPC server negotiates it by ALPN.
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
 }
 
-fn read(path: &std::path::Path, variable: &str) -> Result<Vec<u8>, String> {
+/// The CA certificates OAP's certificate is checked against.
+fn ca_roots(path: &Path) -> Result<RootCertStore, String> {
+    let pem = read(path, CA)?;
+    let mut roots = RootCertStore::empty();
+    let mut found = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("{} ({CA}) is not PEM: {e}", path.display()))?;
+        roots.add(cert).map_err(|e| {
+            format!(
+                "{} ({CA}) holds a certificate that cannot be a CA: {e}",
+                path.display()
+            )
+        })?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err(format!(
+            "{} ({CA}) holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(roots)
+}
+
+/// The system's root certificates.
+fn native_roots() -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(
+            "no system root certificates were found to check OAP's certificate with; \
+                    give OAP's CA in SW_AGENT_SSL_TRUSTED_CA_PATH"
+                .to_owned(),
+        );
+    }
+    Ok(roots)
+}
+
+/// The agent's certificate chain and key, checked as far as they can be without refusing what
+/// OAP would accept.
+fn identity(
+    chain_path: &Path,
+    key_path: &Path,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, String> {
+    let pem = read(chain_path, CHAIN)?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} ({CHAIN}) is not PEM: {e}", chain_path.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "{} ({CHAIN}) holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            chain_path.display()
+        ));
+    }
+    let pem = read(key_path, KEY)?;
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
+        format!(
+            "{} ({KEY}) holds no private key in PEM (PKCS#8 `PRIVATE KEY`, PKCS#1 `RSA PRIVATE \
+             KEY` or SEC1 `EC PRIVATE KEY`)",
+            key_path.display()
+        )
+    })?;
+    let key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("the key in {} ({KEY}) cannot sign: {e}", key_path.display()))?;
+    let certified = CertifiedKey::new(chain, key);
+    match certified.keys_match() {
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err(format!(
+                "the key in {} ({KEY}) is not the key of the first certificate in {} ({CHAIN})",
+                key_path.display(),
+                chain_path.display()
+            ))
+        }
+        // Matched, or could not be told: a certificate webpki does not parse (X.509 v1) is
+        // still presented; OAP decides.
+        _ => Ok(Arc::new(certified)),
+    }
+}
+
+/// The agent's one client certificate, offered whenever OAP asks for one.
+#[derive(Debug)]
+struct Identity(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for Identity {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn read(path: &Path, variable: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| {
         format!(
             "cannot read {} ({variable}): {}",
@@ -49,26 +167,6 @@ fn read(path: &std::path::Path, variable: &str) -> Result<Vec<u8>, String> {
             crate::reporter::message::join_causes([e.to_string()])
         )
     })
-}
-
-/// What a TLS setup error (from `Endpoint::tls_config`: a file that is not PEM, a key that does
-/// not parse, no system roots) means.
-pub(crate) fn setup_cause(error: &(dyn std::error::Error + 'static), files: &TlsFiles) -> String {
-    let text = crate::reporter::message::cause(error);
-    if text.contains("native certs") {
-        return "no system root certificates were found to check OAP's certificate with; give \
-                OAP's CA in SW_AGENT_SSL_TRUSTED_CA_PATH"
-            .to_owned();
-    }
-    let files_named = match (&files.ca, &files.identity) {
-        (Some(_), Some(_)) => {
-            "SW_AGENT_SSL_TRUSTED_CA_PATH, SW_AGENT_SSL_CERT_CHAIN_PATH, SW_AGENT_SSL_KEY_PATH"
-        }
-        (Some(_), None) => "SW_AGENT_SSL_TRUSTED_CA_PATH",
-        (None, Some(_)) => "SW_AGENT_SSL_CERT_CHAIN_PATH, SW_AGENT_SSL_KEY_PATH",
-        (None, None) => "the TLS settings",
-    };
-    format!("the TLS files cannot be used ({files_named}): {text}")
 }
 
 /// Whether `error` is certificate or TLS trouble, and if so what it means, in a sentence that

@@ -6,8 +6,8 @@
 //! setting silently ignored.
 
 pub(crate) mod check;
-mod profile;
 pub(crate) mod log_settings;
+mod profile;
 
 use std::cell::RefCell;
 use std::ffi::OsString;

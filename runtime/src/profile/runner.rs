@@ -140,6 +140,11 @@ impl TraceTasks {
         self.running.is_some()
     }
 
+    /// Whether a task runs or waits for its start: [`TraceTasks::tick`] is due often.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.running.is_some() || !self.pending.is_empty()
+    }
+
     /// A finished segment's bytes on their way to OAP, while a task runs.
     pub(crate) fn observe_segment(&mut self, encoded: &[u8]) {
         if let Some(running) = &mut self.running {

@@ -9,6 +9,9 @@ use skytrace_proto::pprof::{Profile, Sample};
 /// Frames under this share of their segment's samples are left out (and counted).
 const MIN_SHARE: f64 = 0.02;
 
+/// Frames shown at the end of a run of single calls (the rest of the run is elided).
+const TAIL: usize = 5;
+
 /// Deeper frames are drawn at this depth.
 const MAX_INDENT: usize = 40;
 
@@ -105,16 +108,42 @@ fn draw(out: &mut String, node: &Node, total: i64, depth: usize, min: i64, hidde
             *hidden += child.count;
             continue;
         }
+        // A run of frames each calling only the next (an async stack's many `poll`s) is drawn
+        // at one depth, its middle elided: the tree stays as deep as its branches.
+        let mut chain = vec![name.as_str()];
+        let mut tail = child;
+        while tail.children.len() == 1 {
+            let Some((next_name, next)) = tail.children.iter().next() else {
+                break;
+            };
+            if next.count != tail.count {
+                break;
+            }
+            chain.push(next_name);
+            tail = next;
+        }
         let share = child.count as f64 * 100.0 / total.max(1) as f64;
-        let _ = writeln!(
-            out,
-            "{:>7} {:>5.1}%  {:indent$}{name}",
-            child.count,
-            share,
-            "",
-            indent = depth.min(MAX_INDENT) * 2
-        );
-        draw(out, child, total, depth + 1, min, hidden);
+        let indent = depth.min(MAX_INDENT) * 2;
+        let mut line = |text: &str| {
+            let _ = writeln!(
+                out,
+                "{:>7} {:>5.1}%  {:indent$}{text}",
+                child.count, share, ""
+            );
+        };
+        // The run's first frame, then its last few (where the code of interest usually is).
+        let shown_tail = chain.len().saturating_sub(1).min(TAIL);
+        let elided = chain.len() - 1 - shown_tail;
+        if let Some(first) = chain.first() {
+            line(first);
+        }
+        if elided > 0 {
+            line(&format!("… {elided} frames …"));
+        }
+        for frame in &chain[chain.len() - shown_tail..] {
+            line(frame);
+        }
+        draw(out, tail, total, depth + 1, min, hidden);
     }
 }
 
@@ -184,8 +213,8 @@ mod tests {
             render_profile(&profile),
             "segment seg-1 (trace t-1): 10 samples, 100 ms of CPU\n\
              \x20    10 100.0%  main\n\
-             \x20    10 100.0%    handler\n\
-             \x20     8  80.0%      burn\n"
+             \x20    10 100.0%  handler\n\
+             \x20     8  80.0%    burn\n"
         );
     }
 }

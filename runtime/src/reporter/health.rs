@@ -27,8 +27,10 @@ pub(crate) enum Signal {
     Configuration,
     Events,
     /// Trace profiling (`ProfileTask`).
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
     Profiling,
     /// On-demand profiles (`PprofTask`).
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
     Pprof,
 }
 

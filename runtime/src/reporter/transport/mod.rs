@@ -134,6 +134,7 @@ pub(crate) trait Transport {
         timeout: Duration,
     ) -> impl Future<Output = Result<Commands, CallError>>;
     /// Asks for trace-profiling tasks (`ProfileTask/getProfileTaskCommands`).
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
     fn profile_task_commands(
         &self,
         query: ProfileTaskCommandQuery,
@@ -141,6 +142,7 @@ pub(crate) trait Transport {
     ) -> impl Future<Output = Result<Commands, CallError>>;
 
     /// Sends a task's profile in one `ProfileTask/goProfileReport` stream of chunks.
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
     fn report_profile(
         &self,
         chunks: Vec<GoProfileData>,
@@ -148,6 +150,7 @@ pub(crate) trait Transport {
     ) -> impl Future<Output = Result<Commands, CallError>>;
 
     /// Says a trace-profiling task is over here (`ProfileTask/reportTaskFinish`).
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
     fn report_task_finish(
         &self,
         finish: ProfileTaskFinishReport,
@@ -155,6 +158,7 @@ pub(crate) trait Transport {
     ) -> impl Future<Output = Result<Commands, CallError>>;
 
     /// Asks for on-demand profile tasks (`PprofTask/getPprofTaskCommands`).
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
     fn pprof_task_commands(
         &self,
         query: PprofTaskCommandQuery,
@@ -163,6 +167,7 @@ pub(crate) trait Transport {
 
     /// Uploads a profile (`PprofTask/collect`): the metadata, then, if the backend answers
     /// success, the content chunks. Returns the backend's answer to the metadata.
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
     fn upload_pprof(
         &self,
         metadata: PprofData,

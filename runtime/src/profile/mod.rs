@@ -5,7 +5,7 @@
 //! worker threads and sits parked while it awaits. Instead, while a task runs, the process is
 //! sampled at 100 Hz of CPU time (`skytrace-sampler`: `SIGPROF`, stacks from `.eh_frame`),
 //! and each sample carries the trace segment and span its thread was running at that instant
-//! (`tag.rs`, reading the context's thread-local from the signal handler). When the task ends,
+//! (`context/signal_tag.rs`, reading the context's thread-local from the signal handler). When the task ends,
 //! the samples of the segments that qualify (`qualify.rs`: the task's endpoint, at least its
 //! threshold) become a pprof labelled per segment (`pprof.rs`), sent gzip'd in 1 MiB chunks.
 //! Nothing is armed, installed or running, and nothing is added to any span path, while no
@@ -20,7 +20,6 @@ pub(crate) mod pprof;
 pub(crate) mod qualify;
 pub(crate) mod recording;
 pub(crate) mod runner;
-pub(crate) mod tag;
 pub(crate) mod task;
 
 #[cfg(test)]

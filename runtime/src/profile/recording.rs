@@ -27,7 +27,6 @@ pub(crate) struct Stopped {
 impl Recording {
     /// Starts sampling at 100 Hz of CPU time, each sample tagged with its thread's segment.
     pub(crate) fn start() -> Result<Recording, skytrace_sampler::Error> {
-        super::tag::install();
         Ok(Recording {
             session: Session::start(DEFAULT_PERIOD)?,
             samples: Aggregate::default(),

@@ -501,7 +501,7 @@ fn samples_taken_while_the_context_churns_carry_only_real_segment_ids() {
         &Config::builder().service_name("svc").build().unwrap(),
         keep.clone(),
     );
-    super::tag::install();
+    crate::context::signal_tag::install();
     let session =
         skytrace_sampler::Session::start(Duration::from_millis(1)).expect("sampling starts");
     let stop = std::sync::atomic::AtomicBool::new(false);

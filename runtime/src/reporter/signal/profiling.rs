@@ -20,6 +20,9 @@ use crate::reporter::worker::Shared;
 /// How often a running task is drained (the sampler holds 512 samples: 5 s at 100 Hz).
 const TICK: Duration = Duration::from_millis(100);
 
+/// Uploads waiting to be sent, at most (answers to refused tasks included).
+const MAX_UPLOADS: usize = 16;
+
 /// Attempts at sending one report before it is given up.
 const ATTEMPTS: u32 = 3;
 
@@ -110,17 +113,23 @@ impl Profiling {
             if let Some(upload) = pprof.tick(SystemTime::now()) {
                 uploads.push((upload, 0));
             }
-            if let Some((report, attempts)) = trace_report.take()
-                && may_call(&shared, &trace_health)
-            {
-                if !send_trace_report(&shared, &mut trace_health, &report).await
-                    && attempts + 1 < ATTEMPTS
-                {
-                    trace_report = Some((report, attempts + 1));
-                }
+            // Bounded: an OAP sending task after task gets answers for the last few.
+            if uploads.len() > MAX_UPLOADS {
+                uploads.drain(..uploads.len() - MAX_UPLOADS);
             }
-            if let Some((upload, attempts)) = uploads.pop()
+            // Sent when both the connection and the service may be called: a report is kept
+            // (not dropped) while they back off.
+            if trace_report.is_some()
+                && may_call(&shared, &trace_health)
+                && let Some((report, attempts)) = trace_report.take()
+                && !send_trace_report(&shared, &mut trace_health, &report).await
+                && attempts + 1 < ATTEMPTS
+            {
+                trace_report = Some((report, attempts + 1));
+            }
+            if !uploads.is_empty()
                 && may_call(&shared, &pprof_health)
+                && let Some((upload, attempts)) = uploads.pop()
                 && !send_upload(&shared, &mut pprof_health, &upload).await
                 && attempts + 1 < ATTEMPTS
             {

@@ -5,10 +5,11 @@
 //! a change reads garbage at worst, never faults; garbage is refused here (an id made here is
 //! printable ASCII of at most 80 bytes) or later (only ids of finished segments are labelled).
 
-use crate::context::current;
+use super::current;
 use crate::id::Id;
 
-/// Makes [`tag`] the sampler's tagger (once per process).
+/// Makes [`tag`] the sampler's tagger (once per process; a function pointer stored, nothing
+/// armed: the sampler calls it only while a profiling task samples).
 pub(crate) fn install() {
     let _ = skytrace_sampler::set_tagger(tag);
 }

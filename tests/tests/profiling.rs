@@ -237,3 +237,38 @@ async fn with_profiling_off_nothing_is_asked() {
     assert!(received.profile_task_queries.is_empty());
     assert!(received.pprof_task_queries.is_empty());
 }
+
+/// `SW_AGENT_PROCESS_STATUS_HOOK_ENABLE`: Rover's process status file is written at the
+/// keep-alive, naming the service and instance, and removed when the reporter stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_status_file_is_written_at_the_keep_alive() {
+    let _turn = TURN.lock().await;
+    let collector = Collector::start().await.unwrap();
+    let file = std::env::temp_dir()
+        .join("apache_skywalking/process")
+        .join(std::process::id().to_string())
+        .join("metadata.properties");
+    let _ = std::fs::remove_file(&file);
+    let config = config_for(collector.addr())
+        .service_name("hooked")
+        .instance_name("hooked-1")
+        .process_status_hook(true)
+        .build()
+        .unwrap();
+    let reporter = skytrace::GrpcReporter::start(&config).unwrap();
+    assert!(
+        collector
+            .wait_for(PROFILE_WAIT, |r| r.pings.len() >= 2)
+            .await
+    );
+    let text = std::fs::read_to_string(&file).expect("the file is written at the keep-alive");
+    assert!(text.contains("service_name=hooked\n"), "{text}");
+    assert!(text.contains("instance_name=hooked-1\n"), "{text}");
+    assert!(text.contains("language=rust\n"), "{text}");
+    tokio::task::spawn_blocking(move || {
+        skytrace::Reporter::shutdown(&reporter, Duration::from_secs(5));
+    })
+    .await
+    .unwrap();
+    assert!(!file.exists(), "removed when the reporter stops");
+}

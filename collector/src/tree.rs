@@ -642,7 +642,7 @@ mod tests {
     fn two_services() -> Vec<SegmentObject> {
         let mut entry = span(0, -1, 1_000, 1_120, SpanType::Entry, "GET:/checkout");
         entry.span_layer = SpanLayer::Http as i32;
-        entry.tags = vec![tag("http.method", "GET"), tag("status_code", "200")];
+        entry.tags = vec![tag("http.method", "GET"), tag("http.status_code", "200")];
         let mut call = span(1, 0, 1_010, 1_090, SpanType::Exit, "/api/price");
         call.span_layer = SpanLayer::Http as i32;
         call.peer = "backend:8080".into();
@@ -672,7 +672,7 @@ mod tests {
         let rendered = render_trace_tree(&two_services());
         let expected = "\
 trace trace-1: 3 segments, 6 spans, 150 ms
-└─ [frontend] GET:/checkout (Entry, Http) 120 ms http.method=GET status_code=200
+└─ [frontend] GET:/checkout (Entry, Http) 120 ms http.method=GET http.status_code=200
    ├─ /api/price (Exit, Http) 80 ms → backend:8080
    │  └─ [backend] /api/price (Entry, Http) 60 ms
    │     └─ SELECT price (Exit, Database) 40 ms → db:5432 ERROR db.type=sql
@@ -735,7 +735,7 @@ trace trace-1: 1 segment, 2 spans, 4 ms
         let rendered = render_trace_tree(&with_details());
         let expected = "\
 trace trace-1: 3 segments, 6 spans, 150 ms
-└─ [frontend] GET:/checkout (Entry, Http) 120 ms ← 10.0.0.1:5000 http.method=GET status_code=200
+└─ [frontend] GET:/checkout (Entry, Http) 120 ms ← 10.0.0.1:5000 http.method=GET http.status_code=200
    │ ref CrossProcess from gateway/gw-1 GET:/shop/checkout (segment gw-seg, span 4, address frontend:80)
    ├─ /api/price (Exit, Http) 80 ms → backend:8080
    │  │ log +40 ms event=retry
@@ -753,7 +753,7 @@ trace trace-1: 3 segments, 6 spans, 150 ms
         let rendered = render_trace_tree_with(&with_details(), Detail::Verbose);
         let expected = "\
 trace trace-1: 3 segments, 6 spans, 150 ms
-└─ [frontend] GET:/checkout (Entry, Http) 120 ms ← 10.0.0.1:5000 http.method=GET status_code=200
+└─ [frontend] GET:/checkout (Entry, Http) 120 ms ← 10.0.0.1:5000 http.method=GET http.status_code=200
    │ segment seg-front of frontend/i
    │ ref CrossProcess from gateway/gw-1 GET:/shop/checkout (segment gw-seg, span 4, address frontend:80)
    ├─ /api/price (Exit, Http) 80 ms → backend:8080

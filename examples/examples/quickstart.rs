@@ -1,4 +1,5 @@
-//! One trace with an entry, a local and an exit span, reported to OAP when
+//! One trace with an entry span, a local span and two exit spans (a database query and an HTTP
+//! call, both drawn on OAP's map as the services they reach), reported to OAP when
 //! `SW_AGENT_COLLECTOR_BACKEND_SERVICES` is set, else printed to the console.
 //!
 //! ```sh
@@ -28,8 +29,23 @@ async fn handle_checkout(headers: http::HeaderMap) -> u32 {
 /// Local work inside the service: a local span.
 #[skytrace::trace]
 async fn price_cart() -> u32 {
-    tokio::time::sleep(Duration::from_millis(3)).await;
-    42
+    let items = load_cart().await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    items * 14
+}
+
+/// A database query: an exit span with the server's address as its peer, so that OAP's map
+/// shows the database (the sqlx integration records one per query by itself).
+#[skytrace::exit_span(
+    name = "SELECT carts",
+    peer = "postgres:5432",
+    layer = Database,
+    component = POSTGRESQL,
+    tags(db.type = "sql", db.statement = "SELECT items FROM carts WHERE id = $1")
+)]
+async fn load_cart() -> u32 {
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    3
 }
 
 /// An outgoing call: an exit span whose `sw8` the payment service would continue from.

@@ -1,6 +1,6 @@
 //! Outgoing HTTP calls traced by `skytrace::integrations::reqwest`: `send_traced()` instead of
 //! `send()` makes each call an exit span (peer `host:port`, tags `http.method`, `url`,
-//! `status_code`) and writes `sw8` onto the request. Segments go to the console unless
+//! `http.status_code`) and writes `sw8` onto the request. Segments go to the console unless
 //! `SW_AGENT_COLLECTOR_BACKEND_SERVICES` is set.
 //!
 //! For a self-contained run the example starts a small untraced HTTP server that answers with

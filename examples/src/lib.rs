@@ -1,9 +1,11 @@
 //! The services of skytrace's demo, shared by the `demo` and `demo-service` binaries.
 //!
-//! - [`users`]: `GET /users/{id}` looks a user up through a traced lookup with a
-//!   `Database`-layer span inside; `GET /health` is not traced. Instrumented with the axum layer.
-//! - [`frontend`]: `GET /checkout/{user_id}` is an `#[entry_span]` handler that calls the users
-//!   service over HTTP (reqwest, an exit span carrying `sw8`) and prices the cart locally.
+//! - [`users`]: `GET /users/{id}` looks a user up through a traced lookup with a database call
+//!   inside (an `#[exit_span]` to `postgres:5432`, so OAP's map shows the database); `GET
+//!   /health` is not traced. Instrumented with the axum layer.
+//! - [`frontend`]: `GET /checkout/{user_id}` (the axum layer on the global tracer: the entry
+//!   span carries the status, and a 5xx fails it) calls the users service over HTTP (reqwest,
+//!   an exit span carrying `sw8`) and prices the cart locally.
 
 pub mod frontend;
 pub mod users;

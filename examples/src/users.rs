@@ -87,9 +87,12 @@ fn cache_get(id: u64) -> Option<User> {
     })
 }
 
-/// The "database" call: a traced fn on the `Database` layer.
-#[skytrace::trace(
+/// The "database" call: an exit span to the database's address, so that OAP draws the
+/// database on its map (a local span would not). Without servers in the demo it stands for
+/// what the sqlx integration records by itself for every query.
+#[skytrace::exit_span(
     name = "SELECT users",
+    peer = "postgres:5432",
     layer = Database,
     component = POSTGRESQL,
     tags(db.type = "sql", db.statement = "SELECT id, name FROM users WHERE id = $1"),

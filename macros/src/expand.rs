@@ -466,15 +466,10 @@ fn sync_body(kind: Kind, args: &Args, func: &Func) -> TokenStream {
         },
         Some(err) => {
             let ret = local_at("__skytrace_ret", err.span());
-            let error = local_at("__skytrace_error", err.span());
             let output = return_type(func);
             let fake = fake_return(output.as_ref(), &func.sig.output);
             let call = call_once(quote!(move || { #fake #block }));
-            let record = quote_spanned! {err.span()=>
-                if let ::core::result::Result::Err(#error) = &#ret {
-                    ::skytrace::__private::record_error(#error);
-                }
-            };
+            let record = record_err(err.span(), &ret);
             quote! {
                 #open
                 #enter
@@ -560,18 +555,23 @@ fn with_err_check(args: &Args, future: TokenStream, capture: TokenStream) -> Tok
         return future;
     };
     let ret = local_at("__skytrace_ret", err.span());
-    let error = local_at("__skytrace_error", err.span());
-    let record = quote_spanned! {err.span()=>
-        if let ::core::result::Result::Err(#error) = &#ret {
-            ::skytrace::__private::record_error(#error);
-        }
-    };
+    let record = record_err(err.span(), &ret);
     quote! {
         async #capture {
             let #ret = #future.await;
             #record
             #ret
         }
+    }
+}
+
+/// `err`'s check of the fn's value `ret`, placed at `err` with the hygiene of `ret` itself: one
+/// span for the whole argument, so that the error of a fn that returns no `Result` points at
+/// `err`.
+fn record_err(err: Span, ret: &Ident) -> TokenStream {
+    let at = Span::mixed_site().located_at(err);
+    quote_spanned! {at=>
+        ::skytrace::__private::record_err(&#ret);
     }
 }
 

@@ -61,9 +61,8 @@
 //!                 { /* body */ }
 //!             }
 //!             .await;
-//!             if let Err(__skytrace_error) = &__skytrace_ret {
-//!                 ::skytrace::__private::record_error(__skytrace_error);
-//!             }
+//!             // `err`: a `Result`'s error is recorded (on another type, an error at `err`).
+//!             ::skytrace::__private::record_err(&__skytrace_ret);
 //!             __skytrace_ret
 //!         },
 //!         __skytrace_span,

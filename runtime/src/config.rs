@@ -8,6 +8,7 @@
 pub(crate) mod check;
 pub(crate) mod log_settings;
 mod profile;
+mod properties;
 
 use std::cell::RefCell;
 use std::ffi::OsString;
@@ -81,6 +82,9 @@ pub struct Config {
     /// The log reporter's settings, when given (else `init` reads `SW_AGENT_LOG_REPORTER_*`).
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) logs: Option<log_settings::LogSettings>,
+    /// The user's instance properties (`SW_AGENT_INSTANCE_PROPERTIES_JSON`), sent after the
+    /// agent's own.
+    pub(crate) instance_properties: Vec<(String, String)>,
 }
 
 /// TLS to OAP, as configured: on when forced or when a CA is given.
@@ -125,6 +129,7 @@ impl fmt::Debug for Config {
             .field("tls", &self.tls)
             .field("dynamic_config_interval", &self.dynamic_config_interval)
             .field("profiling", &self.profiling)
+            .field("instance_properties", &self.instance_properties)
             .finish()
     }
 }
@@ -152,6 +157,8 @@ impl Default for MeterReporting {
 
 /// A configuration value that cannot be used: names the variable (or builder setting) and the value.
 ///
+/// The message starts with `skytrace: `, as every line the agent prints, and is the same whether
+/// it comes from [`Config::from_env`] or through [`crate::init`] ([`crate::InitError::Config`]).
 /// `Debug` prints the same message as `Display`, so that `main() -> Result<(), Box<dyn Error>>`
 /// shows it as written:
 ///
@@ -160,7 +167,7 @@ impl Default for MeterReporting {
 /// let err = skytrace::Config::builder().env(env).unwrap_err();
 /// assert_eq!(
 ///     format!("{err:?}"),
-///     r#"invalid value for SW_AGENT_SAMPLE: "lots" (expected an integer >= -1)"#
+///     r#"skytrace: invalid value for SW_AGENT_SAMPLE: "lots" (expected an integer >= -1)"#
 /// );
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -177,7 +184,7 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "invalid value for {}: {:?} (expected {})",
+            "skytrace: invalid value for {}: {:?} (expected {})",
             self.variable, self.value, self.expected
         )
     }
@@ -294,6 +301,26 @@ impl Config {
     pub fn dynamic_config_interval(&self) -> Duration {
         self.dynamic_config_interval
     }
+
+    /// The instance properties given by the user ([`ConfigBuilder::instance_property`],
+    /// `SW_AGENT_INSTANCE_PROPERTIES_JSON` or `SW_INSTANCE_PROPERTIES_JSON`), in order, each key
+    /// once. OAP receives them after the agent's own (`language`, `hostname`, `ipv4`, …,
+    /// `namespace`), so a key given here wins.
+    ///
+    /// ```
+    /// let env = |name: &str| {
+    ///     (name == "SW_AGENT_INSTANCE_PROPERTIES_JSON")
+    ///         .then(|| r#"{"pod":"web-1","namespace":"shop"}"#.to_string())
+    /// };
+    /// let config = skytrace::Config::builder().env(env).unwrap().build().unwrap();
+    /// assert_eq!(
+    ///     config.instance_properties(),
+    ///     [("pod".to_string(), "web-1".to_string()), ("namespace".into(), "shop".into())]
+    /// );
+    /// ```
+    pub fn instance_properties(&self) -> &[(String, String)] {
+        &self.instance_properties
+    }
 }
 
 /// Builds a [`Config`]; every setter has the default the official agents use. Setters accept
@@ -327,6 +354,7 @@ pub struct ConfigBuilder {
     meters: MeterReporting,
     profiling: profile::Profiling,
     logs: Option<log_settings::LogSettings>,
+    instance_properties: Vec<(String, String)>,
 }
 
 impl Default for ConfigBuilder {
@@ -359,6 +387,7 @@ impl Default for ConfigBuilder {
             meters: MeterReporting::default(),
             profiling: profile::Profiling::default(),
             logs: None,
+            instance_properties: Vec::new(),
         }
     }
 }
@@ -639,6 +668,26 @@ impl ConfigBuilder {
         self
     }
 
+    /// An instance property sent to OAP with the agent's own (`language`, `hostname`, …), such
+    /// as `pod` and `namespace`, which OAP uses to find the instance's Kubernetes pod (on-demand
+    /// pod logs, the service hierarchy). A key set twice keeps its last value; a key of the
+    /// agent's own is replaced. At most 64 properties; keys of 1 to 256 characters without
+    /// control characters; values of at most 1,024 characters. The environment's
+    /// `SW_AGENT_INSTANCE_PROPERTIES_JSON` ([`ConfigBuilder::env`]) adds to these.
+    ///
+    /// ```
+    /// let config = skytrace::Config::builder()
+    ///     .instance_property("pod", "web-1")
+    ///     .instance_property("team", "payments")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(config.instance_properties().len(), 2);
+    /// ```
+    pub fn instance_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        properties::set(&mut self.instance_properties, key.into(), value.into());
+        self
+    }
+
     /// Applies every `SW_AGENT_*` variable that `lookup` knows, checking each: a value the
     /// agent cannot use is an error naming the variable and the value. Values are trimmed.
     /// A closure over a map makes it testable; [`ConfigBuilder::env_os`] takes values that may
@@ -789,6 +838,27 @@ impl ConfigBuilder {
                 check::sql_parameters(name, n).map_err(|e| ConfigError { value: v, ..e })?;
         }
         self.profiling.env(&var)?;
+        let json = [
+            "SW_AGENT_INSTANCE_PROPERTIES_JSON",
+            "SW_INSTANCE_PROPERTIES_JSON",
+        ]
+        .map(|name| var(name).map(|v| (name, v)));
+        if let [Some((python, a)), Some((java, b))] = &json
+            && a != b
+        {
+            // A mixed shop may set both for every container: alike they are one setting.
+            return Err(check::invalid(
+                python,
+                a.clone(),
+                &format!("the same value as {java} ({b:?}), or only one of the two"),
+            ));
+        }
+        if let Some((name, v)) = json.into_iter().flatten().next() {
+            for (key, value) in properties::parse(name, &v)? {
+                properties::set(&mut self.instance_properties, key, value);
+            }
+            self.instance_properties = properties::checked(name, self.instance_properties)?;
+        }
         if let Some((name, n)) = correlation_set {
             check::correlation_total(
                 name,
@@ -877,6 +947,8 @@ impl ConfigBuilder {
         if let Some(logs) = &self.logs {
             logs.check("log_reporter")?;
         }
+        let instance_properties =
+            properties::checked("instance_property", self.instance_properties)?;
         let service_name = [name.as_str(), &namespace, &cluster]
             .into_iter()
             .filter(|part| !part.is_empty())
@@ -907,6 +979,7 @@ impl ConfigBuilder {
             meters,
             profiling: self.profiling.check()?,
             logs: self.logs,
+            instance_properties,
         })
     }
 

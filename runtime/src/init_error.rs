@@ -6,12 +6,14 @@ use crate::config::ConfigError;
 
 /// Why [`init`](crate::init) failed.
 ///
-/// `Debug` prints the same message as `Display`, so that `main() -> Result<(), Box<dyn Error>>`
-/// shows it as written:
+/// Its message starts with `skytrace: ` as every line the agent prints; a configuration error
+/// reads exactly as [`ConfigError`] does from [`crate::Config::from_env`]. `Debug` prints the
+/// same message as `Display`, so that `main() -> Result<(), Box<dyn Error>>` shows it as
+/// written:
 ///
 /// ```
 /// let err = skytrace::InitError::Reporter(std::io::Error::other("no runtime"));
-/// assert_eq!(format!("{err:?}"), "skytrace reporter: no runtime");
+/// assert_eq!(format!("{err:?}"), "skytrace: the reporter could not start: no runtime");
 /// assert_eq!(format!("{err:?}"), err.to_string());
 /// ```
 pub enum InitError {
@@ -24,8 +26,9 @@ pub enum InitError {
 impl fmt::Display for InitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            InitError::Config(e) => write!(f, "skytrace configuration: {e}"),
-            InitError::Reporter(e) => write!(f, "skytrace reporter: {e}"),
+            // Already `skytrace: invalid value for …`: the same words as from `Config::from_env`.
+            InitError::Config(e) => fmt::Display::fmt(e, f),
+            InitError::Reporter(e) => write!(f, "skytrace: the reporter could not start: {e}"),
         }
     }
 }
@@ -62,10 +65,11 @@ mod tests {
             value: "lots".into(),
             expected: "an integer >= -1".into(),
         };
-        let err = InitError::from(config);
+        let err = InitError::from(config.clone());
         assert_eq!(
             format!("{err:?}"),
-            r#"skytrace configuration: invalid value for SW_AGENT_SAMPLE: "lots" (expected an integer >= -1)"#
+            r#"skytrace: invalid value for SW_AGENT_SAMPLE: "lots" (expected an integer >= -1)"#
         );
+        assert_eq!(err.to_string(), config.to_string());
     }
 }

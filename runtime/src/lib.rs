@@ -23,8 +23,12 @@
 //! - [`inject`], [`Extractor`], [`Injector`], [`Sw8Header`]: propagation (`sw8`,
 //!   `sw8-correlation`, `sw8-x`).
 //! - [`snapshot`] / [`ContextSnapshot::continue_span`]: continue a trace in another task.
-//! - [`Config`], [`init`], [`Tracer`]: configuration and the reporter ([`GrpcReporter`],
-//!   [`ConsoleReporter`]).
+//! - [`Config`], [`init`], [`Tracer`]: configuration and the reporter ([`ConsoleReporter`],
+//!   [`DiscardReporter`], or the gRPC reporter to OAP with the `grpc` feature).
+#![cfg_attr(
+    feature = "grpc",
+    doc = "- [`GrpcReporter`]: the gRPC reporter to OAP (feature `grpc`, on by default)."
+)]
 #![warn(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -51,8 +55,10 @@ mod init_error;
 mod instrument;
 #[cfg(any(
     feature = "axum",
+    feature = "axum-0-7",
     feature = "tonic",
     feature = "reqwest",
+    feature = "reqwest-0-12",
     feature = "actix-web",
     feature = "sqlx-postgres",
     feature = "sqlx-mysql",

@@ -129,6 +129,7 @@ pub fn install(settings: &LogSettings) -> Option<LogReceiver> {
 }
 
 /// The queue `init`'s reporter drains: installed whatever was there before.
+#[cfg_attr(not(feature = "grpc"), allow(dead_code))]
 pub(crate) fn install_for_reporter(settings: &LogSettings) -> Option<LogReceiver> {
     if !settings.active {
         uninstall();
@@ -139,6 +140,7 @@ pub(crate) fn install_for_reporter(settings: &LogSettings) -> Option<LogReceiver
 
 /// The reporter that drained the queue has stopped: if the queue is still its, records are no
 /// longer built at all.
+#[cfg_attr(not(feature = "grpc"), allow(dead_code))]
 pub(crate) fn reporter_stopped() {
     if REPORTER_QUEUE.load(Ordering::Relaxed) && !is_drained() {
         uninstall();

@@ -194,6 +194,10 @@ pub fn is_ignored_path(path: &str) -> bool {
 pub fn init(config: Config) -> Result<TracerGuard, InitError> {
     if !config.enabled {
         // Switched off (`SW_AGENT_ENABLE=false`): no reporter, no thread, no tracer installed.
+        // Said once, so that "why is nothing in OAP?" has its answer in the service's output.
+        eprintln!(
+            "skytrace: the agent is off (SW_AGENT_ENABLE=false): nothing is traced or reported"
+        );
         return Ok(TracerGuard { tracer: None });
     }
     // The gRPC reporter: to hand OAP's dynamic configuration to the tracer once it is made,

@@ -180,7 +180,7 @@ async fn a_message_published_without_a_trace_is_unchanged_and_records_nothing() 
     let producer = tracer(&collector, "producer");
     let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
         .await
-        .unwrap();
+        .expect("RabbitMQ on 127.0.0.1:5672 (scripts/ensure-services)");
     let queue = unique("skytrace.untraced");
     let channel = connection.create_channel().await.unwrap().traced(RABBITMQ);
     channel

@@ -15,6 +15,10 @@ use skytrace_tests::{WAIT, tag};
 const POSTGRES_URL: &str = "postgres://root@127.0.0.1:5432/test";
 const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 const REDIS_URL: &str = "redis://127.0.0.1:6379/";
+/// What a test says when its server does not answer: the server and how to start it.
+const NEEDS_POSTGRES: &str = "PostgreSQL on 127.0.0.1:5432 (scripts/ensure-services)";
+const NEEDS_MARIADB: &str = "MariaDB on 127.0.0.1:3306 (scripts/ensure-services)";
+const NEEDS_REDIS: &str = "Redis on 127.0.0.1:6379 (scripts/ensure-services)";
 
 fn tracer(collector: &Collector, name: &str) -> Tracer {
     skytrace_tests::named_tracer(collector, name)
@@ -76,7 +80,7 @@ async fn postgres_queries_through_a_pool_and_a_transaction_are_exit_spans() {
         .max_connections(2)
         .connect(POSTGRES_URL)
         .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/ensure-services)")
+        .expect(NEEDS_POSTGRES)
         .traced();
     let table = unique("skytrace_pg");
     let create = format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, name TEXT NOT NULL)");
@@ -185,8 +189,12 @@ async fn postgres_queries_through_a_pool_and_a_transaction_are_exit_spans() {
 async fn statements_are_capped_and_row_not_found_is_no_database_error() {
     let collector = Collector::start().await.unwrap();
     let tracer = tracer(&collector, "shop");
-    let pool = TracedPool::new(sqlx::PgPool::connect(POSTGRES_URL).await.unwrap())
-        .with_statement_max_len(12);
+    let pool = TracedPool::new(
+        sqlx::PgPool::connect(POSTGRES_URL)
+            .await
+            .expect(NEEDS_POSTGRES),
+    )
+    .with_statement_max_len(12);
     let entry = tracer.entry_span("cap", &());
     async {
         let error = sqlx::query("SELECT 1 WHERE false")
@@ -217,7 +225,10 @@ fn tracer_with_parameters(collector: &Collector, max: usize) -> Tracer {
 async fn bound_parameters_are_recorded_when_enabled_through_every_builder_and_executor() {
     let collector = Collector::start().await.unwrap();
     let tracer = tracer_with_parameters(&collector, 64);
-    let pool = sqlx::PgPool::connect(POSTGRES_URL).await.unwrap().traced();
+    let pool = sqlx::PgPool::connect(POSTGRES_URL)
+        .await
+        .expect(NEEDS_POSTGRES)
+        .traced();
     let table = unique("skytrace_params");
     let create = format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, name TEXT)");
     let insert = format!("INSERT INTO {table} (id, name) VALUES ($1, $2)");
@@ -333,7 +344,10 @@ async fn bound_parameters_are_recorded_when_enabled_through_every_builder_and_ex
 async fn parameters_are_off_by_default_and_follow_the_live_setting() {
     let collector = Collector::start().await.unwrap();
     let tracer = tracer(&collector, "shop");
-    let pool = sqlx::MySqlPool::connect(MYSQL_URL).await.unwrap().traced();
+    let pool = sqlx::MySqlPool::connect(MYSQL_URL)
+        .await
+        .expect(NEEDS_MARIADB)
+        .traced();
     let select = "SELECT ? + 1";
     let run = |name: &'static str| {
         let entry = tracer.entry_span(name, &());
@@ -377,7 +391,10 @@ async fn a_query_built_before_its_span_is_entered_runs_in_it_with_its_parameters
     let tracer = tracer_with_parameters(&collector, 32);
     let previous = tracer.install_global();
     assert!(previous.is_none());
-    let pool = sqlx::PgPool::connect(POSTGRES_URL).await.unwrap().traced();
+    let pool = sqlx::PgPool::connect(POSTGRES_URL)
+        .await
+        .expect(NEEDS_POSTGRES)
+        .traced();
 
     // Built and bound here, outside the entry span; run inside it, as `in_span` is used.
     let query = db::query_scalar::<_, i64>("SELECT $1::BIGINT * 2")
@@ -409,7 +426,7 @@ async fn mysql_queries_are_exit_spans_and_errors_are_marked() {
     let tracer = tracer(&collector, "shop");
     let pool = sqlx::MySqlPool::connect(MYSQL_URL)
         .await
-        .expect("MariaDB on 127.0.0.1:3306 (scripts/ensure-services)")
+        .expect(NEEDS_MARIADB)
         .traced();
     let table = unique("skytrace_my");
     let create = format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, name TEXT NOT NULL)");
@@ -474,7 +491,7 @@ async fn redis_commands_and_pipelines_are_exit_spans_and_error_replies_are_marke
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
-        .expect("Redis on 127.0.0.1:6379 (scripts/ensure-services)")
+        .expect(NEEDS_REDIS)
         .traced(&client);
     let key = unique("skytrace:user");
     let counter = unique("skytrace:n");
@@ -552,12 +569,15 @@ async fn redis_commands_and_pipelines_are_exit_spans_and_error_replies_are_marke
 async fn nothing_is_recorded_without_a_trace() {
     let collector = Collector::start().await.unwrap();
     let tracer = tracer(&collector, "shop");
-    let pool = sqlx::PgPool::connect(POSTGRES_URL).await.unwrap().traced();
+    let pool = sqlx::PgPool::connect(POSTGRES_URL)
+        .await
+        .expect(NEEDS_POSTGRES)
+        .traced();
     let client = redis::Client::open(REDIS_URL).unwrap();
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
-        .unwrap()
+        .expect(NEEDS_REDIS)
         .traced(&client);
     let key = unique("skytrace:untraced");
 

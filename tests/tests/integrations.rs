@@ -193,7 +193,7 @@ async fn axum_continues_sw8_names_spans_after_the_route_and_tags_the_status() {
     let seg = wait_for_endpoint(&collector, "GET:/fail").await;
     let entry = &seg.spans[0];
     assert!(entry.is_error);
-    assert_eq!(tag(entry, "status_code"), Some("500"));
+    assert_eq!(tag(entry, "http.status_code"), Some("500"));
     assert!(entry.refs.is_empty(), "no sw8: a new trace");
 
     // Nested routers: the full template. No route: the method alone, a 404, not an error.
@@ -210,7 +210,7 @@ async fn axum_continues_sw8_names_spans_after_the_route_and_tags_the_status() {
         .unwrap();
     assert_eq!(response.status(), 404);
     let seg = wait_for_endpoint(&collector, "GET").await;
-    assert_eq!(tag(&seg.spans[0], "status_code"), Some("404"));
+    assert_eq!(tag(&seg.spans[0], "http.status_code"), Some("404"));
     assert!(!seg.spans[0].is_error);
 
     // Ignored paths are not traced; a request sent after them is, and arrives after them.
@@ -289,7 +289,7 @@ async fn axum_layer_inside_a_trace_records_a_local_child_with_the_http_attribute
     assert_eq!(inner.component_id, 49);
     assert_eq!(tag(inner, "http.method"), Some("GET"));
     assert_eq!(tag(inner, "url"), Some("http://example.com:8080/inner/7"));
-    assert_eq!(tag(inner, "status_code"), Some("200"));
+    assert_eq!(tag(inner, "http.status_code"), Some("200"));
     assert!(inner.end_time >= inner.start_time);
 }
 
@@ -364,7 +364,7 @@ async fn actix_continues_sw8_names_spans_after_the_route_and_tags_the_status() {
     let seg = wait_for_endpoint(&collector, "GET:/fail").await;
     let entry = &seg.spans[0];
     assert!(entry.is_error);
-    assert_eq!(tag(entry, "status_code"), Some("500"));
+    assert_eq!(tag(entry, "http.status_code"), Some("500"));
     assert_eq!(log_message(entry), Some("database down"));
 
     // No resource: the method alone, a 404. Ignored paths: no segment.
@@ -474,7 +474,7 @@ async fn tonic_server_continues_sw8_from_metadata_and_fails_on_a_non_ok_status()
     assert_eq!(entry.component_id, 23);
     assert_upstream_ref(entry, "trace-grpc", "GET:/front", &addr.to_string());
     assert!(entry.peer.starts_with("127.0.0.1:"), "{}", entry.peer);
-    assert_eq!(tag(entry, "grpc.status_code"), Some("0"));
+    assert_eq!(tag(entry, "rpc.status_code"), Some("OK"));
     assert!(!entry.is_error);
     assert_eq!(parent_name(&seg, "lookup"), FETCH);
     collector.clear();
@@ -489,7 +489,7 @@ async fn tonic_server_continues_sw8_from_metadata_and_fails_on_a_non_ok_status()
     let entry = &seg.spans[0];
     assert!(entry.is_error);
     assert!(entry.refs.is_empty());
-    assert_eq!(tag(entry, "grpc.status_code"), Some("5"));
+    assert_eq!(tag(entry, "rpc.status_code"), Some("NOT_FOUND"));
     assert_eq!(
         log_message(entry),
         Some("grpc-status 5 (Some requested entity was not found): no such service: missing")
@@ -533,9 +533,9 @@ async fn tonic_client_opens_an_exit_span_and_injects_sw8_into_the_metadata() {
     }
     // OK in the trailers; NOT_FOUND in the headers of a trailers-only response.
     assert!(!exits[0].is_error);
-    assert_eq!(tag(exits[0], "grpc.status_code"), Some("0"));
+    assert_eq!(tag(exits[0], "rpc.status_code"), Some("OK"));
     assert!(exits[1].is_error);
-    assert_eq!(tag(exits[1], "grpc.status_code"), Some("5"));
+    assert_eq!(tag(exits[1], "rpc.status_code"), Some("NOT_FOUND"));
 
     // Each server segment continues from its exit span.
     let server_segs: Vec<&SegmentObject> =
@@ -636,7 +636,7 @@ async fn tonic_spans_fail_on_a_non_ok_status_in_the_trailers() {
     for span in [exit, entry] {
         assert_eq!(span.operation_name, FETCH, "{tree}");
         assert!(span.is_error, "{tree}");
-        assert_eq!(tag(span, "grpc.status_code"), Some("13"));
+        assert_eq!(tag(span, "rpc.status_code"), Some("INTERNAL"));
         assert_eq!(
             log_message(span),
             Some("grpc-status 13 (Internal error): disk full")
@@ -723,7 +723,7 @@ async fn reqwest_exit_spans_inject_sw8_and_fail_on_5xx_and_transport_errors() {
     assert_eq!(ok.parent_span_id, 0);
     assert_eq!(tag(ok, "http.method"), Some("GET"));
     assert_eq!(tag(ok, "url"), Some(&*format!("http://{addr}/echo/7")));
-    assert_eq!(tag(ok, "status_code"), Some("200"));
+    assert_eq!(tag(ok, "http.status_code"), Some("200"));
     assert!(!ok.is_error);
     // The callee received the exit span's context.
     let header = Sw8Header::decode(&echoed).unwrap();
@@ -738,12 +738,12 @@ async fn reqwest_exit_spans_inject_sw8_and_fail_on_5xx_and_transport_errors() {
 
     let failed = span(&seg, "GET:/fail");
     assert!(failed.is_error);
-    assert_eq!(tag(failed, "status_code"), Some("503"));
+    assert_eq!(tag(failed, "http.status_code"), Some("503"));
 
     let refused = span(&seg, "POST:/orders");
     assert!(refused.is_error);
     assert_eq!(refused.peer, dead.to_string());
-    assert_eq!(tag(refused, "status_code"), None);
+    assert_eq!(tag(refused, "http.status_code"), None);
     let message = log_message(refused).unwrap();
     assert!(
         message.starts_with("error sending request") && message.contains("onnect"),
@@ -884,7 +884,7 @@ fn assert_users_entry<'a>(seg: &'a SegmentObject, trace: &str, addr: SocketAddr)
     assert_upstream_ref(entry, trace, "GET:/front", &addr.to_string());
     assert_eq!(tag(entry, "http.method"), Some("GET"));
     assert_eq!(tag(entry, "url"), Some(&*format!("http://{addr}/users/42")));
-    assert_eq!(tag(entry, "status_code"), Some("200"));
+    assert_eq!(tag(entry, "http.status_code"), Some("200"));
     assert!(!entry.is_error);
     assert!(entry.peer.starts_with("127.0.0.1:"), "{}", entry.peer);
     entry

@@ -59,6 +59,8 @@ const VARIABLES: &[&str] = &[
     "SW_AGENT_METER_REPORTER_MAX_BUFFER_SIZE",
     "SW_AGENT_COLLECTOR_GET_AGENT_DYNAMIC_CONFIG_INTERVAL",
     "SW_AGENT_SQL_PARAMETERS_MAX_LENGTH",
+    "SW_AGENT_INSTANCE_PROPERTIES_JSON",
+    "SW_INSTANCE_PROPERTIES_JSON",
 ];
 
 /// Every `ConfigBuilder` setter whose value `build` checks.
@@ -78,6 +80,7 @@ const METHODS: &[&str] = &[
     "correlation_max_keys",
     "correlation_max_value_size",
     "sql_parameters_max_length",
+    "instance_property",
 ];
 
 /// Text that is sometimes what a variable wants, sometimes close, sometimes garbage.
@@ -97,6 +100,8 @@ fn value() -> impl Strategy<Value = String> {
             "oap:11800,oap2:11800",
             "/static/**/*.css",
             "a|b",
+            r#"{"pod":"web-1","n":2}"#,
+            r#"{"pod":null}"#,
         ])
         .prop_map(str::to_owned),
     ]
@@ -286,6 +291,7 @@ proptest! {
             .correlation_max_value_size(numbers[3])
             .sql_parameters_max_length(numbers[4])
             .heartbeat_period(Duration::from_secs(heartbeat))
+            .instance_property(texts[0].clone(), texts[1].clone())
             .build();
         if let Err(e) = result {
             prop_assert!(METHODS.contains(&e.variable.as_str()), "{e}");

@@ -127,7 +127,7 @@ async fn axum_names_unmatched_requests_by_their_method() {
         render_trace_tree(&segments)
     );
     let unmatched = &segments[0].spans[0];
-    assert_eq!(tag(unmatched, "status_code"), Some("404"));
+    assert_eq!(tag(unmatched, "http.status_code"), Some("404"));
     assert_eq!(tag(unmatched, "http.method"), Some("GET"));
     assert!(!unmatched.is_error);
 }
@@ -218,7 +218,7 @@ async fn actix_names_unmatched_requests_by_their_method() {
         "{}",
         render_trace_tree(&segments)
     );
-    assert_eq!(tag(&segments[0].spans[0], "status_code"), Some("404"));
+    assert_eq!(tag(&segments[0].spans[0], "http.status_code"), Some("404"));
     server.stop(false).await;
 }
 

@@ -25,8 +25,8 @@ use std::time::Duration;
 use skytrace::integrations::axum::SkytraceLayer;
 use skytrace::meter::names;
 use skytrace::{Config, ConfigBuilder, GrpcReporter, Tracer};
-use skytrace_collector::skytrace_proto::v3::MeterData;
 use skytrace_collector::skytrace_proto::v3::meter_data::Metric;
+use skytrace_collector::skytrace_proto::v3::{MeterData, SegmentObject, SpanType};
 use skytrace_collector::{Collector, Detail, render_trace_tree_with_logs};
 use skytrace_examples::{frontend, serve, users};
 
@@ -151,8 +151,8 @@ async fn run(ui: Option<SocketAddr>) -> Result<(), Box<dyn std::error::Error>> {
         }
     );
 
-    // The frontend uses the global tracer (its handler is an `#[entry_span]`); the users service
-    // has a tracer of its own, so one process can show two services.
+    // The frontend uses the global tracer (its layer is `SkytraceLayer::new()`); the users
+    // service has a tracer of its own, so one process can show two services.
     let embedded = collector.is_some();
     let frontend_agent = skytrace::init(config(&backends, "demo-frontend", embedded)?)?;
     // The `log` crate's records go to OAP's log view (WARN and above by default), linked to the
@@ -308,6 +308,7 @@ the collector now serves agent.trace.ignore_path={rule}"
                 )
                 .into());
             }
+            check_shapes(&segments)?;
             collector.shutdown().await;
         }
         None => {
@@ -318,6 +319,35 @@ the collector now serves agent.trace.ignore_path={rule}"
             }
             println!("open SkyWalking's trace view: services demo-frontend and demo-users");
         }
+    }
+    Ok(())
+}
+
+/// What the demo shows and the README promises, checked so that the demo (a CI step) fails when
+/// it stops being so: every frontend entry span carries its status and a 5xx is an error; the
+/// database call is an exit span with a peer, which OAP draws on its map.
+fn check_shapes(segments: &[SegmentObject]) -> Result<(), String> {
+    for segment in segments.iter().filter(|s| s.service == "demo-frontend") {
+        let entry = &segment.spans[0];
+        let status = entry
+            .tags
+            .iter()
+            .find(|t| t.key == "http.status_code")
+            .map(|t| t.value.as_str())
+            .ok_or_else(|| format!("{} has no http.status_code", entry.operation_name))?;
+        if status.starts_with('5') != entry.is_error {
+            return Err(format!(
+                "{} answered {status} but is_error = {}",
+                entry.operation_name, entry.is_error
+            ));
+        }
+    }
+    let database = segments
+        .iter()
+        .flat_map(|s| &s.spans)
+        .any(|s| s.operation_name == "SELECT users" && s.span_type == SpanType::Exit as i32);
+    if !database {
+        return Err("no exit span SELECT users: OAP's map would show no database".into());
     }
     Ok(())
 }

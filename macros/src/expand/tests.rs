@@ -271,9 +271,7 @@ fn sync_err_expansion() {
                     { Ok(self.x.first_mut().ok_or(Error)?) }
                 })
             };
-            if let ::core::result::Result::Err(__skytrace_error) = &__skytrace_ret {
-                ::skytrace::__private::record_error(__skytrace_error);
-            }
+            ::skytrace::__private::record_err(&__skytrace_ret);
             __skytrace_ret
         }
     );
@@ -313,9 +311,7 @@ fn async_expansion() {
                         { self.db.run(sql).await }
                     }
                     .await;
-                    if let ::core::result::Result::Err(__skytrace_error) = &__skytrace_ret {
-                        ::skytrace::__private::record_error(__skytrace_error);
-                    }
+                    ::skytrace::__private::record_err(&__skytrace_ret);
                     __skytrace_ret
                 },
                 __skytrace_span,

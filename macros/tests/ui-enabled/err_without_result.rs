@@ -9,3 +9,6 @@ async fn count_async() -> usize {
 }
 
 fn main() {}
+
+#[skytrace::trace(err)]
+fn returns_nothing() {}

@@ -273,11 +273,15 @@ pub(crate) fn number<T: std::str::FromStr>(
         .map_err(|_| invalid(variable, value, expected))
 }
 
-pub(super) fn boolean(variable: &str, value: &str) -> Result<bool, ConfigError> {
+/// What [`boolean`] accepts, for its error (and for other readers of boolean variables).
+pub(crate) const BOOLEAN: &str = "true/false, 1/0, yes/no or on/off";
+
+/// A boolean variable: `true`/`false` as the other agents, and the usual spellings of them.
+pub(crate) fn boolean(variable: &str, value: &str) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(invalid(variable, value, "true or false")),
+        _ => Err(invalid(variable, value, BOOLEAN)),
     }
 }
 

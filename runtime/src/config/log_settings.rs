@@ -136,18 +136,14 @@ impl LogSettings {
     pub fn env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let var = |name: &str| lookup(name).map(|v| v.trim().to_owned());
         if let Some(v) = var("SW_AGENT_LOG_REPORTER_ACTIVE") {
-            self.active = match v.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => true,
-                "false" | "0" | "no" | "off" => false,
-                _ => return Err(invalid("SW_AGENT_LOG_REPORTER_ACTIVE", v, "true or false")),
-            };
+            self.active = super::check::boolean("SW_AGENT_LOG_REPORTER_ACTIVE", &v)?;
         }
         if let Some(v) = var("SW_AGENT_LOG_REPORTER_LEVEL") {
             self.level = v.parse().map_err(|_| {
                 invalid(
                     "SW_AGENT_LOG_REPORTER_LEVEL",
                     v.clone(),
-                    "TRACE, DEBUG, INFO, WARN or ERROR",
+                    "TRACE, DEBUG, INFO, WARN (or WARNING) or ERROR (or CRITICAL, FATAL)",
                 )
             })?;
         }

@@ -175,7 +175,11 @@ mod tests {
     #[test]
     fn bad_values_name_the_variable_and_the_value() {
         for (name, value, expected) in [
-            ("SW_AGENT_PROFILE_ACTIVE", "maybe", "true or false"),
+            (
+                "SW_AGENT_PROFILE_ACTIVE",
+                "maybe",
+                "true/false, 1/0, yes/no or on/off",
+            ),
             (
                 "SW_AGENT_COLLECTOR_GET_PROFILE_TASK_INTERVAL",
                 "0",
@@ -191,7 +195,11 @@ mod tests {
                 "20s",
                 "a number of seconds from 1 to 3600",
             ),
-            ("SW_AGENT_PROCESS_STATUS_HOOK_ENABLE", "2", "true or false"),
+            (
+                "SW_AGENT_PROCESS_STATUS_HOOK_ENABLE",
+                "2",
+                "true/false, 1/0, yes/no or on/off",
+            ),
         ] {
             let lookup = move |n: &str| (n == name).then(|| value.to_owned());
             let err = Config::builder().env(lookup).unwrap_err();

@@ -1,5 +1,5 @@
 //! actix-web (feature `actix-web`): [`SkytraceMiddleware`], an entry span per request, with the
-//! same behaviour as the [axum layer](super::axum) where that is enabled.
+//! same behaviour as the axum layer (`skytrace::integrations::axum`) where that is enabled.
 //!
 //! ```no_run
 //! use actix_web::{App, HttpServer, web};
@@ -29,7 +29,7 @@
 //! (`GET:/users/{id}`; the method alone, `GET`, when no resource matches: see
 //! [`SkytraceMiddleware::unmatched`]), continuing the caller's trace
 //! from `sw8`, `sw8-correlation` and `sw8-x`. It sets layer Http, component http (49), the tags
-//! `http.method`, `url` (scheme, host and path; no query string) and `status_code`, and the peer
+//! `http.method`, `url` (scheme, host and path; no query string) and `http.status_code`, and the peer
 //! to the client's address. A 5xx response marks the span as failed (logging the handler's
 //! error, if it returned one), and so does an error from the inner service. Requests whose
 //! path matches `SW_AGENT_TRACE_IGNORE_PATH` are passed through untraced. The handler runs

@@ -1,5 +1,7 @@
-//! axum (feature `axum`): [`SkytraceLayer`], a tower layer that gives every request an entry
-//! span.
+//! axum (feature `axum` for axum 0.8, `axum-0-7` for axum 0.7): [`SkytraceLayer`], a tower
+//! layer that gives every request an entry span. The same layer serves both lines: enable the
+//! feature of the one your crate uses (both at once is fine). With axum 0.7, routes are written
+//! `/users/:id` and spans are named so (`GET:/users/:id`).
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -22,15 +24,16 @@
 //! ```
 //!
 //! Per request the layer opens an entry span named `{METHOD}:{route}` from axum's
-//! [`MatchedPath`] (`GET:/users/{id}`, never `GET:/users/42`), continuing the caller's trace from `sw8`, `sw8-correlation` and `sw8-x`. It
+//! `MatchedPath` (`GET:/users/{id}`, never `GET:/users/42`), continuing the caller's trace
+//! from `sw8`, `sw8-correlation` and `sw8-x`. It
 //! sets layer Http, component http (49), the tags `http.method`, `url` (without the query
-//! string) and `status_code`, and the peer to the client's address when the router is served
-//! with [`ConnectInfo`] (`into_make_service_with_connect_info::<SocketAddr>()`). A 5xx response
+//! string) and `http.status_code`, and the peer to the client's address when the router is served
+//! with `ConnectInfo` (`into_make_service_with_connect_info::<SocketAddr>()`). A 5xx response
 //! or an error from the inner service marks the span as failed. Requests whose path matches
 //! `SW_AGENT_TRACE_IGNORE_PATH` are passed through untraced.
 //!
-//! A request no route matches (answered by the router's 404 or by a
-//! [`fallback`](::axum::Router::fallback)) is named by its method alone, `GET`: never by its
+//! A request no route matches (answered by the router's 404 or by a `Router::fallback`) is
+//! named by its method alone, `GET`: never by its
 //! path, which would give OAP an endpoint per scanned or mistyped URL. With
 //! [`SkytraceLayer::unmatched`]`(`[`Unmatched::Untraced`]`)` such requests are not traced at all.
 //! See [the integrations' documentation](super#requests-no-route-matches) for what the official
@@ -52,20 +55,25 @@
 //!
 //! ## Where to add the layer
 //!
-//! axum inserts [`MatchedPath`] while routing, so the layer must run after routing: add it with
-//! [`Router::layer`](::axum::Router::layer) (which wraps every route, and the fallback) or
-//! [`Router::route_layer`](::axum::Router::route_layer) (routes only: requests no route matches
-//! are then not traced). Wrapped around the whole router from outside (for example with
+//! axum inserts `MatchedPath` while routing, so the layer must run after routing: add it with
+//! `Router::layer` (which wraps every route, and the fallback) or `Router::route_layer` (routes
+//! only: requests no route matches are then not traced). Wrapped around the whole router from outside (for example with
 //! `tower::ServiceBuilder` around `Router`), the layer runs before routing, sees no route and
-//! names every span by its method alone. Routes of nested routers carry the full template (`/api/users/{id}`).
+//! names every span by its method alone. Routes of nested routers carry the full template
+//! (`/api/users/{id}`).
+//!
+//! ## The wrong axum
+//!
+//! With an axum whose feature is not enabled (axum 0.7 in the crate, only `axum` on skytrace),
+//! `Router::layer(SkytraceLayer::new())` does not compile, and the error says which feature to
+//! enable: "skytrace's axum layer was not built for requests of `axum_core::body::Body`", with
+//! the note "skytrace supports axum 0.8 (feature `axum`) and axum 0.7 (feature `axum-0-7`)".
 
 use std::fmt;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use ::axum::extract::{ConnectInfo, MatchedPath, OriginalUri};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -190,6 +198,8 @@ impl<S, B, ResBody> Service<http::Request<B>> for SkytraceService<S>
 where
     S: Service<http::Request<B>, Response = http::Response<ResBody>>,
     S::Error: fmt::Display,
+    // What axum routers serve: the bound makes the wrong axum line a clear compile error.
+    B: line::Body,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -214,26 +224,18 @@ where
 
 impl<S> SkytraceService<S> {
     fn start<B>(&self, request: &http::Request<B>) -> Span {
+        let extensions = request.extensions();
         // Inside a nested router the URI is relative to the nest: the original one is whole.
-        let uri = request
-            .extensions()
-            .get::<OriginalUri>()
-            .map_or(request.uri(), |original| &original.0);
+        let uri = line::original_uri(extensions).unwrap_or(request.uri());
         let path = uri.path();
         if self.tracer.is_ignored_path(path) {
             return Span::noop();
         }
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str);
+        let route = line::matched_path(extensions);
         if route.is_none() && self.unmatched == Unmatched::Untraced {
             return Span::noop();
         }
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.to_string());
+        let peer = line::client_addr(extensions).map(|addr| addr.to_string());
         let host = request
             .headers()
             .get(http::header::HOST)
@@ -246,6 +248,65 @@ impl<S> SkytraceService<S> {
             || server_url(uri, host, path),
             peer,
         )
+    }
+}
+
+/// What axum puts into a request while routing, read for each enabled line (the layer is the
+/// same code for all of them; only these types differ).
+mod line {
+    use std::net::SocketAddr;
+
+    /// The request body of the axum lines skytrace is built for.
+    #[diagnostic::on_unimplemented(
+        message = "skytrace's axum layer was not built for requests of `{Self}`",
+        label = "not the request body of an axum line skytrace's features enable",
+        note = "skytrace supports axum 0.8 (feature `axum`) and axum 0.7 (feature `axum-0-7`): \
+                enable the one your crate's `axum` is"
+    )]
+    pub trait Body {}
+
+    #[cfg(feature = "axum")]
+    impl Body for ::axum::body::Body {}
+    #[cfg(feature = "axum-0-7")]
+    impl Body for ::axum_0_7::body::Body {}
+
+    /// The request's URI before any `Router::nest` cut it.
+    pub(super) fn original_uri(extensions: &http::Extensions) -> Option<&http::Uri> {
+        #[cfg(feature = "axum")]
+        if let Some(uri) = extensions.get::<::axum::extract::OriginalUri>() {
+            return Some(&uri.0);
+        }
+        #[cfg(feature = "axum-0-7")]
+        if let Some(uri) = extensions.get::<::axum_0_7::extract::OriginalUri>() {
+            return Some(&uri.0);
+        }
+        None
+    }
+
+    /// The template of the route that matched, if one did.
+    pub(super) fn matched_path(extensions: &http::Extensions) -> Option<&str> {
+        #[cfg(feature = "axum")]
+        if let Some(path) = extensions.get::<::axum::extract::MatchedPath>() {
+            return Some(path.as_str());
+        }
+        #[cfg(feature = "axum-0-7")]
+        if let Some(path) = extensions.get::<::axum_0_7::extract::MatchedPath>() {
+            return Some(path.as_str());
+        }
+        None
+    }
+
+    /// The client's address, when the router is served with connect info.
+    pub(super) fn client_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
+        #[cfg(feature = "axum")]
+        if let Some(info) = extensions.get::<::axum::extract::ConnectInfo<SocketAddr>>() {
+            return Some(info.0);
+        }
+        #[cfg(feature = "axum-0-7")]
+        if let Some(info) = extensions.get::<::axum_0_7::extract::ConnectInfo<SocketAddr>>() {
+            return Some(info.0);
+        }
+        None
     }
 }
 

@@ -1,17 +1,48 @@
-//! Framework integrations, one Cargo feature each.
+//! Framework integrations, one Cargo feature each. The table lists those this build has (all of
+//! them on docs.rs); the README lists every feature and the versions each supports.
 //!
 //! | feature | what | spans |
 //! |---|---|---|
-//! | `axum` | [`axum::SkytraceLayer`]: a tower layer for axum routers | entry, `{METHOD}:{route}` |
-//! | `actix-web` | [`actix_web::SkytraceMiddleware`] | entry, `{METHOD}:{route}` |
-//! | `tonic` | [`tonic::GrpcServerLayer`], [`tonic::GrpcClientLayer`], `MetadataMap` carriers | entry / exit, `/pkg.Service/Method` |
-//! | `reqwest` | [`reqwest::RequestBuilderExt::send_traced`], [`reqwest::TracedClientExt::execute_traced`] | exit, `{METHOD}:{path}` |
-//! | `sqlx` (`sqlx-postgres`, `sqlx-mysql`) | [`sqlx::TracedPool`] (`pool.traced()`), [`sqlx::Traced`] | exit, `PostgreSQL/sqlx/fetch` |
-//! | `redis` | [`redis::TracedConnection`] (`conn.traced(&client)`) | exit, `Redis/GET` |
-//! | `lapin` | [`lapin::TracedChannel`] (`channel.traced(broker)`) | exit / entry, `RabbitMQ/Topic/{exchange}Queue/{key}/Producer` |
-//! | `async-nats` | [`nats::TracedClient`] (`client.traced(server)`) | exit / entry, `Nats/Pub/{subject}` |
-//! | `tracing` | [`tracing::SkyWalkingLayer`]: `tracing` spans and events in the current trace, events to the log view | local (exit, entry by field), named after the `tracing` span |
-//! | `log` | [`log::SkyWalkingLogger`]: `log` records to the log view, forwarded to the application's logger | — |
+#![cfg_attr(
+    any(feature = "axum", feature = "axum-0-7"),
+    doc = "| `axum` (axum 0.8), `axum-0-7` (axum 0.7) | [`axum::SkytraceLayer`]: a tower layer for axum routers | entry, `{METHOD}:{route}` |"
+)]
+#![cfg_attr(
+    feature = "actix-web",
+    doc = "| `actix-web` | [`actix_web::SkytraceMiddleware`] | entry, `{METHOD}:{route}` |"
+)]
+#![cfg_attr(
+    feature = "tonic",
+    doc = "| `tonic` | [`tonic::GrpcServerLayer`], [`tonic::GrpcClientLayer`], `MetadataMap` carriers | entry / exit, `/pkg.Service/Method` |"
+)]
+#![cfg_attr(
+    any(feature = "reqwest", feature = "reqwest-0-12"),
+    doc = "| `reqwest` (reqwest 0.13), `reqwest-0-12` (reqwest 0.12) | [`reqwest::RequestBuilderExt::send_traced`], [`reqwest::TracedClientExt::execute_traced`] | exit, `{METHOD}:{path}` |"
+)]
+#![cfg_attr(
+    any(feature = "sqlx-postgres", feature = "sqlx-mysql"),
+    doc = "| `sqlx` (`sqlx-postgres`, `sqlx-mysql`) | [`sqlx::TracedPool`] (`pool.traced()`), [`sqlx::Traced`] | exit, `PostgreSQL/sqlx/fetch` |"
+)]
+#![cfg_attr(
+    feature = "redis",
+    doc = "| `redis` | [`redis::TracedConnection`] (`conn.traced(&client)`) | exit, `Redis/GET` |"
+)]
+#![cfg_attr(
+    feature = "lapin",
+    doc = "| `lapin` | [`lapin::TracedChannel`] (`channel.traced(broker)`) | exit / entry, `RabbitMQ/Topic/{exchange}Queue/{key}/Producer` |"
+)]
+#![cfg_attr(
+    feature = "async-nats",
+    doc = "| `async-nats` | [`nats::TracedClient`] (`client.traced(server)`) | exit / entry, `Nats/Pub/{subject}` |"
+)]
+#![cfg_attr(
+    feature = "tracing",
+    doc = "| `tracing` | [`tracing::SkyWalkingLayer`]: `tracing` spans and events in the current trace, events to the log view | local (exit, entry by field), named after the `tracing` span |"
+)]
+#![cfg_attr(
+    feature = "log",
+    doc = "| `log` | [`log::SkyWalkingLogger`]: `log` records to the log view, forwarded to the application's logger | — |"
+)]
 //!
 //! Server integrations continue the caller's trace from `sw8` / `sw8-correlation` / `sw8-x`,
 //! run the handler inside the entry span (entered around every poll, so every span the handler
@@ -41,7 +72,7 @@
 
 #[cfg(feature = "actix-web")]
 pub mod actix_web;
-#[cfg(feature = "axum")]
+#[cfg(any(feature = "axum", feature = "axum-0-7"))]
 pub mod axum;
 #[cfg(feature = "lapin")]
 pub mod lapin;
@@ -53,7 +84,7 @@ mod mq;
 pub mod nats;
 #[cfg(feature = "redis")]
 pub mod redis;
-#[cfg(feature = "reqwest")]
+#[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
 pub mod reqwest;
 #[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql"))]
 pub mod sqlx;
@@ -73,8 +104,8 @@ use crate::segment::{SpanLayer, SpanRecord, Text};
 use crate::span::Span;
 use crate::tracer::Tracer;
 
-/// What the HTTP server integrations ([`axum::SkytraceLayer`], [`actix_web::SkytraceMiddleware`])
-/// do with a request that no route matches; see the [module documentation](self#requests-no-route-matches).
+/// What the HTTP server integrations (the axum layer, the actix-web middleware) do with a
+/// request that no route matches; see the [module documentation](self#requests-no-route-matches).
 ///
 /// ```
 /// use skytrace::integrations::Unmatched;
@@ -179,7 +210,8 @@ impl TracerSlot {
 #[allow(dead_code)] // which helpers are used depends on the features
 pub(crate) fn end_with_status(span: Span, status: u16) {
     if span.is_recording() {
-        let tag = Edit::Tag(Cow::Borrowed("status_code"), status_text(status));
+        // `http.status_code`: what OAP's analysis reads (its `status_code` is a deprecated alias).
+        let tag = Edit::Tag(Cow::Borrowed("http.status_code"), status_text(status));
         if status >= 500 {
             span.end_with([tag, Edit::Error(true)]);
         } else {

@@ -117,8 +117,8 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// A database whose queries skytrace traces: [`sqlx::Postgres`] (feature `sqlx-postgres`) and
-/// [`sqlx::MySql`] (feature `sqlx-mysql`, MariaDB included).
+/// A database whose queries skytrace traces: `sqlx::Postgres` (feature `sqlx-postgres`) and
+/// `sqlx::MySql` (feature `sqlx-mysql`, MariaDB included).
 ///
 /// ```
 /// # #[cfg(feature = "sqlx-postgres")] {

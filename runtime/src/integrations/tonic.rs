@@ -42,10 +42,11 @@
 //! RPCFramework, component gRPC (23) and the peer set to the client's address. The handler runs
 //! inside the span. The span fails when the call's `grpc-status` is not `OK` (0), with a log
 //! `event=error`, `message=grpc-status {code} ({meaning}): {grpc-message}`, and carries the tag
-//! `grpc.status_code`. Both ways a gRPC response carries its status are handled:
-//! *trailers-only* responses (tonic's answer when a handler returns `Err(Status)`), where
-//! `grpc-status` is among the response headers, end the span when the response is ready; other
-//! responses carry it in the trailers after the messages, so the span stays open while the body
+//! `rpc.status_code` with the status's name (`OK`, `NOT_FOUND`, …): the tag OAP's analysis reads
+//! as an RPC status, with the values the Java agent's gRPC plugin writes. Both ways a gRPC
+//! response carries its status are handled: *trailers-only* responses (tonic's answer when a
+//! handler returns `Err(Status)`), where `grpc-status` is among the response headers, end the
+//! span when the response is ready; other responses carry it in the trailers after the messages, so the span stays open while the body
 //! streams and ends at the trailers (or when the body ends or is dropped). A streaming body is
 //! polled inside the span too. Calls whose path matches `SW_AGENT_TRACE_IGNORE_PATH` (e.g.
 //! `/grpc.health.v1.Health/**`) are not traced.
@@ -597,7 +598,7 @@ fn check_grpc_status(span: &Span, headers: &http::HeaderMap) -> bool {
         return false;
     };
     if span.is_recording() {
-        span.add_tag("grpc.status_code", code.to_string());
+        span.add_tag("rpc.status_code", status_name(code));
         if code != 0 {
             let message = headers
                 .get("grpc-message")
@@ -608,6 +609,36 @@ fn check_grpc_status(span: &Span, headers: &http::HeaderMap) -> bool {
         }
     }
     true
+}
+
+/// A gRPC status code's canonical name, as grpc-java's `Status.Code.name()` gives it (the Java
+/// agent's `rpc.status_code` values, which OAP stores and filters by); a code outside the
+/// standard range is `UNKNOWN`, as grpc-java reads it.
+fn status_name(code: i32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .copied()
+        .unwrap_or("UNKNOWN")
 }
 
 /// `grpc-message` is percent-encoded.
@@ -639,7 +670,17 @@ fn percent_decode(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{authority_of, percent_decode};
+    use super::{authority_of, percent_decode, status_name};
+
+    #[test]
+    fn status_names_are_grpc_javas() {
+        assert_eq!(status_name(0), "OK");
+        assert_eq!(status_name(5), "NOT_FOUND");
+        assert_eq!(status_name(13), "INTERNAL");
+        assert_eq!(status_name(16), "UNAUTHENTICATED");
+        assert_eq!(status_name(17), "UNKNOWN");
+        assert_eq!(status_name(-1), "UNKNOWN");
+    }
 
     #[test]
     fn grpc_message_is_percent_decoded() {

@@ -27,8 +27,8 @@
 //!   a bad one is a [`MeterError`]. Registering the same name and labels again returns the same
 //!   meter.
 //! - Built in ([`names`]): process meters (`instance_rust_process_*`, in the global registry
-//!   from the start), tokio runtime meters ([`MeterRegistry::register_tokio_runtime`]) and
-//!   the agent's own health ([`MeterRegistry::register_agent_health`]).
+//!   from the start), tokio runtime meters (`MeterRegistry::register_tokio_runtime`, with the
+//!   `grpc` feature) and the agent's own health ([`MeterRegistry::register_agent_health`]).
 //!
 //! OAP turns meters into metrics only through a meter-analyzer file: the project ships
 //! `oap/meter-analyzer-config/rust-runtime.yaml` for the built-in meters (see `docs/meters.md`).

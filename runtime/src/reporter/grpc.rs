@@ -133,7 +133,11 @@ impl GrpcReporter {
         let commands = options.commands.clone();
         let service = config.service_name.clone();
         let instance = config.instance_name.clone();
-        let properties = crate::host::instance_properties(&config.namespace);
+        let properties = crate::host::instance_properties_with(
+            &config.namespace,
+            &config.cluster,
+            &config.instance_properties,
+        );
         let heartbeat = config.heartbeat_period;
         let process_hook = config.profiling.process_status_hook;
         let keep_tracing = config.keep_tracing;

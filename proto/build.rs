@@ -11,6 +11,9 @@ const PROTOS: &[&str] = &[
     "meter.proto",
     "configuration_discovery.proto",
     "event.proto",
+    "profile_task.proto",
+    "pprof_task.proto",
+    "pprof_profile.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -3,7 +3,9 @@
 //! [`Collector`] runs a real tonic gRPC server on a loopback port and implements the collector
 //! services of the SkyWalking data-collect protocol v3: `TraceSegmentReportService`,
 //! `ManagementService`, `LogReportService`, `MeterReportService`,
-//! `ConfigurationDiscoveryService` and `EventService`. Everything it receives is recorded and can be read back
+//! `ConfigurationDiscoveryService` and `EventService`, and profiling's `ProfileTask` and
+//! `PprofTask` (serving one task of each kind, see [`CollectorBuilder::profile_task`]).
+//! Everything it receives is recorded and can be read back
 //! ([`Collector::segments`], [`Collector::pings`], ...), awaited ([`Collector::wait_for_segments`],
 //! [`Collector::wait_for`]) or followed live ([`Collector::subscribe`],
 //! [`Collector::subscribe_events`]). [`render_trace_tree`] draws received segments as a trace
@@ -28,6 +30,8 @@
 
 #![warn(missing_docs)]
 
+mod flame;
+mod profiling;
 mod service;
 mod tree;
 mod ui;
@@ -50,6 +54,8 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 
+pub use flame::render_profile;
+pub use profiling::{PprofReport, PprofTaskSpec, ProfileReport, ProfileTaskSpec};
 pub use skytrace_proto;
 pub use tree::{Detail, render_trace_tree, render_trace_tree_with, render_trace_tree_with_logs};
 
@@ -109,6 +115,18 @@ pub struct Received {
     /// How many calls were answered with the error chosen by [`CollectorBuilder::fail_calls`] or
     /// [`CollectorBuilder::fail_service`].
     pub failed_calls: usize,
+    /// Every `ProfileTask/getProfileTaskCommands` request.
+    pub profile_task_queries: Vec<skytrace_proto::v3::ProfileTaskCommandQuery>,
+    /// Thread dumps from `ProfileTask/collectSnapshot` (the Java and Python agents').
+    pub thread_snapshots: Vec<skytrace_proto::v3::ThreadSnapshot>,
+    /// Profiles from `ProfileTask/goProfileReport`, each stored once its last chunk came.
+    pub profile_reports: Vec<ProfileReport>,
+    /// Every `ProfileTask/reportTaskFinish` request.
+    pub profile_task_finishes: Vec<skytrace_proto::v3::ProfileTaskFinishReport>,
+    /// Every `PprofTask/getPprofTaskCommands` request.
+    pub pprof_task_queries: Vec<skytrace_proto::v10::PprofTaskCommandQuery>,
+    /// Profiles from `PprofTask/collect`, each stored once its stream ended.
+    pub pprof_reports: Vec<PprofReport>,
     /// [`Received::failed_calls`] by service (`skywalking.v3.LogReportService`).
     pub failed_by_service: std::collections::BTreeMap<String, usize>,
 }
@@ -149,6 +167,12 @@ pub enum Event {
     ConfigurationRequest(ConfigurationSyncRequest),
     /// An event of `EventService/collect` (an agent's `Start` or `Shutdown`).
     ServiceEvent(skytrace_proto::v3::Event),
+    /// A profile of a trace-profiling task (`ProfileTask/goProfileReport`), all chunks in.
+    ProfileReport(ProfileReport),
+    /// A trace-profiling task finished on an instance (`ProfileTask/reportTaskFinish`).
+    ProfileTaskFinish(skytrace_proto::v3::ProfileTaskFinishReport),
+    /// An on-demand profile (`PprofTask/collect`), its stream ended.
+    PprofReport(PprofReport),
     /// A call rejected for a missing or wrong `authentication` token.
     Rejected {
         /// The gRPC path of the call, e.g. `/skywalking.v3.ManagementService/keepAlive`.
@@ -184,6 +208,8 @@ pub(crate) struct Shared {
     dynamic_config: Mutex<Option<Served>>,
     /// Configuration-discovery commands sent so far (their `SerialNumber`).
     serial: AtomicU64,
+    /// The profiling tasks served (`profiling.rs`).
+    profiling: Mutex<profiling::State>,
     /// Raw bytes every `fetchConfigurations` is answered with, if set.
     raw_configuration_reply: Option<Arc<Vec<u8>>>,
     /// What the web view shows, when it is served (see [`CollectorBuilder::ui`]).
@@ -843,6 +869,9 @@ pub struct CollectorBuilder {
     fail_calls: Option<tonic::Code>,
     tls: Option<Tls>,
     dynamic_config: Option<Vec<(String, String)>>,
+    profile_task: Option<ProfileTaskSpec>,
+    pprof_task: Option<PprofTaskSpec>,
+    pprof_max_size: usize,
     raw_configuration_reply: Option<Arc<Vec<u8>>>,
     ui: Option<SocketAddr>,
     ui_keep: usize,
@@ -892,6 +921,9 @@ impl Default for CollectorBuilder {
             fail_calls: None,
             tls: None,
             dynamic_config: None,
+            profile_task: None,
+            pprof_task: None,
+            pprof_max_size: profiling::DEFAULT_PPROF_MAX_SIZE,
             raw_configuration_reply: None,
             ui: None,
             ui_keep: ui::DEFAULT_KEEP,
@@ -1176,6 +1208,11 @@ impl CollectorBuilder {
             shutdown: shutdown_rx.clone(),
             dynamic_config: Mutex::new(self.dynamic_config.map(Served::new)),
             serial: AtomicU64::new(0),
+            profiling: profiling::State::new(
+                self.profile_task,
+                self.pprof_task,
+                self.pprof_max_size,
+            ),
             raw_configuration_reply: self.raw_configuration_reply,
             ui: ui_store.clone(),
         });

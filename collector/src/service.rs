@@ -14,6 +14,7 @@ use skytrace_proto::v3::management_service_server::{ManagementService, Managemen
 use skytrace_proto::v3::meter_report_service_server::{
     MeterReportService, MeterReportServiceServer,
 };
+use skytrace_proto::v3::profile_task_server::ProfileTaskServer;
 use skytrace_proto::v3::trace_segment_report_service_server::{
     TraceSegmentReportService, TraceSegmentReportServiceServer,
 };
@@ -21,6 +22,7 @@ use skytrace_proto::v3::{
     Commands, ConfigurationSyncRequest, InstancePingPkg, InstanceProperties, LogData, MeterData,
     MeterDataCollection, SegmentCollection, SegmentObject,
 };
+use skytrace_proto::v10::pprof_task_server::PprofTaskServer;
 use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
@@ -181,7 +183,7 @@ impl RawConfigurationReply {
 
 /// Implements every collector service over the shared state.
 pub(crate) struct Handler {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 type Reply = Result<Response<Commands>, Status>;
@@ -353,6 +355,8 @@ pub(crate) struct Routes {
     meter: MeterReportServiceServer<Handler>,
     configuration: ConfigurationDiscoveryServiceServer<Handler>,
     event: EventServiceServer<Handler>,
+    profile: ProfileTaskServer<Handler>,
+    pprof: PprofTaskServer<Handler>,
     handler: Arc<Handler>,
 }
 
@@ -379,6 +383,8 @@ impl Routes {
             meter: MeterReportServiceServer::from_arc(Arc::clone(&handler)),
             configuration: ConfigurationDiscoveryServiceServer::from_arc(Arc::clone(&handler)),
             event: EventServiceServer::from_arc(Arc::clone(&handler)),
+            profile: ProfileTaskServer::from_arc(Arc::clone(&handler)),
+            pprof: PprofTaskServer::from_arc(Arc::clone(&handler)),
             handler,
         }
     }
@@ -430,6 +436,10 @@ impl Service<http::Request<Body>> for Routes {
             self.configuration.call(request)
         } else if service == service_name(&self.event) {
             self.event.call(request)
+        } else if service == service_name(&self.profile) {
+            self.profile.call(request)
+        } else if service == service_name(&self.pprof) {
+            self.pprof.call(request)
         } else {
             unimplemented()
         }

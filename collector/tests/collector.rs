@@ -511,7 +511,7 @@ async fn unknown_service_is_unimplemented() {
     let mut grpc = tonic::client::Grpc::new(channel(&collector).await);
     grpc.ready().await.unwrap();
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-        "/skywalking.v3.ProfileTask/getProfileTaskCommands",
+        "/skywalking.v3.BrowserPerfService/collectPerfData",
     );
     let status = grpc
         .unary::<_, skytrace_proto::v3::Commands, _>(

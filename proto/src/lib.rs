@@ -26,3 +26,29 @@ pub mod v3 {
     #![allow(missing_docs, clippy::all, clippy::pedantic)]
     tonic::include_proto!("skywalking.v3");
 }
+
+/// Package `skywalking.v10`: on-demand pprof profiles (`PprofTask`).
+pub mod v10 {
+    // `non_camel_case_types`: tonic names the stream type of the bidirectional `collect`
+    // `collectStream`, after the rpc.
+    #![allow(missing_docs, non_camel_case_types, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("skywalking.v10");
+}
+
+/// Package `perftools.profiles`: the pprof profile format's messages (`Profile` and its parts),
+/// for the profiles sent with `ProfileTask/goProfileReport` and `PprofTask/collect`.
+///
+/// ```
+/// use skytrace_proto::pprof::{Function, Profile};
+///
+/// let profile = Profile {
+///     string_table: vec![String::new(), "main".into()],
+///     function: vec![Function { id: 1, name: 1, ..Default::default() }],
+///     ..Default::default()
+/// };
+/// assert_eq!(profile.string_table[profile.function[0].name as usize], "main");
+/// ```
+pub mod pprof {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("perftools.profiles");
+}

@@ -7,6 +7,7 @@
 
 pub(crate) mod check;
 pub(crate) mod log_settings;
+mod profile;
 mod properties;
 
 use std::cell::RefCell;
@@ -75,6 +76,9 @@ pub struct Config {
     /// How often OAP's dynamic configuration is fetched; zero for never.
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) dynamic_config_interval: Duration,
+    /// `SW_AGENT_PROFILE_ACTIVE` & co. (`config/profile.rs`).
+    #[allow(dead_code)] // read by the profiling signals
+    pub(crate) profiling: profile::Profiling,
     /// The log reporter's settings, when given (else `init` reads `SW_AGENT_LOG_REPORTER_*`).
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) logs: Option<log_settings::LogSettings>,
@@ -124,6 +128,7 @@ impl fmt::Debug for Config {
             .field("reporter", &self.reporter)
             .field("tls", &self.tls)
             .field("dynamic_config_interval", &self.dynamic_config_interval)
+            .field("profiling", &self.profiling)
             .field("instance_properties", &self.instance_properties)
             .finish()
     }
@@ -347,6 +352,7 @@ pub struct ConfigBuilder {
     ssl_cert_chain_path: Option<PathBuf>,
     dynamic_config_interval: Duration,
     meters: MeterReporting,
+    profiling: profile::Profiling,
     logs: Option<log_settings::LogSettings>,
     instance_properties: Vec<(String, String)>,
 }
@@ -379,6 +385,7 @@ impl Default for ConfigBuilder {
             ssl_cert_chain_path: None,
             dynamic_config_interval: Duration::from_secs(20),
             meters: MeterReporting::default(),
+            profiling: profile::Profiling::default(),
             logs: None,
             instance_properties: Vec::new(),
         }
@@ -830,6 +837,7 @@ impl ConfigBuilder {
             self.sql_parameters_max_length =
                 check::sql_parameters(name, n).map_err(|e| ConfigError { value: v, ..e })?;
         }
+        self.profiling.env(&var)?;
         let json = [
             "SW_AGENT_INSTANCE_PROPERTIES_JSON",
             "SW_INSTANCE_PROPERTIES_JSON",
@@ -969,6 +977,7 @@ impl ConfigBuilder {
             tls,
             dynamic_config_interval,
             meters,
+            profiling: self.profiling.check()?,
             logs: self.logs,
             instance_properties,
         })

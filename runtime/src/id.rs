@@ -76,6 +76,16 @@ pub(crate) fn new_id_at(now: Stamp) -> Id {
     })
 }
 
+/// See [`Id::RAW`].
+#[cfg(feature = "profiling")]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawId {
+    pub(crate) size: usize,
+    pub(crate) text: usize,
+    pub(crate) len: usize,
+    pub(crate) capacity: usize,
+}
+
 /// An id made here, as text. 32 hex digits, two dots and two `u64`s (20 digits each) fit in 74
 /// bytes.
 #[derive(Clone, PartialEq, Eq)]
@@ -95,6 +105,17 @@ impl Default for Id {
 
 impl Id {
     const CAPACITY: usize = 80;
+
+    /// How an id lies in memory, for a reader that copies its bytes without a reference to it
+    /// (the profiler's signal handler, through the kernel): its size, where its text starts,
+    /// where its length is, and the most text it holds.
+    #[cfg(feature = "profiling")]
+    pub(crate) const RAW: RawId = RawId {
+        size: std::mem::size_of::<Id>(),
+        text: std::mem::offset_of!(Id, bytes),
+        len: std::mem::offset_of!(Id, len),
+        capacity: Id::CAPACITY,
+    };
 
     fn push(&mut self, part: &[u8]) {
         let len = usize::from(self.len);

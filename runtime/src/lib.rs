@@ -76,6 +76,12 @@ mod local_span;
 mod log_sink;
 pub mod logs;
 pub mod meter;
+#[cfg(feature = "grpc")]
+#[allow(dead_code)] // called by the keep-alive (being wired)
+mod process_hook;
+#[cfg(feature = "profiling")]
+#[allow(dead_code)] // run by the profiling signals of the reporter (being wired)
+mod profile;
 mod propagation;
 mod reporter;
 mod sampler;

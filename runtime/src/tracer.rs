@@ -54,6 +54,10 @@ impl Tracer {
 
     /// Like [`Tracer::new`], with a shared reporter.
     pub fn with_reporter(config: &Config, reporter: Arc<dyn Reporter>) -> Tracer {
+        // Profiling tags its samples with the thread's segment: a function pointer stored once,
+        // called only while a profiling task samples.
+        #[cfg(feature = "profiling")]
+        crate::context::signal_tag::install();
         Tracer {
             agent: Arc::new(Agent::new(config, reporter)),
         }

@@ -5,6 +5,9 @@
 //! the last `--keep` segments in memory. With `--ui ADDR`, also serves a web page of what it
 //! received (see `CollectorBuilder::ui`). Stop it with Ctrl-C.
 
+#[path = "skytrace-collector/profiling.rs"]
+mod profiling;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -73,6 +76,7 @@ struct Args {
     detail: Detail,
     keep: usize,
     dynamic_config: Option<std::path::PathBuf>,
+    profiling: profiling::Args,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -84,6 +88,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         detail: Detail::Normal,
         keep: DEFAULT_KEEP,
         dynamic_config: None,
+        profiling: profiling::Args::default(),
     };
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -126,9 +131,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                 read_dynamic_config(&path)?;
                 parsed.dynamic_config = Some(path);
             }
-            other => return Err(format!("unknown argument `{other}`")),
+            other => match parsed.profiling.parse(other, &mut |what| value(what)) {
+                Some(result) => result?,
+                None => return Err(format!("unknown argument `{other}`")),
+            },
         }
     }
+    parsed.profiling.check()?;
     Ok(Some(parsed))
 }
 
@@ -158,7 +167,7 @@ fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
         Ok(None) => {
-            println!("{USAGE}");
+            println!("{USAGE}\n{}", profiling::USAGE);
             return ExitCode::SUCCESS;
         }
         Err(err) => {
@@ -192,6 +201,7 @@ async fn run(args: Args) -> ExitCode {
     if let Some(token) = args.token {
         builder = builder.require_token(token);
     }
+    builder = args.profiling.apply(builder);
     let collector = match builder.start().await {
         Ok(collector) => collector,
         Err(err) => {
@@ -222,6 +232,9 @@ async fn run(args: Args) -> ExitCode {
         out.line(format!("web view on {url}"));
     }
     serve_config(&collector, &mut out);
+    if let Some(banner) = args.profiling.banner() {
+        out.line(banner);
+    }
 
     let mut window = Window::new(args.keep);
     // Traces with segments not printed yet, in arrival order; when the first one came.
@@ -315,7 +328,11 @@ async fn run(args: Args) -> ExitCode {
             Some(Ok(Event::Rejected { rpc })) => {
                 out.line(format!("rejected    {rpc}: missing or wrong token"))
             }
-            Some(Ok(_)) => {}
+            Some(Ok(event)) => {
+                if let Some(text) = profiling::describe(&event) {
+                    out.text(&text);
+                }
+            }
             Some(Err(RecvError::Lagged(n))) => out.line(format!("(missed {n} events)")),
             Some(Err(RecvError::Closed)) => break,
         }

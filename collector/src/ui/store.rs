@@ -78,6 +78,8 @@ impl Store {
                 Event::ConfigurationRequest(r) => inner.fetched(&r.service, &r.uuid, now),
                 Event::ServiceEvent(e) => inner.push_event(e, now),
                 Event::Rejected { .. } => inner.rejected += 1,
+                // Profiles are printed by the binary, not shown in the web view (yet).
+                Event::ProfileReport(_) | Event::ProfileTaskFinish(_) | Event::PprofReport(_) => {}
             }
             inner.version += 1;
             inner.version

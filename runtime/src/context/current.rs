@@ -19,6 +19,8 @@
 //! drop, never dropped here while a reference is held.
 
 use std::cell::{Cell, UnsafeCell};
+#[cfg(feature = "profiling")]
+use std::mem::{MaybeUninit, offset_of};
 use std::sync::Arc;
 
 use super::handle::{Handle, HandleId};
@@ -697,4 +699,62 @@ pub(crate) fn flush_if_current(segment: &ActiveSegment) {
             segment.absorb(local);
         }
     });
+}
+
+/// What a profiler's signal handler that interrupted this thread learns of the span running on
+/// it: where the current segment's id lies (see `Id::RAW`), and the current span's id.
+#[cfg(feature = "profiling")]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SignalView {
+    /// The address of the current segment's `segment_id`: to be copied through the kernel,
+    /// never read here.
+    pub(crate) segment_id_at: usize,
+    pub(crate) span_id: i32,
+}
+
+/// [`SignalView`] of this thread, for a signal handler running on it: `None` outside a
+/// recorded segment. Added beside the span paths, which it does not change: reading what they
+/// leave costs them nothing.
+///
+/// The handler may have interrupted this module anywhere, halfway through `install`
+/// replacing the current handle (several stores) included. So nothing here trusts what it
+/// reads: the handle is copied as bytes (a volatile read, nothing dropped, no reference to the
+/// cell kept), and of a recording handle only the address of its segment's id is computed,
+/// never dereferenced. Untorn, that address is a live segment's (the cell holds a count of
+/// it, and no other thread can change this thread's cell); torn, the kernel's copy of it
+/// fails or yields bytes that name no segment the profile keeps (they are checked, and only
+/// ids of finished segments of the task's endpoint are labelled).
+///
+/// Async-signal-safe: `ACTIVE` is a thread-local without a destructor (a plain load); `CONTEXT`
+/// has one, and its first access on a thread registers it (which may allocate), but `ACTIVE`
+/// is only ever set after `install` has accessed `CONTEXT`, so here `try_with` finds it
+/// registered (or destroyed, in the thread's teardown: then `None`).
+#[cfg(feature = "profiling")]
+pub(crate) fn view_for_signal() -> Option<SignalView> {
+    if !ACTIVE.with(Cell::get) {
+        return None;
+    }
+    CONTEXT
+        .try_with(|ctx| {
+            // SAFETY: the cell is this thread's and lives while `ctx` does; the read copies
+            // its bytes without creating a reference, so the `&mut` the interrupted code may
+            // hold is not aliased by one, and `MaybeUninit` keeps the copy from being dropped.
+            let copy = unsafe {
+                std::ptr::read_volatile(ctx.current.as_ptr().cast::<MaybeUninit<Option<Handle>>>())
+            };
+            // SAFETY: the bytes are those of an `Option<Handle>`, or, torn mid-`install`, a
+            // mix of two valid ones word by word: a valid discriminant and words that are
+            // only compared and added to here, never dereferenced (the `Arc` is not touched;
+            // `Arc::as_ptr` is an address computation). The copy is never dropped.
+            match unsafe { copy.assume_init_ref() } {
+                Some(Handle::Recording { segment, span_id }) => Some(SignalView {
+                    segment_id_at: (Arc::as_ptr(segment) as usize)
+                        .wrapping_add(offset_of!(ActiveSegment, segment_id)),
+                    span_id: *span_id,
+                }),
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten()
 }

@@ -7,7 +7,8 @@
 //! - `unsampled`: a trace that is propagated but not recorded here;
 //! - `handle`: what a span holds of its trace;
 //! - `entry`: starting an entry span (`sw8`, sampling, ignore rules);
-//! - `outgoing`: the headers an exit span's call carries.
+//! - `outgoing`: the headers an exit span's call carries;
+//! - `signal_tag`: the profiler's tagger, telling a sample which segment its thread ran.
 //!
 //! A trace being recorded in this process lives in an [`ActiveSegment`], shared (`Arc`) by the
 //! spans that belong to it. Because a future carries its span and re-enters it on whichever
@@ -20,6 +21,8 @@ mod entry;
 mod handle;
 mod outgoing;
 mod recording;
+#[cfg(feature = "profiling")]
+pub(crate) mod signal_tag;
 mod unsampled;
 
 pub(crate) use entry::{EntryName, Started, entry};

@@ -339,3 +339,39 @@ fn a_leaked_entry_guard_swallows_a_bounded_number_of_later_entries() {
     );
     assert!(later.iter().all(|s| names(s) == ["later", "work"]));
 }
+
+/// What a profiler's signal handler reads of the thread (`current::view_for_signal`): the
+/// current span's id, and the address of its segment's id, which holds that id's bytes.
+#[cfg(feature = "profiling")]
+#[test]
+fn the_signal_view_points_at_the_current_segment_and_names_the_span() {
+    use crate::context::current::view_for_signal;
+    use crate::id::Id;
+
+    let (tracer, keep) = tracer();
+    assert!(view_for_signal().is_none(), "nothing current");
+    let read = |at: usize| {
+        let raw = Id::RAW;
+        let mut bytes = vec![0u8; raw.size];
+        assert_eq!(skytrace_sampler::read_memory(at, &mut bytes), raw.size);
+        let len = usize::from(bytes[raw.len]);
+        String::from_utf8(bytes[raw.text..raw.text + len].to_vec()).unwrap()
+    };
+    let (at_entry, at_local, id_in_local) = {
+        let entry = tracer.entry_span("GET:/slow", &http::HeaderMap::new());
+        let _in = entry.enter();
+        let at_entry = view_for_signal().expect("a recording span is current");
+        let id = read(at_entry.segment_id_at);
+        let local = LocalSpan::enter("step");
+        let at_local = view_for_signal().expect("still recording");
+        drop(local);
+        (at_entry, at_local, id)
+    };
+    assert!(
+        view_for_signal().is_none(),
+        "nothing current after the entry span"
+    );
+    assert_eq!((at_entry.span_id, at_local.span_id), (0, 1));
+    assert_eq!(at_entry.segment_id_at, at_local.segment_id_at);
+    assert_eq!(id_in_local, keep.take()[0].segment_id());
+}

@@ -139,6 +139,7 @@ impl GrpcReporter {
             &config.instance_properties,
         );
         let heartbeat = config.heartbeat_period;
+        let process_hook = config.profiling.process_status_hook;
         let keep_tracing = config.keep_tracing;
         let dynamic_config_interval = config.dynamic_config_interval;
         let meter_reports_dropped = Arc::new(AtomicU64::new(0));
@@ -156,6 +157,15 @@ impl GrpcReporter {
         let meters = Meters::start(meters, Arc::clone(&meter_reports_dropped));
         // Made here, as the reporter starts: the end of the `Start` event.
         let events = Events::new(config.service_name.clone(), config.instance_name.clone());
+        // Off with SW_AGENT_PROFILE_ACTIVE=false: nothing polled, nothing sampled.
+        #[cfg(feature = "profiling")]
+        let profiling = config.profiling.active.then(|| {
+            super::signal::profiling::Profiling::new(
+                config.service_name.clone(),
+                config.instance_name.clone(),
+                config.profiling.task_interval,
+            )
+        });
         let log_records_lost = options.logs.is_some().then(|| Arc::new(AtomicU64::new(0)));
         let logs = Logs::new(options.logs, log_records_lost.clone().unwrap_or_default());
         let thread = std::thread::Builder::new()
@@ -176,7 +186,8 @@ impl GrpcReporter {
                         Worker {
                             transport,
                             segments: Segments::new(segments_rx),
-                            management: Management::new(service, instance, properties, heartbeat),
+                            management: Management::new(service, instance, properties, heartbeat)
+                                .with_process_hook(process_hook),
                             configuration,
                             meters,
                             logs,
@@ -185,6 +196,8 @@ impl GrpcReporter {
                             commands,
                             shutdown: shutdown_rx,
                             keep_tracing,
+                            #[cfg(feature = "profiling")]
+                            profiling,
                         }
                         .run()
                         .await

@@ -26,6 +26,12 @@ pub(crate) enum Signal {
     Management,
     Configuration,
     Events,
+    /// Trace profiling (`ProfileTask`).
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
+    Profiling,
+    /// On-demand profiles (`PprofTask`).
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
+    Pprof,
 }
 
 impl Signal {
@@ -38,6 +44,8 @@ impl Signal {
             Signal::Management => "instance properties and keep-alives",
             Signal::Configuration => "dynamic configuration",
             Signal::Events => "events",
+            Signal::Profiling => "profiling tasks and profiles",
+            Signal::Pprof => "on-demand profile tasks and profiles",
         }
     }
 
@@ -50,6 +58,8 @@ impl Signal {
             Signal::Management => "management receiver (ManagementService)",
             Signal::Configuration => "configuration discovery (ConfigurationDiscoveryService)",
             Signal::Events => "event receiver (EventService)",
+            Signal::Profiling => "profile receiver (ProfileTask)",
+            Signal::Pprof => "pprof receiver (PprofTask)",
         }
     }
 
@@ -63,7 +73,11 @@ impl Signal {
             Signal::Segments => "new traces paused",
             Signal::Logs => "records meanwhile dropped and counted; tracing goes on",
             Signal::Meters => "reports kept in the bounded buffer meanwhile; tracing goes on",
-            Signal::Management | Signal::Configuration | Signal::Events => "tracing goes on",
+            Signal::Management
+            | Signal::Configuration
+            | Signal::Events
+            | Signal::Profiling
+            | Signal::Pprof => "tracing goes on",
         }
     }
 }

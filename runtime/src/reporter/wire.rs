@@ -47,6 +47,14 @@ pub(crate) enum Queued {
 /// What a `collect` stream sends: a segment's protobuf bytes.
 pub(crate) struct Outgoing(Vec<u8>);
 
+impl Outgoing {
+    /// The encoded `SegmentObject`.
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// A segment whose message is over the transport's limit, even with its strings cut: dropped
 /// alone rather than failing the batch it would travel in.
 #[derive(Debug)]

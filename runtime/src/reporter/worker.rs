@@ -60,6 +60,9 @@ pub(crate) struct Worker<T> {
     /// The shutdown's deadline, once requested; closed when the reporter is dropped.
     pub(crate) shutdown: watch::Receiver<Option<Instant>>,
     pub(crate) keep_tracing: bool,
+    /// Profiling's signal, unless `SW_AGENT_PROFILE_ACTIVE` is off.
+    #[cfg(feature = "profiling")]
+    pub(crate) profiling: Option<super::signal::profiling::Profiling>,
 }
 
 /// What the signals' tasks share, on the reporter's thread.
@@ -78,6 +81,10 @@ pub(crate) struct Shared<T> {
     last_session: Cell<Option<u64>>,
     /// Notified at the first call that succeeds (the `Start` event waits for it).
     pub(crate) reached: Notify,
+    /// The trace-profiling tasks, when profiling runs: its signal drives them, the segments'
+    /// signal shows them the segments it sends.
+    #[cfg(feature = "profiling")]
+    pub(crate) profiling: RefCell<Option<crate::profile::runner::TraceTasks>>,
 }
 
 impl<T: Transport + 'static> Worker<T> {
@@ -99,6 +106,8 @@ impl<T: Transport + 'static> Worker<T> {
             commands,
             mut shutdown,
             keep_tracing,
+            #[cfg(feature = "profiling")]
+            profiling,
         } = self;
         let (stop_tx, stop) = watch::channel(None);
         let shared = Rc::new(Shared {
@@ -112,8 +121,11 @@ impl<T: Transport + 'static> Worker<T> {
             new_session: Notify::new(),
             last_session: Cell::new(None),
             reached: Notify::new(),
+            #[cfg(feature = "profiling")]
+            profiling: RefCell::new(None),
         });
-        let tasks = [
+        #[allow(unused_mut)] // one more with profiling
+        let mut tasks = vec![
             tokio::task::spawn_local(segments.run(Rc::clone(&shared))),
             tokio::task::spawn_local(logs.run(Rc::clone(&shared))),
             tokio::task::spawn_local(meters.run(Rc::clone(&shared))),
@@ -121,6 +133,10 @@ impl<T: Transport + 'static> Worker<T> {
             tokio::task::spawn_local(configuration.run(Rc::clone(&shared))),
             tokio::task::spawn_local(events.run(Rc::clone(&shared))),
         ];
+        #[cfg(feature = "profiling")]
+        if let Some(profiling) = profiling {
+            tasks.push(tokio::task::spawn_local(profiling.run(Rc::clone(&shared))));
+        }
         let deadline = loop {
             match shutdown.changed().await {
                 Ok(()) => {
@@ -146,6 +162,21 @@ impl<T: Transport + 'static> Worker<T> {
 }
 
 impl<T: Transport> Shared<T> {
+    /// Shows a running trace-profiling task the segments on their way to OAP (it keeps those
+    /// of its endpoint that ran past its threshold). Nothing while no task runs.
+    pub(crate) fn observe_segments(&self, segments: &[super::wire::Outgoing]) {
+        #[cfg(feature = "profiling")]
+        if let Some(tasks) = self.profiling.borrow_mut().as_mut()
+            && tasks.is_running()
+        {
+            for segment in segments {
+                tasks.observe_segment(segment.bytes());
+            }
+        }
+        #[cfg(not(feature = "profiling"))]
+        let _ = segments;
+    }
+
     /// The shutdown's deadline, once there is one.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         *self.stop.borrow()

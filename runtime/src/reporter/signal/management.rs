@@ -32,6 +32,9 @@ pub(crate) struct Management {
     beats: u64,
     /// The transport's session the properties were last reported on.
     introduced: Option<u64>,
+    /// Rover's process status file (`SW_AGENT_PROCESS_STATUS_HOOK_ENABLE`), touched at every
+    /// keep-alive.
+    hook: Option<crate::process_hook::ProcessHook>,
 }
 
 impl Management {
@@ -56,6 +59,38 @@ impl Management {
             heartbeat,
             beats: 0,
             introduced: None,
+            hook: None,
+        }
+    }
+
+    /// Writes Rover's process status file at every keep-alive (and removes it at the end).
+    pub(crate) fn with_process_hook(mut self, yes: bool) -> Management {
+        self.hook = yes.then(crate::process_hook::ProcessHook::for_this_process);
+        self
+    }
+
+    /// Renews Rover's file, if there is one; a failure is said once.
+    fn touch_hook(&mut self) {
+        let Some(hook) = &mut self.hook else {
+            return;
+        };
+        let properties: Vec<(String, String)> = self
+            .properties
+            .iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect();
+        let meta = crate::process_hook::ProcessMeta {
+            service: &self.service,
+            instance: &self.instance,
+            properties: &properties,
+            labels: &[],
+        };
+        if let Err(err) = hook.keep_alive(&meta) {
+            crate::say::say(&format!(
+                "skytrace: cannot write the process status file for SkyWalking Rover \
+                 (SW_AGENT_PROCESS_STATUS_HOOK_ENABLE): {err}; it is not written any more"
+            ));
+            self.hook = None;
         }
     }
 
@@ -99,12 +134,19 @@ impl Management {
                     }
                 }
             };
-            if let Some(result) = shared.within_deadline(call).await
-                && shared.book(&mut health, result).is_err()
+            match shared
+                .within_deadline(call)
+                .await
+                .map(|r| shared.book(&mut health, r))
             {
                 // Introduced again once the signal may call.
-                self.introduced = None;
+                Some(Err(_)) => self.introduced = None,
+                Some(Ok(_)) => self.touch_hook(),
+                None => {}
             }
+        }
+        if let Some(hook) = &mut self.hook {
+            hook.remove();
         }
     }
 

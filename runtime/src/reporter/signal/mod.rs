@@ -10,4 +10,6 @@ pub(crate) mod logs;
 pub(crate) mod management;
 pub(crate) mod meter_reports;
 pub(crate) mod meters;
+#[cfg(feature = "profiling")]
+pub(crate) mod profiling;
 pub(crate) mod segments;

@@ -111,6 +111,7 @@ impl Segments {
     ) {
         let probe = batch.is_empty();
         let outgoing = self.outgoing(batch, shared.transport.max_message_bytes());
+        shared.observe_segments(&outgoing);
         let count = outgoing.len();
         if count == 0 && !probe {
             return;

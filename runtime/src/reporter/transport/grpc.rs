@@ -30,10 +30,13 @@ use skytrace_proto::v3::event_service_client::EventServiceClient;
 use skytrace_proto::v3::log_report_service_client::LogReportServiceClient;
 use skytrace_proto::v3::management_service_client::ManagementServiceClient;
 use skytrace_proto::v3::meter_report_service_client::MeterReportServiceClient;
+use skytrace_proto::v3::profile_task_client::ProfileTaskClient;
 use skytrace_proto::v3::{
-    Commands, ConfigurationSyncRequest, Event, InstancePingPkg, InstanceProperties, LogData,
-    MeterDataCollection,
+    Commands, ConfigurationSyncRequest, Event, GoProfileData, InstancePingPkg, InstanceProperties,
+    LogData, MeterDataCollection, ProfileTaskCommandQuery, ProfileTaskFinishReport,
 };
+use skytrace_proto::v10::pprof_task_client::PprofTaskClient;
+use skytrace_proto::v10::{PprofData, PprofProfilingStatus, PprofTaskCommandQuery};
 use tonic::Code;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -572,6 +575,97 @@ impl Transport for GrpcTransport {
         let request = self.request(tokio_stream::iter(events), timeout);
         self.call(timeout, false, |channel| async move {
             EventServiceClient::new(channel).collect(request).await
+        })
+        .await
+    }
+    async fn profile_task_commands(
+        &self,
+        query: ProfileTaskCommandQuery,
+        timeout: Duration,
+    ) -> Result<Commands, CallError> {
+        let request = self.request(query, timeout);
+        self.call(timeout, false, |channel| async move {
+            ProfileTaskClient::new(channel)
+                .get_profile_task_commands(request)
+                .await
+        })
+        .await
+    }
+
+    async fn report_profile(
+        &self,
+        chunks: Vec<GoProfileData>,
+        timeout: Duration,
+    ) -> Result<Commands, CallError> {
+        let request = self.request(tokio_stream::iter(chunks), timeout);
+        self.call(timeout, false, |channel| async move {
+            ProfileTaskClient::new(channel)
+                .go_profile_report(request)
+                .await
+        })
+        .await
+    }
+
+    async fn report_task_finish(
+        &self,
+        finish: ProfileTaskFinishReport,
+        timeout: Duration,
+    ) -> Result<Commands, CallError> {
+        let request = self.request(finish, timeout);
+        self.call(timeout, false, |channel| async move {
+            ProfileTaskClient::new(channel)
+                .report_task_finish(request)
+                .await
+        })
+        .await
+    }
+
+    async fn pprof_task_commands(
+        &self,
+        query: PprofTaskCommandQuery,
+        timeout: Duration,
+    ) -> Result<Commands, CallError> {
+        let request = self.request(query, timeout);
+        self.call(timeout, false, |channel| async move {
+            PprofTaskClient::new(channel)
+                .get_pprof_task_commands(request)
+                .await
+        })
+        .await
+    }
+
+    async fn upload_pprof(
+        &self,
+        metadata: PprofData,
+        content: Vec<PprofData>,
+        timeout: Duration,
+    ) -> Result<PprofProfilingStatus, CallError> {
+        // The metadata goes first and is answered before the content is sent, as OAP and the
+        // Go agent do: a profile OAP refuses (too large) is never sent.
+        let (tx, rx) = tokio::sync::mpsc::channel::<PprofData>(4);
+        let request = self.request(tokio_stream::wrappers::ReceiverStream::new(rx), timeout);
+        self.call(timeout, false, |channel| async move {
+            let _ = tx.send(metadata).await;
+            let mut answers = PprofTaskClient::new(channel)
+                .collect(request)
+                .await?
+                .into_inner();
+            let status = answers
+                .message()
+                .await?
+                .map_or(PprofProfilingStatus::PprofExecutionTaskError, |a| {
+                    a.status()
+                });
+            if status == PprofProfilingStatus::PprofProfilingSuccess {
+                for chunk in content {
+                    if tx.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+            while answers.message().await?.is_some() {}
+            Ok(tonic::Response::new(status))
         })
         .await
     }

@@ -26,9 +26,10 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use skytrace_proto::v3::{
-    Commands, ConfigurationSyncRequest, Event, InstancePingPkg, InstanceProperties, LogData,
-    MeterDataCollection,
+    Commands, ConfigurationSyncRequest, Event, GoProfileData, InstancePingPkg, InstanceProperties,
+    LogData, MeterDataCollection, ProfileTaskCommandQuery, ProfileTaskFinishReport,
 };
+use skytrace_proto::v10::{PprofData, PprofProfilingStatus, PprofTaskCommandQuery};
 
 use super::message::Failure;
 use super::wire::Outgoing;
@@ -132,4 +133,45 @@ pub(crate) trait Transport {
         events: Vec<Event>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Commands, CallError>>;
+    /// Asks for trace-profiling tasks (`ProfileTask/getProfileTaskCommands`).
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
+    fn profile_task_commands(
+        &self,
+        query: ProfileTaskCommandQuery,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Commands, CallError>>;
+
+    /// Sends a task's profile in one `ProfileTask/goProfileReport` stream of chunks.
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
+    fn report_profile(
+        &self,
+        chunks: Vec<GoProfileData>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Commands, CallError>>;
+
+    /// Says a trace-profiling task is over here (`ProfileTask/reportTaskFinish`).
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
+    fn report_task_finish(
+        &self,
+        finish: ProfileTaskFinishReport,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Commands, CallError>>;
+
+    /// Asks for on-demand profile tasks (`PprofTask/getPprofTaskCommands`).
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
+    fn pprof_task_commands(
+        &self,
+        query: PprofTaskCommandQuery,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Commands, CallError>>;
+
+    /// Uploads a profile (`PprofTask/collect`): the metadata, then, if the backend answers
+    /// success, the content chunks. Returns the backend's answer to the metadata.
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
+    fn upload_pprof(
+        &self,
+        metadata: PprofData,
+        content: Vec<PprofData>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<PprofProfilingStatus, CallError>>;
 }

@@ -59,6 +59,10 @@ struct RunningTrace {
     ends: SystemTime,
 }
 
+/// Work to do off the reporter's thread: reading the binary's symbols and building a profile
+/// take tens to hundreds of milliseconds, which no other signal may wait for.
+pub(crate) type Build<R> = Box<dyn FnOnce() -> R + Send>;
+
 /// What to send when a trace task is over.
 #[derive(Debug)]
 pub(crate) struct TraceReport {
@@ -160,7 +164,7 @@ impl TraceTasks {
     pub(crate) fn tick(
         &mut self,
         now: SystemTime,
-    ) -> Option<Result<TraceReport, (TraceReport, String)>> {
+    ) -> Option<Result<Build<TraceReport>, (TraceReport, String)>> {
         if self.running.is_none()
             && let Some(i) = self.pending.iter().position(|t| t.window().0 <= now)
         {
@@ -178,7 +182,8 @@ impl TraceTasks {
                     });
                 }
                 Err(err) => {
-                    let report = self.report(&task, pprof::gzip(&Default::default()), 0);
+                    let report =
+                        trace_report(&self.instance, &task, pprof::gzip(&Default::default()), 0);
                     return Some(Err((
                         report,
                         format!("profiling task {} cannot sample: {err}", task.id),
@@ -203,13 +208,22 @@ impl TraceTasks {
         }
         let running = self.running.take()?;
         let mut stopped = running.stopped?;
-        let kept = running.qualifier.kept();
-        let profile = stopped.build(Keep::Segments(kept));
-        let report = self.report(&running.task, pprof::gzip(&profile), kept.len());
-        Some(Ok(report))
+        let instance = self.instance.clone();
+        Some(Ok(Box::new(move || {
+            let kept = running.qualifier.kept();
+            let profile = stopped.build(Keep::Segments(kept));
+            trace_report(&instance, &running.task, pprof::gzip(&profile), kept.len())
+        })))
     }
+}
 
-    fn report(&self, task: &TraceTask, bytes: Vec<u8>, kept_segments: usize) -> TraceReport {
+fn trace_report(
+    instance: &Instance,
+    task: &TraceTask,
+    bytes: Vec<u8>,
+    kept_segments: usize,
+) -> TraceReport {
+    {
         let parts = pprof::chunks(&bytes);
         let last = parts.len() - 1;
         let chunks = parts
@@ -224,8 +238,8 @@ impl TraceTasks {
         TraceReport {
             chunks,
             finish: ProfileTaskFinishReport {
-                service: self.instance.service.clone(),
-                service_instance: self.instance.instance.clone(),
+                service: instance.service.clone(),
+                service_instance: instance.instance.clone(),
                 task_id: task.id.clone(),
             },
             kept_segments,
@@ -312,18 +326,29 @@ impl PprofTasks {
         out
     }
 
-    /// Drains the running task; at its end, the upload.
-    pub(crate) fn tick(&mut self, now: SystemTime) -> Option<PprofUpload> {
+    /// Drains the running task; at its end, the work that makes the upload.
+    pub(crate) fn tick(&mut self, now: SystemTime) -> Option<Build<PprofUpload>> {
         let (_, recording, ends) = self.running.as_mut()?;
         recording.drain();
         if now < *ends {
             return None;
         }
         let (task, recording, _) = self.running.take()?;
-        let profile = recording.stop().build(Keep::All);
-        let bytes = pprof::gzip(&profile);
+        let mut stopped = recording.stop();
+        let instance = self.instance.clone();
+        Some(Box::new(move || {
+            let profile = stopped.build(Keep::All);
+            upload(&instance, &task, pprof::gzip(&profile))
+        }))
+    }
+}
+
+/// A pprof task's upload of `bytes`.
+fn upload(instance: &Instance, task: &PprofTask, bytes: Vec<u8>) -> PprofUpload {
+    {
         let metadata = PprofData {
-            metadata: Some(self.metadata(
+            metadata: Some(pprof_metadata(
+                instance,
                 &task.id,
                 PprofProfilingStatus::PprofProfilingSuccess,
                 bytes.len(),
@@ -338,23 +363,31 @@ impl PprofTasks {
                 result: Some(pprof_data::Result::Content(c.to_vec())),
             })
             .collect();
-        Some(PprofUpload { metadata, content })
+        PprofUpload { metadata, content }
     }
+}
 
-    fn metadata(&self, task_id: &str, status: PprofProfilingStatus, size: usize) -> PprofMetaData {
-        PprofMetaData {
-            service: self.instance.service.clone(),
-            service_instance: self.instance.instance.clone(),
-            task_id: task_id.to_owned(),
-            r#type: status as i32,
-            content_size: i32::try_from(size).unwrap_or(i32::MAX),
-        }
+fn pprof_metadata(
+    instance: &Instance,
+    task_id: &str,
+    status: PprofProfilingStatus,
+    size: usize,
+) -> PprofMetaData {
+    PprofMetaData {
+        service: instance.service.clone(),
+        service_instance: instance.instance.clone(),
+        task_id: task_id.to_owned(),
+        r#type: status as i32,
+        content_size: i32::try_from(size).unwrap_or(i32::MAX),
     }
+}
 
+impl PprofTasks {
     fn error(&self, task_id: &str, message: &str) -> PprofUpload {
         PprofUpload {
             metadata: PprofData {
-                metadata: Some(self.metadata(
+                metadata: Some(pprof_metadata(
+                    &self.instance,
                     task_id,
                     PprofProfilingStatus::PprofExecutionTaskError,
                     0,

@@ -361,7 +361,7 @@ fn a_trace_task_runs_in_its_window_and_reports_the_slow_requests_profile() {
                 tasks.observe_segment(&segment.into_proto().encode_to_vec());
             }
             if let Some(report) = tasks.tick(std::time::SystemTime::now()) {
-                break report.expect("sampling ran");
+                break report.expect("sampling ran")();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -461,8 +461,8 @@ fn pprof_tasks_upload_cpu_profiles_and_refuse_other_kinds() {
     assert!(tasks.is_running());
     let upload = loop {
         burn_the_cpu(Duration::from_millis(50));
-        if let Some(upload) = tasks.tick(std::time::SystemTime::now()) {
-            break upload;
+        if let Some(build) = tasks.tick(std::time::SystemTime::now()) {
+            break build();
         }
     };
     let meta = upload.metadata.metadata.as_ref().unwrap();

@@ -103,14 +103,20 @@ impl Profiling {
                 .as_mut()
                 .and_then(|tasks| tasks.tick(SystemTime::now()));
             match finished {
-                Some(Ok(report)) => trace_report = Some((report, 0)),
+                Some(Ok(build)) => {
+                    if let Some(report) = off_thread(&shared, build).await {
+                        trace_report = Some((report, 0));
+                    }
+                }
                 Some(Err((report, problem))) => {
                     crate::say::say(&format!("skytrace: {problem}"));
                     trace_report = Some((report, 0));
                 }
                 None => {}
             }
-            if let Some(upload) = pprof.tick(SystemTime::now()) {
+            if let Some(build) = pprof.tick(SystemTime::now())
+                && let Some(upload) = off_thread(&shared, build).await
+            {
                 uploads.push((upload, 0));
             }
             // Bounded: an OAP sending task after task gets answers for the last few.
@@ -156,6 +162,28 @@ impl Profiling {
             crate::say::say(&format!("skytrace: {problem}"));
         }
     }
+}
+
+/// Runs `build` (symbols read, a profile built: tens to hundreds of milliseconds) on a thread
+/// of its own, so that no other signal waits for it; `None` if the thread cannot start or a
+/// shutdown comes first.
+async fn off_thread<T: Transport, R: Send + 'static>(
+    shared: &Shared<T>,
+    build: crate::profile::runner::Build<R>,
+) -> Option<R> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let started = std::thread::Builder::new()
+        .name("skytrace-profile".into())
+        .spawn(move || {
+            let _ = tx.send(build());
+        });
+    if let Err(e) = started {
+        crate::say::say(&format!(
+            "skytrace: cannot start a thread to build a profile: {e}; the task's profile is lost"
+        ));
+        return None;
+    }
+    shared.within_stop(rx, None).await?.ok()
 }
 
 /// Whether the connection and the signal may call now (a poll is skipped, not waited for).

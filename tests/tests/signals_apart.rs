@@ -241,6 +241,16 @@ async fn a_failing_event_receiver_traces_every_request() {
     one_receiver_failing(EVENTS, Code::Internal).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oap_without_trace_profiling_traces_every_request() {
+    one_receiver_failing("skywalking.v3.ProfileTask", Code::Unimplemented).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_pprof_receiver_traces_every_request() {
+    one_receiver_failing("skywalking.v10.PprofTask", Code::Internal).await;
+}
+
 /// The segments' own receiver failing is what pauses new traces — and only until it answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_segment_receiver_pauses_new_traces_and_nothing_else() {

@@ -63,6 +63,7 @@ mod instrument;
     feature = "sqlx-postgres",
     feature = "sqlx-mysql",
     feature = "redis",
+    feature = "redis-0-32",
     feature = "lapin",
     feature = "async-nats",
     feature = "tracing",

@@ -512,6 +512,14 @@ async fn redis_commands_and_pipelines_are_exit_spans_and_error_replies_are_marke
             .await
             .unwrap();
         assert_eq!((n, m), (2, 2));
+        // An atomic pipeline whose second command fails: the error is inside `EXEC`'s reply.
+        let failed: redis::RedisResult<(i64, i64)> = redis::pipe()
+            .atomic()
+            .incr(&counter, 1)
+            .incr(&key, 1)
+            .query_async(&mut conn)
+            .await;
+        assert!(failed.is_err());
         let _: () = redis::cmd("PING").query_async(&mut conn).await.unwrap();
     }
     .in_span(entry)
@@ -530,6 +538,7 @@ async fn redis_commands_and_pipelines_are_exit_spans_and_error_replies_are_marke
             "Redis/GET",
             "Redis/INCRBY",
             "Redis/PIPELINE",
+            "Redis/MULTI",
             "Redis/PING"
         ]
     );
@@ -552,14 +561,20 @@ async fn redis_commands_and_pipelines_are_exit_spans_and_error_replies_are_marke
     assert_eq!(tag(&s[2], "cache.op"), Some("read"));
     assert_eq!(tag(&s[2], "cache.key"), Some(key.as_str()));
     assert!(s[3].is_error, "{:#?}", s[3]);
-    assert!(log_message(&s[3]).unwrap().contains("not an integer"));
+    // The error reply as Redis wrote it.
+    assert_eq!(
+        log_message(&s[3]),
+        Some("ERR value is not an integer or out of range")
+    );
     assert_eq!(tag(&s[4], "cache.cmd"), Some("INCRBY;GET"));
     assert_eq!(tag(&s[4], "cache.op"), Some("write"));
     assert_eq!(tag(&s[4], "cache.key"), Some(counter.as_str()));
-    assert_eq!(tag(&s[5], "cache.key"), None);
-    assert_eq!(tag(&s[5], "cache.op"), None);
+    assert_eq!(tag(&s[5], "cache.cmd"), Some("INCRBY;INCRBY"));
+    assert!(log_message(&s[5]).unwrap().contains("not an integer"));
+    assert_eq!(tag(&s[6], "cache.key"), None);
+    assert_eq!(tag(&s[6], "cache.op"), None);
     let failed: Vec<usize> = (0..s.len()).filter(|&i| s[i].is_error).collect();
-    assert_eq!(failed, [3]);
+    assert_eq!(failed, [3, 5]);
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -36,8 +36,8 @@
     doc = "| `sea-orm` (`sea-orm-postgres`, `sea-orm-mysql`) | [`sea_orm::TracedConnection`] | exit, `PostgreSQL/sea-orm/query` |"
 )]
 #![cfg_attr(
-    feature = "redis",
-    doc = "| `redis` | [`redis::TracedConnection`] (`conn.traced(&client)`), [`redis::Pooled`] | exit, `Redis/GET` |"
+    any(feature = "redis", feature = "redis-0-32"),
+    doc = "| `redis` (redis 1.x), `redis-0-32` (redis 0.32) | [`redis::TracedConnection`] (`conn.traced(&client)`), [`redis::Pooled`] | exit, `Redis/GET` |"
 )]
 #![cfg_attr(
     feature = "lapin",
@@ -96,8 +96,10 @@ pub mod log;
 mod mq;
 #[cfg(feature = "async-nats")]
 pub mod nats;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "redis-0-32"))]
 pub mod redis;
+#[cfg(feature = "redis-0-32")]
+pub mod redis_0_32;
 #[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
 pub mod reqwest;
 #[cfg(any(feature = "sea-orm-postgres", feature = "sea-orm-mysql"))]

@@ -1,8 +1,12 @@
-//! redis (feature `redis`, redis-rs async): an exit span per command and per pipeline.
+//! redis (redis-rs, async; feature `redis` for redis 1.x, `redis-0-32` for redis 0.32): an exit
+//! span per command and per pipeline.
 //!
 //! [`TracedConnection`] wraps any async connection (`MultiplexedConnection`,
 //! `ConnectionManager`, …) and is one itself, so `AsyncCommands`, `cmd(…).query_async` and
-//! pipelines work on it unchanged:
+//! pipelines work on it unchanged. It is the same type for both lines (it implements the
+//! `ConnectionLike` of each enabled line); only the extension trait that adds `.traced(&client)`
+//! is the line's own: this module's `RedisConnectionExt` for redis 1.x,
+//! `skytrace::integrations::redis_0_32::RedisConnectionExt` for redis 0.32.
 //!
 //! ```no_run
 //! use redis::AsyncCommands;
@@ -27,7 +31,8 @@
 //! or `write` (a pipeline is `write` if any of its commands writes). Commands that read are
 //! told from those that write by Redis's own command table; the Java agent's lists differ
 //! in a few places (it counts `LPOP`/`SPOP` as reads), ours follow what the command does.
-//! An error reply or a failed connection marks the span as failed and logs the error.
+//! An error reply or a failed connection marks the span as failed and logs the error (an error
+//! reply as Redis wrote it: `ERR value is not an integer or out of range`).
 //!
 //! Outside any trace the command is sent as it would be on the bare connection.
 //!
@@ -45,13 +50,20 @@
 //!     redis::cmd("PING").query_async(&mut conn).await
 //! }
 //! ```
+//!
+//! With a redis whose feature is not enabled (redis 0.32 in the crate, only `redis` on
+//! skytrace), `TracedConnection::new` does not compile and the error names the features:
+//!
+//! ```compile_fail
+//! use skytrace::integrations::redis::TracedConnection;
+//!
+//! // Not a redis `Client` of an enabled line: "skytrace's redis integration was not built
+//! // for `&str`", with the features to choose from.
+//! let _ = TracedConnection::new((), &"redis://cache:6379/");
+//! ```
 
 use std::fmt;
-use std::ops::DerefMut;
 use std::sync::Arc;
-
-use ::redis::aio::ConnectionLike;
-use ::redis::{Arg, Client, Cmd, Pipeline, RedisFuture, Value};
 
 use crate::component;
 use crate::segment::SpanLayer;
@@ -63,19 +75,49 @@ const KEY_MAX_LEN: usize = 128;
 const PIPELINE_CMD_MAX_LEN: usize = 256;
 
 /// A redis connection whose commands are exit spans; see the [module documentation](self).
+///
+/// ```no_run
+/// use skytrace::integrations::redis::TracedConnection;
+///
+/// # async fn demo() -> redis::RedisResult<()> {
+/// let client = redis::Client::open("redis://cache:6379/")?;
+/// let conn = client.get_multiplexed_async_connection().await?;
+/// let mut conn = TracedConnection::new(conn, &client);
+/// let _: () = redis::cmd("PING").query_async(&mut conn).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct TracedConnection<C> {
-    inner: C,
-    peer: Arc<str>,
+    // Read by the `ConnectionLike` impls of each line (`connection_like!`).
+    pub(super) inner: C,
+    pub(super) peer: Arc<str>,
 }
 
-impl<C: ConnectionLike> TracedConnection<C> {
-    /// Wraps `inner`, a connection made by `client`: the spans' peer is the client's address.
-    pub fn new(inner: C, client: &Client) -> Self {
-        Self::with_peer(inner, client.get_connection_info().addr().to_string())
+impl<C> TracedConnection<C> {
+    /// Wraps `inner`, a connection made by `client` (a `redis::Client` of an enabled line): the
+    /// spans' peer is the client's address.
+    ///
+    /// ```no_run
+    /// use skytrace::integrations::redis::TracedConnection;
+    ///
+    /// # async fn demo(client: redis::Client) -> redis::RedisResult<()> {
+    /// let conn = TracedConnection::new(client.get_multiplexed_async_connection().await?, &client);
+    /// assert_eq!(conn.peer(), "cache:6379");
+    /// # Ok(()) }
+    /// ```
+    pub fn new<K: line::Client>(inner: C, client: &K) -> Self {
+        Self::with_peer(inner, client.peer())
     }
 
     /// Wraps `inner`, whose server is at `peer` (`host:port`).
+    ///
+    /// ```
+    /// use skytrace::integrations::redis::TracedConnection;
+    ///
+    /// # fn demo(conn: redis::aio::MultiplexedConnection) {
+    /// let conn = TracedConnection::with_peer(conn, "cache:6379");
+    /// # let _ = conn; }
+    /// ```
     pub fn with_peer(inner: C, peer: impl Into<String>) -> Self {
         TracedConnection {
             inner,
@@ -84,16 +126,35 @@ impl<C: ConnectionLike> TracedConnection<C> {
     }
 
     /// The spans' peer.
+    ///
+    /// ```
+    /// use skytrace::integrations::redis::TracedConnection;
+    ///
+    /// assert_eq!(TracedConnection::with_peer((), "cache:6379").peer(), "cache:6379");
+    /// ```
     pub fn peer(&self) -> &str {
         &self.peer
     }
 
     /// The connection, untraced.
+    ///
+    /// ```
+    /// use skytrace::integrations::redis::TracedConnection;
+    ///
+    /// let mut conn = TracedConnection::with_peer(7, "cache:6379");
+    /// assert_eq!(*conn.inner(), 7);
+    /// ```
     pub fn inner(&mut self) -> &mut C {
         &mut self.inner
     }
 
     /// The connection, untraced.
+    ///
+    /// ```
+    /// use skytrace::integrations::redis::TracedConnection;
+    ///
+    /// assert_eq!(TracedConnection::with_peer(7, "cache:6379").into_inner(), 7);
+    /// ```
     pub fn into_inner(self) -> C {
         self.inner
     }
@@ -107,7 +168,8 @@ impl<C> fmt::Debug for TracedConnection<C> {
     }
 }
 
-/// `.traced(&client)` for redis connections: the one-line adoption.
+/// `.traced(&client)` for redis 1.x connections: the one-line adoption. (For redis 0.32:
+/// `skytrace::integrations::redis_0_32::RedisConnectionExt`.)
 ///
 /// ```no_run
 /// use skytrace::integrations::redis::RedisConnectionExt;
@@ -117,116 +179,207 @@ impl<C> fmt::Debug for TracedConnection<C> {
 /// # let _ = conn;
 /// # Ok(()) }
 /// ```
-pub trait RedisConnectionExt: ConnectionLike + Sized {
+#[cfg(feature = "redis")]
+pub trait RedisConnectionExt: ::redis::aio::ConnectionLike + Sized {
     /// Wraps the connection in a [`TracedConnection`] whose peer is `client`'s address.
-    fn traced(self, client: &Client) -> TracedConnection<Self> {
+    fn traced(self, client: &::redis::Client) -> TracedConnection<Self> {
         TracedConnection::new(self, client)
     }
 }
 
-impl<C: ConnectionLike> RedisConnectionExt for C {}
-
-impl<C: ConnectionLike + Send> ConnectionLike for TracedConnection<C> {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let span = command_span(&self.peer, cmd);
-        let future = self.inner.req_packed_command(cmd);
-        if !span.is_recording() {
-            return future;
-        }
-        Box::pin(async move {
-            let result = future.await;
-            match &result {
-                Ok(value) => record_value(&span, value),
-                Err(error) => span.record_error(error),
-            }
-            result
-        })
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        let span = pipeline_span(&self.peer, pipeline);
-        let future = self.inner.req_packed_commands(pipeline, offset, count);
-        if !span.is_recording() {
-            return future;
-        }
-        Box::pin(async move {
-            let result = future.await;
-            match &result {
-                Ok(values) => {
-                    if let Some(value) = values.iter().find(|v| is_error(v)) {
-                        record_value(&span, value);
-                    }
-                }
-                Err(error) => span.record_error(error),
-            }
-            result
-        })
-    }
-
-    fn get_db(&self) -> i64 {
-        self.inner.get_db()
-    }
-}
+#[cfg(feature = "redis")]
+impl<C: ::redis::aio::ConnectionLike> RedisConnectionExt for C {}
 
 /// A pooled connection (anything that dereferences to a connection, as bb8's
 /// `PooledConnection`) as a connection of its own, to wrap in a [`TracedConnection`]; see the
 /// [module documentation](self).
+///
+/// ```
+/// use skytrace::integrations::redis::{Pooled, TracedConnection};
+///
+/// // `pooled`: what `bb8_pool.get().await?` returns, say.
+/// # fn demo(pooled: Box<redis::aio::MultiplexedConnection>) {
+/// let conn = TracedConnection::with_peer(Pooled(pooled), "cache:6379");
+/// # let _ = conn; }
+/// ```
 #[derive(Debug)]
 pub struct Pooled<P>(pub P);
 
-impl<P> ConnectionLike for Pooled<P>
-where
-    P: DerefMut + Send,
-    P::Target: ConnectionLike,
-{
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.0.deref_mut().req_packed_command(cmd)
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        self.0
-            .deref_mut()
-            .req_packed_commands(pipeline, offset, count)
-    }
-
-    fn get_db(&self) -> i64 {
-        self.0.get_db()
+/// What [`TracedConnection::new`] needs of a redis line's `Client`: implemented for the
+/// `Client` of each enabled line (a module of its own, so that users cannot name it).
+pub(super) mod line {
+    #[diagnostic::on_unimplemented(
+        message = "skytrace's redis integration was not built for `{Self}`",
+        label = "not a redis `Client` of a line skytrace's features enable",
+        note = "skytrace supports redis 1.x (feature `redis`) and redis 0.32 (feature \
+                `redis-0-32`): enable the one your crate's `redis` is"
+    )]
+    pub trait Client {
+        /// The server's `host:port`.
+        fn peer(&self) -> String;
     }
 }
 
-fn is_error(value: &Value) -> bool {
-    matches!(value, Value::ServerError(_))
-}
+/// `ConnectionLike` of one redis line (`$redis`, its crate) for [`TracedConnection`] and
+/// [`Pooled`], and `line::Client` for its `Client` (`$peer` reads the address). The lines'
+/// traits have the same shape; the work is in the functions below, shared.
+macro_rules! connection_like {
+    ($redis:ident, $peer:expr) => {
+        impl $crate::integrations::redis::line::Client for ::$redis::Client {
+            fn peer(&self) -> String {
+                let peer: fn(&::$redis::Client) -> String = $peer;
+                peer(self)
+            }
+        }
 
-/// Marks `span` as failed if `value` is an error reply.
-fn record_value(span: &Span, value: &Value) {
-    if let Value::ServerError(error) = value {
-        span.record_error(error);
+        impl<C> ::$redis::aio::ConnectionLike for $crate::integrations::redis::TracedConnection<C>
+        where
+            C: ::$redis::aio::ConnectionLike + Send,
+        {
+            fn req_packed_command<'a>(
+                &'a mut self,
+                cmd: &'a ::$redis::Cmd,
+            ) -> ::$redis::RedisFuture<'a, ::$redis::Value> {
+                let span = $crate::integrations::redis::command_span(
+                    &self.peer,
+                    cmd.args_iter().map(|arg| match arg {
+                        ::$redis::Arg::Simple(bytes) => Some(bytes),
+                        // A cursor (or an argument kind of a later release).
+                        _ => None,
+                    }),
+                );
+                let future = self.inner.req_packed_command(cmd);
+                if !span.is_recording() {
+                    return future;
+                }
+                Box::pin(async move {
+                    let result = future.await;
+                    match &result {
+                        Ok(::$redis::Value::ServerError(error)) => {
+                            $crate::integrations::redis::record_reply_error(
+                                &span,
+                                error.code(),
+                                error.details(),
+                            )
+                        }
+                        Ok(_) => {}
+                        Err(error) => span.record_error(error),
+                    }
+                    result
+                })
+            }
+
+            fn req_packed_commands<'a>(
+                &'a mut self,
+                pipeline: &'a ::$redis::Pipeline,
+                offset: usize,
+                count: usize,
+            ) -> ::$redis::RedisFuture<'a, Vec<::$redis::Value>> {
+                let transaction = pipeline.is_transaction();
+                let span = $crate::integrations::redis::pipeline_span(
+                    &self.peer,
+                    transaction,
+                    pipeline.cmd_iter().map(|cmd| {
+                        cmd.args_iter().map(|arg| match arg {
+                            ::$redis::Arg::Simple(bytes) => Some(bytes),
+                            _ => None,
+                        })
+                    }),
+                );
+                let future = self.inner.req_packed_commands(pipeline, offset, count);
+                if !span.is_recording() {
+                    return future;
+                }
+                Box::pin(async move {
+                    let result = future.await;
+                    match &result {
+                        Ok(values) => {
+                            // A transaction's replies come as one array, `EXEC`'s: a command
+                            // that failed inside it is an error in that array.
+                            let error = values.iter().find_map(|value| match value {
+                                ::$redis::Value::ServerError(error) => Some(error),
+                                ::$redis::Value::Array(replies) if transaction => {
+                                    replies.iter().find_map(|reply| match reply {
+                                        ::$redis::Value::ServerError(error) => Some(error),
+                                        _ => None,
+                                    })
+                                }
+                                _ => None,
+                            });
+                            if let Some(error) = error {
+                                $crate::integrations::redis::record_reply_error(
+                                    &span,
+                                    error.code(),
+                                    error.details(),
+                                );
+                            }
+                        }
+                        Err(error) => span.record_error(error),
+                    }
+                    result
+                })
+            }
+
+            fn get_db(&self) -> i64 {
+                self.inner.get_db()
+            }
+        }
+
+        impl<P> ::$redis::aio::ConnectionLike for $crate::integrations::redis::Pooled<P>
+        where
+            P: ::std::ops::DerefMut + Send,
+            P::Target: ::$redis::aio::ConnectionLike,
+        {
+            fn req_packed_command<'a>(
+                &'a mut self,
+                cmd: &'a ::$redis::Cmd,
+            ) -> ::$redis::RedisFuture<'a, ::$redis::Value> {
+                (*self.0).req_packed_command(cmd)
+            }
+
+            fn req_packed_commands<'a>(
+                &'a mut self,
+                pipeline: &'a ::$redis::Pipeline,
+                offset: usize,
+                count: usize,
+            ) -> ::$redis::RedisFuture<'a, Vec<::$redis::Value>> {
+                (*self.0).req_packed_commands(pipeline, offset, count)
+            }
+
+            fn get_db(&self) -> i64 {
+                (*self.0).get_db()
+            }
+        }
+    };
+}
+#[cfg(feature = "redis-0-32")]
+pub(super) use connection_like;
+
+#[cfg(feature = "redis")]
+connection_like!(redis, |client: &::redis::Client| client
+    .get_connection_info()
+    .addr()
+    .to_string());
+
+/// Marks `span` as failed with an error reply, written as Redis wrote it (`ERR value is not an
+/// integer or out of range`).
+pub(super) fn record_reply_error(span: &Span, code: &str, detail: Option<&str>) {
+    match detail {
+        Some(detail) => span.record_error(&format_args!("{code} {detail}")),
+        None => span.record_error(&code),
     }
 }
 
-/// A command's name (upper case) and first key.
-fn name_and_key(cmd: &Cmd) -> (String, Option<&[u8]>) {
-    let mut args = cmd.args_iter();
+/// A command's name (upper case) and first key, from its arguments (`None`: a cursor).
+fn name_and_key<'a>(
+    mut args: impl Iterator<Item = Option<&'a [u8]>>,
+) -> (String, Option<&'a [u8]>) {
     let name = match args.next() {
-        Some(Arg::Simple(name)) => String::from_utf8_lossy(name).to_ascii_uppercase(),
+        Some(Some(name)) => String::from_utf8_lossy(name).to_ascii_uppercase(),
         _ => String::new(),
     };
     let key = match (op_of(&name), KEYLESS.contains(&name.as_str())) {
-        (Some(_), false) => match args.next() {
-            Some(Arg::Simple(key)) => Some(key),
-            _ => None,
-        },
+        (Some(_), false) => args.next().flatten(),
         _ => None,
     };
     (name, key)
@@ -250,10 +403,12 @@ fn tag_common(span: &Span, peer: &str) {
     span.add_tag("cache.type", "redis");
 }
 
-fn command_span(peer: &str, cmd: &Cmd) -> Span {
+/// The exit span of one command, `args` its arguments (`None`: a cursor); the arguments are
+/// read only when the span records.
+pub(super) fn command_span<'a>(peer: &str, args: impl Iterator<Item = Option<&'a [u8]>>) -> Span {
     let span = base_span("Redis");
     if span.is_recording() {
-        let (name, key) = name_and_key(cmd);
+        let (name, key) = name_and_key(args);
         tag_common(&span, peer);
         span.set_operation_name(format!("Redis/{name}"));
         if let Some(op) = op_of(&name) {
@@ -267,18 +422,27 @@ fn command_span(peer: &str, cmd: &Cmd) -> Span {
     span
 }
 
-fn pipeline_span(peer: &str, pipeline: &Pipeline) -> Span {
+/// The exit span of a pipeline (`MULTI` … `EXEC` when `transaction`), `cmds` its commands'
+/// arguments.
+pub(super) fn pipeline_span<'a, A>(
+    peer: &str,
+    transaction: bool,
+    cmds: impl Iterator<Item = A>,
+) -> Span
+where
+    A: Iterator<Item = Option<&'a [u8]>>,
+{
     let span = base_span("Redis/PIPELINE");
     if span.is_recording() {
         tag_common(&span, peer);
-        if pipeline.is_transaction() {
+        if transaction {
             span.set_operation_name("Redis/MULTI");
         }
-        let mut cmds = String::new();
+        let mut names = String::new();
         let mut first_key = None;
         let mut op = None;
-        for (i, cmd) in pipeline.cmd_iter().enumerate() {
-            let (name, key) = name_and_key(cmd);
+        for (i, args) in cmds.enumerate() {
+            let (name, key) = name_and_key(args);
             if i == 0 {
                 first_key = key.map(key_text);
             }
@@ -287,11 +451,11 @@ fn pipeline_span(peer: &str, pipeline: &Pipeline) -> Span {
                 (None, Some(read)) => op = Some(read),
                 _ => {}
             }
-            if cmds.len() < PIPELINE_CMD_MAX_LEN {
-                if !cmds.is_empty() {
-                    cmds.push(';');
+            if names.len() < PIPELINE_CMD_MAX_LEN {
+                if !names.is_empty() {
+                    names.push(';');
                 }
-                cmds.push_str(&name);
+                names.push_str(&name);
             }
         }
         if let Some(op) = op {
@@ -300,7 +464,7 @@ fn pipeline_span(peer: &str, pipeline: &Pipeline) -> Span {
         if let Some(key) = first_key {
             span.add_tag("cache.key", key);
         }
-        span.add_tag("cache.cmd", cmds);
+        span.add_tag("cache.cmd", names);
     }
     span
 }
@@ -465,19 +629,22 @@ const WRITES: &[&str] = &[
 mod tests {
     use super::*;
 
+    fn args<'a>(words: &'a [&'a str]) -> impl Iterator<Item = Option<&'a [u8]>> {
+        words.iter().map(|w| Some(w.as_bytes()))
+    }
+
     #[test]
     fn commands_are_named_and_classified() {
-        let mut cmd = ::redis::cmd("get");
-        cmd.arg("user:7");
-        let (name, key) = name_and_key(&cmd);
+        let (name, key) = name_and_key(args(&["get", "user:7"]));
         assert_eq!(name, "GET");
         assert_eq!(key, Some(&b"user:7"[..]));
         assert_eq!(op_of(&name), Some("read"));
-        let mut ping = ::redis::cmd("PING");
-        let (name, key) = name_and_key(ping.arg("x"));
+        let (name, key) = name_and_key(args(&["PING", "x"]));
         assert_eq!((name.as_str(), key), ("PING", None));
-        let mut scan = ::redis::cmd("SCAN");
-        let (_, key) = name_and_key(scan.arg("0"));
+        let (_, key) = name_and_key(args(&["SCAN", "0"]));
+        assert_eq!(key, None);
+        // A cursor argument is no key.
+        let (_, key) = name_and_key([Some(&b"HSCAN"[..]), None].into_iter());
         assert_eq!(key, None);
         assert_eq!(key_text(&[b'k'; 300]).len(), KEY_MAX_LEN);
     }

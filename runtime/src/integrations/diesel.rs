@@ -72,8 +72,12 @@ const MYSQL: Names = Names {
     rollback: "Mysql/diesel/rollback",
 };
 
-/// The constructor to hand to [`diesel::connection::set_default_instrumentation`]: a fresh
+/// The constructor to hand to [`diesel::connection::set_default_instrumentation`][set]: a fresh
 /// [`DieselInstrumentation`] for each new connection.
+///
+// A URL, not an intra-doc link: diesel declares the function only with a backend feature on,
+// and the `diesel` feature alone turns none on.
+/// [set]: https://docs.rs/diesel/2/diesel/connection/fn.set_default_instrumentation.html
 ///
 /// ```no_run
 /// diesel::connection::set_default_instrumentation(skytrace::integrations::diesel::instrumentation)

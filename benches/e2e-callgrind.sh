@@ -13,6 +13,7 @@
 # counters are dumped: startup and warm-up are not counted.
 #
 #   benches/e2e-callgrind.sh [seconds of load per case, default 4] [case ...]
+#   OUT=/tmp/e2e benches/e2e-callgrind.sh 4 skytrace+grpc   # keeps the dumps (one per thread)
 #
 # Prints a markdown table: per request, all threads, the case's extra over `plain` (which must
 # be among the cases for that column), and the part of it on skytrace's reporter thread.
@@ -91,5 +92,8 @@ for case in "${cases[@]}"; do
     rep=-
     [ "$reporter" -gt 0 ] && rep=$(printf '%.0f' "$(echo "$reporter / $requests" | bc -l)")
     printf '| %s | %d | %.0f | %s | %s |\n' "$case" "$requests" "$per" "$extra" "$rep"
+    if [ -n "${OUT:-}" ]; then
+        mkdir -p "$OUT" && cp "$out/$case.cg".1-* "$OUT/"
+    fi
     rm -f "$out/$case.cg"*
 done

@@ -23,6 +23,8 @@ for tool in valgrind callgrind_control wrk; do
     command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install valgrind wrk)" >&2; exit 1; }
 done
 secs=${1:-4}
+# Connections wrk keeps open (`CONNECTIONS=1`: one request at a time, the same path each time)
+conns=${CONNECTIONS:-32}
 shift || true
 if [ $# -gt 0 ]; then
     cases=("$@")
@@ -61,16 +63,17 @@ printf '| case | requests | instructions/req | extra over plain | on the reporte
 printf '|---|--:|--:|--:|--:|\n'
 plain=""
 for case in "${cases[@]}"; do
+    rm -f "$out/$case".*
     E2E_COLLECTOR=$collector E2E_SERVE=100000 valgrind --tool=callgrind --separate-threads=yes \
         --callgrind-out-file="$out/$case.cg" "$bin" --bench "e2e/axum_hello/$case" \
         > "$out/$case.serve" 2> "$out/$case.log" &
     vg=$!
     pids+=("$vg")
     url=$(await_line "$out/$case.serve" "$case") || { cat "$out/$case.log" >&2; exit 1; }
-    wrk -t1 -c32 -d1s "$url" > /dev/null
+    wrk -t1 -c"$conns" -d1s "$url" > /dev/null
     sleep 1
     callgrind_control -z "$vg" > /dev/null 2>&1
-    requests=$(wrk -t1 -c32 -d"${secs}s" "$url" | awk '/requests in/ { print $1 }')
+    requests=$(wrk -t1 -c"$conns" -d"${secs}s" "$url" | awk '/requests in/ { print $1 }')
     sleep 1
     callgrind_control -d "$vg" > /dev/null 2>&1
     kill "$vg" 2>/dev/null || true

@@ -32,8 +32,9 @@ else
     cases=(plain pass-layer skytrace+discard skytrace+grpc skywalking+discard fastrace+discard
         tracing+registry bridge+discard bridge+grpc otel+batch)
 fi
-bin=$(cargo bench -p skytrace-benches --bench e2e --no-run --message-format=json 2>/dev/null \
-    | grep -o '"executable":"[^"]*"' | grep e2e | tail -1 | cut -d'"' -f4)
+# `E2E_BIN=path`: a bench binary built already (no cargo run).
+bin=${E2E_BIN:-$(cargo bench -p skytrace-benches --bench e2e --no-run --message-format=json 2>/dev/null \
+    | grep -o '"executable":"[^"]*"' | grep e2e | tail -1 | cut -d'"' -f4)}
 [ -x "$bin" ] || { echo "the e2e bench did not build: cargo bench -p skytrace-benches --bench e2e --no-run" >&2; exit 1; }
 out=$(mktemp -d)
 pids=()

@@ -71,7 +71,8 @@ mod tests {
             assert!(again.is_empty());
             assert_eq!(again.as_ptr(), at, "the same allocation");
             // Taken: the next one is new.
-            assert_ne!(take().as_ptr(), at);
+            let other = take();
+            assert_ne!(other.as_ptr(), at);
         })
         .join()
         .unwrap();

@@ -9,8 +9,16 @@
 //! - `pass-layer`: a layer that only passes requests on (`common::PassLayer`): what axum's
 //!   `Router::layer` costs per request whatever the layer does;
 //! - `skytrace+discard`: the layer, with a reporter that discards (the instrumentation alone);
-//! - `skytrace+grpc`: the layer, with the gRPC reporter delivering every segment to the
-//!   in-process collector (the whole agent), which counts them without decoding them.
+//! - `skytrace+grpc`: the whole agent (`skytrace::init` with the defaults, `SkytraceLayer::new()`),
+//!   the gRPC reporter delivering every segment to the collector, which counts them without
+//!   decoding them;
+//! - the peers (`e2e_peers.rs`): `skywalking+discard` (the official crate), `fastrace+discard`,
+//!   and tower-http's `TraceLayer` over `tracing`: `tracing+registry` (a bare `Registry`),
+//!   `bridge+discard` / `bridge+grpc` (skytrace's `SkyWalkingLayer` starting a trace per
+//!   request), `otel+batch` (tracing-opentelemetry, the SDK's batch processor, discarding).
+//!
+//! `E2E_COLLECTOR=host:port` sends to a collector in another process (`E2E_COLLECTOR_SERVE=1`
+//! runs one): `benches/e2e-callgrind.sh` does, so that every thread it counts is the service's.
 //!
 //! Placement: the server (one tokio worker) and skytrace's reporter thread — which runs inside
 //! the service in production — are pinned to CPU 0; the load generator and the collector

@@ -9,8 +9,16 @@
 //! - `pass-layer`: a layer that only passes requests on (`common::PassLayer`): what axum's
 //!   `Router::layer` costs per request whatever the layer does;
 //! - `skytrace+discard`: the layer, with a reporter that discards (the instrumentation alone);
-//! - `skytrace+grpc`: the layer, with the gRPC reporter delivering every segment to the
-//!   in-process collector (the whole agent), which counts them without decoding them.
+//! - `skytrace+grpc`: the whole agent (`skytrace::init` with the defaults, `SkytraceLayer::new()`),
+//!   the gRPC reporter delivering every segment to the collector, which counts them without
+//!   decoding them;
+//! - the peers (`e2e_peers.rs`): `skywalking+discard` (the official crate), `fastrace+discard`,
+//!   and tower-http's `TraceLayer` over `tracing`: `tracing+registry` (a bare `Registry`),
+//!   `bridge+discard` / `bridge+grpc` (skytrace's `SkyWalkingLayer` starting a trace per
+//!   request), `otel+batch` (tracing-opentelemetry, the SDK's batch processor, discarding).
+//!
+//! `E2E_COLLECTOR=host:port` sends to a collector in another process (`E2E_COLLECTOR_SERVE=1`
+//! runs one): `benches/e2e-callgrind.sh` does, so that every thread it counts is the service's.
 //!
 //! Placement: the server (one tokio worker) and skytrace's reporter thread — which runs inside
 //! the service in production — are pinned to CPU 0; the load generator and the collector
@@ -26,6 +34,7 @@
 //! long without load, printing the addresses.
 
 mod common;
+mod e2e_peers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,9 +44,10 @@ use axum::Router;
 use axum::routing::get;
 use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
+use skytrace::Tracer;
 use skytrace::integrations::axum::SkytraceLayer;
-use skytrace::{GrpcReporter, Tracer};
 use skytrace_collector::Collector;
+use tracing::Dispatch;
 
 use common::{Args, median};
 
@@ -48,22 +58,53 @@ const SERVER_THREADS: usize = 1;
 const SERVER_CPU: usize = 0;
 const LOAD_CPU: usize = 1;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Case {
     Plain,
     PassLayer,
     Discard,
     Grpc,
+    Skywalking,
+    Fastrace,
+    TracingRegistry,
+    BridgeDiscard,
+    BridgeGrpc,
+    Otel,
 }
 
 impl Case {
+    const ALL: [Case; 10] = [
+        Case::Plain,
+        Case::PassLayer,
+        Case::Discard,
+        Case::Grpc,
+        Case::Skywalking,
+        Case::Fastrace,
+        Case::TracingRegistry,
+        Case::BridgeDiscard,
+        Case::BridgeGrpc,
+        Case::Otel,
+    ];
+
+    /// No name is a part of another: a name selects its case alone.
     fn name(self) -> &'static str {
         match self {
             Case::Plain => "plain",
             Case::PassLayer => "pass-layer",
             Case::Discard => "skytrace+discard",
             Case::Grpc => "skytrace+grpc",
+            Case::Skywalking => "skywalking+discard",
+            Case::Fastrace => "fastrace+discard",
+            Case::TracingRegistry => "tracing+registry",
+            Case::BridgeDiscard => "bridge+discard",
+            Case::BridgeGrpc => "bridge+grpc",
+            Case::Otel => "otel+batch",
         }
+    }
+
+    /// The whole agent (`skytrace::init`, gRPC to the collector) serves this case.
+    fn whole_agent(self) -> bool {
+        matches!(self, Case::Grpc | Case::BridgeGrpc)
     }
 }
 
@@ -119,7 +160,7 @@ end
                 return Load::Wrk { script };
             }
         }
-        Load::InProcess(pinned_runtime("bench-load", 1, LOAD_CPU))
+        Load::InProcess(pinned_runtime("bench-load", 1, LOAD_CPU, None))
     }
 
     fn name(&self) -> &'static str {
@@ -162,52 +203,120 @@ impl Drop for Load {
 
 fn main() {
     let args = Args::parse();
-    let names = [Case::Plain, Case::PassLayer, Case::Discard, Case::Grpc]
-        .map(|case| format!("e2e/axum_hello/{}", case.name()));
+    if std::env::var_os("E2E_COLLECTOR_SERVE").is_some() {
+        serve_collector();
+    }
+    let names = Case::ALL.map(|case| format!("e2e/axum_hello/{}", case.name()));
     if !names.iter().any(|name| args.wants(name)) {
         return;
     }
+    let selected: Vec<Case> = Case::ALL
+        .into_iter()
+        .filter(|case| args.selects(&format!("e2e/axum_hello/{}", case.name())))
+        .collect();
     // The reporter thread is spawned by this thread and inherits its CPU.
     let pinned = common::pin_current_thread(SERVER_CPU);
-    let server_rt = pinned_runtime("bench-server", SERVER_THREADS, SERVER_CPU);
-    let collector_rt = pinned_runtime("bench-collector", 1, LOAD_CPU);
+    let server_rt = pinned_runtime("bench-server", SERVER_THREADS, SERVER_CPU, None);
+    let collector_rt = pinned_runtime("bench-collector", 1, LOAD_CPU, None);
     // Count-only: the collector reads and counts the segments but does not decode them, which
     // is OAP's work on its own machines, and here would take the load generator's CPU.
-    let collector = collector_rt
-        .block_on(Collector::builder().count_only(true).start())
-        .expect("collector starts");
+    // `E2E_COLLECTOR=host:port` sends to a collector in another process instead (for
+    // callgrind: every thread of this process is then the service's).
+    let external = std::env::var("E2E_COLLECTOR").ok();
+    let collector = match external {
+        Some(_) => None,
+        None => Some(
+            collector_rt
+                .block_on(Collector::builder().count_only(true).start())
+                .expect("collector starts"),
+        ),
+    };
+    let backend = external.unwrap_or_else(|| {
+        collector
+            .as_ref()
+            .map(|c| c.addr().to_string())
+            .unwrap_or_default()
+    });
+    let config = || {
+        common::config()
+            .backend_services(backend.clone())
+            .build()
+            .expect("config")
+    };
     let load = Load::pick();
 
-    let config = common::config()
-        .backend_services(collector.addr().to_string())
-        .build()
-        .expect("config");
-    let discard = Tracer::new(&config, skytrace::DiscardReporter::new());
-    let grpc = Tracer::new(&config, GrpcReporter::start(&config).expect("reporter"));
+    let discard = Tracer::new(&config(), skytrace::DiscardReporter::new());
+    // The whole agent as a service starts it: `init` with the defaults, inside its runtime.
+    let agent = selected.iter().any(|c| c.whole_agent()).then(|| {
+        let _in = server_rt.enter();
+        skytrace::init(config()).expect("init")
+    });
+    if selected.contains(&Case::Fastrace) {
+        e2e_peers::install_fastrace();
+    }
+    let skywalking = skywalking::trace::tracer::Tracer::new(common::SERVICE, common::INSTANCE, ());
+    let mut otel_provider = None;
+    // The `tracing` cases' subscribers, each the default of its own server runtime's thread.
+    let mut dispatch = |case: Case| match case {
+        Case::TracingRegistry => Some(e2e_peers::registry_dispatch()),
+        Case::BridgeDiscard => Some(e2e_peers::bridge_dispatch(Some(discard.clone()))),
+        Case::BridgeGrpc => Some(e2e_peers::bridge_dispatch(None)),
+        Case::Otel => {
+            let (dispatch, provider) = e2e_peers::otel_dispatch();
+            otel_provider = Some(provider);
+            Some(dispatch)
+        }
+        _ => None,
+    };
+    let mut dispatches: Vec<(Case, Dispatch)> = Vec::new();
+    for case in &selected {
+        if let Some(d) = dispatch(*case) {
+            dispatches.push((*case, d));
+        }
+    }
+    // A `tracing` case served alone (callgrind): its subscriber is also the process's global
+    // default, as in a service, so that the agent's own threads meet it too.
+    if let [(_, only)] = dispatches.as_slice()
+        && selected.len() == 1
+    {
+        let _ = tracing::dispatcher::set_global_default(only.clone());
+    }
 
     let hello = || Router::new().route("/hello", get(|| async { "Hello, World!" }));
-    let apps = [
-        (Case::Plain, hello()),
-        (Case::PassLayer, hello().layer(common::PassLayer)),
-        (
-            Case::Discard,
-            hello().layer(SkytraceLayer::with_tracer(discard.clone())),
-        ),
-        (
-            Case::Grpc,
-            hello().layer(SkytraceLayer::with_tracer(grpc.clone())),
-        ),
-    ];
+    let app = |case: Case| match case {
+        Case::Plain => hello(),
+        Case::PassLayer => hello().layer(common::PassLayer),
+        Case::Discard => hello().layer(SkytraceLayer::with_tracer(discard.clone())),
+        Case::Grpc => hello().layer(SkytraceLayer::new()),
+        Case::Skywalking => hello().layer(e2e_peers::SkywalkingLayer(skywalking.clone())),
+        Case::Fastrace => hello().layer(e2e_peers::FastraceLayer),
+        Case::TracingRegistry | Case::BridgeDiscard | Case::BridgeGrpc | Case::Otel => {
+            hello().layer(e2e_peers::trace_layer())
+        }
+    };
     // `e2e/axum_hello/skytrace+discard` (any part of it) runs that case alone, for a profiler.
-    let servers: Vec<(Case, SocketAddr)> = apps
-        .into_iter()
-        .filter(|(case, _)| args.selects(&format!("e2e/axum_hello/{}", case.name())))
-        .map(|(case, app)| {
-            let listener = server_rt
+    let mut tracing_rts = Vec::new();
+    let servers: Vec<(Case, SocketAddr)> = selected
+        .iter()
+        .map(|&case| {
+            let rt = match dispatches.iter().find(|(c, _)| *c == case) {
+                Some((_, d)) => {
+                    tracing_rts.push(pinned_runtime(
+                        "bench-server",
+                        SERVER_THREADS,
+                        SERVER_CPU,
+                        Some(d.clone()),
+                    ));
+                    tracing_rts.last().expect("just pushed")
+                }
+                None => &server_rt,
+            };
+            let listener = rt
                 .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
                 .expect("bind");
             let addr = listener.local_addr().expect("addr");
-            server_rt.spawn(async move {
+            let app = app(case);
+            rt.spawn(async move {
                 let _ = axum::serve(listener, app).await;
             });
             (case, addr)
@@ -244,7 +353,9 @@ fn main() {
         for k in 0..servers.len() {
             let i = (k + turn) % servers.len();
             let (case, addr) = &servers[i];
-            if *case == Case::Grpc {
+            if case.whole_agent()
+                && let Some(collector) = &collector
+            {
                 collector.clear();
             }
             let server0 = common::threads_cpu("bench-server");
@@ -257,23 +368,31 @@ fn main() {
                 server_cpu: common::threads_cpu("bench-server") - server0,
                 reporter_cpu: common::threads_cpu("skytrace-report") - reporter0,
             });
-            if *case == Case::Grpc {
+            if let Some(agent) = agent.as_ref().filter(|_| case.whole_agent()) {
                 // Let the reporter catch up so the next case starts on a quiet machine.
                 let deadline = Instant::now() + Duration::from_secs(10);
-                while grpc.stats().queued > 0 && Instant::now() < deadline {
+                while agent.stats().queued > 0 && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
         }
     }
 
-    let stats = grpc.reporter().shutdown(Duration::from_secs(5));
+    let stats = agent
+        .map(|agent| agent.shutdown(Duration::from_secs(5)))
+        .unwrap_or_default();
     let ran = |case| servers.iter().any(|(c, _)| *c == case);
     assert!(
-        (discard.stats().sent > 0 || !ran(Case::Discard)) && (stats.sent > 0 || !ran(Case::Grpc)),
+        (discard.stats().sent > 0 || !(ran(Case::Discard) || ran(Case::BridgeDiscard)))
+            && (stats.sent > 0 || !(ran(Case::Grpc) || ran(Case::BridgeGrpc))),
         "the layer recorded nothing"
     );
-    collector_rt.block_on(collector.shutdown());
+    if let Some(provider) = otel_provider {
+        let _ = provider.shutdown_with_timeout(e2e_peers::SHUTDOWN);
+    }
+    if let Some(collector) = collector {
+        collector_rt.block_on(collector.shutdown());
+    }
 
     println!(
         "e2e/axum_hello (load: {}, 32 connections; server: {SERVER_THREADS} tokio worker; {}; {} rotations of {:.1} s per case)",
@@ -333,7 +452,7 @@ fn main() {
             med(&|r| r.latency_us[2]),
             cpu,
             plain_cpu.map_or(f64::NAN, |p| (cpu / p - 1.0) * 100.0),
-            if *case == Case::Grpc {
+            if case.whole_agent() {
                 med(&|r| r.reporter_cpu.as_secs_f64() * 1e6 / r.requests as f64)
             } else {
                 0.0
@@ -348,13 +467,23 @@ fn main() {
     );
 }
 
-/// A tokio runtime of `workers` threads named `name`, each pinned to `cpu`.
-fn pinned_runtime(name: &str, workers: usize, cpu: usize) -> tokio::runtime::Runtime {
+/// A tokio runtime of `workers` threads named `name`, each pinned to `cpu`, with `dispatch` as
+/// each thread's default `tracing` subscriber when given.
+fn pinned_runtime(
+    name: &str,
+    workers: usize,
+    cpu: usize,
+    dispatch: Option<Dispatch>,
+) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name(name)
         .on_thread_start(move || {
             common::pin_current_thread(cpu);
+            if let Some(dispatch) = &dispatch {
+                // For the thread's life.
+                std::mem::forget(tracing::dispatcher::set_default(dispatch));
+            }
         })
         .enable_all()
         .build()
@@ -456,4 +585,19 @@ async fn connection(addr: SocketAddr, deadline: Instant) -> Vec<u64> {
     drop(sender);
     let _ = driver.await;
     latencies
+}
+
+/// `E2E_COLLECTOR_SERVE=1`: a count-only collector alone, its address printed
+/// (`collector host:port`), serving until the process is killed.
+fn serve_collector() -> ! {
+    use std::io::Write as _;
+    let rt = pinned_runtime("bench-collector", 1, LOAD_CPU, None);
+    let collector = rt
+        .block_on(Collector::builder().count_only(true).start())
+        .expect("collector starts");
+    println!("collector {}", collector.addr());
+    let _ = std::io::stdout().flush();
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
 }

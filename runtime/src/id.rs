@@ -169,6 +169,13 @@ impl Id {
         false
     }
 
+    /// The id's text as bytes, unchecked: what the encoder copies (it knows the length at once,
+    /// and reads the bytes once, where `as_str` would check them first).
+    #[inline]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
     pub(crate) fn as_str(&self) -> &str {
         // Valid UTF-8 by construction: what was pushed is ASCII (ids made here: hex digits,
         // dots, decimal digits; a cut made by `push` at the buffer's end falls between ASCII
@@ -215,6 +222,15 @@ impl TraceId {
         match self {
             TraceId::Inline(id) => id.as_str(),
             TraceId::Shared(text) => text,
+        }
+    }
+
+    /// See [`Id::as_bytes`].
+    #[inline]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            TraceId::Inline(id) => id.as_bytes(),
+            TraceId::Shared(text) => text.as_bytes(),
         }
     }
 }

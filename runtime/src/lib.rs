@@ -91,6 +91,7 @@ mod segment;
 mod settings;
 mod snapshot;
 mod span;
+mod spare_spans;
 mod suffix;
 mod time;
 mod tracer;

@@ -177,6 +177,15 @@ impl Segment {
             .map_or(self.segment_id.as_str(), TraceId::as_str)
     }
 
+    /// [`Segment::trace_id`]'s bytes, unchecked (valid UTF-8 all the same: see `Id::as_str`),
+    /// for the encoder.
+    #[inline]
+    pub(crate) fn trace_id_bytes(&self) -> &[u8] {
+        self.trace_id
+            .as_ref()
+            .map_or(self.segment_id.as_bytes(), TraceId::as_bytes)
+    }
+
     /// This segment's id.
     pub fn segment_id(&self) -> &str {
         self.segment_id.as_str()

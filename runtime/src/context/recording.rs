@@ -112,8 +112,9 @@ impl ActiveSegment {
     ) -> Arc<Self> {
         let now = Stamp::now();
         // Seven records (952 bytes) stay within glibc's per-thread cache of small blocks (up to
-        // 1,032 bytes); eight did not, and took the arena's slower path on every request.
-        let mut spans = Vec::with_capacity(7);
+        // 1,032 bytes); eight did not, and took the arena's slower path on every request. The
+        // thread's last encoded segment's list when it has one (`spare_spans`).
+        let mut spans = crate::spare_spans::take();
         spans.push(SpanRecord::new(
             0,
             -1,

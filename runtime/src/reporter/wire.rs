@@ -69,13 +69,18 @@ thread_local! {
     static LAYOUT: Cell<Vec<SpanLayout>> = const { Cell::new(Vec::new()) };
 }
 
-/// `segment`'s bytes; the segment is freed here. `layout` is scratch space, handed back.
+/// `segment`'s bytes; the segment is freed here, its span list kept for this thread's next
+/// segment (`spare_spans`). `layout` is scratch space, handed back.
 fn encode(segment: Segment, layout: Vec<SpanLayout>) -> (Vec<u8>, Vec<SpanLayout>) {
     let message = SegmentMessage::with_layout(segment, layout);
     let mut bytes = Vec::with_capacity(message.len);
     message.write(&mut bytes);
     debug_assert_eq!(bytes.len(), message.len);
-    (bytes, message.layout)
+    let SegmentMessage {
+        segment, layout, ..
+    } = message;
+    crate::spare_spans::recycle(segment.spans);
+    (bytes, layout)
 }
 
 impl Queued {

@@ -49,6 +49,16 @@ pub(super) fn put_bool(tag: u32, value: bool, buf: &mut Vec<u8>) {
 }
 
 pub(super) fn str_len(tag: u32, value: &str) -> usize {
+    bytes_len(tag, value.as_bytes())
+}
+
+pub(super) fn put_str(tag: u32, value: &str, buf: &mut Vec<u8>) {
+    put_bytes(tag, value.as_bytes(), buf);
+}
+
+/// A `string` field given as bytes known to be UTF-8 (an id's text), or a `bytes` field.
+#[inline]
+pub(super) fn bytes_len(tag: u32, value: &[u8]) -> usize {
     if value.is_empty() {
         0
     } else {
@@ -56,10 +66,11 @@ pub(super) fn str_len(tag: u32, value: &str) -> usize {
     }
 }
 
-pub(super) fn put_str(tag: u32, value: &str, buf: &mut Vec<u8>) {
+#[inline]
+pub(super) fn put_bytes(tag: u32, value: &[u8], buf: &mut Vec<u8>) {
     if !value.is_empty() {
         put_message_header(tag, value.len(), buf);
-        buf.extend_from_slice(value.as_bytes());
+        buf.extend_from_slice(value);
     }
 }
 

@@ -2,7 +2,8 @@
 //! its strings cut to [`super::cap`]'s limits and its times converted with one [`Clock`].
 
 use super::scalar::{
-    bool_len, int_len, message_len, put_bool, put_int, put_message_header, put_str, str_len,
+    bool_len, bytes_len, int_len, message_len, put_bool, put_bytes, put_int, put_message_header,
+    put_str, str_len,
 };
 use crate::cap;
 use crate::segment::{LogRecord, Segment, SegmentRef, SpanRecord};
@@ -49,8 +50,9 @@ impl SegmentMessage {
             SpanLayout { times, len }
         }));
         let s = &segment;
-        let len = str_len(1, s.trace_id())
-            + str_len(2, s.segment_id.as_str())
+        // The ids as bytes: their lengths known at once, their text read once (in `write`).
+        let len = bytes_len(1, s.trace_id_bytes())
+            + bytes_len(2, s.segment_id.as_bytes())
             + layout.iter().map(|l| message_len(3, l.len)).sum::<usize>()
             + str_len(4, s.service)
             + str_len(5, s.instance)
@@ -79,8 +81,8 @@ impl SegmentMessage {
     /// Writes the message's fields (what `prost::Message::encode_raw` would).
     pub(super) fn write(&self, buf: &mut Vec<u8>) {
         let s = &self.segment;
-        put_str(1, s.trace_id(), buf);
-        put_str(2, s.segment_id.as_str(), buf);
+        put_bytes(1, s.trace_id_bytes(), buf);
+        put_bytes(2, s.segment_id.as_bytes(), buf);
         for (index, (span, layout)) in s.spans.iter().zip(&self.layout).enumerate() {
             put_message_header(3, layout.len, buf);
             put_span(span, layout.times, refs_of(s, index), self.clock, buf);

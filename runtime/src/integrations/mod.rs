@@ -8,6 +8,10 @@
     doc = "| `axum` (axum 0.8), `axum-0-7` (axum 0.7) | [`axum::SkytraceLayer`]: a tower layer for axum routers | entry, `{METHOD}:{route}` |"
 )]
 #![cfg_attr(
+    feature = "tower",
+    doc = "| `tower` | [`tower::HttpServerLayer`] (any tower / hyper HTTP server, with a route hook), [`tower::HttpClientLayer`] (hyper-util's client, any tower HTTP client) | entry `{METHOD}:{route}` / exit `{METHOD}:{path}` |"
+)]
+#![cfg_attr(
     feature = "actix-web",
     doc = "| `actix-web` | [`actix_web::SkytraceMiddleware`] | entry, `{METHOD}:{route}` |"
 )]
@@ -46,6 +50,10 @@
 #![cfg_attr(
     feature = "async-nats",
     doc = "| `async-nats` | [`nats::TracedClient`] (`client.traced(server)`) | exit / entry, `Nats/Pub/{subject}` |"
+)]
+#![cfg_attr(
+    feature = "rumqttc",
+    doc = "| `rumqttc` | [`mqtt::v5::TracedClient`] (MQTT 5: `sw8` in user properties), [`mqtt::TracedClient`] (3.1.1: exit spans alone) | exit / entry, `Mqtt/{topic}/Producer` |"
 )]
 #![cfg_attr(
     feature = "tracing",
@@ -88,12 +96,18 @@ pub mod actix_web;
 pub mod axum;
 #[cfg(feature = "diesel")]
 pub mod diesel;
+#[cfg(any(feature = "axum", feature = "axum-0-7", feature = "tower"))]
+mod http_entry;
+#[cfg(any(feature = "reqwest", feature = "reqwest-0-12", feature = "tower"))]
+mod http_exit;
 #[cfg(feature = "lapin")]
 pub mod lapin;
 #[cfg(feature = "log")]
 pub mod log;
-#[cfg(any(feature = "lapin", feature = "async-nats"))]
+#[cfg(any(feature = "lapin", feature = "async-nats", feature = "rumqttc"))]
 mod mq;
+#[cfg(feature = "rumqttc")]
+pub mod mqtt;
 #[cfg(feature = "async-nats")]
 pub mod nats;
 #[cfg(any(feature = "redis", feature = "redis-0-32"))]
@@ -119,11 +133,13 @@ pub mod sqlx;
 pub mod tokio_postgres;
 #[cfg(feature = "tonic")]
 pub mod tonic;
+#[cfg(feature = "tower")]
+pub mod tower;
 #[cfg(feature = "tracing")]
 pub mod tracing;
 
 #[allow(unused_imports)] // used by the HTTP integrations only
-pub(crate) use crate::instrument::Traced;
+pub(crate) use crate::traced::Traced;
 use std::borrow::Cow;
 
 use crate::context::EntryName;

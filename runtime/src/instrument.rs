@@ -74,7 +74,7 @@ impl<F: Future> Future for InSpan<F> {
 impl<F> std::fmt::Debug for InSpan<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InSpan")
-            .field("span", &self.traced.span)
+            .field("span", &self.traced.span())
             .finish()
     }
 }

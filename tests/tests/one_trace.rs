@@ -153,7 +153,7 @@ async fn one_trace_through_postgres_clients_a_spawned_http_call_and_mqtt() {
     async {
         let row = pg.query_one("SELECT $1::BIGINT", &[&7_i64]).await.unwrap();
         assert_eq!(row.get::<_, i64>(0), 7);
-        let one: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>("7"))
+        let one: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>("7::BIGINT"))
             .get_result(&mut diesel)
             .await
             .unwrap();

@@ -81,7 +81,9 @@ async fn a_task_outliving_the_request_continues_in_a_segment_of_its_own() {
     let (go, wait) = tokio::sync::oneshot::channel::<()>();
     let entry = tracer.entry_span("POST:/import", &());
     let task = async {
-        crate::spawn(
+        // `tokio::spawn`: `crate::spawn` would carry the trace a second time, as a second task
+        // span around this one.
+        tokio::spawn(
             async move {
                 // Runs only once the request has answered.
                 let _ = wait.await;

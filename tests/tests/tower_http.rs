@@ -280,7 +280,7 @@ async fn a_warp_filter_is_traced_through_warp_service() {
                         .starts_with("/orders/")
                         .then(|| "/orders/{id}".into())
                 })
-                .layer(warp::service(orders.clone()));
+                .layer(warp::service(orders));
             tokio::spawn(
                 hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)),

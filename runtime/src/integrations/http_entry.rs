@@ -69,6 +69,25 @@ pin_project! {
     /// The response future of the HTTP server layers (axum's `SkytraceService`, the tower
     /// `HttpServerService`): the inner service's future, polled inside the entry span, which
     /// ends when the response is ready (tagged `http.status_code`; a 5xx or an error fails it).
+    ///
+    /// ```
+    /// # #[cfg(feature = "tower")]
+    /// # mod demo {
+    /// use skytrace::integrations::tower::{HttpServerService, ResponseFuture};
+    /// use tower_service::Service;
+    ///
+    /// fn serve<S, B>(
+    ///     service: &mut HttpServerService<S>,
+    ///     request: http::Request<B>,
+    /// ) -> ResponseFuture<S::Future>
+    /// where
+    ///     S: Service<http::Request<B>, Response = http::Response<String>>,
+    ///     S::Error: std::fmt::Display,
+    /// {
+    ///     service.call(request)
+    /// }
+    /// # }
+    /// ```
     pub struct ResponseFuture<F> {
         #[pin]
         inner: Traced<F>,

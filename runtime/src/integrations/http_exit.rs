@@ -72,7 +72,26 @@ impl fmt::Display for ErrorChain<'_> {
 
 pin_project! {
     /// A request being sent, polled inside its exit span, which ends with the response's status
-    /// (read by `status`) or the error (logged with its causes).
+    /// or the error (logged with its causes): the future of the tower client layer's service.
+    ///
+    /// ```
+    /// # #[cfg(feature = "tower")]
+    /// # mod demo {
+    /// use skytrace::integrations::tower::{ExitFuture, HttpClientService};
+    /// use tower_service::Service;
+    ///
+    /// fn send<S, B>(
+    ///     client: &mut HttpClientService<S>,
+    ///     request: http::Request<B>,
+    /// ) -> ExitFuture<S::Future, http::Response<String>>
+    /// where
+    ///     S: Service<http::Request<B>, Response = http::Response<String>>,
+    ///     S::Error: std::error::Error,
+    /// {
+    ///     client.call(request)
+    /// }
+    /// # }
+    /// ```
     pub struct ExitFuture<F, R> {
         #[pin]
         inner: Traced<F>,

@@ -31,13 +31,15 @@
 //! # }
 //! ```
 //!
-//! Named as the Java agent's MQTT (Paho) plugin names them: the publisher's exit span
-//! `Mqtt/{topic}/Producer`, the subscriber's entry span `Mqtt/{topic}/Consumer`; both have
+//! The official agents have no MQTT plugin; the names follow the Java agent's MQ plugins and
+//! the third-party Paho plugin for it (`Mqtt/{topic}/Producer/{qos}`), without the QoS, so
+//! that a topic is one endpoint whatever the QoS: the publisher's exit span
+//! `Mqtt/{topic}/Producer`, the subscriber's entry span `Mqtt/{topic}/Consumer`. Both have
 //! layer MQ, peer and tag `mq.broker` = the broker address given to `TracedClient::new`, and tag
 //! `mq.topic`. With MQTT 5 the publish's `sw8-x` carries the send time and the subscriber tags
 //! `transmission.latency` (ms) from it. A failed publish (the event loop gone) fails the exit
-//! span. OAP's component list has no MQTT entry (that plugin is not among the official agent's,
-//! and defines its id in its own build), so the spans report component Rust (11000).
+//! span. OAP's component list has no MQTT entry (the Paho plugin defines its id in its own
+//! build), so the spans report component Rust (11000).
 //!
 //! Entry spans go to the global tracer ([`crate::init`]), or to the one given with
 //! `with_tracer`. Outside any trace a message is published unchanged. Subscribing, acks and the
@@ -58,10 +60,10 @@ pub mod v5;
 const COMPONENT: i32 = component::RUST;
 
 /// The exit span of a publish to `topic`.
-fn producer_span(topic: &str, broker: &Cow<'static, str>) -> Span {
+fn producer_span(topic: &str, broker: Cow<'static, str>) -> Span {
     mq::producer_span(
         || join(["Mqtt/", topic, "/Producer"]),
-        broker.clone(),
+        broker,
         |span| {
             span.set_component(COMPONENT);
             span.add_tag("mq.topic", topic.to_owned());
@@ -75,7 +77,7 @@ fn consumer_span(
     tracer: Option<&Tracer>,
     topic: &[u8],
     carrier: impl Extractor,
-    broker: &Cow<'static, str>,
+    broker: Cow<'static, str>,
 ) -> Span {
     let topic = String::from_utf8_lossy(topic);
     mq::consumer_span(
@@ -83,7 +85,7 @@ fn consumer_span(
         join(["Mqtt/", &topic, "/Consumer"]),
         carrier,
         COMPONENT,
-        broker.clone(),
+        broker,
         |span| span.add_tag("mq.topic", topic.into_owned()),
     )
 }
@@ -139,7 +141,7 @@ impl TracedClient {
         payload: impl Into<Vec<u8>>,
     ) -> Result<(), rumqttc::ClientError> {
         let topic = topic.into();
-        let span = producer_span(&topic, &self.broker);
+        let span = producer_span(&topic, self.broker.clone());
         let result = self.client.publish(topic, qos, retain, payload).await;
         if let Err(error) = &result {
             span.record_error(error);
@@ -153,7 +155,7 @@ impl TracedClient {
             self.tracer.as_ref(),
             message.topic.as_bytes(),
             (),
-            &self.broker,
+            self.broker.clone(),
         )
     }
 }

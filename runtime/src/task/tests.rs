@@ -80,7 +80,8 @@ async fn a_task_outliving_the_request_continues_in_a_segment_of_its_own() {
     let (tracer, keep) = tracer();
     let (go, wait) = tokio::sync::oneshot::channel::<()>();
     let entry = tracer.entry_span("POST:/import", &());
-    let task = async {
+    let task = {
+        let _in = entry.enter();
         // `tokio::spawn`: `crate::spawn` would carry the trace a second time, as a second task
         // span around this one.
         tokio::spawn(
@@ -92,9 +93,8 @@ async fn a_task_outliving_the_request_continues_in_a_segment_of_its_own() {
             .in_current_trace()
             .named("import-rest"),
         )
-    }
-    .in_span(entry)
-    .await;
+    };
+    drop(entry);
     // The request has ended: its segment is reported, the task's span closed with it.
     let first = keep.take();
     assert_eq!(first.len(), 1);

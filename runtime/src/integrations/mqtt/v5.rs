@@ -92,7 +92,7 @@ impl TracedClient {
         payload: Bytes,
         properties: Option<PublishProperties>,
     ) -> Result<(), ClientError> {
-        let span = super::producer_span(&topic, &self.broker);
+        let span = super::producer_span(&topic, self.broker.clone());
         let mut written = mq::Written::default();
         mq::inject_with_send_time(&span, &mut written);
         let properties = if written.0.is_empty() {
@@ -145,7 +145,7 @@ impl TracedClient {
             self.tracer.as_ref(),
             &message.topic,
             Received(properties),
-            &self.broker,
+            self.broker.clone(),
         )
     }
 }

@@ -74,7 +74,7 @@
 //! ## Requests no route matches
 //!
 //! The axum layer and the actix-web middleware name an entry span after the route template that
-//! matched (`GET:/users/{id}`). A request that no route matches (a 404 from the router, or one
+//! matched (`GET:/users/{id}`); the generic tower layer after what its route hook returns. A request that no route matches (a 404 from the router, or one
 //! the fallback / default service answers) is named by its method alone: `GET`, `POST`, …, so
 //! that scanners and typos (`/wp-login.php`, `/users/123/x`) cannot create endpoints without
 //! limit in OAP, which stores and analyses every distinct one. Its `url` tag still carries the
@@ -88,7 +88,9 @@
 //! OAP's component-libraries list has no framework-specific Rust ids (Rust's range
 //! `[11000, 12000)` holds only `Rust = 11000`), so HTTP integrations report
 //! [`crate::component::HTTP`] (49) for servers, [`crate::component::HTTP_CLIENT`] (2,
-//! `HttpClient`) for the reqwest client, and the tonic ones [`crate::component::GRPC`] (23).
+//! `HttpClient`) for the reqwest client and the tower client layer, and the tonic ones
+//! [`crate::component::GRPC`] (23). OAP lists no MQTT component: the rumqttc spans report
+//! [`crate::component::RUST`] (11000).
 
 #[cfg(feature = "actix-web")]
 pub mod actix_web;

@@ -24,67 +24,39 @@ fn of_service<'a>(segments: &'a [SegmentObject], service: &str) -> &'a SegmentOb
         .unwrap_or_else(|| panic!("no segment of {service}:\n{}", render_trace_tree(segments)))
 }
 
-/// An MQTT 5 client of the local broker whose event loop runs in a task, sending what it
-/// receives: publishes, and `None` for each SUBACK. A connection error ends the test.
-fn v5_client(
-    id: &str,
-) -> (
-    rumqttc::v5::AsyncClient,
-    mpsc::UnboundedReceiver<Option<rumqttc::v5::mqttbytes::v5::Publish>>,
-) {
-    use rumqttc::v5::mqttbytes::v5::Packet;
-    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-    let (client, mut events) = AsyncClient::new(
-        MqttOptions::new(skytrace_tests::unique_name(id, '-'), "127.0.0.1", 1883),
-        16,
-    );
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            match events.poll().await {
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let _ = tx.send(Some(publish));
+/// `$name(id)`: a client of the local broker (rumqttc's module `$line`, its packets `$packet`)
+/// whose event loop runs in a task, sending what it receives: publishes, and `None` for each
+/// SUBACK. A connection error ends the task, and the test then fails waiting.
+macro_rules! client_of_line {
+    ($name:ident, $($line:ident)::+, $($packet:ident)::+) => {
+        fn $name(id: &str) -> (
+            $($line)::+::AsyncClient,
+            mpsc::UnboundedReceiver<Option<$($packet)::+::Publish>>,
+        ) {
+            use $($line)::+::{AsyncClient, Event, MqttOptions};
+            let options = MqttOptions::new(skytrace_tests::unique_name(id, '-'), "127.0.0.1", 1883);
+            let (client, mut events) = AsyncClient::new(options, 16);
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                loop {
+                    let received = match events.poll().await {
+                        Ok(Event::Incoming($($packet)::+::Packet::Publish(publish))) => Some(publish),
+                        Ok(Event::Incoming($($packet)::+::Packet::SubAck(_))) => None,
+                        Ok(_) => continue,
+                        Err(error) => {
+                            panic!("Mosquitto on {BROKER} (scripts/ensure-services): {error}")
+                        }
+                    };
+                    let _ = tx.send(received);
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = tx.send(None);
-                }
-                Ok(_) => {}
-                Err(error) => panic!("Mosquitto on {BROKER} (scripts/ensure-services): {error}"),
-            }
+            });
+            (client, rx)
         }
-    });
-    (client, rx)
+    };
 }
 
-/// The same for MQTT 3.1.1.
-fn v3_client(
-    id: &str,
-) -> (
-    rumqttc::AsyncClient,
-    mpsc::UnboundedReceiver<Option<rumqttc::Publish>>,
-) {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
-    let (client, mut events) = AsyncClient::new(
-        MqttOptions::new(skytrace_tests::unique_name(id, '-'), "127.0.0.1", 1883),
-        16,
-    );
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            match events.poll().await {
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let _ = tx.send(Some(publish));
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = tx.send(None);
-                }
-                Ok(_) => {}
-                Err(error) => panic!("Mosquitto on {BROKER} (scripts/ensure-services): {error}"),
-            }
-        }
-    });
-    (client, rx)
-}
+client_of_line!(v5_client, rumqttc::v5, rumqttc::v5::mqttbytes::v5);
+client_of_line!(v3_client, rumqttc, rumqttc);
 
 /// The next publish received (skipping SUBACKs), within the test's patience.
 async fn next<T>(rx: &mut mpsc::UnboundedReceiver<Option<T>>) -> T {

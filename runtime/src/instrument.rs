@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use crate::span::Span;
-use crate::traced::Traced;
+use crate::span_future::Traced;
 
 /// Attaches a span to any future.
 ///

@@ -94,10 +94,10 @@ mod segment;
 mod settings;
 mod snapshot;
 mod span;
+mod span_future;
 mod suffix;
 mod task;
 mod time;
-mod traced;
 mod tracer;
 
 pub use config::{Config, ConfigBuilder, ConfigError, DEFAULT_IGNORE_SUFFIX, ReporterKind};

@@ -20,7 +20,7 @@ use crate::context::{Handle, current};
 use crate::segment::SpanKind;
 use crate::snapshot::{ContextSnapshot, snapshot, snapshot_at};
 use crate::span::Span;
-use crate::traced::Traced;
+use crate::span_future::Traced;
 
 /// The name of a task's span unless [`InCurrentTrace::named`] gives one.
 const DEFAULT_NAME: &str = "Task";

@@ -141,7 +141,7 @@ pub mod tower;
 pub mod tracing;
 
 #[allow(unused_imports)] // used by the HTTP integrations only
-pub(crate) use crate::traced::Traced;
+pub(crate) use crate::span_future::Traced;
 use std::borrow::Cow;
 
 use crate::context::EntryName;

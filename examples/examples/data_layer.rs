@@ -1,16 +1,18 @@
-//! A request through PostgreSQL, Redis, RabbitMQ, NATS and MariaDB: one trace across three
-//! services.
+//! A request through PostgreSQL, Redis, RabbitMQ, NATS, MariaDB, an HTTP service and MQTT: one
+//! trace across five services.
 //!
 //! Service `data-shop` handles `GET:/orders/{id}`: it looks the order up in Redis, loads it
 //! from PostgreSQL on a miss (sqlx), caches it, checks it through the other PostgreSQL clients
-//! a Rust service may use (tokio-postgres, diesel-async, sea-orm), and publishes an
-//! `order-viewed` event to RabbitMQ.
+//! a Rust service may use (tokio-postgres, diesel-async, sea-orm), asks service `data-prices`
+//! (a plain hyper server) for the price from a task it spawns (`skytrace::spawn`, hyper-util's
+//! client), publishes an `order-viewed` event to RabbitMQ and an MQTT 5 message that service
+//! `data-notify` consumes.
 //! Service `data-worker` consumes the event, counts it in Redis and announces it on NATS.
-//! Service `data-audit` receives the announcement and writes it to MariaDB. All three report
+//! Service `data-audit` receives the announcement and writes it to MariaDB. All five report
 //! over gRPC; SQL parameters are recorded (`sql_parameters_max_length`).
 //!
 //! ```sh
-//! scripts/ensure-services postgresql redis rabbitmq nats mariadb
+//! scripts/ensure-services postgresql redis rabbitmq nats mariadb mosquitto
 //! cargo run -p skytrace-examples --example data_layer
 //! # or report to a real OAP instead of printing the trace:
 //! SW_AGENT_COLLECTOR_BACKEND_SERVICES=127.0.0.1:11800 cargo run -p skytrace-examples --example data_layer
@@ -18,11 +20,30 @@
 //!
 //! The servers default to the local ones (`postgres://root@127.0.0.1:5432/test`,
 //! `redis://127.0.0.1:6379/`, `amqp://guest:guest@127.0.0.1:5672/%2f`, `127.0.0.1:4222`,
-//! `mysql://root@127.0.0.1:3306/test`); `DATABASE_URL`, `REDIS_URL`, `AMQP_URL`, `NATS_URL`
-//! and `MYSQL_URL` change them.
+//! `mysql://root@127.0.0.1:3306/test`, MQTT `127.0.0.1:1883`); `DATABASE_URL`, `REDIS_URL`,
+//! `AMQP_URL`, `NATS_URL`, `MYSQL_URL` and `MQTT_HOST` / `MQTT_PORT` change them.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use skytrace::integrations::mqtt;
+use skytrace::integrations::tower::{HttpClientLayer, HttpClientService, HttpServerLayer};
+use tower_layer::Layer as _;
+use tower_service::Service;
 
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
 use futures_util::StreamExt;
@@ -80,6 +101,55 @@ struct Shop {
     pg: TracedClient,
     diesel: AsyncPgConnection,
     orm: OrmConnection,
+    /// `data-prices`, through hyper-util's client.
+    http: HttpClientService<Client<HttpConnector, Empty<Bytes>>>,
+    prices: String,
+    /// The MQTT 5 broker and the topic `data-notify` listens on.
+    mqtt: mqtt::v5::TracedClient,
+    topic: String,
+}
+
+/// Service `data-prices`: every price is 12.50.
+#[derive(Clone)]
+struct Prices;
+
+impl Service<http::Request<Incoming>> for Prices {
+    type Response = http::Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<Incoming>) -> Self::Future {
+        Box::pin(async { Ok(http::Response::new(Full::new(Bytes::from_static(b"12.50")))) })
+    }
+}
+
+/// Serves `data-prices` with hyper on a loopback port, each connection under the tower layer
+/// (named by route, the client's address as peer).
+async fn serve_prices(tracer: Tracer) -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, remote)) = listener.accept().await {
+            let service = HttpServerLayer::with_tracer(tracer.clone())
+                .client_addr(remote)
+                .route_name(|head| {
+                    head.uri
+                        .path()
+                        .starts_with("/prices/")
+                        .then(|| "/prices/{id}".to_owned())
+                })
+                .layer(Prices);
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)),
+            );
+        }
+    });
+    Ok(format!("http://{addr}"))
 }
 
 /// A row of diesel's `sql_query`.
@@ -107,6 +177,28 @@ impl Shop {
             }
         };
         self.check(id, &item).await?;
+        // The price, from a task of its own: `skytrace::spawn` keeps it in this trace.
+        let mut http = self.http.clone();
+        let url = format!("{}/prices/{id}", self.prices);
+        let status = skytrace::spawn(async move {
+            let request = http::Request::get(url).body(Empty::new())?;
+            std::future::poll_fn(|cx| http.poll_ready(cx)).await?;
+            let response = http.call(request).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(response.status().as_u16())
+        })
+        .await?
+        .map_err(|e| format!("data-prices: {e}"))?;
+        if status != 200 {
+            return Err(format!("data-prices answered {status}").into());
+        }
+        self.mqtt
+            .publish(
+                self.topic.clone(),
+                QoS::AtLeastOnce,
+                false,
+                format!("order {id} viewed"),
+            )
+            .await?;
         self.events
             .basic_publish(
                 "".into(),
@@ -167,12 +259,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let worker_tracer = Tracer::new(&worker_config, GrpcReporter::start(&worker_config)?);
     let audit_config = config(&backends, "data-audit")?;
     let audit_tracer = Tracer::new(&audit_config, GrpcReporter::start(&audit_config)?);
+    let prices_config = config(&backends, "data-prices")?;
+    let prices_tracer = Tracer::new(&prices_config, GrpcReporter::start(&prices_config)?);
+    let notify_config = config(&backends, "data-notify")?;
+    let notify_tracer = Tracer::new(&notify_config, GrpcReporter::start(&notify_config)?);
 
     let database_url = env_or("DATABASE_URL", "postgres://root@127.0.0.1:5432/test");
     let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379/");
     let amqp_url = env_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
     let nats_url = env_or("NATS_URL", "127.0.0.1:4222");
     let mysql_url = env_or("MYSQL_URL", "mysql://root@127.0.0.1:3306/test");
+    let mqtt_host = env_or("MQTT_HOST", "127.0.0.1");
+    let mqtt_port: u16 = env_or("MQTT_PORT", "1883").parse()?;
+    let mqtt_broker = format!("{mqtt_host}:{mqtt_port}");
     let run_id = format!("{}", std::process::id());
 
     // Setup, outside any trace: not recorded.
@@ -245,6 +344,53 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     .execute(&audit_db)
     .await?;
     let subject = format!("skytrace.demo.viewed.{run_id}");
+
+    // `data-prices`, and `data-notify`: an MQTT 5 subscriber handling one message.
+    let prices = serve_prices(prices_tracer.clone()).await?;
+    let topic = format!("skytrace/demo/viewed/{run_id}");
+    let (client, mut notify_events) = AsyncClient::new(
+        MqttOptions::new(
+            format!("data-notify-{run_id}"),
+            mqtt_host.as_str(),
+            mqtt_port,
+        ),
+        16,
+    );
+    let notify_client =
+        mqtt::v5::TracedClient::new(client, mqtt_broker.clone()).with_tracer(notify_tracer.clone());
+    notify_client
+        .subscribe(topic.clone(), QoS::AtLeastOnce)
+        .await?;
+    let (subscribed, on_subscribed) = tokio::sync::oneshot::channel();
+    let notifier = tokio::spawn(async move {
+        let mut subscribed = Some(subscribed);
+        loop {
+            match notify_events.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(tx) = subscribed.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(message))) => {
+                    let span = notify_client.consumer_span(&message);
+                    async { drop(Span::local("send-mail")) }.in_span(span).await;
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) => return Err::<(), String>(format!("MQTT at {mqtt_broker}: {e}")),
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), on_subscribed)
+        .await
+        .map_err(|_| "no SUBACK from the MQTT broker in 10 s")??;
+    let (client, mut shop_events) = AsyncClient::new(
+        MqttOptions::new(format!("data-shop-{run_id}"), mqtt_host.as_str(), mqtt_port),
+        16,
+    );
+    // The shop's own event loop: it sends what the shop publishes.
+    tokio::spawn(async move { while shop_events.poll().await.is_ok() {} });
+    let shop_mqtt = mqtt::v5::TracedClient::new(client, format!("{mqtt_host}:{mqtt_port}"));
 
     // The auditor: receives one announcement, writes it down.
     let mut announcements = nats
@@ -323,6 +469,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         pg,
         diesel,
         orm,
+        http: HttpClientLayer::new().layer(Client::builder(TokioExecutor::new()).build_http()),
+        prices,
+        mqtt: shop_mqtt,
+        topic,
     };
     let request = Span::root_entry("GET:/orders/{id}");
     let item = shop.get_order(7).in_span(request).await?;
@@ -333,6 +483,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     tokio::time::timeout(Duration::from_secs(10), auditor)
         .await
         .map_err(|_| "the auditor got no announcement in 10 s")???;
+    tokio::time::timeout(Duration::from_secs(10), notifier)
+        .await
+        .map_err(|_| "data-notify got no MQTT message in 10 s")???;
 
     // Cleanup, outside any trace.
     sqlx::query(&format!("DROP TABLE {table}"))
@@ -343,11 +496,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let _: () = shop.cache.del("order:7").await?;
 
-    let expected = 3;
+    let expected = 5;
     let stats = [
         shop_tracing.shutdown(Duration::from_secs(5)),
         worker_tracer.reporter().shutdown(Duration::from_secs(5)),
         audit_tracer.reporter().shutdown(Duration::from_secs(5)),
+        prices_tracer.reporter().shutdown(Duration::from_secs(5)),
+        notify_tracer.reporter().shutdown(Duration::from_secs(5)),
     ];
     let sent: u64 = stats.iter().map(|s| s.sent).sum();
     println!(
@@ -374,17 +529,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 .iter()
                 .find(|s| s.service == "data-shop")
                 .ok_or("no segment of data-shop")?;
-            for client in ["sqlx", "tokio-postgres", "diesel", "sea-orm"] {
-                let exit = request.spans.iter().find(|span| {
-                    span.operation_name
-                        .starts_with(&format!("PostgreSQL/{client}/"))
-                        && span.peer.contains(':')
-                        && span.span_layer == skytrace_proto::v3::SpanLayer::Database as i32
-                });
-                if exit.is_none() {
-                    return Err(format!("the request has no {client} exit span with a peer").into());
-                }
-            }
+            check_request(&segments, request)?;
         }
         None => {
             if sent < expected as u64 {
@@ -396,6 +541,63 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 "open SkyWalking's trace view: services data-shop, data-worker and data-audit"
             );
         }
+    }
+    Ok(())
+}
+
+/// The request's segment: an exit span with a peer and the right layer for every client, the
+/// spawned task as a local span holding the HTTP call, and the MQTT consumer continuing the
+/// publish.
+fn check_request(
+    segments: &[skytrace_proto::v3::SegmentObject],
+    request: &skytrace_proto::v3::SegmentObject,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use skytrace_proto::v3::{SpanLayer, SpanType};
+    let exit = |prefix: &str, layer: SpanLayer| {
+        request
+            .spans
+            .iter()
+            .find(|span| {
+                span.span_type == SpanType::Exit as i32
+                    && span.operation_name.starts_with(prefix)
+                    && span.peer.contains(':')
+                    && span.span_layer == layer as i32
+            })
+            .ok_or_else(|| {
+                format!("the request has no {prefix}… exit span with a peer and layer {layer:?}")
+            })
+    };
+    for client in ["sqlx", "tokio-postgres", "diesel", "sea-orm"] {
+        exit(&format!("PostgreSQL/{client}/"), SpanLayer::Database)?;
+    }
+    exit("Redis/", SpanLayer::Cache)?;
+    exit("RabbitMQ/", SpanLayer::Mq)?;
+    let call = exit("GET:/prices/", SpanLayer::Http)?;
+    let publish = exit("Mqtt/", SpanLayer::Mq)?;
+    let task = request
+        .spans
+        .iter()
+        .find(|span| span.operation_name == "Task")
+        .ok_or("the request has no span of its spawned task")?;
+    if call.parent_span_id != task.span_id {
+        return Err("the HTTP call is not a child of the spawned task's span".into());
+    }
+    let continues = |service: &str, parent: i32| {
+        segments.iter().any(|s| {
+            s.service == service
+                && s.spans.first().is_some_and(|entry| {
+                    entry.refs.iter().any(|r| {
+                        r.parent_trace_segment_id == request.trace_segment_id
+                            && r.parent_span_id == parent
+                    })
+                })
+        })
+    };
+    if !continues("data-prices", call.span_id) {
+        return Err("data-prices does not continue the HTTP call".into());
+    }
+    if !continues("data-notify", publish.span_id) {
+        return Err("data-notify's entry has no reference to the MQTT publish".into());
     }
     Ok(())
 }

@@ -22,7 +22,8 @@
 //!   [`LocalSpan`] for synchronous work (what `#[trace]` makes on a plain `fn`).
 //! - [`inject`], [`Extractor`], [`Injector`], [`Sw8Header`]: propagation (`sw8`,
 //!   `sw8-correlation`, `sw8-x`).
-//! - [`snapshot`] / [`ContextSnapshot::continue_span`]: continue a trace in another task.
+//! - [`spawn`] / [`Instrument::in_current_trace`]: a task that carries the current trace;
+//!   [`snapshot`] / [`ContextSnapshot::continue_span`]: continue a trace by hand elsewhere.
 //! - [`Config`], [`init`], [`Tracer`]: configuration and the reporter ([`ConsoleReporter`],
 //!   [`DiscardReporter`], or the gRPC reporter to OAP with the `grpc` feature).
 #![cfg_attr(
@@ -57,6 +58,7 @@ mod instrument;
     feature = "axum",
     feature = "axum-0-7",
     feature = "tonic",
+    feature = "tower",
     feature = "reqwest",
     feature = "reqwest-0-12",
     feature = "actix-web",
@@ -66,6 +68,7 @@ mod instrument;
     feature = "redis-0-32",
     feature = "lapin",
     feature = "async-nats",
+    feature = "rumqttc",
     feature = "tracing",
     feature = "log",
     feature = "tokio-postgres",
@@ -91,8 +94,10 @@ mod segment;
 mod settings;
 mod snapshot;
 mod span;
+mod span_future;
 mod spare_spans;
 mod suffix;
+mod task;
 mod time;
 mod tracer;
 
@@ -113,6 +118,7 @@ pub use snapshot::{
     ContextSnapshot, current_trace_id, get_correlation, inject, put_correlation, snapshot,
 };
 pub use span::{Entered, EnteredSpan, Span};
+pub use task::{InCurrentTrace, spawn};
 pub use tracer::{DEFAULT_SHUTDOWN_TIMEOUT, Tracer, TracerGuard, init, is_ignored_path};
 
 pub use skytrace_macros::{entry_span, exit_span, trace};

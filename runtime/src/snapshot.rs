@@ -121,7 +121,13 @@ impl std::fmt::Debug for ContextSnapshot {
 
 /// Captures the current context, if a trace is active on this task.
 pub fn snapshot() -> Option<ContextSnapshot> {
-    let inner = match current::clone_current()? {
+    snapshot_at(current::clone_current()?)
+}
+
+/// A snapshot taken at the span `handle` is of (one lock on its segment, for the parts a new
+/// segment copies).
+pub(crate) fn snapshot_at(handle: Handle) -> Option<ContextSnapshot> {
+    let inner = match handle {
         Handle::Recording { segment, span_id } => {
             let parts = segment.snapshot_parts()?;
             SnapshotInner::Recording {

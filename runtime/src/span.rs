@@ -142,6 +142,15 @@ impl Span {
         matches!(self.handle, Some(Handle::Recording { .. }))
     }
 
+    /// Whether this span's segment can still take spans (`true` for a span that does not
+    /// record: nothing to move away from).
+    pub(crate) fn segment_takes_spans(&self) -> bool {
+        match &self.handle {
+            Some(Handle::Recording { segment, .. }) => segment.takes_spans(),
+            _ => true,
+        }
+    }
+
     /// Applies `edit` to the span's record (under one lock at most).
     #[inline]
     fn edit(&self, edit: Edit) {

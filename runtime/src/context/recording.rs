@@ -169,6 +169,12 @@ impl ActiveSegment {
         None
     }
 
+    /// Whether new spans can still join the segment: `false` once it has ended (or reached its
+    /// span limit). One atomic load, no lock: a spawned task asks before each poll.
+    pub(crate) fn takes_spans(&self) -> bool {
+        self.next_span_id.load(Ordering::Relaxed) < self.span_limit
+    }
+
     /// Whether one more entry span may join this segment as a local span. A handler under a
     /// tracing middleware makes one or two; dozens mean the segment's own entry stays current by
     /// mistake (a guard leaked with `mem::forget`, or held around a loop serving requests), and

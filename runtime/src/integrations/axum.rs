@@ -70,16 +70,14 @@
 //! the note "skytrace supports axum 0.8 (feature `axum`) and axum 0.7 (feature `axum-0-7`)".
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 pub use super::Unmatched;
-use super::{Traced, TracerSlot, end_with_status, server_url};
+pub use super::http_entry::ResponseFuture;
+use super::{TracerSlot, http_entry};
 use crate::span::Span;
 use crate::tracer::Tracer;
 
@@ -211,14 +209,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let span = self.start(&request);
-        let inner = {
-            // Work the inner service does before returning its future is inside the span too.
-            let _entered = span.enter();
-            self.inner.call(request)
-        };
-        ResponseFuture {
-            inner: Traced::new(inner, span),
-        }
+        http_entry::call(&mut self.inner, request, span)
     }
 }
 
@@ -227,26 +218,13 @@ impl<S> SkytraceService<S> {
         let extensions = request.extensions();
         // Inside a nested router the URI is relative to the nest: the original one is whole.
         let uri = line::original_uri(extensions).unwrap_or(request.uri());
-        let path = uri.path();
-        if self.tracer.is_ignored_path(path) {
-            return Span::noop();
-        }
-        let route = line::matched_path(extensions);
-        if route.is_none() && self.unmatched == Unmatched::Untraced {
-            return Span::noop();
-        }
-        let peer = line::client_addr(extensions).map(|addr| addr.to_string());
-        let host = request
-            .headers()
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok());
-        self.tracer.http_entry(
-            request.method().as_str(),
-            route,
-            path,
-            request.headers(),
-            || server_url(uri, host, path),
-            peer,
+        http_entry::start(
+            &self.tracer,
+            self.unmatched,
+            request,
+            uri,
+            || line::matched_path(extensions),
+            || line::client_addr(extensions).map(|addr| addr.to_string()),
         )
     }
 }
@@ -307,50 +285,5 @@ mod line {
             return Some(info.0);
         }
         None
-    }
-}
-
-pin_project! {
-    /// The response future of [`SkytraceService`]: the inner future, polled inside the entry
-    /// span, which ends when the response is ready.
-    ///
-    /// ```
-    /// use axum::{Router, body::Body, routing::get};
-    /// use skytrace::integrations::axum::{ResponseFuture, SkytraceLayer};
-    /// use tower_layer::Layer;
-    /// use tower_service::Service;
-    ///
-    /// let router = Router::new().route("/ping", get(|| async { "pong" }));
-    /// let mut service = SkytraceLayer::new().layer(router.clone());
-    /// let future: ResponseFuture<<Router as Service<http::Request<Body>>>::Future> =
-    ///     service.call(http::Request::get("/ping").body(Body::empty()).unwrap());
-    /// # drop(future);
-    /// ```
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: Traced<F>,
-    }
-}
-
-impl<F, ResBody, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<http::Response<ResBody>, E>>,
-    E: fmt::Display,
-{
-    type Output = Result<http::Response<ResBody>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (result, span) = std::task::ready!(self.project().inner.poll(cx));
-        match &result {
-            Ok(response) => end_with_status(span, response.status().as_u16()),
-            Err(error) => span.record_error(error),
-        }
-        Poll::Ready(result)
-    }
-}
-
-impl<F> fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }

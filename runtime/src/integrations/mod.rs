@@ -8,6 +8,10 @@
     doc = "| `axum` (axum 0.8), `axum-0-7` (axum 0.7) | [`axum::SkytraceLayer`]: a tower layer for axum routers | entry, `{METHOD}:{route}` |"
 )]
 #![cfg_attr(
+    feature = "tower",
+    doc = "| `tower` | [`tower::HttpServerLayer`] (any tower / hyper HTTP server, with a route hook), [`tower::HttpClientLayer`] (hyper-util's client, any tower HTTP client) | entry `{METHOD}:{route}` / exit `{METHOD}:{path}` |"
+)]
+#![cfg_attr(
     feature = "actix-web",
     doc = "| `actix-web` | [`actix_web::SkytraceMiddleware`] | entry, `{METHOD}:{route}` |"
 )]
@@ -48,6 +52,10 @@
     doc = "| `async-nats` | [`nats::TracedClient`] (`client.traced(server)`) | exit / entry, `Nats/Pub/{subject}` |"
 )]
 #![cfg_attr(
+    feature = "rumqttc",
+    doc = "| `rumqttc` | [`mqtt::v5::TracedClient`] (MQTT 5: `sw8` in user properties), [`mqtt::TracedClient`] (3.1.1: exit spans alone) | exit / entry, `Mqtt/{topic}/Producer` |"
+)]
+#![cfg_attr(
     feature = "tracing",
     doc = "| `tracing` | [`tracing::SkyWalkingLayer`]: `tracing` spans and events in the current trace, events to the log view | local (exit, entry by field), named after the `tracing` span |"
 )]
@@ -66,7 +74,7 @@
 //! ## Requests no route matches
 //!
 //! The axum layer and the actix-web middleware name an entry span after the route template that
-//! matched (`GET:/users/{id}`). A request that no route matches (a 404 from the router, or one
+//! matched (`GET:/users/{id}`); the generic tower layer after what its route hook returns. A request that no route matches (a 404 from the router, or one
 //! the fallback / default service answers) is named by its method alone: `GET`, `POST`, …, so
 //! that scanners and typos (`/wp-login.php`, `/users/123/x`) cannot create endpoints without
 //! limit in OAP, which stores and analyses every distinct one. Its `url` tag still carries the
@@ -80,7 +88,9 @@
 //! OAP's component-libraries list has no framework-specific Rust ids (Rust's range
 //! `[11000, 12000)` holds only `Rust = 11000`), so HTTP integrations report
 //! [`crate::component::HTTP`] (49) for servers, [`crate::component::HTTP_CLIENT`] (2,
-//! `HttpClient`) for the reqwest client, and the tonic ones [`crate::component::GRPC`] (23).
+//! `HttpClient`) for the reqwest client and the tower client layer, and the tonic ones
+//! [`crate::component::GRPC`] (23). OAP lists no MQTT component: the rumqttc spans report
+//! [`crate::component::RUST`] (11000).
 
 #[cfg(feature = "actix-web")]
 pub mod actix_web;
@@ -88,12 +98,18 @@ pub mod actix_web;
 pub mod axum;
 #[cfg(feature = "diesel")]
 pub mod diesel;
+#[cfg(any(feature = "axum", feature = "axum-0-7", feature = "tower"))]
+mod http_entry;
+#[cfg(any(feature = "reqwest", feature = "reqwest-0-12", feature = "tower"))]
+mod http_exit;
 #[cfg(feature = "lapin")]
 pub mod lapin;
 #[cfg(feature = "log")]
 pub mod log;
-#[cfg(any(feature = "lapin", feature = "async-nats"))]
+#[cfg(any(feature = "lapin", feature = "async-nats", feature = "rumqttc"))]
 mod mq;
+#[cfg(feature = "rumqttc")]
+pub mod mqtt;
 #[cfg(feature = "async-nats")]
 pub mod nats;
 #[cfg(any(feature = "redis", feature = "redis-0-32"))]
@@ -119,11 +135,13 @@ pub mod sqlx;
 pub mod tokio_postgres;
 #[cfg(feature = "tonic")]
 pub mod tonic;
+#[cfg(feature = "tower")]
+pub mod tower;
 #[cfg(feature = "tracing")]
 pub mod tracing;
 
 #[allow(unused_imports)] // used by the HTTP integrations only
-pub(crate) use crate::instrument::Traced;
+pub(crate) use crate::span_future::Traced;
 use std::borrow::Cow;
 
 use crate::context::EntryName;

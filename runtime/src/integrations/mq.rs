@@ -46,11 +46,11 @@ pub(crate) fn inject_with_send_time(span: &Span, carrier: &mut dyn Injector) -> 
 }
 
 /// Headers written by a span, to be merged into a message's own only when there are some.
-#[cfg(feature = "lapin")]
+#[cfg(any(feature = "lapin", feature = "rumqttc"))]
 #[derive(Default)]
 pub(crate) struct Written(pub(crate) Vec<(String, String)>);
 
-#[cfg(feature = "lapin")]
+#[cfg(any(feature = "lapin", feature = "rumqttc"))]
 impl Injector for Written {
     fn set(&mut self, key: &str, value: String) {
         match self.0.iter_mut().find(|(k, _)| k == key) {

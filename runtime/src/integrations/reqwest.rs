@@ -44,9 +44,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::{Traced, end_with_status, join};
-use crate::component;
-use crate::segment::SpanLayer;
+use super::http_exit::{ExitFuture, exit_span};
 use crate::span::Span;
 
 /// `execute_traced` for a reqwest `Client` (of each enabled line).
@@ -200,41 +198,6 @@ reqwest_line!(reqwest);
 #[cfg(feature = "reqwest-0-12")]
 reqwest_line!(reqwest_0_12);
 
-/// The exit span of a request, a child of the current span.
-fn exit_span(method: &str, url: &str, host: Option<&str>, port: Option<u16>, path: &str) -> Span {
-    let peer = match (host, port) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_owned(),
-        _ => String::new(),
-    };
-    let span = Span::exit(join([method, ":", path]), peer);
-    if span.is_recording() {
-        span.set_layer(SpanLayer::Http);
-        span.set_component(component::HTTP_CLIENT);
-        span.add_tag("http.method", method.to_owned());
-        span.add_tag("url", url_tag(url));
-    }
-    span
-}
-
-/// A serialized URL without its query, fragment and credentials: the query may carry secrets,
-/// and so may `user:password@`.
-fn url_tag(url: &str) -> String {
-    // In a serialized URL the first `?` or `#` starts the query or fragment: one inside the
-    // credentials or the path is percent-encoded.
-    let url = &url[..url.find(['?', '#']).unwrap_or(url.len())];
-    let Some(after_scheme) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let authority_end = url[after_scheme..]
-        .find('/')
-        .map_or(url.len(), |i| after_scheme + i);
-    match url[after_scheme..authority_end].rfind('@') {
-        Some(at) => join([&url[..after_scheme], &url[after_scheme + at + 1..]]),
-        None => url.to_owned(),
-    }
-}
-
 /// `future` (the request, sent), polled inside `span`, which ends with the response's status
 /// or the error.
 fn traced<R, E>(
@@ -246,32 +209,8 @@ where
     R: Send + 'static,
     E: std::error::Error + Send + 'static,
 {
-    let pending = Traced::new(future, span);
     TracedPending {
-        inner: Box::pin(async move {
-            let (result, span) = pending.await;
-            match &result {
-                Ok(response) => end_with_status(span, status(response)),
-                Err(error) => span.record_error(&ErrorChain(error)),
-            }
-            result
-        }),
-    }
-}
-
-/// An error with its causes: reqwest's own message ("error sending request for url (…)") says
-/// little without them ("…: tcp connect error: Connection refused").
-struct ErrorChain<'a>(&'a dyn std::error::Error);
-
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
+        inner: Box::pin(ExitFuture::new(future, span, status)),
     }
 }
 
@@ -313,27 +252,5 @@ impl<R, E> Future for TracedPending<R, E> {
 impl<R, E> fmt::Debug for TracedPending<R, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TracedPending").finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::url_tag;
-
-    #[test]
-    fn the_url_tag_has_no_query_fragment_or_credentials() {
-        assert_eq!(
-            url_tag("http://inv:8080/items/7?token=s#x"),
-            "http://inv:8080/items/7"
-        );
-        assert_eq!(url_tag("http://inv/items#frag"), "http://inv/items");
-        assert_eq!(
-            url_tag("https://user:p%40ss@inv:8443/a?b"),
-            "https://inv:8443/a"
-        );
-        assert_eq!(url_tag("http://user@inv"), "http://inv");
-        // An `@` in the path is not a credential.
-        assert_eq!(url_tag("http://inv/users/@me"), "http://inv/users/@me");
-        assert_eq!(url_tag("data:text/plain,hi"), "data:text/plain,hi");
     }
 }

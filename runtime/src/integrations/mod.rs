@@ -48,6 +48,10 @@
     doc = "| `async-nats` | [`nats::TracedClient`] (`client.traced(server)`) | exit / entry, `Nats/Pub/{subject}` |"
 )]
 #![cfg_attr(
+    feature = "rskafka",
+    doc = "| `rskafka` | [`rskafka::TracedPartitionClient`] (`client.traced(brokers)`) | exit / entry, `Kafka/{topic}/Producer`, `Kafka/{topic}/Consumer/{group}` |"
+)]
+#![cfg_attr(
     feature = "tracing",
     doc = "| `tracing` | [`tracing::SkyWalkingLayer`]: `tracing` spans and events in the current trace, events to the log view | local (exit, entry by field), named after the `tracing` span |"
 )]
@@ -92,10 +96,12 @@ pub mod diesel;
 pub mod lapin;
 #[cfg(feature = "log")]
 pub mod log;
-#[cfg(any(feature = "lapin", feature = "async-nats"))]
+#[cfg(any(feature = "lapin", feature = "async-nats", feature = "rskafka"))]
 mod mq;
 #[cfg(feature = "async-nats")]
 pub mod nats;
+#[cfg(feature = "rskafka")]
+pub mod rskafka;
 #[cfg(any(feature = "redis", feature = "redis-0-32"))]
 pub mod redis;
 #[cfg(feature = "redis-0-32")]

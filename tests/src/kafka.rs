@@ -142,7 +142,10 @@ impl Broker {
                 .partition_client(topic, p, UnknownTopicHandling::Retry)
                 .await
                 .expect("partition client");
-            let end = pc.get_offset(OffsetAt::Latest).await.expect("high watermark");
+            let end = pc
+                .get_offset(OffsetAt::Latest)
+                .await
+                .expect("high watermark");
             let mut offset = pc
                 .get_offset(OffsetAt::Earliest)
                 .await

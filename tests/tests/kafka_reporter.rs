@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use skytrace::integrations::log::SkyWalkingLogger;
-use skytrace::{Config, GrpcReporter, Reporter, Span, Tracer};
+use skytrace::{Config, GrpcReporter, Span, Tracer};
 use skytrace_proto::v3::{
     InstancePingPkg, InstanceProperties, LogData, MeterDataCollection, SegmentObject,
 };
@@ -32,8 +32,20 @@ impl log::Log for Quiet {
     fn flush(&self) {}
 }
 
+fn logger(log: &LogData) -> &str {
+    log.tags
+        .as_ref()
+        .and_then(|tags| tags.data.iter().find(|kv| kv.key == "logger"))
+        .map_or("", |kv| kv.value.as_str())
+}
+
 fn env(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
-    move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    }
 }
 
 // One test with `init`: the logger, the global tracer and the log queue are the process's.
@@ -86,10 +98,15 @@ async fn every_signal_reaches_the_topics_oap_reads() {
         assert!(segment.spans[0].operation_name.starts_with("GET:/kafka/"));
         partitions.insert(*partition);
     }
-    assert!(partitions.len() > 1, "keys spread over the partitions: {partitions:?}");
+    assert!(
+        partitions.len() > 1,
+        "keys spread over the partitions: {partitions:?}"
+    );
 
     // Meters: one `MeterDataCollection` per period, keyed by the instance.
-    let records = broker.wait_for("skywalking-meters", |r| !r.is_empty()).await;
+    let records = broker
+        .wait_for("skywalking-meters", |r| !r.is_empty())
+        .await;
     let (_, first) = records.first().expect("a meter report");
     assert_eq!(key(first), "kafka-svc-1");
     let report: MeterDataCollection = value(first);
@@ -98,19 +115,25 @@ async fn every_signal_reaches_the_topics_oap_reads() {
     assert_eq!(report.meter_data[0].service_instance, "kafka-svc-1");
 
     // Logs: one `LogData` per record, the service on every one, keyed by it.
+    let ours = |records: &[(i32, rskafka::record::Record)]| -> Vec<LogData> {
+        records
+            .iter()
+            .map(|(_, r)| value::<LogData>(r))
+            .filter(|l| logger(l) == "kafka-test")
+            .collect()
+    };
     let records = broker
-        .wait_for("skywalking-logs", |r| r.len() >= 2)
+        .wait_for("skywalking-logs", |r| ours(r).len() >= 2)
         .await;
-    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(ours(&records).len(), 2, "{records:?}");
     for (_, record) in &records {
         assert_eq!(key(record), "kafka-svc");
         let log: LogData = value(record);
         assert_eq!(log.service, "kafka-svc");
         assert_eq!(log.service_instance, "kafka-svc-1");
     }
-    let linked = records
+    let linked = ours(&records)
         .iter()
-        .map(|(_, r)| value::<LogData>(r))
         .filter(|l| l.trace_context.is_some())
         .count();
     assert_eq!(linked, 1, "the record logged in a span carries its context");
@@ -178,7 +201,11 @@ async fn a_namespace_prefixes_the_topics() {
             r.iter().any(|(_, x)| key(x) == "register-ns-svc-1")
         })
         .await;
-    assert!(managements.iter().any(|(_, x)| key(x) == "register-ns-svc-1"));
+    assert!(
+        managements
+            .iter()
+            .any(|(_, x)| key(x) == "register-ns-svc-1")
+    );
     assert!(broker.read_all("skywalking-segments").await.is_empty());
     let stats = tracer.reporter().shutdown(Duration::from_secs(5));
     assert_eq!(stats.sent, 1, "{stats:?}");

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use skytrace::{Config, GrpcReporter, Reporter, ReporterKind, Tracer};
+use skytrace::{Config, GrpcReporter, ReporterKind, Tracer};
 use skytrace_proto::v3::SegmentObject;
 use skytrace_tests::kafka::{Broker, value};
 use skytrace_tests::{WAIT, eventually};
@@ -35,7 +35,11 @@ async fn a_broker_stopped_and_restarted_costs_the_service_nothing() {
     for i in 0..10 {
         drop(tracer.entry_span(format!("GET:/before/{i}"), &()));
     }
-    assert!(eventually(WAIT, || tracer.stats().sent == 10).await, "{:?}", tracer.stats());
+    assert!(
+        eventually(WAIT, || tracer.stats().sent == 10).await,
+        "{:?}",
+        tracer.stats()
+    );
 
     // The broker goes away: the heartbeat's failure pauses new traces.
     let port = broker.port();
@@ -114,7 +118,14 @@ async fn while_the_broker_is_away_the_queue_is_bounded_and_drops_are_counted() {
     }
     let stats = tracer.stats();
     assert!(stats.queued <= 100, "{stats:?}");
-    assert!(stats.dropped >= 850, "what did not fit is counted: {stats:?}");
+    assert!(
+        stats.dropped >= 850,
+        "what did not fit is counted: {stats:?}"
+    );
     let stats = tracer.reporter().shutdown(Duration::from_millis(500));
-    assert_eq!(stats.sent + stats.dropped + stats.failed + stats.queued, 1_000, "{stats:?}");
+    assert_eq!(
+        stats.sent + stats.dropped + stats.failed + stats.queued,
+        1_000,
+        "{stats:?}"
+    );
 }

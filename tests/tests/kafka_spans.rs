@@ -31,7 +31,13 @@ fn record(value: &str) -> Record {
 }
 
 fn header<'a>(record: &'a Record, key: &str) -> &'a str {
-    std::str::from_utf8(record.headers.get(key).unwrap_or_else(|| panic!("no {key}"))).unwrap()
+    std::str::from_utf8(
+        record
+            .headers
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key}")),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,13 +77,24 @@ async fn a_trace_crosses_kafka_from_producer_to_consumer() {
         .await
         .unwrap();
 
-    let (records, _) = consuming.fetch_records(0, 1..1_000_000, 1_000).await.unwrap();
+    let (records, _) = consuming
+        .fetch_records(0, 1..1_000_000, 1_000)
+        .await
+        .unwrap();
     assert_eq!(records.len(), 2, "{records:?}");
     let traced = &records[0].record;
-    assert_eq!(header(traced, "tenant"), "acme", "the record's own header is kept");
+    assert_eq!(
+        header(traced, "tenant"),
+        "acme",
+        "the record's own header is kept"
+    );
     let sw8 = Sw8Header::decode(header(traced, "sw8")).unwrap();
     assert_eq!(sw8.target_address, brokers);
-    assert!(Sw8Extension::decode(header(traced, "sw8-x")).send_time_ms.is_some());
+    assert!(
+        Sw8Extension::decode(header(traced, "sw8-x"))
+            .send_time_ms
+            .is_some()
+    );
     let plain = &records[1].record;
     assert_eq!(plain.headers.keys().collect::<Vec<_>>(), ["tenant"]);
 

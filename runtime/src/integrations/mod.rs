@@ -100,14 +100,14 @@ pub mod log;
 mod mq;
 #[cfg(feature = "async-nats")]
 pub mod nats;
-#[cfg(feature = "rskafka")]
-pub mod rskafka;
 #[cfg(any(feature = "redis", feature = "redis-0-32"))]
 pub mod redis;
 #[cfg(feature = "redis-0-32")]
 pub mod redis_0_32;
 #[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
 pub mod reqwest;
+#[cfg(feature = "rskafka")]
+pub mod rskafka;
 #[cfg(any(feature = "sea-orm-postgres", feature = "sea-orm-mysql"))]
 pub mod sea_orm;
 #[cfg(any(

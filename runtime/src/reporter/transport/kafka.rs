@@ -257,10 +257,14 @@ impl KafkaTransport {
             }
             for (p, batch) in batches {
                 let producer = self.producer(&client, name, p).await?;
-                producer
-                    .produce(batch, self.compression())
-                    .await
-                    .map_err(|e| problem(&e))?;
+                // A broker takes a record batch of at most its `message.max.bytes`: each
+                // request carries what fits (a record alone is within it already).
+                for part in fitting(batch, self.settings.kafka.max_message_bytes) {
+                    producer
+                        .produce(part, self.compression())
+                        .await
+                        .map_err(|e| problem(&e))?;
+                }
             }
             Ok::<u64, Problem>(generation)
         };
@@ -384,6 +388,31 @@ fn record_time() -> rskafka::chrono::DateTime<rskafka::chrono::Utc> {
         .unwrap_or(0);
     rskafka::chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default()
 }
+
+/// `records` in runs of at most `max_bytes` (keys, values and headers; a record over it alone
+/// in its run).
+fn fitting(records: Vec<Record>, max_bytes: usize) -> Vec<Vec<Record>> {
+    let mut runs: Vec<Vec<Record>> = Vec::new();
+    let mut size = 0;
+    for record in records {
+        let len = record.approximate_size() + RECORD_OVERHEAD;
+        match runs.last_mut() {
+            Some(run) if size + len <= max_bytes => {
+                size += len;
+                run.push(record);
+            }
+            _ => {
+                size = len;
+                runs.push(vec![record]);
+            }
+        }
+    }
+    runs
+}
+
+/// A record's framing in a batch beyond its key and value (lengths, offsets, timestamp): a
+/// bound, so that a run never exceeds the limit it was cut to.
+const RECORD_OVERHEAD: usize = 64;
 
 /// What an rskafka error means for the call.
 fn problem(e: &KafkaError) -> Problem {
@@ -614,6 +643,29 @@ impl Transport for KafkaTransport {
 mod tests {
     use super::*;
     use skytrace_proto::v3::SegmentObject;
+
+    #[test]
+    fn batches_are_cut_to_the_message_limit() {
+        let record = |n: usize| Record {
+            key: Some(vec![b'k'; 8]),
+            value: Some(vec![0; n]),
+            headers: BTreeMap::new(),
+            timestamp: record_time(),
+        };
+        let runs = fitting(
+            vec![record(400), record(400), record(400), record(5_000)],
+            1_000,
+        );
+        let lens: Vec<usize> = runs.iter().map(Vec::len).collect();
+        assert_eq!(lens, [2, 1, 1]);
+        for run in &runs[..2] {
+            let bytes: usize = run
+                .iter()
+                .map(|r| r.approximate_size() + RECORD_OVERHEAD)
+                .sum();
+            assert!(bytes <= 1_000, "{bytes}");
+        }
+    }
 
     #[test]
     fn the_key_of_a_segment_is_its_id() {

@@ -66,6 +66,7 @@ mod instrument;
     feature = "redis-0-32",
     feature = "lapin",
     feature = "async-nats",
+    feature = "rskafka",
     feature = "tracing",
     feature = "log",
     feature = "tokio-postgres",

@@ -213,7 +213,7 @@ impl GrpcReporter {
                         match transport {
                             Chosen::Grpc(t) => worker.with_transport(t).run().await,
                             #[cfg(feature = "kafka")]
-                            Chosen::Kafka(t) => worker.with_transport(*t).run().await,
+                            Chosen::Kafka(t) => worker.with_transport(t).run().await,
                         }
                     }),
                     Err(e) => {
@@ -304,11 +304,13 @@ impl Reporter for GrpcReporter {
     }
 }
 
-/// The transport `config` asks for.
+/// The transport `config` asks for. Made once per reporter and moved to its thread: the size
+/// of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Chosen {
     Grpc(GrpcTransport),
     #[cfg(feature = "kafka")]
-    Kafka(Box<super::transport::kafka::KafkaTransport>),
+    Kafka(super::transport::kafka::KafkaTransport),
 }
 
 impl Chosen {
@@ -316,13 +318,13 @@ impl Chosen {
         #[cfg(feature = "kafka")]
         if config.reporter == crate::config::ReporterKind::Kafka {
             use super::transport::kafka::{KafkaTransport, KafkaTransportSettings};
-            return Chosen::Kafka(Box::new(KafkaTransport::new(KafkaTransportSettings {
+            return Chosen::Kafka(KafkaTransport::new(KafkaTransportSettings {
                 kafka: config.kafka.clone(),
                 service: config.service_name.clone(),
                 instance: config.instance_name.clone(),
                 tls: config.tls.clone(),
                 grpc: config.backends_given.then_some(grpc),
-            })));
+            }));
         }
         let _ = config;
         Chosen::Grpc(grpc)

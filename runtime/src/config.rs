@@ -1006,7 +1006,10 @@ impl ConfigBuilder {
         let instance_properties =
             properties::checked("instance_property", self.instance_properties)?;
         let mut kafka = self.kafka;
-        kafka.bootstrap = check::backends("kafka_bootstrap_servers", &kafka.bootstrap.join(","))?;
+        if !kafka.bootstrap.is_empty() {
+            kafka.bootstrap =
+                check::backends("kafka_bootstrap_servers", &kafka.bootstrap.join(","))?;
+        }
         kafka.namespace = kafka::topic_part("kafka_namespace", kafka.namespace, true)?;
         if self.reporter == ReporterKind::Kafka && kafka.bootstrap.is_empty() {
             return Err(check::invalid(

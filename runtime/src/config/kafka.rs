@@ -2,6 +2,9 @@
 //! are, the topics OAP's kafka-fetcher reads, and the producer's compression, TLS and SASL.
 //! Each value is checked when read; an error names the variable and the value.
 
+// Read by the Kafka transport only, which the `kafka` feature compiles.
+#![cfg_attr(not(feature = "kafka"), allow(dead_code))]
+
 use super::ConfigError;
 use super::check;
 

@@ -22,6 +22,10 @@ pub const POSTGRESQL: i32 = 22;
 pub const REDIS: i32 = 7;
 /// Kafka.
 pub const KAFKA: i32 = 27;
+/// Kafka, producing side (`kafka-producer`).
+pub const KAFKA_PRODUCER: i32 = 40;
+/// Kafka, consuming side (`kafka-consumer`).
+pub const KAFKA_CONSUMER: i32 = 41;
 /// Plain TCP.
 pub const TCP: i32 = 110;
 /// RabbitMQ, publishing side.

@@ -6,6 +6,7 @@
 //! setting silently ignored.
 
 pub(crate) mod check;
+pub(crate) mod kafka;
 pub(crate) mod log_settings;
 mod profile;
 mod properties;
@@ -25,6 +26,9 @@ pub enum ReporterKind {
     Console,
     /// Drop everything (for benchmarks and tests of the instrumentation alone).
     Discard,
+    /// Produce to Kafka for OAP's kafka-fetcher (needs the `kafka` feature;
+    /// `SW_AGENT_REPORTER_TYPE=kafka`, brokers in `SW_KAFKA_BOOTSTRAP_SERVERS`).
+    Kafka,
 }
 
 /// Everything the agent needs to know. Build one with [`Config::builder`] or [`Config::from_env`].
@@ -85,6 +89,13 @@ pub struct Config {
     /// The user's instance properties (`SW_AGENT_INSTANCE_PROPERTIES_JSON`), sent after the
     /// agent's own.
     pub(crate) instance_properties: Vec<(String, String)>,
+    /// The Kafka reporter's settings (`SW_KAFKA_*`).
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) kafka: kafka::KafkaSettings,
+    /// Whether gRPC backends were given (`SW_AGENT_COLLECTOR_BACKEND_SERVICES`): with the Kafka
+    /// reporter, dynamic configuration, events and profiling use them, and are off without.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) backends_given: bool,
 }
 
 /// TLS to OAP, as configured: on when forced or when a CA is given.
@@ -355,6 +366,8 @@ pub struct ConfigBuilder {
     profiling: profile::Profiling,
     logs: Option<log_settings::LogSettings>,
     instance_properties: Vec<(String, String)>,
+    kafka: kafka::KafkaSettings,
+    backends_given: bool,
 }
 
 impl Default for ConfigBuilder {
@@ -388,6 +401,8 @@ impl Default for ConfigBuilder {
             profiling: profile::Profiling::default(),
             logs: None,
             instance_properties: Vec::new(),
+            kafka: kafka::KafkaSettings::default(),
+            backends_given: false,
         }
     }
 }
@@ -438,6 +453,36 @@ impl ConfigBuilder {
     /// and fails over across them.
     pub fn backend_services(mut self, list: impl Into<String>) -> Self {
         self.backends = list.into();
+        self.backends_given = true;
+        self
+    }
+
+    /// `SW_KAFKA_BOOTSTRAP_SERVERS`: the Kafka brokers the Kafka reporter
+    /// ([`ReporterKind::Kafka`]) starts from, comma-separated `host:port`.
+    ///
+    /// ```
+    /// use skytrace::{Config, ReporterKind};
+    /// let config = Config::builder()
+    ///     .reporter(ReporterKind::Kafka)
+    ///     .kafka_bootstrap_servers("kafka-1:9092,kafka-2:9092")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(config.reporter(), &ReporterKind::Kafka);
+    /// ```
+    pub fn kafka_bootstrap_servers(mut self, list: impl Into<String>) -> Self {
+        self.kafka.bootstrap = vec![list.into()];
+        self
+    }
+
+    /// `SW_KAFKA_NAMESPACE`: every topic is `{namespace}-{topic}`, as OAP reads them when its
+    /// `SW_NAMESPACE` is set. Default: none.
+    ///
+    /// ```
+    /// let config = skytrace::Config::builder().kafka_namespace("prod").build().unwrap();
+    /// # drop(config);
+    /// ```
+    pub fn kafka_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.kafka.namespace = namespace.into();
         self
     }
 
@@ -720,7 +765,18 @@ impl ConfigBuilder {
         if let Some(v) = var("SW_AGENT_COLLECTOR_BACKEND_SERVICES") {
             check::backends("SW_AGENT_COLLECTOR_BACKEND_SERVICES", &v)?;
             self.backends = v;
+            self.backends_given = true;
         }
+        if let Some(v) = var("SW_AGENT_REPORTER_TYPE") {
+            self.reporter = match v.to_ascii_lowercase().as_str() {
+                "grpc" => ReporterKind::Grpc,
+                "kafka" => ReporterKind::Kafka,
+                _ => {
+                    return Err(check::invalid("SW_AGENT_REPORTER_TYPE", v, "grpc or kafka"));
+                }
+            };
+        }
+        self.kafka.apply_env(&var)?;
         if let Some(v) = var("SW_AGENT_AUTHENTICATION") {
             self.authentication = check::token("SW_AGENT_AUTHENTICATION", v)?;
         }
@@ -949,6 +1005,19 @@ impl ConfigBuilder {
         }
         let instance_properties =
             properties::checked("instance_property", self.instance_properties)?;
+        let mut kafka = self.kafka;
+        if !kafka.bootstrap.is_empty() {
+            kafka.bootstrap =
+                check::backends("kafka_bootstrap_servers", &kafka.bootstrap.join(","))?;
+        }
+        kafka.namespace = kafka::topic_part("kafka_namespace", kafka.namespace, true)?;
+        if self.reporter == ReporterKind::Kafka && kafka.bootstrap.is_empty() {
+            return Err(check::invalid(
+                "SW_KAFKA_BOOTSTRAP_SERVERS",
+                "",
+                "the Kafka brokers (host:port, comma-separated) for SW_AGENT_REPORTER_TYPE=kafka",
+            ));
+        }
         let service_name = [name.as_str(), &namespace, &cluster]
             .into_iter()
             .filter(|part| !part.is_empty())
@@ -980,6 +1049,8 @@ impl ConfigBuilder {
             profiling: self.profiling.check()?,
             logs: self.logs,
             instance_properties,
+            kafka,
+            backends_given: self.backends_given,
         })
     }
 

@@ -69,6 +69,7 @@ mod instrument;
     feature = "lapin",
     feature = "async-nats",
     feature = "rumqttc",
+    feature = "rskafka",
     feature = "tracing",
     feature = "log",
     feature = "tokio-postgres",

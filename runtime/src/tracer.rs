@@ -205,24 +205,18 @@ pub fn init(config: Config) -> Result<TracerGuard, InitError> {
     #[cfg(feature = "grpc")]
     let mut grpc_reporter = None;
     let reporter: Arc<dyn Reporter> = match config.reporter {
-        #[cfg(feature = "grpc")]
-        ReporterKind::Grpc => {
-            // The queue the `tracing` and `log` bridges fill, as `SW_AGENT_LOG_REPORTER_*` say.
-            let logs = match &config.logs {
-                Some(logs) => logs.clone(),
-                None => crate::log_sink::LogSettings::from_env()?,
-            };
-            let options = crate::reporter::ReporterOptions {
-                logs: crate::log_sink::install_for_reporter(&logs),
-                ..Default::default()
-            };
-            let grpc = Arc::new(
-                crate::reporter::GrpcReporter::start_with(&config, options)
-                    .map_err(InitError::Reporter)?,
-            );
-            grpc_reporter = Some(Arc::clone(&grpc));
-            grpc
+        #[cfg(not(feature = "kafka"))]
+        ReporterKind::Kafka => {
+            return Err(InitError::Reporter(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "the Kafka reporter (SW_AGENT_REPORTER_TYPE=kafka) needs skytrace's `kafka` feature",
+            )));
         }
+        // The Kafka reporter is the gRPC reporter's signals over another transport.
+        #[cfg(feature = "kafka")]
+        ReporterKind::Grpc | ReporterKind::Kafka => start_reporter(&config, &mut grpc_reporter)?,
+        #[cfg(all(feature = "grpc", not(feature = "kafka")))]
+        ReporterKind::Grpc => start_reporter(&config, &mut grpc_reporter)?,
         #[cfg(not(feature = "grpc"))]
         ReporterKind::Grpc => {
             return Err(InitError::Reporter(std::io::Error::new(
@@ -361,4 +355,27 @@ impl Drop for TracerGuard {
     fn drop(&mut self) {
         self.stop(DEFAULT_SHUTDOWN_TIMEOUT);
     }
+}
+
+/// Starts the reporter of `config` (gRPC, or Kafka through the same signals) and keeps it in
+/// `slot` for what `init` does with it afterwards.
+#[cfg(feature = "grpc")]
+fn start_reporter(
+    config: &Config,
+    slot: &mut Option<Arc<crate::reporter::GrpcReporter>>,
+) -> Result<Arc<dyn Reporter>, InitError> {
+    // The queue the `tracing` and `log` bridges fill, as `SW_AGENT_LOG_REPORTER_*` say.
+    let logs = match &config.logs {
+        Some(logs) => logs.clone(),
+        None => crate::log_sink::LogSettings::from_env()?,
+    };
+    let options = crate::reporter::ReporterOptions {
+        logs: crate::log_sink::install_for_reporter(&logs),
+        ..Default::default()
+    };
+    let grpc = Arc::new(
+        crate::reporter::GrpcReporter::start_with(config, options).map_err(InitError::Reporter)?,
+    );
+    *slot = Some(Arc::clone(&grpc));
+    Ok(grpc)
 }

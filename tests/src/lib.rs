@@ -1,6 +1,8 @@
 //! Helpers shared by skytrace's integration tests: a real collector on loopback and tracers that
 //! report to it over gRPC.
 
+pub mod kafka;
+
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 

@@ -56,6 +56,10 @@
     doc = "| `rumqttc` | [`mqtt::v5::TracedClient`] (MQTT 5: `sw8` in user properties), [`mqtt::TracedClient`] (3.1.1: exit spans alone) | exit / entry, `Mqtt/{topic}/Producer` |"
 )]
 #![cfg_attr(
+    feature = "rskafka",
+    doc = "| `rskafka` | [`rskafka::TracedPartitionClient`] (`client.traced(brokers)`) | exit / entry, `Kafka/{topic}/Producer`, `Kafka/{topic}/Consumer/{group}` |"
+)]
+#![cfg_attr(
     feature = "tracing",
     doc = "| `tracing` | [`tracing::SkyWalkingLayer`]: `tracing` spans and events in the current trace, events to the log view | local (exit, entry by field), named after the `tracing` span |"
 )]
@@ -106,7 +110,12 @@ mod http_exit;
 pub mod lapin;
 #[cfg(feature = "log")]
 pub mod log;
-#[cfg(any(feature = "lapin", feature = "async-nats", feature = "rumqttc"))]
+#[cfg(any(
+    feature = "lapin",
+    feature = "async-nats",
+    feature = "rumqttc",
+    feature = "rskafka"
+))]
 mod mq;
 #[cfg(feature = "rumqttc")]
 pub mod mqtt;
@@ -118,6 +127,8 @@ pub mod redis;
 pub mod redis_0_32;
 #[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
 pub mod reqwest;
+#[cfg(feature = "rskafka")]
+pub mod rskafka;
 #[cfg(any(feature = "sea-orm-postgres", feature = "sea-orm-mysql"))]
 pub mod sea_orm;
 #[cfg(any(

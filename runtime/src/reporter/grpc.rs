@@ -119,12 +119,16 @@ impl GrpcReporter {
             })?),
             None => None,
         };
-        let transport = GrpcTransport::new(GrpcSettings {
+        let grpc = GrpcTransport::new(GrpcSettings {
             backends: config.backends.clone(),
             token,
             max_message_bytes: config.max_message_size,
             tls: config.tls.clone(),
         });
+        let transport = Chosen::new(config, grpc);
+        // What has no Kafka topic is off without a gRPC backend to send it to.
+        let grpc_signals = transport.has_grpc();
+        let max_message_bytes = transport.max_message_bytes(config);
         let (segments, segments_rx) = queue::bounded(config.queue_size);
         let status = Arc::new(Status::default());
         let (shutdown, shutdown_rx) = watch::channel(None);
@@ -141,7 +145,11 @@ impl GrpcReporter {
         let heartbeat = config.heartbeat_period;
         let process_hook = config.profiling.process_status_hook;
         let keep_tracing = config.keep_tracing;
-        let dynamic_config_interval = config.dynamic_config_interval;
+        let dynamic_config_interval = if grpc_signals {
+            config.dynamic_config_interval
+        } else {
+            Duration::ZERO
+        };
         let meter_reports_dropped = Arc::new(AtomicU64::new(0));
         let meters = config.meters.active.then(|| MeterSettings {
             // Made here, on the caller's thread, if it is its first use: the global registry
@@ -152,14 +160,17 @@ impl GrpcReporter {
             instance: config.instance_name.clone(),
             period: config.meters.period,
             max_buffer_size: config.meters.max_buffer_size,
-            max_message_bytes: config.max_message_size,
+            max_message_bytes,
         });
         let meters = Meters::start(meters, Arc::clone(&meter_reports_dropped));
         // Made here, as the reporter starts: the end of the `Start` event.
-        let events = Events::new(config.service_name.clone(), config.instance_name.clone());
+        let mut events = Events::new(config.service_name.clone(), config.instance_name.clone());
+        if !grpc_signals {
+            events = events.off();
+        }
         // Off with SW_AGENT_PROFILE_ACTIVE=false: nothing polled, nothing sampled.
         #[cfg(feature = "profiling")]
-        let profiling = config.profiling.active.then(|| {
+        let profiling = (config.profiling.active && grpc_signals).then(|| {
             super::signal::profiling::Profiling::new(
                 config.service_name.clone(),
                 config.instance_name.clone(),
@@ -183,8 +194,8 @@ impl GrpcReporter {
                     Ok(runtime) => runtime.block_on(async move {
                         let configuration =
                             Configuration::new(service.clone(), dynamic_config_interval);
-                        Worker {
-                            transport,
+                        let worker = Worker {
+                            transport: (),
                             segments: Segments::new(segments_rx),
                             management: Management::new(service, instance, properties, heartbeat)
                                 .with_process_hook(process_hook),
@@ -198,9 +209,12 @@ impl GrpcReporter {
                             keep_tracing,
                             #[cfg(feature = "profiling")]
                             profiling,
+                        };
+                        match transport {
+                            Chosen::Grpc(t) => worker.with_transport(t).run().await,
+                            #[cfg(feature = "kafka")]
+                            Chosen::Kafka(t) => worker.with_transport(t).run().await,
                         }
-                        .run()
-                        .await
                     }),
                     Err(e) => {
                         crate::say::say(&format!(
@@ -287,5 +301,50 @@ impl Reporter for GrpcReporter {
         }
         self.status.stop();
         self.stats()
+    }
+}
+
+/// The transport `config` asks for. Made once per reporter and moved to its thread: the size
+/// of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Chosen {
+    Grpc(GrpcTransport),
+    #[cfg(feature = "kafka")]
+    Kafka(super::transport::kafka::KafkaTransport),
+}
+
+impl Chosen {
+    fn new(config: &Config, grpc: GrpcTransport) -> Chosen {
+        #[cfg(feature = "kafka")]
+        if config.reporter == crate::config::ReporterKind::Kafka {
+            use super::transport::kafka::{KafkaTransport, KafkaTransportSettings};
+            return Chosen::Kafka(KafkaTransport::new(KafkaTransportSettings {
+                kafka: config.kafka.clone(),
+                service: config.service_name.clone(),
+                instance: config.instance_name.clone(),
+                tls: config.tls.clone(),
+                grpc: config.backends_given.then_some(grpc),
+            }));
+        }
+        let _ = config;
+        Chosen::Grpc(grpc)
+    }
+
+    /// Whether dynamic configuration, events and profiling have a way to OAP.
+    fn has_grpc(&self) -> bool {
+        match self {
+            Chosen::Grpc(_) => true,
+            #[cfg(feature = "kafka")]
+            Chosen::Kafka(t) => t.has_grpc(),
+        }
+    }
+
+    /// The most bytes one message (one meter report) may have.
+    fn max_message_bytes(&self, config: &Config) -> usize {
+        match self {
+            Chosen::Grpc(_) => config.max_message_size,
+            #[cfg(feature = "kafka")]
+            Chosen::Kafka(_) => config.kafka.max_message_bytes,
+        }
     }
 }

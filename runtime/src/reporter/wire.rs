@@ -53,6 +53,12 @@ impl Outgoing {
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// The encoded `SegmentObject`, taken.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
 }
 
 /// A segment whose message is over the transport's limit, even with its strings cut: dropped

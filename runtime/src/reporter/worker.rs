@@ -65,6 +65,27 @@ pub(crate) struct Worker<T> {
     pub(crate) profiling: Option<super::signal::profiling::Profiling>,
 }
 
+impl<T> Worker<T> {
+    /// The same signals over another transport.
+    pub(crate) fn with_transport<U>(self, transport: U) -> Worker<U> {
+        Worker {
+            transport,
+            segments: self.segments,
+            management: self.management,
+            configuration: self.configuration,
+            meters: self.meters,
+            logs: self.logs,
+            events: self.events,
+            status: self.status,
+            commands: self.commands,
+            shutdown: self.shutdown,
+            keep_tracing: self.keep_tracing,
+            #[cfg(feature = "profiling")]
+            profiling: self.profiling,
+        }
+    }
+}
+
 /// What the signals' tasks share, on the reporter's thread.
 pub(crate) struct Shared<T> {
     pub(crate) transport: T,

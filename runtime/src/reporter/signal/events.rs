@@ -62,6 +62,15 @@ impl Events {
         }
     }
 
+    /// No event at all: for a reporter with no way to send them (Kafka without a gRPC
+    /// backend).
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) fn off(mut self) -> Events {
+        self.start = None;
+        self.shutdown_sent = true;
+        self
+    }
+
     /// Reports `Start` once OAP answers a call, and `Shutdown` at the shutdown while OAP
     /// answers. An OAP without the event receiver gets neither.
     pub(crate) async fn run<T: Transport>(mut self, shared: Rc<Shared<T>>) {

@@ -12,13 +12,18 @@
 //!   error, or did not answer it in time. The connection is fine; only the signal that made the
 //!   call backs off (`super::health`).
 //!
-//! gRPC ([`grpc`]) is the one transport there is; a Kafka transport implements the same trait
-//! (segments to `skywalking-segments`, properties and pings to `skywalking-managements`).
+//! gRPC ([`grpc`]) is the default transport; the Kafka one (`kafka`, feature `kafka`) implements
+//! the same trait: segments, meters, logs and management records to the topics OAP's
+//! kafka-fetcher reads, the rest over gRPC when a backend is configured.
 
 #[cfg(feature = "grpc")]
 mod connector;
 #[cfg(feature = "grpc")]
 pub(crate) mod grpc;
+#[cfg(feature = "kafka")]
+pub(crate) mod kafka;
+#[cfg(feature = "kafka")]
+mod murmur2;
 #[cfg(feature = "grpc")]
 mod tls;
 

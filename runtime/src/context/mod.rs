@@ -91,4 +91,4 @@ where
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -8,9 +8,9 @@ use crate::reporter::Reporter;
 use crate::segment::{Segment, SpanKind};
 use crate::{Config, LocalSpan, Span, TraceSettings, Tracer};
 
-/// Keeps every segment it is given.
+/// Keeps every segment it is given (the task tests' reporter too).
 #[derive(Clone, Default)]
-struct Keep(Arc<Mutex<Vec<Segment>>>);
+pub(crate) struct Keep(Arc<Mutex<Vec<Segment>>>);
 
 impl Reporter for Keep {
     fn report(&self, segment: Segment) {
@@ -22,12 +22,12 @@ impl Reporter for Keep {
 }
 
 impl Keep {
-    fn take(&self) -> Vec<Segment> {
+    pub(crate) fn take(&self) -> Vec<Segment> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
-fn tracer() -> (Tracer, Keep) {
+pub(crate) fn tracer() -> (Tracer, Keep) {
     let keep = Keep::default();
     let config = Config::builder()
         .service_name("svc")
@@ -38,7 +38,7 @@ fn tracer() -> (Tracer, Keep) {
 }
 
 /// (id, parent, name) of every span, in order.
-fn shape(segment: &Segment) -> Vec<(i32, i32, String)> {
+pub(crate) fn shape(segment: &Segment) -> Vec<(i32, i32, String)> {
     segment
         .spans
         .iter()

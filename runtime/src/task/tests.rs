@@ -1,47 +1,8 @@
 //! Spawned tasks, on a real tokio runtime with a tracer that keeps what it reports.
 
-use std::sync::{Arc, Mutex, PoisonError};
-
-use crate::reporter::Reporter;
-use crate::segment::{RefKind, Segment, SpanKind};
-use crate::{Config, Instrument, Span, Tracer};
-
-#[derive(Clone, Default)]
-struct Keep(Arc<Mutex<Vec<Segment>>>);
-
-impl Reporter for Keep {
-    fn report(&self, segment: Segment) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(segment);
-    }
-}
-
-impl Keep {
-    fn take(&self) -> Vec<Segment> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-fn tracer() -> (Tracer, Keep) {
-    let keep = Keep::default();
-    let config = Config::builder()
-        .service_name("svc")
-        .instance_name("svc-1")
-        .build()
-        .unwrap();
-    (Tracer::new(&config, keep.clone()), keep)
-}
-
-/// (id, parent, name) of every span, in order.
-fn shape(segment: &Segment) -> Vec<(i32, i32, String)> {
-    segment
-        .spans
-        .iter()
-        .map(|s| (s.id, s.parent, s.operation.to_string()))
-        .collect()
-}
+use crate::context::tests::{shape, tracer};
+use crate::segment::{RefKind, SpanKind};
+use crate::{Instrument, Span};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_awaited_inside_the_request_is_a_local_span_of_its_segment() {

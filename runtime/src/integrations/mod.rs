@@ -239,7 +239,8 @@ impl TracerSlot {
         // (`SW_AGENT_IGNORE_SUFFIX`) still judge its path, as the official agents' would.
         let unmatched_path;
         let name = match route {
-            Some(route) => EntryName::from(Text::Owned(join([method, ":", route]))),
+            // Kept for the process: a server's routes are few and fixed.
+            Some(route) => EntryName::from(crate::intern::endpoint(method, route)),
             None => {
                 unmatched_path = join([method, ":", path]);
                 EntryName {

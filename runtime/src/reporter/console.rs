@@ -97,7 +97,10 @@ impl DiscardReporter {
 
 impl Reporter for DiscardReporter {
     fn report(&self, segment: Segment) {
-        drop(segment);
+        // The finishing thread keeps the emptied span list for its next segment, as it does
+        // when the gRPC reporter encodes there: a discarding reporter measures the recording
+        // alone, not one `malloc` and `free` more than the agent really costs.
+        crate::spare_spans::recycle(segment.spans);
         self.sent.fetch_add(1, Ordering::Relaxed);
     }
 

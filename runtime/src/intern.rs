@@ -24,10 +24,13 @@ pub(crate) fn intern(name: &str) -> &'static str {
 
 /// Most distinct endpoint names kept for the process ([`endpoint`]); past it, a name is made
 /// for each request that uses it.
+#[allow(dead_code)] // used by the HTTP server integrations only
 const MAX_ENDPOINTS: usize = 1024;
 /// Most bytes those names may take together.
+#[allow(dead_code)] // used by the HTTP server integrations only
 const MAX_ENDPOINT_BYTES: usize = 256 * 1024;
 /// Endpoint names a thread remembers without asking the process-wide set.
+#[allow(dead_code)] // used by the HTTP server integrations only
 const RECENT: usize = 8;
 
 thread_local! {
@@ -42,6 +45,7 @@ thread_local! {
 /// process that names more than [`MAX_ENDPOINTS`] routes (or [`MAX_ENDPOINT_BYTES`]), say a
 /// `tower` service naming its requests by raw path, keeps the first ones and makes the others'
 /// names per request: what it keeps is bounded whatever the requests are.
+#[allow(dead_code)] // used by the HTTP server integrations only
 pub(crate) fn endpoint(method: &str, route: &str) -> Cow<'static, str> {
     let len = method.len() + 1 + route.len();
     let is_this = |name: &str| {
@@ -75,6 +79,7 @@ pub(crate) fn endpoint(method: &str, route: &str) -> Cow<'static, str> {
 
 /// `name` from the process-wide set of endpoint names, added if there is room; `None` when
 /// the set is full.
+#[allow(dead_code)] // used by the HTTP server integrations only
 fn keep_endpoint(name: &str) -> Option<&'static str> {
     static KEPT: Mutex<EndpointSet> = Mutex::new(EndpointSet::new());
     KEPT.lock()
@@ -83,11 +88,13 @@ fn keep_endpoint(name: &str) -> Option<&'static str> {
 }
 
 /// Endpoint names kept for the process, at most [`MAX_ENDPOINTS`] and [`MAX_ENDPOINT_BYTES`].
+#[allow(dead_code)] // used by the HTTP server integrations only
 struct EndpointSet {
     names: Option<HashSet<&'static str>>,
     bytes: usize,
 }
 
+#[allow(dead_code)] // used by the HTTP server integrations only
 impl EndpointSet {
     const fn new() -> EndpointSet {
         EndpointSet {

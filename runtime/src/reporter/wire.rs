@@ -48,6 +48,12 @@ pub(crate) enum Queued {
 pub(crate) struct Outgoing(Vec<u8>);
 
 impl Outgoing {
+    /// Bytes encoded elsewhere, as they would be sent.
+    #[cfg(test)]
+    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Outgoing {
+        Outgoing(bytes)
+    }
+
     /// The encoded `SegmentObject`.
     #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
     pub(crate) fn bytes(&self) -> &[u8] {

@@ -490,9 +490,14 @@ impl Transport for GrpcTransport {
         segments: Vec<Outgoing>,
         timeout: Duration,
     ) -> Result<Commands, CallError> {
-        let request = self.request(tokio_stream::iter(segments), timeout);
+        // Framed here, once: a retry after a failure is a later batch, not this one again.
+        let body = super::framed::frame(&segments);
+        drop(segments);
+        let token = self.settings.token.as_ref();
         self.call(timeout, true, |channel| async move {
-            collect(&mut tonic::client::Grpc::new(channel), request).await
+            super::framed::collect(channel, body, token, timeout)
+                .await
+                .map(tonic::Response::new)
         })
         .await
     }
@@ -669,21 +674,6 @@ impl Transport for GrpcTransport {
         })
         .await
     }
-}
-
-/// `TraceSegmentReportService/collect`, with segments encoded by us ([`Outgoing`]) rather than
-/// converted to `SegmentObject` first.
-async fn collect(
-    grpc: &mut tonic::client::Grpc<Channel>,
-    request: tonic::Request<impl tokio_stream::Stream<Item = Outgoing> + Send + 'static>,
-) -> Result<tonic::Response<Commands>, tonic::Status> {
-    grpc.ready()
-        .await
-        .map_err(|e| tonic::Status::from_error(Box::new(e)))?;
-    let path =
-        http::uri::PathAndQuery::from_static("/skywalking.v3.TraceSegmentReportService/collect");
-    let codec = tonic_prost::ProstCodec::<Outgoing, Commands>::default();
-    grpc.client_streaming(request, path, codec).await
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@
 #[cfg(feature = "grpc")]
 mod connector;
 #[cfg(feature = "grpc")]
+mod framed;
+#[cfg(feature = "grpc")]
 pub(crate) mod grpc;
 #[cfg(feature = "kafka")]
 pub(crate) mod kafka;

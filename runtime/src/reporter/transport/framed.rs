@@ -1,0 +1,202 @@
+//! `TraceSegmentReportService/collect` with a whole batch framed into one request body.
+//!
+//! The call is a client stream of `SegmentObject`s. Sent through tonic's codec, every segment is
+//! a stream item: encoded into its own frame, polled out of the body and written as its own
+//! HTTP/2 DATA frame, a few hundred instructions each on the reporter's thread. The segments
+//! arrive here encoded already ([`Outgoing`]), so the batch is written as gRPC's
+//! length-prefixed messages into one buffer and sent as one body: the same bytes on the wire
+//! (gRPC framing does not depend on HTTP/2's), one copy of each segment, and as few DATA frames
+//! as the connection's frame size allows.
+//!
+//! The reply is read as tonic reads it: a `grpc-status` in the headers (a trailers-only
+//! answer) or the trailers, the HTTP status when neither has one, and one `Commands` message.
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body_util::BodyExt;
+use prost::Message;
+use skytrace_proto::v3::Commands;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tower_service::Service;
+
+use crate::reporter::wire::Outgoing;
+
+const PATH: &str = "/skywalking.v3.TraceSegmentReportService/collect";
+
+/// The batch as one gRPC body: for each segment, an uncompressed flag, its length (big-endian
+/// `u32`) and its bytes.
+pub(crate) fn frame(segments: &[Outgoing]) -> Bytes {
+    let len = segments.iter().map(|s| s.bytes().len() + 5).sum();
+    let mut body = BytesMut::with_capacity(len);
+    for segment in segments {
+        let bytes = segment.bytes();
+        body.put_u8(0);
+        // A segment is at most the message limit (`SW_AGENT_MAX_MESSAGE_SIZE`, far below 4 GiB):
+        // `Segments::outgoing` left larger ones out.
+        body.put_u32(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+        body.put_slice(bytes);
+    }
+    body.freeze()
+}
+
+/// Sends `body` (see [`frame`]) on `channel` and reads the answer.
+pub(crate) async fn collect(
+    mut channel: Channel,
+    body: Bytes,
+    token: Option<&AsciiMetadataValue>,
+    timeout: Duration,
+) -> Result<Commands, Status> {
+    let request = request(body, token, timeout)?;
+    std::future::poll_fn(|cx| channel.poll_ready(cx))
+        .await
+        .map_err(|e| Status::from_error(Box::new(e)))?;
+    let response = channel
+        .call(request)
+        .await
+        .map_err(|e| Status::from_error(Box::new(e)))?;
+    let http_status = response.status();
+    if let Some(status) = Status::from_header_map(response.headers()) {
+        // A trailers-only answer: no message follows.
+        return match status.code() {
+            Code::Ok => Ok(Commands::default()),
+            _ => Err(status),
+        };
+    }
+    let collected = response.into_body().collect().await?;
+    let trailers = collected.trailers().and_then(Status::from_header_map);
+    match trailers {
+        Some(status) if status.code() != Code::Ok => return Err(status),
+        Some(_) => {}
+        None => return Err(without_grpc_status(http_status)),
+    }
+    decode(&collected.to_bytes())
+}
+
+fn request(
+    body: Bytes,
+    token: Option<&AsciiMetadataValue>,
+    timeout: Duration,
+) -> Result<http::Request<tonic::body::Body>, Status> {
+    // Headers from constants, not parsed per call (`Request::builder().header(..)` parsed
+    // each name: 4 k instructions a call).
+    let mut request = http::Request::new(tonic::body::Body::new(http_body_util::Full::new(body)));
+    *request.method_mut() = http::Method::POST;
+    *request.version_mut() = http::Version::HTTP_2;
+    *request.uri_mut() = http::Uri::from_static(PATH);
+    let headers = request.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    let timeout = http::HeaderValue::from_str(&grpc_timeout(timeout))
+        .map_err(|e| Status::internal(e.to_string()))?;
+    headers.insert(http::HeaderName::from_static("grpc-timeout"), timeout);
+    if let Some(token) = token
+        && let Ok(value) = http::HeaderValue::from_bytes(token.as_encoded_bytes())
+    {
+        headers.insert(http::HeaderName::from_static("authentication"), value);
+    }
+    Ok(request)
+}
+
+/// `grpc-timeout`: at most eight digits, in milliseconds (an hour and more in seconds).
+fn grpc_timeout(timeout: Duration) -> String {
+    let millis = timeout.as_millis();
+    if millis < 100_000_000 {
+        format!("{millis}m")
+    } else {
+        format!("{}S", timeout.as_secs().min(99_999_999))
+    }
+}
+
+/// An answer without `grpc-status`: what its HTTP status means, as gRPC maps it.
+fn without_grpc_status(status: http::StatusCode) -> Status {
+    let code = match status {
+        http::StatusCode::BAD_REQUEST => Code::Internal,
+        http::StatusCode::UNAUTHORIZED => Code::Unauthenticated,
+        http::StatusCode::FORBIDDEN => Code::PermissionDenied,
+        http::StatusCode::NOT_FOUND => Code::Unimplemented,
+        http::StatusCode::TOO_MANY_REQUESTS
+        | http::StatusCode::BAD_GATEWAY
+        | http::StatusCode::SERVICE_UNAVAILABLE
+        | http::StatusCode::GATEWAY_TIMEOUT => Code::Unavailable,
+        _ => Code::Unknown,
+    };
+    Status::new(
+        code,
+        format!("answered HTTP {status} without a grpc-status"),
+    )
+}
+
+/// The reply's one `Commands` message (none: no commands).
+fn decode(body: &[u8]) -> Result<Commands, Status> {
+    let Some((&flag, rest)) = body.split_first() else {
+        return Ok(Commands::default());
+    };
+    if flag != 0 {
+        // No compression was offered (no `grpc-accept-encoding`).
+        return Err(Status::internal(
+            "the reply is compressed, which was not offered",
+        ));
+    }
+    let (len, rest) = match rest.split_first_chunk::<4>() {
+        Some((len, rest)) => (u32::from_be_bytes(*len) as usize, rest),
+        None => return Err(Status::internal("the reply's frame is cut short")),
+    };
+    let message = rest
+        .get(..len)
+        .ok_or_else(|| Status::internal("the reply's message is cut short"))?;
+    Commands::decode(message).map_err(|e| Status::internal(format!("the reply: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_framed_as_grpc_messages() {
+        let body = frame(&[
+            Outgoing::from_bytes(vec![1, 2, 3]),
+            Outgoing::from_bytes(vec![]),
+        ]);
+        assert_eq!(&body[..], &[0, 0, 0, 0, 3, 1, 2, 3, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn the_reply_is_read_or_refused_clearly() {
+        let commands = Commands::default().encode_to_vec();
+        let mut reply = vec![0];
+        reply.extend_from_slice(&(commands.len() as u32).to_be_bytes());
+        reply.extend_from_slice(&commands);
+        assert_eq!(decode(&reply).unwrap(), Commands::default());
+        assert_eq!(decode(&[]).unwrap(), Commands::default());
+        assert_eq!(decode(&[0, 0, 0]).unwrap_err().code(), Code::Internal);
+        assert_eq!(
+            decode(&[0, 0, 0, 0, 9, 1]).unwrap_err().code(),
+            Code::Internal
+        );
+        assert_eq!(decode(&[1, 0, 0, 0, 0]).unwrap_err().code(), Code::Internal);
+    }
+
+    #[test]
+    fn timeouts_and_statuses_read_as_grpc_writes_them() {
+        assert_eq!(grpc_timeout(Duration::from_secs(10)), "10000m");
+        assert_eq!(grpc_timeout(Duration::from_secs(200_000)), "200000S");
+        assert_eq!(
+            without_grpc_status(http::StatusCode::SERVICE_UNAVAILABLE).code(),
+            Code::Unavailable
+        );
+        assert_eq!(
+            without_grpc_status(http::StatusCode::NOT_FOUND).code(),
+            Code::Unimplemented
+        );
+        assert_eq!(
+            without_grpc_status(http::StatusCode::OK).code(),
+            Code::Unknown
+        );
+    }
+}

@@ -42,7 +42,8 @@ use super::{CallError, Refusal, RefusalKind, Transport};
 use crate::config::TlsFiles;
 use crate::config::kafka::{Compression, KafkaSettings, SaslMechanism};
 use crate::reporter::backoff::Backoff;
-use crate::reporter::message::{self, Failure, Trouble};
+use crate::reporter::health::Signal;
+use crate::reporter::message::{self, Failure, Peer, Trouble};
 use crate::reporter::wire::Outgoing;
 
 /// What the transport is made with.
@@ -106,7 +107,7 @@ impl KafkaTransport {
     pub(crate) fn new(settings: KafkaTransportSettings) -> KafkaTransport {
         KafkaTransport {
             topics: settings.kafka.topics(),
-            backend: format!("Kafka {}", settings.kafka.bootstrap.join(",")),
+            backend: settings.kafka.bootstrap.join(","),
             settings,
             link: RefCell::new(Link {
                 client: None,
@@ -277,7 +278,10 @@ impl KafkaTransport {
             }
             Ok(Err(Problem::Missing)) => Err(CallError::Refused(Refusal {
                 kind: RefusalKind::Failed,
-                cause: format!("topic {name} does not exist on the brokers"),
+                cause: format!(
+                    "topic {name} does not exist (OAP creates its topics when its kafka-fetcher \
+                     starts)"
+                ),
             })),
             Ok(Err(Problem::Refused(kind, cause))) => {
                 if kind == RefusalKind::Failed {
@@ -308,6 +312,7 @@ impl KafkaTransport {
         let at = link.ready_at.filter(|&at| at > Instant::now())?;
         let mut failure = link.last_failure.clone().unwrap_or_else(|| Failure {
             trouble: Trouble::Unreachable,
+            peer: Peer::Kafka,
             backend: self.backend.clone(),
             cause: "backing off".to_owned(),
             retry_in: Duration::ZERO,
@@ -340,6 +345,7 @@ impl KafkaTransport {
         link.ready_at = Some(Instant::now() + retry_in);
         let failure = Failure {
             trouble,
+            peer: Peer::Kafka,
             backend: self.backend.clone(),
             cause,
             retry_in,
@@ -369,12 +375,19 @@ impl KafkaTransport {
 }
 
 /// The outcome of a call made over gRPC. Its failures are this signal's alone: new traces
-/// follow Kafka's health, not the gRPC backend's.
+/// follow Kafka's health, not the gRPC backend's. (The line names the gRPC backend: see
+/// `who`.)
 fn over_grpc<R>(result: Result<R, CallError>) -> Result<R, CallError> {
     match result {
         Err(CallError::Link(failure)) => Err(CallError::Refused(Refusal {
             kind: RefusalKind::Failed,
-            cause: format!("over gRPC to {}: {}", failure.backend, failure.cause),
+            cause: match failure.trouble {
+                Trouble::Unreachable => format!("not reachable: {}", failure.cause),
+                Trouble::TokenRefused => format!("token refused: {}", failure.cause),
+                Trouble::Error => failure.cause,
+                Trouble::Stalled => format!("no answer: {}", failure.cause),
+                Trouble::Tls => format!("no TLS connection: {}", failure.cause),
+            },
         })),
         other => other,
     }
@@ -494,6 +507,25 @@ fn varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
 impl Transport for KafkaTransport {
     fn backend(&self) -> String {
         self.backend.clone()
+    }
+
+    fn who(&self, signal: Signal) -> String {
+        match signal {
+            Signal::Segments | Signal::Logs | Signal::Meters | Signal::Management => {
+                Peer::Kafka.at(&self.backend)
+            }
+            // What has no topic goes over gRPC: its lines name that backend.
+            Signal::Configuration | Signal::Events | Signal::Profiling | Signal::Pprof => {
+                match &self.settings.grpc {
+                    Some(grpc) => grpc.who(signal),
+                    None => "OAP (no gRPC backend)".to_owned(),
+                }
+            }
+        }
+    }
+
+    fn max_message_variable(&self) -> &'static str {
+        "SW_KAFKA_MAX_MESSAGE_BYTES"
     }
 
     fn ready_at(&self) -> Option<Instant> {

@@ -36,7 +36,8 @@ use skytrace_proto::v3::{
 };
 use skytrace_proto::v10::{PprofData, PprofProfilingStatus, PprofTaskCommandQuery};
 
-use super::message::Failure;
+use super::health::Signal;
+use super::message::{Failure, Peer};
 use super::wire::Outgoing;
 
 /// Why a call delivered nothing.
@@ -77,6 +78,13 @@ pub(crate) trait Transport {
     /// The backend in use (or tried next), for messages.
     fn backend(&self) -> String;
 
+    /// The backend that answers `signal`'s calls, as the lines name it: `OAP at host:port`
+    /// (the Kafka transport: `Kafka at host:port` for what it produces).
+    fn who(&self, signal: Signal) -> String {
+        let _ = signal;
+        Peer::Oap.at(&self.backend())
+    }
+
     /// When the next call may be made: `None` for now. Failures of the connection push it out
     /// (back-off); a call made before then fails at once.
     fn ready_at(&self) -> Option<Instant>;
@@ -90,6 +98,11 @@ pub(crate) trait Transport {
 
     /// The most bytes one message may have.
     fn max_message_bytes(&self) -> usize;
+
+    /// The variable that sets [`Transport::max_message_bytes`], for the lines that name it.
+    fn max_message_variable(&self) -> &'static str {
+        "SW_AGENT_MAX_MESSAGE_SIZE"
+    }
 
     /// Sends encoded segments (`SegmentObject`s) in one call; none at all is a probe of the
     /// segment receiver. No answer within `timeout` is a failure of the connection.

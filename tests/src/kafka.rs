@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
@@ -18,6 +19,13 @@ use crate::WAIT;
 pub struct Broker {
     child: Option<Child>,
     port: u16,
+    /// The port clients are told to connect to (the listener's own, or a TLS terminator's in
+    /// front of it).
+    advertised: u16,
+    /// TLS for this helper's own clients, when the advertised port is a terminator's.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// SASL PLAIN credentials for this helper's own clients, when the broker requires them.
+    sasl: Option<(String, String)>,
 }
 
 /// Where `tansu` is: on `PATH`, or where `cargo install` puts it.
@@ -50,10 +58,46 @@ impl Broker {
 
     /// Starts a broker on `port` (a restart on the same address) and waits until it answers.
     pub async fn start_on(port: u16) -> Broker {
+        Broker::start_behind(port, port, None).await
+    }
+
+    /// Starts a broker listening on `port` (plain TCP) that tells its clients to connect to
+    /// `advertised` instead: a TLS terminator forwarding to `port`, which this helper's own
+    /// clients reach with `tls`.
+    pub async fn start_behind(
+        port: u16,
+        advertised: u16,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Broker {
+        Broker::launch(port, advertised, tls, None).await
+    }
+
+    /// Starts a broker on a free port that requires SASL authentication of its clients
+    /// (`tansu broker --authentication`); this helper's own clients authenticate with PLAIN as
+    /// `user`.
+    pub async fn start_with_sasl(user: &str, password: &str) -> Broker {
+        let port = crate::unused_addr().port();
+        let sasl = Some((user.to_owned(), password.to_owned()));
+        Broker::launch(port, port, None, sasl).await
+    }
+
+    async fn launch(
+        port: u16,
+        advertised: u16,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        sasl: Option<(String, String)>,
+    ) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu())
+        let advertised_url = format!("tcp://127.0.0.1:{advertised}");
+        let mut command = Command::new(tansu());
+        command
             .args(["broker", "--storage-engine", "memory://tansu/"])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--listener-url", &url])
+            .args(["--advertised-listener-url", &advertised_url]);
+        if sasl.is_some() {
+            command.arg("--authentication");
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -62,6 +106,9 @@ impl Broker {
         let broker = Broker {
             child: Some(child),
             port,
+            advertised,
+            tls,
+            sasl,
         };
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -76,11 +123,12 @@ impl Broker {
         }
     }
 
-    /// `127.0.0.1:port`, for `SW_KAFKA_BOOTSTRAP_SERVERS`.
+    /// `127.0.0.1:port` (the advertised port), for `SW_KAFKA_BOOTSTRAP_SERVERS`.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.advertised)
     }
 
+    /// The port the broker itself listens on.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -94,14 +142,22 @@ impl Broker {
     }
 
     async fn try_client(&self) -> Option<Client> {
-        let build = ClientBuilder::new(vec![self.addr()])
-            .backoff_config(rskafka::BackoffConfig {
+        let mut builder =
+            ClientBuilder::new(vec![self.addr()]).backoff_config(rskafka::BackoffConfig {
                 init_backoff: Duration::from_millis(50),
                 max_backoff: Duration::from_millis(200),
                 base: 2.0,
                 deadline: Some(Duration::from_secs(1)),
-            })
-            .build();
+            });
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_config(Arc::clone(tls));
+        }
+        if let Some((user, password)) = &self.sasl {
+            builder = builder.sasl_config(rskafka::client::SaslConfig::Plain(
+                rskafka::client::Credentials::new(user.clone(), password.clone()),
+            ));
+        }
+        let build = builder.build();
         tokio::time::timeout(Duration::from_secs(3), build)
             .await
             .ok()?

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::backoff::Backoff;
 use super::message;
-use super::transport::{Refusal, RefusalKind};
+use super::transport::{Refusal, RefusalKind, Way};
 
 /// How long a signal stays quiet once the backend said it has no receiver for it
 /// (`UNIMPLEMENTED`): long enough not to bother an OAP configured without it, short enough to
@@ -46,6 +46,15 @@ impl Signal {
             Signal::Events => "events",
             Signal::Profiling => "profiling tasks and profiles",
             Signal::Pprof => "on-demand profile tasks and profiles",
+        }
+    }
+
+    /// Which way its calls go: OAP's kafka-fetcher has a topic for segments, logs, meters and
+    /// management records, not for the rest.
+    pub(crate) fn way(self) -> Way {
+        match self {
+            Signal::Segments | Signal::Logs | Signal::Meters | Signal::Management => Way::Topic,
+            Signal::Configuration | Signal::Events | Signal::Profiling | Signal::Pprof => Way::Grpc,
         }
     }
 

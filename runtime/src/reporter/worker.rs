@@ -19,7 +19,7 @@ use skytrace_proto::v3::Commands;
 use tokio::sync::{Notify, watch};
 
 use super::commands::CommandHandler;
-use super::health::{Health, Signal};
+use super::health::Health;
 use super::message::{self, Failure, Trouble};
 use super::signal::configuration::Configuration;
 use super::signal::events::Events;
@@ -28,7 +28,7 @@ use super::signal::management::Management;
 use super::signal::meters::Meters;
 use super::signal::segments::Segments;
 use super::status::{SLOW_CALL, State, Status};
-use super::transport::{CallError, Transport};
+use super::transport::{CallError, Transport, Way};
 
 /// Longest a call may take before it counts as unanswered.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -312,7 +312,7 @@ impl<T: Transport> Shared<T> {
     ) -> Result<Commands, CallError> {
         match &result {
             Ok(commands) => {
-                health.succeeded(&self.transport.who(health.signal()));
+                health.succeeded(&self.transport.who(health.signal().way()));
                 if self.status.state() == State::Starting {
                     // The backend answers. (Only the segments' own success ends a pause.)
                     self.segments_delivered();
@@ -326,10 +326,10 @@ impl<T: Transport> Shared<T> {
             }
             Err(CallError::Link(failure)) => self.link_failed(failure),
             Err(CallError::Refused(refusal)) => {
-                health.refused(&self.transport.who(health.signal()), refusal);
+                health.refused(&self.transport.who(health.signal().way()), refusal);
             }
             Err(CallError::Timeout(cause)) => {
-                health.timed_out(&self.transport.who(health.signal()), cause);
+                health.timed_out(&self.transport.who(health.signal().way()), cause);
             }
         }
         result
@@ -347,7 +347,7 @@ impl<T: Transport> Shared<T> {
         self.set_status(State::Connected);
         self.voice
             .borrow_mut()
-            .connected(&self.transport.who(Signal::Segments));
+            .connected(&self.transport.who(Way::Topic));
     }
 
     /// The segments were not delivered: new traces pause.
@@ -360,7 +360,7 @@ impl<T: Transport> Shared<T> {
         self.set_status(State::Down);
         self.voice
             .borrow_mut()
-            .slow(&self.transport.who(Signal::Segments), self.keep_tracing);
+            .slow(&self.transport.who(Way::Topic), self.keep_tracing);
     }
 
     fn set_status(&self, state: State) {

@@ -38,11 +38,10 @@ use skytrace_proto::v10::{PprofData, PprofProfilingStatus, PprofTaskCommandQuery
 
 use super::grpc::GrpcTransport;
 use super::murmur2;
-use super::{CallError, Refusal, RefusalKind, Transport};
+use super::{CallError, Refusal, RefusalKind, Transport, Way};
 use crate::config::TlsFiles;
 use crate::config::kafka::{Compression, KafkaSettings, SaslMechanism};
 use crate::reporter::backoff::Backoff;
-use crate::reporter::health::Signal;
 use crate::reporter::message::{self, Failure, Peer, Trouble};
 use crate::reporter::wire::Outgoing;
 
@@ -509,18 +508,12 @@ impl Transport for KafkaTransport {
         self.backend.clone()
     }
 
-    fn who(&self, signal: Signal) -> String {
-        match signal {
-            Signal::Segments | Signal::Logs | Signal::Meters | Signal::Management => {
-                Peer::Kafka.at(&self.backend)
-            }
+    fn who(&self, way: Way) -> String {
+        match (way, &self.settings.grpc) {
+            (Way::Topic, _) => Peer::Kafka.at(&self.backend),
             // What has no topic goes over gRPC: its lines name that backend.
-            Signal::Configuration | Signal::Events | Signal::Profiling | Signal::Pprof => {
-                match &self.settings.grpc {
-                    Some(grpc) => grpc.who(signal),
-                    None => "OAP (no gRPC backend)".to_owned(),
-                }
-            }
+            (Way::Grpc, Some(grpc)) => grpc.who(way),
+            (Way::Grpc, None) => "OAP (no gRPC backend)".to_owned(),
         }
     }
 

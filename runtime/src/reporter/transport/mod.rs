@@ -36,7 +36,6 @@ use skytrace_proto::v3::{
 };
 use skytrace_proto::v10::{PprofData, PprofProfilingStatus, PprofTaskCommandQuery};
 
-use super::health::Signal;
 use super::message::{Failure, Peer};
 use super::wire::Outgoing;
 
@@ -72,16 +71,24 @@ pub(crate) enum RefusalKind {
     Failed,
 }
 
+/// Which way a signal's calls go, for a transport with two: to a topic OAP's kafka-fetcher
+/// reads, or over gRPC (what has no topic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Way {
+    Topic,
+    Grpc,
+}
+
 /// Sends what the signals give it. Every method takes `&self`: the signals call side by side,
 /// on the reporter's one thread.
 pub(crate) trait Transport {
     /// The backend in use (or tried next), for messages.
     fn backend(&self) -> String;
 
-    /// The backend that answers `signal`'s calls, as the lines name it: `OAP at host:port`
-    /// (the Kafka transport: `Kafka at host:port` for what it produces).
-    fn who(&self, signal: Signal) -> String {
-        let _ = signal;
+    /// The backend that answers the calls going `way`, as the lines name it: `OAP at
+    /// host:port` (the Kafka transport: `Kafka at host:port` for what it produces).
+    fn who(&self, way: Way) -> String {
+        let _ = way;
         Peer::Oap.at(&self.backend())
     }
 

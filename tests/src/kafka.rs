@@ -24,8 +24,6 @@ pub struct Broker {
     advertised: u16,
     /// TLS for this helper's own clients, when the advertised port is a terminator's.
     tls: Option<Arc<rustls::ClientConfig>>,
-    /// SASL PLAIN credentials for this helper's own clients, when the broker requires them.
-    sasl: Option<(String, String)>,
 }
 
 /// Where `tansu` is: on `PATH`, or where `cargo install` puts it.
@@ -69,24 +67,6 @@ impl Broker {
         advertised: u16,
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Broker {
-        Broker::launch(port, advertised, tls, None).await
-    }
-
-    /// Starts a broker on a free port that requires SASL authentication of its clients
-    /// (`tansu broker --authentication`); this helper's own clients authenticate with PLAIN as
-    /// `user`.
-    pub async fn start_with_sasl(user: &str, password: &str) -> Broker {
-        let port = crate::unused_addr().port();
-        let sasl = Some((user.to_owned(), password.to_owned()));
-        Broker::launch(port, port, None, sasl).await
-    }
-
-    async fn launch(
-        port: u16,
-        advertised: u16,
-        tls: Option<Arc<rustls::ClientConfig>>,
-        sasl: Option<(String, String)>,
-    ) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
         let advertised_url = format!("tcp://127.0.0.1:{advertised}");
         let mut command = Command::new(tansu());
@@ -94,13 +74,19 @@ impl Broker {
             .args(["broker", "--storage-engine", "memory://tansu/"])
             .args(["--listener-url", &url])
             .args(["--advertised-listener-url", &advertised_url]);
-        if sasl.is_some() {
-            command.arg("--authentication");
-        }
+        // `SKYTRACE_TANSU_LOG=file`: tansu's debug log there, for finding out why it refused.
+        let log = std::env::var_os("SKYTRACE_TANSU_LOG").and_then(|path| {
+            command.env("RUST_LOG", "debug");
+            std::fs::File::create(path).ok()
+        });
+        let (stdout, stderr) = match log.and_then(|f| Some((f.try_clone().ok()?, f))) {
+            Some((out, err)) => (Stdio::from(out), Stdio::from(err)),
+            None => (Stdio::null(), Stdio::null()),
+        };
         let child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("tansu starts");
         let broker = Broker {
@@ -108,7 +94,6 @@ impl Broker {
             port,
             advertised,
             tls,
-            sasl,
         };
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -151,11 +136,6 @@ impl Broker {
             });
         if let Some(tls) = &self.tls {
             builder = builder.tls_config(Arc::clone(tls));
-        }
-        if let Some((user, password)) = &self.sasl {
-            builder = builder.sasl_config(rskafka::client::SaslConfig::Plain(
-                rskafka::client::Credentials::new(user.clone(), password.clone()),
-            ));
         }
         let build = builder.build();
         tokio::time::timeout(Duration::from_secs(3), build)

@@ -11,11 +11,19 @@
 //! Service `data-audit` receives the announcement and writes it to MariaDB. All five report
 //! over gRPC; SQL parameters are recorded (`sql_parameters_max_length`).
 //!
+//! With a Kafka broker named in `SKYTRACE_EXAMPLE_KAFKA` (`host:port`), the request also
+//! produces an `order-viewed` record with rskafka to a topic of its own, and a sixth service,
+//! `data-billing`, reads it back: its entry span must continue the request's producer span.
+//! Without the variable there is no Kafka hop (these machines have no Kafka of their own;
+//! `.ci/run` starts a tansu broker for this example).
+//!
 //! ```sh
 //! scripts/ensure-services postgresql redis rabbitmq nats mariadb mosquitto
 //! cargo run -p skytrace-examples --example data_layer
 //! # or report to a real OAP instead of printing the trace:
 //! SW_AGENT_COLLECTOR_BACKEND_SERVICES=127.0.0.1:11800 cargo run -p skytrace-examples --example data_layer
+//! # with a Kafka hop, through a broker on 127.0.0.1:9092:
+//! SKYTRACE_EXAMPLE_KAFKA=127.0.0.1:9092 cargo run -p skytrace-examples --example data_layer
 //! ```
 //!
 //! The servers default to the local ones (`postgres://root@127.0.0.1:5432/test`,
@@ -57,6 +65,7 @@ use sea_orm::ConnectionTrait as _;
 use skytrace::integrations::lapin::{ChannelExt, TracedChannel};
 use skytrace::integrations::nats::NatsClientExt;
 use skytrace::integrations::redis::{RedisConnectionExt, TracedConnection};
+use skytrace::integrations::rskafka::{PartitionClientExt, TracedPartitionClient};
 use skytrace::integrations::sea_orm::TracedConnection as OrmConnection;
 use skytrace::integrations::sqlx::{self as db, PoolExt, TracedPool};
 use skytrace::integrations::tokio_postgres::{PgTarget, TracedClient};
@@ -107,6 +116,8 @@ struct Shop {
     /// The MQTT 5 broker and the topic `data-notify` listens on.
     mqtt: mqtt::v5::TracedClient,
     topic: String,
+    /// The Kafka topic `data-billing` reads, when `SKYTRACE_EXAMPLE_KAFKA` names a broker.
+    kafka: Option<TracedPartitionClient>,
 }
 
 /// Service `data-prices`: every price is 12.50.
@@ -208,6 +219,21 @@ impl Shop {
                 BasicProperties::default(),
             )
             .await?;
+        if let Some(kafka) = &self.kafka {
+            let record = rskafka::record::Record {
+                key: Some(key.into_bytes()),
+                value: Some(format!("order {id} viewed").into_bytes()),
+                headers: Default::default(),
+                timestamp: now(),
+            };
+            kafka
+                .produce(
+                    vec![record],
+                    rskafka::client::partition::Compression::NoCompression,
+                )
+                .await
+                .map_err(|e| format!("Kafka: {e}"))?;
+        }
         Ok(item)
     }
 
@@ -263,6 +289,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let prices_tracer = Tracer::new(&prices_config, GrpcReporter::start(&prices_config)?);
     let notify_config = config(&backends, "data-notify")?;
     let notify_tracer = Tracer::new(&notify_config, GrpcReporter::start(&notify_config)?);
+    let kafka_broker = std::env::var("SKYTRACE_EXAMPLE_KAFKA")
+        .ok()
+        .filter(|b| !b.is_empty());
+    let billing_tracer = match &kafka_broker {
+        Some(_) => {
+            let billing_config = config(&backends, "data-billing")?;
+            Some(Tracer::new(
+                &billing_config,
+                GrpcReporter::start(&billing_config)?,
+            ))
+        }
+        None => None,
+    };
 
     let database_url = env_or("DATABASE_URL", "postgres://root@127.0.0.1:5432/test");
     let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379/");
@@ -459,6 +498,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .await
     });
 
+    // `data-billing`: reads one record from the Kafka topic, when there is a broker.
+    let (kafka, billing) = match (&kafka_broker, &billing_tracer) {
+        (Some(broker), Some(tracer)) => {
+            let (producing, billing) = kafka_hop(broker, &run_id, tracer.clone()).await?;
+            (Some(producing), Some(billing))
+        }
+        _ => (None, None),
+    };
+
     // The request.
     let mut shop = Shop {
         db: db.clone(),
@@ -473,6 +521,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         prices,
         mqtt: shop_mqtt,
         topic,
+        kafka,
     };
     let request = Span::root_entry("GET:/orders/{id}");
     let item = shop.get_order(7).in_span(request).await?;
@@ -486,6 +535,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     tokio::time::timeout(Duration::from_secs(10), notifier)
         .await
         .map_err(|_| "data-notify got no MQTT message in 10 s")???;
+    if let Some(billing) = billing {
+        tokio::time::timeout(Duration::from_secs(10), billing)
+            .await
+            .map_err(|_| "data-billing got no Kafka record in 10 s")???;
+    }
 
     // Cleanup, outside any trace.
     sqlx::query(&format!("DROP TABLE {table}"))
@@ -496,14 +550,17 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let _: () = shop.cache.del("order:7").await?;
 
-    let expected = 5;
-    let stats = [
+    let expected = if billing_tracer.is_some() { 6 } else { 5 };
+    let mut stats = vec![
         shop_tracing.shutdown(Duration::from_secs(5)),
         worker_tracer.reporter().shutdown(Duration::from_secs(5)),
         audit_tracer.reporter().shutdown(Duration::from_secs(5)),
         prices_tracer.reporter().shutdown(Duration::from_secs(5)),
         notify_tracer.reporter().shutdown(Duration::from_secs(5)),
     ];
+    if let Some(tracer) = &billing_tracer {
+        stats.push(tracer.reporter().shutdown(Duration::from_secs(5)));
+    }
     let sent: u64 = stats.iter().map(|s| s.sent).sum();
     println!(
         "segments sent: {sent} (dropped {}, failed {})",
@@ -529,7 +586,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 .iter()
                 .find(|s| s.service == "data-shop")
                 .ok_or("no segment of data-shop")?;
-            check_request(&segments, request)?;
+            check_request(&segments, request, billing_tracer.is_some())?;
         }
         None => {
             if sent < expected as u64 {
@@ -546,11 +603,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The request's segment: an exit span with a peer and the right layer for every client, the
-/// spawned task as a local span holding the HTTP call, and the MQTT consumer continuing the
-/// publish.
+/// spawned task as a local span holding the HTTP call, and the MQTT consumer (and the Kafka
+/// one, with `kafka`) continuing the publish.
 fn check_request(
     segments: &[skytrace_proto::v3::SegmentObject],
     request: &skytrace_proto::v3::SegmentObject,
+    kafka: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use skytrace_proto::v3::{SpanLayer, SpanType};
     let exit = |prefix: &str, layer: SpanLayer| {
@@ -599,7 +657,76 @@ fn check_request(
     if !continues("data-notify", publish.span_id) {
         return Err("data-notify's entry has no reference to the MQTT publish".into());
     }
+    if kafka {
+        let produce = exit("Kafka/", SpanLayer::Mq)?;
+        if !continues("data-billing", produce.span_id) {
+            return Err("data-billing's entry has no reference to the Kafka produce".into());
+        }
+    }
     Ok(())
+}
+
+/// The Kafka hop's setup, outside any trace: a topic of this run's own on `broker`, the shop's
+/// traced producer of it, and `data-billing`'s task reading one record back (its handling in
+/// the record's entry span).
+async fn kafka_hop(
+    broker: &str,
+    run_id: &str,
+    tracer: Tracer,
+) -> Result<
+    (
+        TracedPartitionClient,
+        tokio::task::JoinHandle<Result<(), String>>,
+    ),
+    Box<dyn std::error::Error>,
+> {
+    use rskafka::client::ClientBuilder;
+    use rskafka::client::partition::UnknownTopicHandling;
+
+    let connect = ClientBuilder::new(vec![broker.to_owned()]).build();
+    let client = tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .map_err(|_| format!("Kafka at {broker}: no answer in 10 s"))?
+        .map_err(|e| format!("Kafka at {broker}: {e}"))?;
+    let topic = format!("skytrace-demo-orders-{run_id}");
+    client
+        .controller_client()?
+        .create_topic(topic.as_str(), 1, 1, 5_000)
+        .await
+        .map_err(|e| format!("Kafka at {broker}: creating topic {topic}: {e}"))?;
+    let producing = client
+        .partition_client(topic.as_str(), 0, UnknownTopicHandling::Retry)
+        .await?
+        .traced(broker.to_owned());
+    let billing = client
+        .partition_client(topic.as_str(), 0, UnknownTopicHandling::Retry)
+        .await?
+        .traced(broker.to_owned())
+        .with_group("data-billing")
+        .with_tracer(tracer);
+    let task = tokio::spawn(async move {
+        loop {
+            // Waits up to 1 s on the broker for a record, then asks again.
+            let (records, _) = billing
+                .fetch_records(0, 1..1_000_000, 1_000)
+                .await
+                .map_err(|e| format!("Kafka: {e}"))?;
+            if let Some(record) = records.first() {
+                let span = billing.record_span(&record.record);
+                async { drop(Span::local("bill-view")) }.in_span(span).await;
+                return Ok(());
+            }
+        }
+    });
+    Ok((producing, task))
+}
+
+/// Now, as a Kafka record's timestamp.
+fn now() -> rskafka::chrono::DateTime<rskafka::chrono::Utc> {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    rskafka::chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default()
 }
 
 /// `host:port` of an AMQP URL, for the spans' peer.

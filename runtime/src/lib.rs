@@ -70,6 +70,7 @@ mod instrument;
     feature = "async-nats",
     feature = "rumqttc",
     feature = "rskafka",
+    feature = "rdkafka",
     feature = "tracing",
     feature = "log",
     feature = "tokio-postgres",

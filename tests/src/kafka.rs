@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
@@ -18,6 +19,11 @@ use crate::WAIT;
 pub struct Broker {
     child: Option<Child>,
     port: u16,
+    /// The port clients are told to connect to (the listener's own, or a TLS terminator's in
+    /// front of it).
+    advertised: u16,
+    /// TLS for this helper's own clients, when the advertised port is a terminator's.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Where `tansu` is: on `PATH`, or where `cargo install` puts it.
@@ -50,18 +56,44 @@ impl Broker {
 
     /// Starts a broker on `port` (a restart on the same address) and waits until it answers.
     pub async fn start_on(port: u16) -> Broker {
+        Broker::start_behind(port, port, None).await
+    }
+
+    /// Starts a broker listening on `port` (plain TCP) that tells its clients to connect to
+    /// `advertised` instead: a TLS terminator forwarding to `port`, which this helper's own
+    /// clients reach with `tls`.
+    pub async fn start_behind(
+        port: u16,
+        advertised: u16,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu())
+        let advertised_url = format!("tcp://127.0.0.1:{advertised}");
+        let mut command = Command::new(tansu());
+        command
             .args(["broker", "--storage-engine", "memory://tansu/"])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--listener-url", &url])
+            .args(["--advertised-listener-url", &advertised_url]);
+        // `SKYTRACE_TANSU_LOG=file`: tansu's debug log there, for finding out why it refused.
+        let log = std::env::var_os("SKYTRACE_TANSU_LOG").and_then(|path| {
+            command.env("RUST_LOG", "debug");
+            std::fs::File::create(path).ok()
+        });
+        let (stdout, stderr) = match log.and_then(|f| Some((f.try_clone().ok()?, f))) {
+            Some((out, err)) => (Stdio::from(out), Stdio::from(err)),
+            None => (Stdio::null(), Stdio::null()),
+        };
+        let child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("tansu starts");
         let broker = Broker {
             child: Some(child),
             port,
+            advertised,
+            tls,
         };
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -76,11 +108,12 @@ impl Broker {
         }
     }
 
-    /// `127.0.0.1:port`, for `SW_KAFKA_BOOTSTRAP_SERVERS`.
+    /// `127.0.0.1:port` (the advertised port), for `SW_KAFKA_BOOTSTRAP_SERVERS`.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.advertised)
     }
 
+    /// The port the broker itself listens on.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -94,14 +127,17 @@ impl Broker {
     }
 
     async fn try_client(&self) -> Option<Client> {
-        let build = ClientBuilder::new(vec![self.addr()])
-            .backoff_config(rskafka::BackoffConfig {
+        let mut builder =
+            ClientBuilder::new(vec![self.addr()]).backoff_config(rskafka::BackoffConfig {
                 init_backoff: Duration::from_millis(50),
                 max_backoff: Duration::from_millis(200),
                 base: 2.0,
                 deadline: Some(Duration::from_secs(1)),
-            })
-            .build();
+            });
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_config(Arc::clone(tls));
+        }
+        let build = builder.build();
         tokio::time::timeout(Duration::from_secs(3), build)
             .await
             .ok()?

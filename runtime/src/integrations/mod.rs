@@ -60,6 +60,10 @@
     doc = "| `rskafka` | [`rskafka::TracedPartitionClient`] (`client.traced(brokers)`) | exit / entry, `Kafka/{topic}/Producer`, `Kafka/{topic}/Consumer/{group}` |"
 )]
 #![cfg_attr(
+    feature = "rdkafka",
+    doc = "| `rdkafka` | [`rdkafka::TracedFutureProducer`] (`producer.traced(brokers)`), [`rdkafka::ConsumerSpans`] (`message_span(&message)`) | exit / entry, `Kafka/{topic}/Producer`, `Kafka/{topic}/Consumer/{group}` |"
+)]
+#![cfg_attr(
     feature = "tracing",
     doc = "| `tracing` | [`tracing::SkyWalkingLayer`]: `tracing` spans and events in the current trace, events to the log view | local (exit, entry by field), named after the `tracing` span |"
 )]
@@ -114,13 +118,16 @@ pub mod log;
     feature = "lapin",
     feature = "async-nats",
     feature = "rumqttc",
-    feature = "rskafka"
+    feature = "rskafka",
+    feature = "rdkafka"
 ))]
 mod mq;
 #[cfg(feature = "rumqttc")]
 pub mod mqtt;
 #[cfg(feature = "async-nats")]
 pub mod nats;
+#[cfg(feature = "rdkafka")]
+pub mod rdkafka;
 #[cfg(any(feature = "redis", feature = "redis-0-32"))]
 pub mod redis;
 #[cfg(feature = "redis-0-32")]

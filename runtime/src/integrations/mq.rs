@@ -46,11 +46,11 @@ pub(crate) fn inject_with_send_time(span: &Span, carrier: &mut dyn Injector) -> 
 }
 
 /// Headers written by a span, to be merged into a message's own only when there are some.
-#[cfg(any(feature = "lapin", feature = "rumqttc"))]
+#[cfg(any(feature = "lapin", feature = "rumqttc", feature = "rdkafka"))]
 #[derive(Default)]
 pub(crate) struct Written(pub(crate) Vec<(String, String)>);
 
-#[cfg(any(feature = "lapin", feature = "rumqttc"))]
+#[cfg(any(feature = "lapin", feature = "rumqttc", feature = "rdkafka"))]
 impl Injector for Written {
     fn set(&mut self, key: &str, value: String) {
         match self.0.iter_mut().find(|(k, _)| k == key) {
@@ -114,6 +114,29 @@ pub(crate) fn consumer_span(
     broker: Cow<'static, str>,
     tags: impl FnOnce(&Span),
 ) -> Span {
+    consumer_span_sent_at(
+        tracer,
+        operation_name,
+        headers,
+        component,
+        broker,
+        None,
+        tags,
+    )
+}
+
+/// [`consumer_span`], with the message's own send time (ms since the epoch) when the client
+/// gives one (a Kafka record's timestamp): `transmission.latency` is counted from it, from
+/// `sw8-x` without it.
+pub(crate) fn consumer_span_sent_at(
+    tracer: Option<&Tracer>,
+    operation_name: String,
+    headers: impl Extractor,
+    component: i32,
+    broker: Cow<'static, str>,
+    sent_ms: Option<i64>,
+    tags: impl FnOnce(&Span),
+) -> Span {
     let probe = SendTimeProbe {
         inner: headers,
         send_time_ms: Cell::new(None),
@@ -128,7 +151,7 @@ pub(crate) fn consumer_span(
         span.set_peer(broker.clone());
         span.add_tag("mq.broker", broker);
         tags(&span);
-        if let Some(sent) = probe.send_time_ms.get() {
+        if let Some(sent) = sent_ms.or(probe.send_time_ms.get()) {
             span.add_tag("transmission.latency", (now_ms() - sent).to_string());
         }
     }

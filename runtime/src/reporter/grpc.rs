@@ -128,7 +128,7 @@ impl GrpcReporter {
         let transport = Chosen::new(config, grpc);
         // What has no Kafka topic is off without a gRPC backend to send it to.
         let grpc_signals = transport.has_grpc();
-        let max_message_bytes = transport.max_message_bytes(config);
+        let (max_message_bytes, max_message_variable) = transport.max_message_bytes(config);
         let (segments, segments_rx) = queue::bounded(config.queue_size);
         let status = Arc::new(Status::default());
         let (shutdown, shutdown_rx) = watch::channel(None);
@@ -161,6 +161,7 @@ impl GrpcReporter {
             period: config.meters.period,
             max_buffer_size: config.meters.max_buffer_size,
             max_message_bytes,
+            max_message_variable,
         });
         let meters = Meters::start(meters, Arc::clone(&meter_reports_dropped));
         // Made here, as the reporter starts: the end of the `Start` event.
@@ -339,12 +340,12 @@ impl Chosen {
         }
     }
 
-    /// The most bytes one message (one meter report) may have.
-    fn max_message_bytes(&self, config: &Config) -> usize {
+    /// The most bytes one message (one meter report) may have, and the variable that says so.
+    fn max_message_bytes(&self, config: &Config) -> (usize, &'static str) {
         match self {
-            Chosen::Grpc(_) => config.max_message_size,
+            Chosen::Grpc(_) => (config.max_message_size, "SW_AGENT_MAX_MESSAGE_SIZE"),
             #[cfg(feature = "kafka")]
-            Chosen::Kafka(_) => config.kafka.max_message_bytes,
+            Chosen::Kafka(_) => (config.kafka.max_message_bytes, "SW_KAFKA_MAX_MESSAGE_BYTES"),
         }
     }
 }

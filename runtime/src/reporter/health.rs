@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::backoff::Backoff;
 use super::message;
-use super::transport::{Refusal, RefusalKind};
+use super::transport::{Refusal, RefusalKind, Way};
 
 /// How long a signal stays quiet once the backend said it has no receiver for it
 /// (`UNIMPLEMENTED`): long enough not to bother an OAP configured without it, short enough to
@@ -46,6 +46,15 @@ impl Signal {
             Signal::Events => "events",
             Signal::Profiling => "profiling tasks and profiles",
             Signal::Pprof => "on-demand profile tasks and profiles",
+        }
+    }
+
+    /// Which way its calls go: OAP's kafka-fetcher has a topic for segments, logs, meters and
+    /// management records, not for the rest.
+    pub(crate) fn way(self) -> Way {
+        match self {
+            Signal::Segments | Signal::Logs | Signal::Meters | Signal::Management => Way::Topic,
+            Signal::Configuration | Signal::Events | Signal::Profiling | Signal::Pprof => Way::Grpc,
         }
     }
 
@@ -111,6 +120,11 @@ impl Health {
         }
     }
 
+    /// The signal this is the health of.
+    pub(crate) fn signal(&self) -> Signal {
+        self.signal
+    }
+
     /// When this signal may call again: `None` for now.
     pub(crate) fn ready_at(&self) -> Option<Instant> {
         self.ready_at.filter(|&at| at > Instant::now())
@@ -124,13 +138,13 @@ impl Health {
 
     /// A call of this signal succeeded: the back-off starts over, and a trouble said before
     /// is said to be over.
-    pub(crate) fn succeeded(&mut self, backend: &str) {
+    pub(crate) fn succeeded(&mut self, who: &str) {
         self.backoff.reset();
         self.ready_at = None;
         if self.said.take().is_some() && self.signal != Signal::Segments {
             // (The segments' recovery is the connection's line: new traces resume.)
             crate::say::say(&format!(
-                "skytrace: OAP at {backend} takes the {} again",
+                "skytrace: {who} takes the {} again",
                 self.signal.what()
             ));
         }
@@ -138,7 +152,7 @@ impl Health {
 
     /// The backend refused a call of this signal: backs off (the longest at once when it has
     /// no receiver for it) and says so once. Returns how long until the next call.
-    pub(crate) fn refused(&mut self, backend: &str, refusal: &Refusal) -> Duration {
+    pub(crate) fn refused(&mut self, who: &str, refusal: &Refusal) -> Duration {
         let retry_in = match refusal.kind {
             RefusalKind::Absent => ABSENT_RETRY,
             RefusalKind::TooLarge | RefusalKind::Failed => self.backoff.fail(),
@@ -147,19 +161,19 @@ impl Health {
         let said = Said::Refused(refusal.kind);
         if self.said != Some(said) {
             self.said = Some(said);
-            crate::say::say(&self.refusal_line(backend, refusal, retry_in));
+            crate::say::say(&self.refusal_line(who, refusal, retry_in));
         }
         retry_in
     }
 
     /// A call of this signal got no answer in time (the connection itself is left alone).
-    pub(crate) fn timed_out(&mut self, backend: &str, cause: &str) -> Duration {
+    pub(crate) fn timed_out(&mut self, who: &str, cause: &str) -> Duration {
         let retry_in = self.backoff.fail();
         self.ready_at = Some(Instant::now() + retry_in);
         if self.said != Some(Said::TimedOut) {
             self.said = Some(Said::TimedOut);
             crate::say::say(&format!(
-                "skytrace: OAP at {backend} did not answer the {} call ({cause}); retrying in \
+                "skytrace: {who} did not answer the {} call ({cause}); retrying in \
                  {}, {}",
                 self.signal.what(),
                 message::seconds(retry_in),
@@ -169,18 +183,18 @@ impl Health {
         retry_in
     }
 
-    fn refusal_line(&self, backend: &str, refusal: &Refusal, retry_in: Duration) -> String {
+    fn refusal_line(&self, who: &str, refusal: &Refusal, retry_in: Duration) -> String {
         let signal = self.signal;
         let cause = crate::say::quote(&refusal.cause, 200);
         match refusal.kind {
             // The instance's events are two, at start and at shutdown: not asked again.
             RefusalKind::Absent if signal == Signal::Events => format!(
-                "skytrace: OAP at {backend} has no {} ({cause}): the instance's events are not \
+                "skytrace: {who} has no {} ({cause}): the instance's events are not \
                  reported; tracing goes on",
                 signal.receiver(),
             ),
             RefusalKind::Absent => format!(
-                "skytrace: OAP at {backend} has no {} ({cause}): {} not reported, asking again \
+                "skytrace: {who} has no {} ({cause}): {} not reported, asking again \
                  in {} min; {}",
                 signal.receiver(),
                 signal.what(),
@@ -188,14 +202,14 @@ impl Health {
                 Signal::Events.meanwhile(false)
             ),
             RefusalKind::TooLarge => format!(
-                "skytrace: OAP at {backend} refused the {} as too large ({cause}); retrying in \
+                "skytrace: {who} refused the {} as too large ({cause}); retrying in \
                  {}, {}",
                 signal.what(),
                 message::seconds(retry_in),
                 signal.meanwhile(self.keep_tracing)
             ),
             RefusalKind::Failed => format!(
-                "skytrace: OAP at {backend} refused the {}: {cause}; retrying in {}, {}",
+                "skytrace: {who} refused the {}: {cause}; retrying in {}, {}",
                 signal.what(),
                 message::seconds(retry_in),
                 signal.meanwhile(self.keep_tracing)
@@ -240,7 +254,7 @@ mod tests {
     fn lines_name_the_backend_the_signal_the_cause_and_that_tracing_goes_on() {
         let logs = Health::new(Signal::Logs, false);
         let line = logs.refusal_line(
-            "oap:11800",
+            "OAP at oap:11800",
             &refusal(RefusalKind::Failed),
             Duration::from_millis(500),
         );
@@ -253,7 +267,7 @@ mod tests {
             kind: RefusalKind::Absent,
             cause: "UNIMPLEMENTED".into(),
         };
-        let line = logs.refusal_line("oap:11800", &absent, ABSENT_RETRY);
+        let line = logs.refusal_line("OAP at oap:11800", &absent, ABSENT_RETRY);
         assert_eq!(
             line,
             "skytrace: OAP at oap:11800 has no log receiver (LogReportService) (UNIMPLEMENTED): \

@@ -20,10 +20,41 @@ pub(crate) enum Trouble {
     Tls,
 }
 
+/// What kind of backend a line names: the reporter talks to OAP over gRPC, or to Kafka.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Peer {
+    Oap,
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    Kafka,
+}
+
+impl Peer {
+    /// `OAP at {backend}` / `Kafka at {backend}`: the backend as every line names it.
+    pub(crate) fn at(self, backend: &str) -> String {
+        match self {
+            Peer::Oap => format!("OAP at {backend}"),
+            Peer::Kafka => format!("Kafka at {backend}"),
+        }
+    }
+
+    /// What a refused authentication was, and the variables that set it.
+    fn credentials(self) -> &'static str {
+        match self {
+            Peer::Oap => "the authentication token (SW_AGENT_AUTHENTICATION)",
+            Peer::Kafka => {
+                "the SASL credentials (SW_KAFKA_SASL_MECHANISM, SW_KAFKA_SASL_USERNAME, \
+                 SW_KAFKA_SASL_PASSWORD)"
+            }
+        }
+    }
+}
+
 /// A failed attempt, as the transport saw it.
 #[derive(Clone, Debug)]
 pub(crate) struct Failure {
     pub(crate) trouble: Trouble,
+    /// Whom `backend` is: OAP, or a Kafka broker.
+    pub(crate) peer: Peer,
     /// The backend that failed, as configured (`host:port`).
     pub(crate) backend: String,
     /// Why, in a few words (see [`cause`]).
@@ -39,20 +70,19 @@ pub(crate) struct Failure {
 pub(crate) fn failure_line(failure: &Failure, keep_tracing: bool) -> String {
     let Failure {
         trouble,
+        peer,
         backend,
         cause,
         retry_in,
         next_backend,
     } = failure;
+    let who = peer.at(backend);
     let mut line = match trouble {
-        Trouble::Unreachable => format!("skytrace: cannot reach OAP at {backend}: {cause}"),
-        Trouble::TokenRefused => format!(
-            "skytrace: OAP at {backend} refused the authentication token \
-             (SW_AGENT_AUTHENTICATION): {cause}"
-        ),
-        Trouble::Error => format!("skytrace: OAP at {backend} answered with an error: {cause}"),
-        Trouble::Stalled => format!("skytrace: OAP at {backend} is not answering ({cause})"),
-        Trouble::Tls => format!("skytrace: no TLS connection to OAP at {backend}: {cause}"),
+        Trouble::Unreachable => format!("skytrace: cannot reach {who}: {cause}"),
+        Trouble::TokenRefused => format!("skytrace: {who} refused {}: {cause}", peer.credentials()),
+        Trouble::Error => format!("skytrace: {who} answered with an error: {cause}"),
+        Trouble::Stalled => format!("skytrace: {who} is not answering ({cause})"),
+        Trouble::Tls => format!("skytrace: no TLS connection to {who}: {cause}"),
     };
     let retry_in = seconds(*retry_in);
     match next_backend {
@@ -67,29 +97,31 @@ pub(crate) fn failure_line(failure: &Failure, keep_tracing: bool) -> String {
     line
 }
 
-/// The line when a backend has not answered a call for `waited`.
-pub(crate) fn slow_line(backend: &str, waited: Duration, keep_tracing: bool) -> String {
+/// The line when a backend (`who`: `OAP at host:port`) has not answered a call for `waited`.
+pub(crate) fn slow_line(who: &str, waited: Duration, keep_tracing: bool) -> String {
     format!(
-        "skytrace: OAP at {backend} has not answered for {}; waiting for it{}",
+        "skytrace: {who} has not answered for {}; waiting for it{}",
         seconds(waited),
         paused(keep_tracing)
     )
 }
 
-/// The line when a call succeeds after trouble (or for the first time).
-pub(crate) fn connected_line(backend: &str, again: bool) -> String {
+/// The line when a call succeeds after trouble (or for the first time); `who`: `OAP at
+/// host:port`.
+pub(crate) fn connected_line(who: &str, again: bool) -> String {
     if again {
-        format!("skytrace: OAP at {backend} answers again; reporting, new traces resume")
+        format!("skytrace: {who} answers again; reporting, new traces resume")
     } else {
-        format!("skytrace: reporting to OAP at {backend}")
+        format!("skytrace: reporting to {who}")
     }
 }
 
-/// The line for the first segment dropped for its size.
-pub(crate) fn too_large_line(trace_id: &str, len: usize, max: usize) -> String {
+/// The line for the first segment dropped for its size; `variable` sets the limit.
+pub(crate) fn too_large_line(trace_id: &str, len: usize, max: usize, variable: &str) -> String {
     format!(
         "skytrace: dropped a segment of trace {trace_id}: {len} bytes even with long values cut, \
-         over the {max}-byte message limit; later ones are only counted (stats().dropped)"
+         over the {max}-byte message limit ({variable}); later ones are only counted \
+         (stats().dropped)"
     )
 }
 
@@ -177,6 +209,7 @@ mod tests {
     fn refused() -> Failure {
         Failure {
             trouble: Trouble::Unreachable,
+            peer: Peer::Oap,
             backend: "127.0.0.1:11800".into(),
             cause: "connection refused (os error 111)".into(),
             retry_in: Duration::from_millis(1_600),
@@ -288,16 +321,46 @@ mod tests {
     }
 
     #[test]
+    fn kafka_is_named_as_kafka() {
+        let failure = Failure {
+            peer: Peer::Kafka,
+            backend: "127.0.0.1:9092".into(),
+            ..refused()
+        };
+        assert_eq!(
+            failure_line(&failure, false),
+            "skytrace: cannot reach Kafka at 127.0.0.1:9092: connection refused (os error 111); \
+             retrying in 1.6 s, new traces paused"
+        );
+        let failure = Failure {
+            trouble: Trouble::TokenRefused,
+            cause: "SASL authentication failed".into(),
+            ..failure
+        };
+        assert!(
+            failure_line(&failure, false).starts_with(
+                "skytrace: Kafka at 127.0.0.1:9092 refused the SASL credentials \
+                 (SW_KAFKA_SASL_MECHANISM, SW_KAFKA_SASL_USERNAME, SW_KAFKA_SASL_PASSWORD): "
+            ),
+            "{}",
+            failure_line(&failure, false)
+        );
+    }
+
+    #[test]
     fn other_lines() {
         assert_eq!(
-            slow_line("oap:11800", Duration::from_secs(2), false),
+            slow_line("OAP at oap:11800", Duration::from_secs(2), false),
             "skytrace: OAP at oap:11800 has not answered for 2 s; waiting for it, new traces paused"
         );
         assert_eq!(
-            connected_line("oap:11800", false),
+            connected_line("OAP at oap:11800", false),
             "skytrace: reporting to OAP at oap:11800"
         );
-        assert!(too_large_line("t1", 5_000_000, 4_194_304).contains("trace t1: 5000000 bytes"));
+        assert!(
+            too_large_line("t1", 5_000_000, 4_194_304, "SW_AGENT_MAX_MESSAGE_SIZE")
+                .contains("trace t1: 5000000 bytes")
+        );
         assert_eq!(seconds(Duration::from_millis(460)), "0.5 s");
         assert_eq!(seconds(Duration::from_secs_f64(27.6)), "28 s");
     }

@@ -28,7 +28,7 @@ use super::signal::management::Management;
 use super::signal::meters::Meters;
 use super::signal::segments::Segments;
 use super::status::{SLOW_CALL, State, Status};
-use super::transport::{CallError, Transport};
+use super::transport::{CallError, Transport, Way};
 
 /// Longest a call may take before it counts as unanswered.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -312,7 +312,7 @@ impl<T: Transport> Shared<T> {
     ) -> Result<Commands, CallError> {
         match &result {
             Ok(commands) => {
-                health.succeeded(&self.transport.backend());
+                health.succeeded(&self.transport.who(health.signal().way()));
                 if self.status.state() == State::Starting {
                     // The backend answers. (Only the segments' own success ends a pause.)
                     self.segments_delivered();
@@ -326,10 +326,10 @@ impl<T: Transport> Shared<T> {
             }
             Err(CallError::Link(failure)) => self.link_failed(failure),
             Err(CallError::Refused(refusal)) => {
-                health.refused(&self.transport.backend(), refusal);
+                health.refused(&self.transport.who(health.signal().way()), refusal);
             }
             Err(CallError::Timeout(cause)) => {
-                health.timed_out(&self.transport.backend(), cause);
+                health.timed_out(&self.transport.who(health.signal().way()), cause);
             }
         }
         result
@@ -345,7 +345,9 @@ impl<T: Transport> Shared<T> {
     /// The segments were delivered: new traces start (again).
     pub(crate) fn segments_delivered(&self) {
         self.set_status(State::Connected);
-        self.voice.borrow_mut().connected(&self.transport.backend());
+        self.voice
+            .borrow_mut()
+            .connected(&self.transport.who(Way::Topic));
     }
 
     /// The segments were not delivered: new traces pause.
@@ -358,7 +360,7 @@ impl<T: Transport> Shared<T> {
         self.set_status(State::Down);
         self.voice
             .borrow_mut()
-            .slow(&self.transport.backend(), self.keep_tracing);
+            .slow(&self.transport.who(Way::Topic), self.keep_tracing);
     }
 
     fn set_status(&self, state: State) {
@@ -418,18 +420,18 @@ struct Voice {
 }
 
 impl Voice {
-    fn connected(&mut self, backend: &str) {
+    fn connected(&mut self, who: &str) {
         if self.last != Some(Said::Connected) {
-            crate::say::say(&message::connected_line(backend, self.connected_before));
+            crate::say::say(&message::connected_line(who, self.connected_before));
             self.last = Some(Said::Connected);
         }
         self.connected_before = true;
     }
 
-    fn slow(&mut self, backend: &str, keep_tracing: bool) {
+    fn slow(&mut self, who: &str, keep_tracing: bool) {
         // Said when OAP stops answering, not again on every slow retry.
         if matches!(self.last, None | Some(Said::Connected)) {
-            crate::say::say(&message::slow_line(backend, SLOW_CALL, keep_tracing));
+            crate::say::say(&message::slow_line(who, SLOW_CALL, keep_tracing));
             self.last = Some(Said::Slow);
         }
     }

@@ -91,7 +91,11 @@ impl Logs {
                     Some(None) | None => continue,
                 }
             };
-            let batch = self.within_limit(batch, shared.transport.max_message_bytes());
+            let batch = self.within_limit(
+                batch,
+                shared.transport.max_message_bytes(),
+                shared.transport.max_message_variable(),
+            );
             if batch.is_empty() {
                 continue;
             }
@@ -143,7 +147,13 @@ impl Logs {
     }
 
     /// `batch` without the records whose message is over `max_bytes`, counted as lost.
-    fn within_limit(&mut self, mut batch: Vec<LogData>, max_bytes: usize) -> Vec<LogData> {
+    /// `variable` sets the limit: it is named in the line.
+    fn within_limit(
+        &mut self,
+        mut batch: Vec<LogData>,
+        max_bytes: usize,
+        variable: &str,
+    ) -> Vec<LogData> {
         let before = batch.len();
         let mut largest = 0;
         batch.retain(|log| {
@@ -158,7 +168,7 @@ impl Logs {
                 self.too_large_said = true;
                 crate::say::say(&format!(
                     "skytrace: dropped a log record of {largest} bytes, over the {max_bytes}-byte \
-                     message limit (SW_AGENT_MAX_MESSAGE_SIZE); the others of its batch go on, \
+                     message limit ({variable}); the others of its batch go on, \
                      later ones are only counted"
                 ));
             }

@@ -38,6 +38,8 @@ pub(crate) struct MeterSettings {
     pub(crate) max_buffer_size: usize,
     /// The transport's message limit: each message sent fits it.
     pub(crate) max_message_bytes: usize,
+    /// The variable that sets it, for the line that names it.
+    pub(crate) max_message_variable: &'static str,
 }
 
 pub(crate) struct Meters {
@@ -217,9 +219,9 @@ impl Reading {
         if too_large > 0 && !self.too_large_said {
             self.too_large_said = true;
             crate::say::say(&format!(
-                "skytrace: {too_large} meter(s) over the {}-byte message limit even alone were \
-                 left out of the report (counted as dropped); said once",
-                s.max_message_bytes
+                "skytrace: {too_large} meter(s) over the {}-byte message limit ({}) even alone \
+                 were left out of the report (counted as dropped); said once",
+                s.max_message_bytes, s.max_message_variable
             ));
         }
         {
@@ -258,6 +260,7 @@ mod tests {
             period: Duration::from_secs(1),
             max_buffer_size: 2,
             max_message_bytes: 4 * 1024 * 1024,
+            max_message_variable: "SW_AGENT_MAX_MESSAGE_SIZE",
         };
         let reports = read_once(&settings);
         assert_eq!(reports.len(), 1);

@@ -110,7 +110,11 @@ impl Segments {
         health: &mut Health,
     ) {
         let probe = batch.is_empty();
-        let outgoing = self.outgoing(batch, shared.transport.max_message_bytes());
+        let outgoing = self.outgoing(
+            batch,
+            shared.transport.max_message_bytes(),
+            shared.transport.max_message_variable(),
+        );
         shared.observe_segments(&outgoing);
         let count = outgoing.len();
         if count == 0 && !probe {
@@ -138,8 +142,14 @@ impl Segments {
     }
 
     /// `batch` ready to send: each segment encoded, those over `max_bytes` left out and counted
-    /// as dropped, so one huge segment never fails the call that carries the others.
-    pub(crate) fn outgoing(&mut self, batch: Vec<Queued>, max_bytes: usize) -> Vec<Outgoing> {
+    /// as dropped, so one huge segment never fails the call that carries the others. `variable`
+    /// sets the limit: it is named in the line.
+    pub(crate) fn outgoing(
+        &mut self,
+        batch: Vec<Queued>,
+        max_bytes: usize,
+        variable: &str,
+    ) -> Vec<Outgoing> {
         let mut out = Vec::with_capacity(batch.len());
         for queued in batch {
             match queued.into_outgoing_within(max_bytes) {
@@ -152,6 +162,7 @@ impl Segments {
                             &too_large.trace_id,
                             too_large.len,
                             max_bytes,
+                            variable,
                         ));
                     }
                 }

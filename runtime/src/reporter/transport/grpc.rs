@@ -46,7 +46,7 @@ use super::tls;
 use super::{CallError, Refusal, RefusalKind, Transport};
 use crate::config::TlsFiles;
 use crate::reporter::backoff::Backoff;
-use crate::reporter::message::{self, Failure, Trouble};
+use crate::reporter::message::{self, Failure, Peer, Trouble};
 use crate::reporter::wire::Outgoing;
 
 /// The least time between two attempts on different backends of one round.
@@ -190,6 +190,7 @@ impl GrpcTransport {
             // A call made during the back-off (another signal's failure just set it).
             let mut failure = link.last_failure.clone().unwrap_or_else(|| Failure {
                 trouble: Trouble::Unreachable,
+                peer: Peer::Oap,
                 backend: self.backend_at(link.current).to_owned(),
                 cause: "backing off".to_owned(),
                 retry_in: Duration::ZERO,
@@ -383,6 +384,7 @@ impl GrpcTransport {
             (count > 1 && reconnect).then(|| self.backend_at(link.current).to_owned());
         let failure = Failure {
             trouble,
+            peer: Peer::Oap,
             backend,
             cause,
             retry_in,

@@ -38,11 +38,11 @@ use skytrace_proto::v10::{PprofData, PprofProfilingStatus, PprofTaskCommandQuery
 
 use super::grpc::GrpcTransport;
 use super::murmur2;
-use super::{CallError, Refusal, RefusalKind, Transport};
+use super::{CallError, Refusal, RefusalKind, Transport, Way};
 use crate::config::TlsFiles;
 use crate::config::kafka::{Compression, KafkaSettings, SaslMechanism};
 use crate::reporter::backoff::Backoff;
-use crate::reporter::message::{self, Failure, Trouble};
+use crate::reporter::message::{self, Failure, Peer, Trouble};
 use crate::reporter::wire::Outgoing;
 
 /// What the transport is made with.
@@ -106,7 +106,7 @@ impl KafkaTransport {
     pub(crate) fn new(settings: KafkaTransportSettings) -> KafkaTransport {
         KafkaTransport {
             topics: settings.kafka.topics(),
-            backend: format!("Kafka {}", settings.kafka.bootstrap.join(",")),
+            backend: settings.kafka.bootstrap.join(","),
             settings,
             link: RefCell::new(Link {
                 client: None,
@@ -277,7 +277,10 @@ impl KafkaTransport {
             }
             Ok(Err(Problem::Missing)) => Err(CallError::Refused(Refusal {
                 kind: RefusalKind::Failed,
-                cause: format!("topic {name} does not exist on the brokers"),
+                cause: format!(
+                    "topic {name} does not exist (OAP creates its topics when its kafka-fetcher \
+                     starts)"
+                ),
             })),
             Ok(Err(Problem::Refused(kind, cause))) => {
                 if kind == RefusalKind::Failed {
@@ -308,6 +311,7 @@ impl KafkaTransport {
         let at = link.ready_at.filter(|&at| at > Instant::now())?;
         let mut failure = link.last_failure.clone().unwrap_or_else(|| Failure {
             trouble: Trouble::Unreachable,
+            peer: Peer::Kafka,
             backend: self.backend.clone(),
             cause: "backing off".to_owned(),
             retry_in: Duration::ZERO,
@@ -340,6 +344,7 @@ impl KafkaTransport {
         link.ready_at = Some(Instant::now() + retry_in);
         let failure = Failure {
             trouble,
+            peer: Peer::Kafka,
             backend: self.backend.clone(),
             cause,
             retry_in,
@@ -369,12 +374,19 @@ impl KafkaTransport {
 }
 
 /// The outcome of a call made over gRPC. Its failures are this signal's alone: new traces
-/// follow Kafka's health, not the gRPC backend's.
+/// follow Kafka's health, not the gRPC backend's. (The line names the gRPC backend: see
+/// `who`.)
 fn over_grpc<R>(result: Result<R, CallError>) -> Result<R, CallError> {
     match result {
         Err(CallError::Link(failure)) => Err(CallError::Refused(Refusal {
             kind: RefusalKind::Failed,
-            cause: format!("over gRPC to {}: {}", failure.backend, failure.cause),
+            cause: match failure.trouble {
+                Trouble::Unreachable => format!("not reachable: {}", failure.cause),
+                Trouble::TokenRefused => format!("token refused: {}", failure.cause),
+                Trouble::Error => failure.cause,
+                Trouble::Stalled => format!("no answer: {}", failure.cause),
+                Trouble::Tls => format!("no TLS connection: {}", failure.cause),
+            },
         })),
         other => other,
     }
@@ -494,6 +506,19 @@ fn varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
 impl Transport for KafkaTransport {
     fn backend(&self) -> String {
         self.backend.clone()
+    }
+
+    fn who(&self, way: Way) -> String {
+        match (way, &self.settings.grpc) {
+            (Way::Topic, _) => Peer::Kafka.at(&self.backend),
+            // What has no topic goes over gRPC: its lines name that backend.
+            (Way::Grpc, Some(grpc)) => grpc.who(way),
+            (Way::Grpc, None) => "OAP (no gRPC backend)".to_owned(),
+        }
+    }
+
+    fn max_message_variable(&self) -> &'static str {
+        "SW_KAFKA_MAX_MESSAGE_BYTES"
     }
 
     fn ready_at(&self) -> Option<Instant> {

@@ -38,7 +38,7 @@ use skytrace_proto::v3::{
 };
 use skytrace_proto::v10::{PprofData, PprofProfilingStatus, PprofTaskCommandQuery};
 
-use super::message::Failure;
+use super::message::{Failure, Peer};
 use super::wire::Outgoing;
 
 /// Why a call delivered nothing.
@@ -73,11 +73,26 @@ pub(crate) enum RefusalKind {
     Failed,
 }
 
+/// Which way a signal's calls go, for a transport with two: to a topic OAP's kafka-fetcher
+/// reads, or over gRPC (what has no topic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Way {
+    Topic,
+    Grpc,
+}
+
 /// Sends what the signals give it. Every method takes `&self`: the signals call side by side,
 /// on the reporter's one thread.
 pub(crate) trait Transport {
     /// The backend in use (or tried next), for messages.
     fn backend(&self) -> String;
+
+    /// The backend that answers the calls going `way`, as the lines name it: `OAP at
+    /// host:port` (the Kafka transport: `Kafka at host:port` for what it produces).
+    fn who(&self, way: Way) -> String {
+        let _ = way;
+        Peer::Oap.at(&self.backend())
+    }
 
     /// When the next call may be made: `None` for now. Failures of the connection push it out
     /// (back-off); a call made before then fails at once.
@@ -92,6 +107,11 @@ pub(crate) trait Transport {
 
     /// The most bytes one message may have.
     fn max_message_bytes(&self) -> usize;
+
+    /// The variable that sets [`Transport::max_message_bytes`], for the lines that name it.
+    fn max_message_variable(&self) -> &'static str {
+        "SW_AGENT_MAX_MESSAGE_SIZE"
+    }
 
     /// Sends encoded segments (`SegmentObject`s) in one call; none at all is a probe of the
     /// segment receiver. No answer within `timeout` is a failure of the connection.

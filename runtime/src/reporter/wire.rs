@@ -21,13 +21,11 @@
 mod scalar;
 mod segment;
 
-use std::cell::Cell;
-
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use prost::encoding::{DecodeContext, WireType, skip_field};
 
-use self::segment::{SegmentMessage, SpanLayout};
+use self::segment::SegmentMessage;
 use crate::segment::Segment;
 
 /// The most spans a segment may have to be encoded on the thread that finished it: about
@@ -76,23 +74,14 @@ pub(crate) struct TooLarge {
     pub(crate) trace_id: String,
 }
 
-thread_local! {
-    /// [`SegmentMessage::layout`]'s space, reused by every segment this thread encodes.
-    static LAYOUT: Cell<Vec<SpanLayout>> = const { Cell::new(Vec::new()) };
-}
-
 /// `segment`'s bytes; the segment is freed here, its span list kept for this thread's next
-/// segment (`spare_spans`). `layout` is scratch space, handed back.
-fn encode(segment: Segment, layout: Vec<SpanLayout>) -> (Vec<u8>, Vec<SpanLayout>) {
-    let message = SegmentMessage::with_layout(segment, layout);
-    let mut bytes = Vec::with_capacity(message.len);
+/// segment (`spare_spans`).
+fn encode(segment: Segment) -> Vec<u8> {
+    let message = SegmentMessage::new(segment);
+    let mut bytes = Vec::with_capacity(message.size_hint());
     message.write(&mut bytes);
-    debug_assert_eq!(bytes.len(), message.len);
-    let SegmentMessage {
-        segment, layout, ..
-    } = message;
-    crate::spare_spans::recycle(segment.spans);
-    (bytes, layout)
+    crate::spare_spans::recycle(message.segment.spans);
+    bytes
 }
 
 impl Queued {
@@ -101,12 +90,7 @@ impl Queued {
         if segment.spans.len() > INLINE_SPANS {
             return Queued::Whole(Box::new(segment));
         }
-        // `try_with`: a segment may end while the thread's thread-locals are being destroyed
-        // (a span kept in one), after this one; a fresh `Vec` then does.
-        let scratch = LAYOUT.try_with(Cell::take).unwrap_or_default();
-        let (bytes, scratch) = encode(segment, scratch);
-        let _ = LAYOUT.try_with(|layout| layout.set(scratch));
-        Queued::Encoded(bytes)
+        Queued::Encoded(encode(segment))
     }
 
     /// Ready to send (on the reporter's thread).
@@ -114,7 +98,7 @@ impl Queued {
     pub(crate) fn into_outgoing(self) -> Outgoing {
         match self {
             Queued::Encoded(bytes) => Outgoing(bytes),
-            Queued::Whole(segment) => Outgoing(encode(*segment, Vec::new()).0),
+            Queued::Whole(segment) => Outgoing(encode(*segment)),
         }
     }
 
@@ -128,15 +112,17 @@ impl Queued {
             }),
             Queued::Encoded(bytes) => Ok(Outgoing(bytes)),
             Queued::Whole(segment) => {
-                let message = SegmentMessage::with_layout(*segment, Vec::new());
-                if message.len > max {
+                // Written to be measured: a segment this large is rare, and is written on the
+                // reporter's thread.
+                let message = SegmentMessage::new(*segment);
+                let mut bytes = Vec::with_capacity(message.size_hint());
+                message.write(&mut bytes);
+                if bytes.len() > max {
                     return Err(TooLarge {
-                        len: message.len,
+                        len: bytes.len(),
                         trace_id: message.segment.trace_id().to_owned(),
                     });
                 }
-                let mut bytes = Vec::with_capacity(message.len);
-                message.write(&mut bytes);
                 Ok(Outgoing(bytes))
             }
         }
@@ -251,7 +237,6 @@ mod tests {
             let message = SegmentMessage::new(segment);
             let mut ours = Vec::new();
             message.write(&mut ours);
-            assert_eq!(ours.len(), message.len);
             let expected = message.segment.into_proto();
             assert_eq!(
                 v3::SegmentObject::decode(ours.as_slice()).unwrap(),
@@ -279,8 +264,7 @@ mod tests {
         let keep = Arc::new(Keep::default());
         let config = Config::builder().service_name("svc").build().unwrap();
         let tracer = Tracer::with_reporter(&config, keep.clone());
-        // Sizes up and down, and either side of the inline limit: the layout scratch space is
-        // reused between segments.
+        // Sizes up and down, and either side of the inline limit.
         let sizes = [1, 40, 3, INLINE_SPANS, INLINE_SPANS + 1, 1];
         for spans in sizes {
             let entry = tracer.entry_span("GET:/x", &());
@@ -299,6 +283,13 @@ mod tests {
             let message = SegmentMessage::new(segment);
             let mut direct = Vec::new();
             message.write(&mut direct);
+            // The buffer is sized once for a usual segment: no reallocation while writing.
+            let hint = message.size_hint();
+            assert!(
+                direct.len() <= hint,
+                "{} bytes, {hint} guessed",
+                direct.len()
+            );
             let queued = Queued::new(message.segment);
             assert_eq!(matches!(queued, Queued::Encoded(_)), spans <= INLINE_SPANS);
             let outgoing = queued.into_outgoing();

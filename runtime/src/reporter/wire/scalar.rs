@@ -1,8 +1,8 @@
-//! Protobuf's scalar and length-delimited fields, written into a `Vec` sized beforehand.
+//! Protobuf's scalar and length-delimited fields, written into a `Vec`.
 //! `int32`, `int64` and enums are varints of the value sign-extended to 64 bits; proto3 leaves a
 //! field holding its default value out.
 
-use prost::encoding::{WireType, encoded_len_varint, key_len};
+use prost::encoding::{WireType, encoded_len_varint};
 
 /// A field's key: its tag and wire type, as a varint.
 #[inline]
@@ -10,9 +10,8 @@ pub(super) fn put_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
     put_varint(u64::from(tag << 3 | wire_type as u32), buf);
 }
 
-/// `value` as a varint. Segments are encoded into a `Vec` sized to the message beforehand, so
-/// a byte at a time costs a store and a predicted capacity check (writing into tonic's
-/// `BytesMut`, a slice at once was cheaper: its `put_u8` checked more).
+/// `value` as a varint. A byte at a time costs a store and a predicted capacity check (writing
+/// into tonic's `BytesMut`, a slice at once was cheaper: its `put_u8` checked more).
 #[inline]
 pub(super) fn put_varint(mut value: u64, buf: &mut Vec<u8>) {
     while value >= 0x80 {
@@ -22,23 +21,11 @@ pub(super) fn put_varint(mut value: u64, buf: &mut Vec<u8>) {
     buf.push(value as u8);
 }
 
-pub(super) fn int_len(tag: u32, value: i64) -> usize {
-    if value == 0 {
-        0
-    } else {
-        key_len(tag) + encoded_len_varint(value as u64)
-    }
-}
-
 pub(super) fn put_int(tag: u32, value: i64, buf: &mut Vec<u8>) {
     if value != 0 {
         put_key(tag, WireType::Varint, buf);
         put_varint(value as u64, buf);
     }
-}
-
-pub(super) fn bool_len(tag: u32, value: bool) -> usize {
-    if value { key_len(tag) + 1 } else { 0 }
 }
 
 pub(super) fn put_bool(tag: u32, value: bool, buf: &mut Vec<u8>) {
@@ -48,22 +35,8 @@ pub(super) fn put_bool(tag: u32, value: bool, buf: &mut Vec<u8>) {
     }
 }
 
-pub(super) fn str_len(tag: u32, value: &str) -> usize {
-    bytes_len(tag, value.as_bytes())
-}
-
 pub(super) fn put_str(tag: u32, value: &str, buf: &mut Vec<u8>) {
     put_bytes(tag, value.as_bytes(), buf);
-}
-
-/// A `string` field given as bytes known to be UTF-8 (an id's text), or a `bytes` field.
-#[inline]
-pub(super) fn bytes_len(tag: u32, value: &[u8]) -> usize {
-    if value.is_empty() {
-        0
-    } else {
-        message_len(tag, value.len())
-    }
 }
 
 #[inline]
@@ -74,18 +47,51 @@ pub(super) fn put_bytes(tag: u32, value: &[u8], buf: &mut Vec<u8>) {
     }
 }
 
-/// A length-delimited field of `len` bytes: key, length, bytes.
-pub(super) fn message_len(tag: u32, len: usize) -> usize {
-    key_len(tag) + encoded_len_varint(len as u64) + len
-}
-
 pub(super) fn put_message_header(tag: u32, len: usize, buf: &mut Vec<u8>) {
     put_key(tag, WireType::LengthDelimited, buf);
     put_varint(len as u64, buf);
 }
 
+/// A length-delimited field whose contents `write` appends: the length is written after them,
+/// in the byte kept for it before them, the contents moved along when it takes more (a
+/// message of 128 bytes or more). One pass over what is written, instead of working out each
+/// nested message's length before writing it; the bytes are the same (a minimal varint).
+#[inline]
+pub(super) fn put_nested(tag: u32, buf: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    put_key(tag, WireType::LengthDelimited, buf);
+    let at = buf.len();
+    buf.push(0);
+    write(buf);
+    let len = buf.len() - at - 1;
+    if len < 0x80 {
+        buf[at] = len as u8;
+        return;
+    }
+    let extra = encoded_len_varint(len as u64) - 1;
+    buf.resize(buf.len() + extra, 0);
+    buf.copy_within(at + 1..at + 1 + len, at + 1 + extra);
+    let mut value = len as u64;
+    for byte in &mut buf[at..=at + extra] {
+        *byte = (value as u8 & 0x7F) | 0x80;
+        value >>= 7;
+    }
+    buf[at + extra] &= 0x7F;
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nested_messages_are_length_delimited_fields() {
+        for len in [0, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+            let contents: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut ours = vec![7];
+            super::put_nested(12, &mut ours, |buf| buf.extend_from_slice(&contents));
+            let mut theirs = vec![7];
+            prost::encoding::bytes::encode(12, &contents, &mut theirs);
+            assert_eq!(ours, theirs, "{len}");
+        }
+    }
+
     #[test]
     fn varints_are_prost_varints() {
         let values =

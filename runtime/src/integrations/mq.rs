@@ -177,6 +177,20 @@ pub(crate) fn producer_span(
     span
 }
 
+/// The exit span of a record produced to Kafka's `topic`, as the Java agent's Kafka plugin
+/// writes it: `Kafka/{topic}/Producer`, component `kafka-producer` (40), `mq.topic`.
+#[cfg(any(feature = "rskafka", feature = "rdkafka"))]
+pub(crate) fn kafka_producer_span(topic: &str, brokers: Cow<'static, str>) -> Span {
+    producer_span(
+        || super::join(["Kafka/", topic, "/Producer"]),
+        brokers,
+        |span| {
+            span.set_component(crate::component::KAFKA_PRODUCER);
+            span.add_tag("mq.topic", topic.to_owned());
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

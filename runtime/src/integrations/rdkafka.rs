@@ -112,14 +112,7 @@ where
         T: Into<Timeout>,
     {
         let topic = record.topic;
-        let span = mq::producer_span(
-            || super::join(["Kafka/", topic, "/Producer"]),
-            self.brokers.clone(),
-            |span| {
-                span.set_component(component::KAFKA_PRODUCER);
-                span.add_tag("mq.topic", topic.to_owned());
-            },
-        );
+        let span = mq::kafka_producer_span(topic, self.brokers.clone());
         let mut written = Written::default();
         if mq::inject_with_send_time(&span, &mut written) {
             record.headers = Some(with_trace_headers(record.headers.take(), &written.0));

@@ -111,14 +111,7 @@ impl TracedPartitionClient {
         compression: Compression,
     ) -> Result<Vec<i64>, Error> {
         let topic = self.client.topic();
-        let span = mq::producer_span(
-            || super::join(["Kafka/", topic, "/Producer"]),
-            self.brokers.clone(),
-            |span| {
-                span.set_component(component::KAFKA_PRODUCER);
-                span.add_tag("mq.topic", topic.to_owned());
-            },
-        );
+        let span = mq::kafka_producer_span(topic, self.brokers.clone());
         let mut written = Written::default();
         if mq::inject_with_send_time(&span, &mut written) {
             for record in &mut records {

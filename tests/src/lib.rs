@@ -44,6 +44,17 @@ pub fn named_tracer(collector: &skytrace_collector::Collector, name: &str) -> Tr
 }
 
 /// A name no other run uses: `{prefix}{sep}{pid}{sep}{nanos}` (tables, queues, keys).
+/// An environment of `pairs` alone, for `ConfigBuilder::env`: a test's `SW_*` variables
+/// without touching the process's.
+pub fn env(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
 pub fn unique_name(prefix: &str, sep: char) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

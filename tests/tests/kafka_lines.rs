@@ -10,7 +10,7 @@ use skytrace::integrations::log::SkyWalkingLogger;
 use skytrace::{Config, Span};
 use skytrace_proto::v3::SegmentObject;
 use skytrace_tests::kafka::{Broker, value};
-use skytrace_tests::{WAIT, eventually};
+use skytrace_tests::{WAIT, env, eventually};
 
 struct Quiet;
 
@@ -22,15 +22,6 @@ impl log::Log for Quiet {
     fn log(&self, _: &log::Record<'_>) {}
 
     fn flush(&self) {}
-}
-
-fn env(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
-    move |name| {
-        pairs
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    }
 }
 
 /// Run in a child process by the test below: the segment topic is missing at first.

@@ -11,7 +11,7 @@ use skytrace_proto::v3::{
     InstancePingPkg, InstanceProperties, LogData, MeterDataCollection, SegmentObject,
 };
 use skytrace_tests::kafka::{Broker, key, value};
-use skytrace_tests::{WAIT, eventually};
+use skytrace_tests::{WAIT, env, eventually};
 
 const TOPICS: [&str; 4] = [
     "skywalking-segments",
@@ -37,15 +37,6 @@ fn logger(log: &LogData) -> &str {
         .as_ref()
         .and_then(|tags| tags.data.iter().find(|kv| kv.key == "logger"))
         .map_or("", |kv| kv.value.as_str())
-}
-
-fn env(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
-    move |name| {
-        pairs
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    }
 }
 
 // One test with `init`: the logger, the global tracer and the log queue are the process's.

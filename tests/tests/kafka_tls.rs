@@ -14,7 +14,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use skytrace::{Config, GrpcReporter, Tracer};
 use skytrace_proto::v3::SegmentObject;
 use skytrace_tests::kafka::{Broker, value};
-use skytrace_tests::{WAIT, eventually};
+use skytrace_tests::{WAIT, env, eventually};
 
 const TOPICS: [&str; 4] = [
     "skywalking-segments",
@@ -141,15 +141,6 @@ fn client_tls(ca: &str, cert: &str, key: &str) -> Arc<rustls::ClientConfig> {
     .with_client_auth_cert(chain, key)
     .unwrap();
     Arc::new(config)
-}
-
-fn env(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
-    move |name| {
-        pairs
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

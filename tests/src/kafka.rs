@@ -1,6 +1,7 @@
 //! A real Kafka-protocol broker for the Kafka tests: `tansu` (`scripts/ensure-kafka` installs
-//! it), started on a free loopback port with in-memory storage, stopped when dropped; and a
-//! consumer that reads a topic from its start, as OAP's kafka-fetcher would.
+//! it), started on a free loopback port with in-memory storage (SQLite in a temporary folder
+//! for a broker that requires SCRAM: its users must outlive a restart), stopped when dropped;
+//! and a consumer that reads a topic from its start, as OAP's kafka-fetcher would.
 //!
 //! A test that needs the broker fails when `tansu` is missing: it never skips.
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
+use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 use rskafka::record::Record;
 
 use crate::WAIT;
@@ -24,6 +25,10 @@ pub struct Broker {
     advertised: u16,
     /// TLS for this helper's own clients, when the advertised port is a terminator's.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// SCRAM-SHA-256 for this helper's own clients, when the broker requires it.
+    scram: Option<Credentials>,
+    /// The folder of a SQLite storage, removed with the broker.
+    storage_dir: Option<PathBuf>,
 }
 
 /// Where `tansu` is: on `PATH`, or where `cargo install` puts it.
@@ -67,13 +72,80 @@ impl Broker {
         advertised: u16,
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Broker {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let advertised_url = format!("tcp://127.0.0.1:{advertised}");
+        let broker = Broker {
+            child: None,
+            port,
+            advertised,
+            tls,
+            scram: None,
+            storage_dir: None,
+        };
+        broker.launch("memory://tansu/", false, None).await
+    }
+
+    /// Starts a broker on a free port that requires SASL authentication of its clients
+    /// (`tansu broker --authentication`), knowing one SCRAM-SHA-256 user, `user`: made with
+    /// `tansu user create` on a first start without authentication, kept in SQLite over the
+    /// restart. This helper's own clients authenticate as that user.
+    pub async fn start_with_scram(user: &str, password: &str) -> Broker {
+        let port = crate::unused_addr().port();
+        let dir =
+            std::env::temp_dir().join(format!("skytrace-tansu-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a folder for tansu's storage");
+        // tansu opens a `sqlite://` path relative to its working folder, even one written as
+        // absolute: it runs in `dir`.
+        let storage = "sqlite://tansu.db";
+        let setup = Broker {
+            child: None,
+            port,
+            advertised: port,
+            tls: None,
+            scram: None,
+            storage_dir: None,
+        };
+        let mut setup = setup.launch(storage, false, Some(&dir)).await;
+        let status = Command::new(tansu())
+            .args(["user", "create", "--mechanism", "scram256"])
+            .args(["--broker", &format!("tcp://127.0.0.1:{port}")])
+            .args([user, password])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .expect("tansu user create runs");
+        assert!(status.success(), "tansu user create: {status}");
+        setup.stop();
+        let broker = Broker {
+            child: None,
+            port,
+            advertised: port,
+            tls: None,
+            scram: Some(Credentials::new(user.to_owned(), password.to_owned())),
+            storage_dir: Some(dir.clone()),
+        };
+        broker.launch(storage, true, Some(&dir)).await
+    }
+
+    /// Starts tansu on this broker's ports with `storage` (in the folder `cwd`, when given) and
+    /// waits until it answers.
+    async fn launch(
+        mut self,
+        storage: &str,
+        authentication: bool,
+        cwd: Option<&std::path::Path>,
+    ) -> Broker {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised_url = format!("tcp://127.0.0.1:{}", self.advertised);
         let mut command = Command::new(tansu());
         command
-            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .args(["broker", "--storage-engine", storage])
             .args(["--listener-url", &url])
             .args(["--advertised-listener-url", &advertised_url]);
+        if authentication {
+            command.arg("--authentication");
+        }
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
         // `SKYTRACE_TANSU_LOG=file`: tansu's debug log there, for finding out why it refused.
         let log = std::env::var_os("SKYTRACE_TANSU_LOG").and_then(|path| {
             command.env("RUST_LOG", "debug");
@@ -89,16 +161,14 @@ impl Broker {
             .stderr(stderr)
             .spawn()
             .expect("tansu starts");
-        let broker = Broker {
-            child: Some(child),
-            port,
-            advertised,
-            tls,
-        };
+        self.child = Some(child);
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if broker.try_client().await.is_some() {
-                return broker;
+            if self.try_client().await.is_some() {
+                return self;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("tansu ({storage}) exited with {status} before answering on {url}");
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -136,6 +206,9 @@ impl Broker {
             });
         if let Some(tls) = &self.tls {
             builder = builder.tls_config(Arc::clone(tls));
+        }
+        if let Some(credentials) = &self.scram {
+            builder = builder.sasl_config(SaslConfig::ScramSha256(credentials.clone()));
         }
         let build = builder.build();
         tokio::time::timeout(Duration::from_secs(3), build)
@@ -223,6 +296,9 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
+        if let Some(dir) = self.storage_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -55,6 +55,30 @@ pub fn env(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String
     }
 }
 
+/// The application's own logger in the `log` bridge's tests: takes every record, shows none.
+pub struct Quiet;
+
+impl log::Log for Quiet {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, _: &log::Record<'_>) {}
+
+    fn flush(&self) {}
+}
+
+/// This process's resident memory (`VmRSS`), in bytes.
+pub fn own_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
 pub fn unique_name(prefix: &str, sep: char) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -9,20 +9,9 @@ use std::time::Duration;
 use skytrace::integrations::log::SkyWalkingLogger;
 use skytrace::{Config, Span};
 use skytrace_proto::v3::SegmentObject;
+use skytrace_tests::Quiet;
 use skytrace_tests::kafka::{Broker, value};
 use skytrace_tests::{WAIT, env, eventually};
-
-struct Quiet;
-
-impl log::Log for Quiet {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-
-    fn log(&self, _: &log::Record<'_>) {}
-
-    fn flush(&self) {}
-}
 
 /// Run in a child process by the test below: the segment topic is missing at first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

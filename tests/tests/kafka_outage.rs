@@ -11,6 +11,7 @@ use skytrace::integrations::log::SkyWalkingLogger;
 use skytrace::{Config, ReporterKind, Span};
 use skytrace_proto::v3::{LogData, SegmentObject};
 use skytrace_tests::kafka::{Broker, value};
+use skytrace_tests::{Quiet, own_rss_bytes};
 use skytrace_tests::{WAIT, eventually};
 
 const TOPICS: [&str; 4] = [
@@ -22,28 +23,6 @@ const TOPICS: [&str; 4] = [
 
 /// Requests per round; the queues hold 10,000 segments and 10,000 log records.
 const ROUND: usize = 20_000;
-
-struct Quiet;
-
-impl log::Log for Quiet {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-
-    fn log(&self, _: &log::Record<'_>) {}
-
-    fn flush(&self) {}
-}
-
-fn own_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
-}
 
 /// `n` requests as a service serves them: an entry span with a tag and an exit span in it, and
 /// a log record in the trace.

@@ -10,6 +10,7 @@ use skytrace::{Config, GrpcReporter, Span, Tracer};
 use skytrace_proto::v3::{
     InstancePingPkg, InstanceProperties, LogData, MeterDataCollection, SegmentObject,
 };
+use skytrace_tests::Quiet;
 use skytrace_tests::kafka::{Broker, key, value};
 use skytrace_tests::{WAIT, env, eventually};
 
@@ -19,18 +20,6 @@ const TOPICS: [&str; 4] = [
     "skywalking-logs",
     "skywalking-managements",
 ];
-
-struct Quiet;
-
-impl log::Log for Quiet {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-
-    fn log(&self, _: &log::Record<'_>) {}
-
-    fn flush(&self) {}
-}
 
 fn logger(log: &LogData) -> &str {
     log.tags

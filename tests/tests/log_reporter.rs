@@ -11,21 +11,9 @@ use skytrace::meter::names;
 use skytrace_collector::Collector;
 use skytrace_proto::v3::meter_data::Metric;
 use skytrace_proto::v3::{LogData, log_data_body};
+use skytrace_tests::Quiet;
 use skytrace_tests::{WAIT, config_for, span};
 use tracing_subscriber::layer::SubscriberExt as _;
-
-/// The application's own logger, which the bridge forwards to.
-struct Quiet;
-
-impl log::Log for Quiet {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-
-    fn log(&self, _: &log::Record<'_>) {}
-
-    fn flush(&self) {}
-}
 
 fn tag<'a>(log: &'a LogData, key: &str) -> &'a str {
     log.tags

@@ -14,6 +14,7 @@ use skytrace::integrations::log::SkyWalkingLogger;
 use skytrace::logs::LogSettings;
 use skytrace::meter;
 use skytrace_collector::{Collector, CollectorBuilder, Received};
+use skytrace_tests::{Quiet, own_rss_bytes};
 use skytrace_tests::{WAIT, config_for};
 use tokio::sync::Mutex;
 use tonic::Code;
@@ -30,19 +31,6 @@ const METERS: &str = "skywalking.v3.MeterReportService";
 const MANAGEMENT: &str = "skywalking.v3.ManagementService";
 const CONFIGURATION: &str = "skywalking.v3.ConfigurationDiscoveryService";
 const EVENTS: &str = "skywalking.v3.EventService";
-
-/// The application's own logger, which the bridge forwards to.
-struct Quiet;
-
-impl log::Log for Quiet {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-
-    fn log(&self, _: &log::Record<'_>) {}
-
-    fn flush(&self) {}
-}
 
 fn logger() {
     static ONCE: OnceLock<()> = OnceLock::new();
@@ -511,16 +499,6 @@ async fn an_oversized_meter_report_arrives_in_parts_and_memory_stays_flat() {
     // Five more periods of ~1 MB reports: memory does not grow by their size each period.
     let grown = rss_after.saturating_sub(rss_before);
     assert!(grown < 64 * 1024 * 1024, "RSS grew {grown} bytes");
-}
-
-fn own_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
 }
 
 /// A reply of 5,000 commands, each with a distinct 600-byte value the agent cannot use (3.3 MB:

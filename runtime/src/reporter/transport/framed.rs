@@ -57,6 +57,15 @@ pub(crate) async fn collect(
         .call(request)
         .await
         .map_err(|e| Status::from_error(Box::new(e)))?;
+    read(response).await
+}
+
+/// The most bytes of a reply read, as tonic's default decoding limit: a backend answering with
+/// more is refused, not buffered.
+const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The answer to a `collect` call.
+async fn read(response: http::Response<tonic::body::Body>) -> Result<Commands, Status> {
     let http_status = response.status();
     if let Some(status) = Status::from_header_map(response.headers()) {
         // A trailers-only answer: no message follows.
@@ -65,7 +74,10 @@ pub(crate) async fn collect(
             _ => Err(status),
         };
     }
-    let collected = response.into_body().collect().await?;
+    let collected = http_body_util::Limited::new(response.into_body(), MAX_REPLY_BYTES)
+        .collect()
+        .await
+        .map_err(Status::from_error)?;
     let trailers = collected.trailers().and_then(Status::from_header_map);
     match trailers {
         Some(status) if status.code() != Code::Ok => return Err(status),
@@ -180,6 +192,39 @@ mod tests {
             Code::Internal
         );
         assert_eq!(decode(&[1, 0, 0, 0, 0]).unwrap_err().code(), Code::Internal);
+    }
+
+    fn reply(body: Vec<u8>, trailers: bool) -> http::Response<tonic::body::Body> {
+        let mut frames = vec![Ok::<_, std::convert::Infallible>(http_body::Frame::data(
+            Bytes::from(body),
+        ))];
+        if trailers {
+            let mut map = http::HeaderMap::new();
+            map.insert("grpc-status", http::HeaderValue::from_static("0"));
+            frames.push(Ok(http_body::Frame::trailers(map)));
+        }
+        let body = http_body_util::StreamBody::new(tokio_stream::iter(frames));
+        http::Response::new(tonic::body::Body::new(body))
+    }
+
+    #[tokio::test]
+    async fn a_reply_is_read_within_its_limit() {
+        let commands = Commands::default().encode_to_vec();
+        let mut framed = vec![0];
+        framed.extend_from_slice(&(commands.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&commands);
+        assert_eq!(
+            read(reply(framed, true)).await.unwrap(),
+            Commands::default()
+        );
+        // No grpc-status at all: what the HTTP status (200) says, not a success.
+        assert_eq!(
+            read(reply(vec![], false)).await.unwrap_err().code(),
+            Code::Unknown
+        );
+        // A backend answering with more than a reply can be is refused, not buffered whole.
+        let huge = vec![0; MAX_REPLY_BYTES + 1];
+        assert!(read(reply(huge, true)).await.is_err());
     }
 
     #[test]

@@ -159,6 +159,14 @@ impl Span {
         }
     }
 
+    /// Applies `edits` to the span's record in order, under one lock at most.
+    #[allow(dead_code)] // used by the `tracing` bridge, which depends on its feature
+    pub(crate) fn edit_all(&self, edits: impl IntoIterator<Item = Edit>) {
+        if let Some(Handle::Recording { segment, span_id }) = &self.handle {
+            context::edit_span_all(segment, *span_id, self.at, edits);
+        }
+    }
+
     /// Applies `edits` to the span's record and ends the span: one lock where changing, then
     /// dropping, took two (integrations tag the response this way).
     #[allow(dead_code)] // used by the HTTP integrations, which depend on the features

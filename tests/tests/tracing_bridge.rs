@@ -48,6 +48,8 @@ async fn middle() {
 async fn inner(id: u64) {
     hop().await;
     tracing::info!(user = id, "loaded");
+    // A message named after another field is still the log's second field.
+    tracing::info!(count = 2_i64, ok = true, message = "counted");
     hop().await;
 }
 
@@ -76,6 +78,20 @@ async fn nesting_both_ways_across_awaits() {
     assert_eq!(
         log,
         [("event", "info"), ("message", "loaded"), ("user", "7")]
+    );
+    let log: Vec<(&str, &str)> = inner.logs[1]
+        .data
+        .iter()
+        .map(|kv| (kv.key.as_str(), kv.value.as_str()))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            ("event", "info"),
+            ("message", "counted"),
+            ("count", "2"),
+            ("ok", "true")
+        ]
     );
     assert!(!inner.is_error);
     for s in &seg.spans {

@@ -65,6 +65,22 @@ pub(crate) fn edit_span(segment: &Arc<ActiveSegment>, span_id: i32, at: RecordAt
     segment.edit_or_defer(span_id, edit);
 }
 
+/// Applies `edits` to span `span_id` of `segment`, in order: under one lock where the record is
+/// in the segment (a `tracing` span's fields, several tags at once).
+pub(crate) fn edit_span_all<I>(segment: &Arc<ActiveSegment>, span_id: i32, at: RecordAt, edits: I)
+where
+    I: IntoIterator<Item = Edit>,
+{
+    match at {
+        RecordAt::Buffered(_) => {
+            for edit in edits {
+                edit_span(segment, span_id, at, edit);
+            }
+        }
+        RecordAt::Segment => segment.edit_all_or_defer(span_id, edits),
+    }
+}
+
 /// Applies `edits` to span `span_id` and ends it. Ending span 0 finishes the segment: this
 /// thread's local spans of it move in first, and the segment goes to the reporter.
 #[inline]

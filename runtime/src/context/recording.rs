@@ -251,6 +251,20 @@ impl ActiveSegment {
         }
     }
 
+    /// [`Self::edit_or_defer`] for several edits, under one lock.
+    pub(crate) fn edit_all_or_defer(&self, span_id: i32, edits: impl IntoIterator<Item = Edit>) {
+        let mut state = self.lock();
+        if let Some(span) = state.span_mut(span_id) {
+            for edit in edits {
+                edit.apply(span);
+            }
+        } else if !state.finished {
+            state
+                .pending
+                .extend(edits.into_iter().map(|edit| (span_id, edit)));
+        }
+    }
+
     /// Applies `edits` to span `span_id` and ends it, under one lock (for a span recorded in the
     /// segment, or already handed over). Ending span 0 finishes the segment and reports it; the
     /// caller first moves this thread's local spans in (see `current::flush_if_current`).

@@ -395,20 +395,23 @@ type LogField = (Cow<'static, str>, Cow<'static, str>);
 /// The span log of `event`: `event` (the level), `message`, then the fields; and whether it
 /// marks the span failed (an `ERROR` event, or an `error` field).
 fn event_log(event: &Event<'_>, level: LogLevel) -> (Vec<LogField>, bool) {
-    let mut visitor = LogVisitor::default();
+    let mut visitor = LogVisitor {
+        fields: Vec::with_capacity(event.metadata().fields().len() + 1),
+        error: false,
+    };
+    visitor
+        .fields
+        .push((Cow::Borrowed("event"), Cow::Borrowed(event_name(level))));
     event.record(&mut visitor);
-    let mut fields = Vec::with_capacity(visitor.fields.len() + 2);
-    fields.push((Cow::Borrowed("event"), Cow::Borrowed(event_name(level))));
-    if let Some(message) = visitor.message {
-        fields.push((Cow::Borrowed("message"), Cow::Owned(message)));
-    }
-    fields.extend(
-        visitor
-            .fields
-            .into_iter()
-            .map(|(k, v)| (Cow::Borrowed(k), Cow::Owned(v))),
-    );
-    (fields, level == LogLevel::Error || visitor.error)
+    (visitor.fields, level == LogLevel::Error || visitor.error)
+}
+
+/// `value`'s `Debug` text. Sized for the usual short value at once rather than grown from
+/// nothing (`format!` reallocates as the text comes in pieces).
+fn debug_text(value: &dyn fmt::Debug) -> String {
+    let mut text = String::with_capacity(32);
+    let _ = write!(text, "{value:?}");
+    text
 }
 
 fn event_name(level: LogLevel) -> &'static str {
@@ -544,9 +547,12 @@ struct SpanFields {
 impl SpanFields {
     fn apply(self, span: &Span) {
         self.reserved.apply(span);
-        for (key, value) in self.tags {
-            span.add_tag(key, value);
-        }
+        // The tags, the usual fields, under one lock (formatted before, without it).
+        span.edit_all(
+            self.tags
+                .into_iter()
+                .map(|(key, value)| Edit::Tag(Cow::Borrowed(key), Cow::Owned(value))),
+        );
         if let Some(is_error) = self.error {
             span.set_error(is_error);
         }
@@ -621,33 +627,49 @@ impl Visit for SpanFields {
         if self.skips(field) {
             return;
         }
-        self.value(field, format!("{value:?}"));
+        self.value(field, debug_text(value));
     }
 }
 
-/// The fields of an event, for a span log.
-#[derive(Default)]
+/// The fields of an event, for a span log: `event` first, then `message`, then the others in
+/// the order they are recorded.
 struct LogVisitor {
-    message: Option<String>,
-    fields: Vec<(&'static str, String)>,
+    fields: Vec<LogField>,
     error: bool,
 }
 
 impl LogVisitor {
     fn value(&mut self, field: &Field, value: String) {
         match field.name() {
-            "message" => self.message = Some(value),
+            // Second whatever its place among the fields (after `event`, which is always there).
+            "message" => {
+                let at = self.fields.len().min(1);
+                self.fields
+                    .insert(at, (Cow::Borrowed("message"), Cow::Owned(value)));
+            }
             name => {
                 if name == "error" {
                     self.error = true;
                 }
-                self.fields.push((name, value));
+                self.fields.push((Cow::Borrowed(name), Cow::Owned(value)));
             }
         }
     }
 }
 
 impl Visit for LogVisitor {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.value(field, value.to_string());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.value(field, value.to_string());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.value(field, value.to_string());
+    }
+
     fn record_str(&mut self, field: &Field, value: &str) {
         self.value(field, value.to_owned());
     }
@@ -657,7 +679,7 @@ impl Visit for LogVisitor {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.value(field, format!("{value:?}"));
+        self.value(field, debug_text(value));
     }
 }
 

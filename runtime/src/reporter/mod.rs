@@ -31,6 +31,8 @@ mod queue;
 mod quiet;
 #[cfg(feature = "grpc")]
 mod signal;
+#[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+mod spare_bytes;
 #[cfg(feature = "grpc")]
 mod status;
 #[cfg(feature = "grpc")]

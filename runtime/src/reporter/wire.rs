@@ -59,7 +59,7 @@ impl Outgoing {
     }
 
     /// The encoded `SegmentObject`, taken.
-    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         self.0
     }
@@ -78,7 +78,7 @@ pub(crate) struct TooLarge {
 /// segment (`spare_spans`).
 fn encode(segment: Segment) -> Vec<u8> {
     let message = SegmentMessage::new(segment);
-    let mut bytes = Vec::with_capacity(message.size_hint());
+    let mut bytes = super::spare_bytes::take(message.size_hint());
     message.write(&mut bytes);
     crate::spare_spans::recycle(message.segment.spans);
     bytes

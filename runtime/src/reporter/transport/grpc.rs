@@ -494,7 +494,8 @@ impl Transport for GrpcTransport {
     ) -> Result<Commands, CallError> {
         // Framed here, once: a retry after a failure is a later batch, not this one again.
         let body = super::framed::frame(&segments);
-        drop(segments);
+        // Their buffers go back to the threads that encode (`spare_bytes`).
+        crate::reporter::spare_bytes::give_back(segments.into_iter().map(Outgoing::into_bytes));
         let token = self.settings.token.as_ref();
         self.call(timeout, true, |channel| async move {
             super::framed::collect(channel, body, token, timeout)

@@ -70,22 +70,12 @@ async fn nesting_both_ways_across_awaits() {
     assert_eq!(inner.span_type, SpanType::Local as i32);
     // Fields are tags; events are logs.
     assert!(inner.tags.iter().any(|t| t.key == "id" && t.value == "7"));
-    let log: Vec<(&str, &str)> = inner.logs[0]
-        .data
-        .iter()
-        .map(|kv| (kv.key.as_str(), kv.value.as_str()))
-        .collect();
     assert_eq!(
-        log,
+        log_fields(inner, 0),
         [("event", "info"), ("message", "loaded"), ("user", "7")]
     );
-    let log: Vec<(&str, &str)> = inner.logs[1]
-        .data
-        .iter()
-        .map(|kv| (kv.key.as_str(), kv.value.as_str()))
-        .collect();
     assert_eq!(
-        log,
+        log_fields(inner, 1),
         [
             ("event", "info"),
             ("message", "counted"),
@@ -327,6 +317,15 @@ fn the_level_threshold_is_honoured() {
         .unwrap_err();
     assert_eq!(err.variable, "SW_AGENT_LOG_REPORTER_MAX_BUFFER_SIZE");
     assert_eq!(err.value, "-1");
+}
+
+/// The key/value pairs of `span`'s log `at`.
+fn log_fields(span: &skytrace_proto::v3::SpanObject, at: usize) -> Vec<(&str, &str)> {
+    span.logs[at]
+        .data
+        .iter()
+        .map(|kv| (kv.key.as_str(), kv.value.as_str()))
+        .collect()
 }
 
 fn assert_trace(log: &LogData, seg: &SegmentObject, span_name: &str) {

@@ -1,5 +1,6 @@
 //! SkyWalking's cross-process propagation: `sw8`, `sw8-correlation` and `sw8-x`.
 
+mod base64;
 mod carrier;
 mod correlation;
 mod sw8;

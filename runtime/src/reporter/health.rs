@@ -138,13 +138,16 @@ impl Health {
 
     /// A call of this signal succeeded: the back-off starts over, and a trouble said before
     /// is said to be over.
-    pub(crate) fn succeeded(&mut self, who: &str) {
+    /// `who` names the backend; it is made only when a line is said (a call succeeds many
+    /// times a second, and formatting the name each time cost ≈ 750 instructions a call).
+    pub(crate) fn succeeded(&mut self, who: impl FnOnce() -> String) {
         self.backoff.reset();
         self.ready_at = None;
         if self.said.take().is_some() && self.signal != Signal::Segments {
             // (The segments' recovery is the connection's line: new traces resume.)
             crate::say::say(&format!(
-                "skytrace: {who} takes the {} again",
+                "skytrace: {} takes the {} again",
+                who(),
                 self.signal.what()
             ));
         }
@@ -236,7 +239,7 @@ mod tests {
         let second = logs.refused("oap:11800", &refusal(RefusalKind::Failed));
         assert!(second > first, "{first:?} then {second:?}");
         assert!(logs.ready_at().is_some() && !logs.is_absent());
-        logs.succeeded("oap:11800");
+        logs.succeeded(|| "oap:11800".to_owned());
         assert!(logs.ready_at().is_none());
         let again = logs.refused("oap:11800", &refusal(RefusalKind::Failed));
         assert!(again <= first.mul_f64(1.5), "started over: {again:?}");

@@ -312,7 +312,8 @@ impl<T: Transport> Shared<T> {
     ) -> Result<Commands, CallError> {
         match &result {
             Ok(commands) => {
-                health.succeeded(&self.transport.who(health.signal().way()));
+                let way = health.signal().way();
+                health.succeeded(|| self.transport.who(way));
                 if self.status.state() == State::Starting {
                     // The backend answers. (Only the segments' own success ends a pause.)
                     self.segments_delivered();
@@ -347,7 +348,7 @@ impl<T: Transport> Shared<T> {
         self.set_status(State::Connected);
         self.voice
             .borrow_mut()
-            .connected(&self.transport.who(Way::Topic));
+            .connected(|| self.transport.who(Way::Topic));
     }
 
     /// The segments were not delivered: new traces pause.
@@ -420,9 +421,10 @@ struct Voice {
 }
 
 impl Voice {
-    fn connected(&mut self, who: &str) {
+    /// `who` is made only when the line is said (every successful call comes here).
+    fn connected(&mut self, who: impl FnOnce() -> String) {
         if self.last != Some(Said::Connected) {
-            crate::say::say(&message::connected_line(who, self.connected_before));
+            crate::say::say(&message::connected_line(&who(), self.connected_before));
             self.last = Some(Said::Connected);
         }
         self.connected_before = true;

@@ -90,6 +90,9 @@ pub struct Received {
     /// Segments from `TraceSegmentReportService/collect` (stored as each one arrives) and
     /// `collectInSync`.
     pub segments: Vec<SegmentObject>,
+    /// How many `TraceSegmentReportService/collect` calls came (an agent that keeps one call
+    /// open for many segments makes fewer than one per batch).
+    pub segment_calls: usize,
     /// Every `ManagementService/reportInstanceProperties` request.
     pub instance_properties: Vec<InstanceProperties>,
     /// Every `ManagementService/keepAlive` request.

@@ -232,6 +232,7 @@ impl Handler {
 #[tonic::codegen::async_trait]
 impl TraceSegmentReportService for Handler {
     async fn collect(&self, request: Request<Streaming<SegmentObject>>) -> Reply {
+        self.shared.record(|r| r.segment_calls += 1, None);
         self.drain(TRACE_COLLECT, request, |segment| {
             self.shared.record_segment(segment)
         })

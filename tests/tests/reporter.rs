@@ -519,3 +519,23 @@ async fn a_restarted_backend_gets_properties_again_and_new_segments() {
     );
     tracer.reporter().shutdown(Duration::from_secs(5));
 }
+
+/// Segments finished one after another, each delivered before the next is made (so each its own
+/// batch), travel in one `collect` call: the call stays open for a second and carries the
+/// batches made meanwhile, instead of a call (an HTTP/2 stream, headers, an answer) per batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_made_within_a_second_share_one_collect_call() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    // The reporter's first call, an empty probe, has come.
+    assert!(eventually(WAIT, || collector.received().segment_calls >= 1).await);
+    let before = collector.received().segment_calls;
+    for n in 1..=3 {
+        drop(tracer.entry_span(format!("GET:/{n}"), &http::HeaderMap::new()));
+        assert_eq!(collector.wait_for_segments(n, WAIT).await.len(), n);
+    }
+    // One call for the three (two if this machine took over a second for them); three calls
+    // when every batch has its own.
+    let calls = collector.received().segment_calls - before;
+    assert!(calls < 3, "{calls} calls for 3 batches");
+}

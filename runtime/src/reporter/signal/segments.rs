@@ -1,5 +1,8 @@
 //! Trace segments: a bounded queue filled by the service's threads (encoded there when small, see
-//! [`crate::reporter::wire`]), delivered in batches of up to [`BATCH`], one `collect` call each.
+//! [`crate::reporter::wire`]), delivered in batches of up to [`BATCH`]. Over gRPC one `collect`
+//! call stays open for [`STREAM_WINDOW`] and carries every batch made meanwhile (a client
+//! stream, as OAP reads it: each segment as it arrives); the Kafka transport sends each batch
+//! on its own.
 //!
 //! This is the signal new traces follow: they pause when its calls fail (or the connection
 //! does) and resume when one succeeds. With nothing queued while they are paused, an empty
@@ -11,7 +14,10 @@ use std::time::Duration;
 use crate::reporter::health::{Health, Signal};
 use crate::reporter::message;
 use crate::reporter::queue::{Counts, Receiver};
-use crate::reporter::transport::Transport;
+use skytrace_proto::v3::Commands;
+
+use crate::reporter::status::SLOW_CALL;
+use crate::reporter::transport::{CallError, Transport, frame_segments};
 use crate::reporter::wire::{Outgoing, Queued};
 use crate::reporter::worker::{Shared, watched};
 
@@ -20,6 +26,12 @@ pub(crate) const BATCH: usize = 500;
 /// Longest a segment waits for others to share its call. Each call costs an HTTP/2 stream and
 /// a reply: under steady traffic, a few milliseconds of waiting make one call carry many.
 pub(crate) const LINGER: Duration = Duration::from_millis(10);
+/// How long one streamed `collect` call stays open, carrying the batches made meanwhile. A call
+/// costs an HTTP/2 stream, its headers and an answer (≈ 70 k instructions on the reporter's
+/// thread, once per linger under steady traffic); a batch inside an open call costs its DATA
+/// frames. The call is booked when it ends: what it carried counts as sent (or failed) then,
+/// and new traces pause or resume then, at most this much later than a call per batch would.
+pub(crate) const STREAM_WINDOW: Duration = Duration::from_secs(1);
 
 pub(crate) struct Segments {
     pub(crate) queue: Receiver<Queued>,
@@ -46,18 +58,22 @@ impl Segments {
         if shared.ready(&health).await {
             self.send(Vec::new(), &shared, &mut health).await;
         }
+        // A batch taken from the queue while a streamed call ended: the next call's.
+        let mut carried: Option<Vec<Queued>> = None;
         loop {
             if shared.past_deadline() {
                 break;
             }
             let stopping = shared.deadline().is_some();
-            if stopping && self.queue.is_empty() {
+            if stopping && self.queue.is_empty() && carried.is_none() {
                 break;
             }
             if !shared.ready(&health).await {
                 continue;
             }
-            let batch = if stopping {
+            let batch = if let Some(batch) = carried.take() {
+                batch
+            } else if stopping {
                 // Shutting down: only what is queued counts, without lingering.
                 match self.queue.try_recv() {
                     Some(first) => self.batch(first),
@@ -85,8 +101,111 @@ impl Segments {
                     _ = stop.changed() => continue,
                 }
             };
-            self.send(batch, &shared, &mut health).await;
+            if !stopping && !batch.is_empty() && shared.transport.streams_segments() {
+                carried = self.stream(batch, &shared, &mut health).await;
+            } else {
+                self.send(batch, &shared, &mut health).await;
+            }
         }
+        if let Some(batch) = carried {
+            // Never sent: the shutdown's deadline came first.
+            Counts::add(&self.counts().failed, batch.len());
+        }
+    }
+
+    /// Sends `batch`, and the batches made within [`STREAM_WINDOW`] after it, through one
+    /// `collect` call, and books them all by its answer. Returns a batch taken from the queue
+    /// after the call had ended (early: an error answer, a broken connection), for the next
+    /// call.
+    async fn stream<T: Transport>(
+        &mut self,
+        batch: Vec<Queued>,
+        shared: &Shared<T>,
+        health: &mut Health,
+    ) -> Option<Vec<Queued>> {
+        let outgoing = self.outgoing_of(batch, shared);
+        if outgoing.is_empty() {
+            return None;
+        }
+        let mut count = outgoing.len();
+        // At most one batch waits for the connection: a backend that stops reading leaves the
+        // next ones in the queue (bounded), never in a growing buffer.
+        let (frames, body) = tokio::sync::mpsc::channel(1);
+        let _ = frames.try_send(frame_segments(outgoing));
+        let call = shared
+            .transport
+            .collect_segments_streamed(body, STREAM_WINDOW + shared.call_timeout());
+        tokio::pin!(call);
+        let close_at = tokio::time::Instant::now() + STREAM_WINDOW;
+        let mut stop = shared.stop_signal();
+        let mut answer = None;
+        let mut carried = None;
+        'feed: loop {
+            let first = tokio::select! {
+                result = &mut call => {
+                    answer = Some(result);
+                    break 'feed;
+                }
+                first = self.queue.recv() => first,
+                () = tokio::time::sleep_until(close_at) => break 'feed,
+                _ = stop.changed() => break 'feed,
+            };
+            // `None`: every sender is gone and nothing is left.
+            let Some(first) = first else { break };
+            let mut batch = self.batch(first);
+            if batch.len() < BATCH {
+                tokio::select! {
+                    result = &mut call => {
+                        answer = Some(result);
+                        carried = Some(batch);
+                        break 'feed;
+                    }
+                    () = tokio::time::sleep(LINGER) => {}
+                }
+                self.fill(&mut batch);
+            }
+            let outgoing = self.outgoing_of(batch, shared);
+            if outgoing.is_empty() {
+                continue;
+            }
+            let n = outgoing.len();
+            let send = frames.send(frame_segments(outgoing));
+            tokio::pin!(send);
+            // Waits while the connection takes no more (HTTP/2's flow control): a backend that
+            // stops reading is as slow as one that does not answer.
+            let slow = tokio::time::sleep(SLOW_CALL);
+            tokio::pin!(slow);
+            let mut said_slow = false;
+            loop {
+                tokio::select! {
+                    sent = &mut send => {
+                        match sent {
+                            Ok(()) => count += n,
+                            // The call has ended (its answer comes next): these were not sent.
+                            Err(_) => Counts::add(&self.counts().failed, n),
+                        }
+                        break;
+                    }
+                    result = &mut call => {
+                        answer = Some(result);
+                        Counts::add(&self.counts().failed, n);
+                        break 'feed;
+                    }
+                    () = &mut slow, if !said_slow => {
+                        said_slow = true;
+                        shared.segments_slow();
+                    }
+                }
+            }
+        }
+        // The body ends: the backend answers once it has read it.
+        drop(frames);
+        let result = match answer {
+            Some(result) => Some(result),
+            None => watched(call, || shared.segments_slow(), shared.stop_signal()).await,
+        };
+        self.book(result, count, shared, health);
+        carried
     }
 
     /// `first` and what is queued behind it, up to [`BATCH`].
@@ -113,12 +232,7 @@ impl Segments {
         health: &mut Health,
     ) {
         let probe = batch.is_empty();
-        let outgoing = self.outgoing(
-            batch,
-            shared.transport.max_message_bytes(),
-            shared.transport.max_message_variable(),
-        );
-        shared.observe_segments(&outgoing);
+        let outgoing = self.outgoing_of(batch, shared);
         let count = outgoing.len();
         if count == 0 && !probe {
             return;
@@ -126,9 +240,20 @@ impl Segments {
         let call = shared
             .transport
             .collect_segments(outgoing, shared.call_timeout());
-        let Some(result) = watched(call, || shared.segments_slow(), shared.stop_signal()).await
-        else {
-            // The shutdown's deadline passed while the call was waiting.
+        let result = watched(call, || shared.segments_slow(), shared.stop_signal()).await;
+        self.book(result, count, shared, health);
+    }
+
+    /// Books a call that carried `count` segments: `None` when the shutdown's deadline passed
+    /// while it was waiting.
+    fn book<T: Transport>(
+        &self,
+        result: Option<Result<Commands, CallError>>,
+        count: usize,
+        shared: &Shared<T>,
+        health: &mut Health,
+    ) {
+        let Some(result) = result else {
             Counts::add(&self.counts().failed, count);
             return;
         };
@@ -142,6 +267,21 @@ impl Segments {
                 shared.segments_refused();
             }
         }
+    }
+
+    /// [`Self::outgoing`] with the transport's limit, shown to a running profiling task.
+    fn outgoing_of<T: Transport>(
+        &mut self,
+        batch: Vec<Queued>,
+        shared: &Shared<T>,
+    ) -> Vec<Outgoing> {
+        let outgoing = self.outgoing(
+            batch,
+            shared.transport.max_message_bytes(),
+            shared.transport.max_message_variable(),
+        );
+        shared.observe_segments(&outgoing);
+        outgoing
     }
 
     /// `batch` ready to send: each segment encoded, those over `max_bytes` left out and counted

@@ -44,12 +44,49 @@ pub(crate) fn frame(segments: &[Outgoing]) -> Bytes {
 
 /// Sends `body` (see [`frame`]) on `channel` and reads the answer.
 pub(crate) async fn collect(
-    mut channel: Channel,
+    channel: Channel,
     body: Bytes,
     token: Option<&AsciiMetadataValue>,
     timeout: Duration,
 ) -> Result<Commands, Status> {
-    let request = request(body, token, timeout)?;
+    let body = tonic::body::Body::new(http_body_util::Full::new(body));
+    send(channel, request(body, token, timeout)?).await
+}
+
+/// Sends what comes through `frames` (each a batch, see [`frame`]) as one call's body, until
+/// every sender is gone, and reads the answer. The body is read as HTTP/2's flow control lets
+/// it go: a backend that stops reading leaves the senders waiting, never a growing buffer.
+pub(crate) async fn collect_stream(
+    channel: Channel,
+    frames: tokio::sync::mpsc::Receiver<Bytes>,
+    token: Option<&AsciiMetadataValue>,
+    timeout: Duration,
+) -> Result<Commands, Status> {
+    let body = tonic::body::Body::new(Frames(frames));
+    send(channel, request(body, token, timeout)?).await
+}
+
+/// A request body of the batches that come through a channel.
+struct Frames(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for Frames {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|frames| frames.map(|bytes| Ok(http_body::Frame::data(bytes))))
+    }
+}
+
+async fn send(
+    mut channel: Channel,
+    request: http::Request<tonic::body::Body>,
+) -> Result<Commands, Status> {
     std::future::poll_fn(|cx| channel.poll_ready(cx))
         .await
         .map_err(|e| Status::from_error(Box::new(e)))?;
@@ -88,13 +125,13 @@ async fn read(response: http::Response<tonic::body::Body>) -> Result<Commands, S
 }
 
 fn request(
-    body: Bytes,
+    body: tonic::body::Body,
     token: Option<&AsciiMetadataValue>,
     timeout: Duration,
 ) -> Result<http::Request<tonic::body::Body>, Status> {
     // Headers from constants, not parsed per call (`Request::builder().header(..)` parsed
     // each name: 4 k instructions a call).
-    let mut request = http::Request::new(tonic::body::Body::new(http_body_util::Full::new(body)));
+    let mut request = http::Request::new(body);
     *request.method_mut() = http::Method::POST;
     *request.version_mut() = http::Version::HTTP_2;
     *request.uri_mut() = http::Uri::from_static(PATH);

@@ -493,12 +493,28 @@ impl Transport for GrpcTransport {
         timeout: Duration,
     ) -> Result<Commands, CallError> {
         // Framed here, once: a retry after a failure is a later batch, not this one again.
-        let body = super::framed::frame(&segments);
-        // Their buffers go back to the threads that encode (`spare_bytes`).
-        crate::reporter::spare_bytes::give_back(segments.into_iter().map(Outgoing::into_bytes));
+        let body = super::frame_segments(segments);
         let token = self.settings.token.as_ref();
         self.call(timeout, true, |channel| async move {
             super::framed::collect(channel, body, token, timeout)
+                .await
+                .map(tonic::Response::new)
+        })
+        .await
+    }
+
+    fn streams_segments(&self) -> bool {
+        true
+    }
+
+    async fn collect_segments_streamed(
+        &self,
+        frames: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+        timeout: Duration,
+    ) -> Result<Commands, CallError> {
+        let token = self.settings.token.as_ref();
+        self.call(timeout, true, |channel| async move {
+            super::framed::collect_stream(channel, frames, token, timeout)
                 .await
                 .map(tonic::Response::new)
         })

@@ -41,6 +41,14 @@ use skytrace_proto::v10::{PprofData, PprofProfilingStatus, PprofTaskCommandQuery
 use super::message::{Failure, Peer};
 use super::wire::Outgoing;
 
+/// `segments` framed as gRPC messages for a streamed `collect`, their buffers handed back to the
+/// threads that encode.
+pub(crate) fn frame_segments(segments: Vec<Outgoing>) -> bytes::Bytes {
+    let body = framed::frame(&segments);
+    super::spare_bytes::give_back(segments.into_iter().map(Outgoing::into_bytes));
+    body
+}
+
 /// Why a call delivered nothing.
 #[derive(Clone, Debug)]
 pub(crate) enum CallError {
@@ -120,6 +128,26 @@ pub(crate) trait Transport {
         segments: Vec<Outgoing>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Commands, CallError>>;
+
+    /// Whether [`Transport::collect_segments_streamed`] works: one `collect` call kept open
+    /// while several batches go through it. `false`: one call per batch.
+    fn streams_segments(&self) -> bool {
+        false
+    }
+
+    /// One `collect` call whose body is what comes through `frames` (each a batch framed as
+    /// gRPC messages, see [`frame_segments`]), ended when every sender is gone; its answer.
+    /// Only called when [`Transport::streams_segments`] says so.
+    fn collect_segments_streamed(
+        &self,
+        frames: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Commands, CallError>> {
+        let _ = (frames, timeout);
+        std::future::ready(Err(CallError::Timeout(
+            "this transport does not stream segments".to_owned(),
+        )))
+    }
 
     /// Sends log records in one `LogReportService.collect` stream.
     fn collect_logs(

@@ -539,3 +539,37 @@ async fn batches_made_within_a_second_share_one_collect_call() {
     let calls = collector.received().segment_calls - before;
     assert!(calls < 3, "{calls} calls for 3 batches");
 }
+
+/// A segment receiver that refuses every call: each segment counts once, as failed or dropped
+/// (none sent), however the batches fell into calls — those a call carried, those made after
+/// it ended, those left at shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_segment_counts_once_when_the_receiver_refuses_every_call() {
+    let collector = Collector::builder()
+        .fail_service(
+            "skywalking.v3.TraceSegmentReportService",
+            tonic::Code::Internal,
+        )
+        .start()
+        .await
+        .unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()).keep_tracing(true));
+    const SEGMENTS: u64 = 300;
+    for n in 0..SEGMENTS {
+        drop(tracer.entry_span(format!("GET:/{n}"), &()));
+        if n % 25 == 0 {
+            // Batches of their own, some made while a call is ending.
+            tokio::time::sleep(Duration::from_millis(7)).await;
+        }
+    }
+    tracer.reporter().shutdown(Duration::from_secs(5));
+    let stats = tracer.stats();
+    assert_eq!(stats.sent, 0, "{stats:?}");
+    assert!(stats.failed >= 1, "{stats:?}");
+    assert_eq!(
+        stats.failed + stats.dropped + stats.queued,
+        SEGMENTS,
+        "{stats:?}"
+    );
+    assert_eq!(collector.segment_count(), 0);
+}

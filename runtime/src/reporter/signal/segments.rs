@@ -58,22 +58,18 @@ impl Segments {
         if shared.ready(&health).await {
             self.send(Vec::new(), &shared, &mut health).await;
         }
-        // A batch taken from the queue while a streamed call ended: the next call's.
-        let mut carried: Option<Vec<Queued>> = None;
         loop {
             if shared.past_deadline() {
                 break;
             }
             let stopping = shared.deadline().is_some();
-            if stopping && self.queue.is_empty() && carried.is_none() {
+            if stopping && self.queue.is_empty() {
                 break;
             }
             if !shared.ready(&health).await {
                 continue;
             }
-            let batch = if let Some(batch) = carried.take() {
-                batch
-            } else if stopping {
+            let batch = if stopping {
                 // Shutting down: only what is queued counts, without lingering.
                 match self.queue.try_recv() {
                     Some(first) => self.batch(first),
@@ -102,30 +98,25 @@ impl Segments {
                 }
             };
             if !stopping && !batch.is_empty() && shared.transport.streams_segments() {
-                carried = self.stream(batch, &shared, &mut health).await;
+                self.stream(batch, &shared, &mut health).await;
             } else {
                 self.send(batch, &shared, &mut health).await;
             }
         }
-        if let Some(batch) = carried {
-            // Never sent: the shutdown's deadline came first.
-            Counts::add(&self.counts().failed, batch.len());
-        }
     }
 
     /// Sends `batch`, and the batches made within [`STREAM_WINDOW`] after it, through one
-    /// `collect` call, and books them all by its answer. Returns a batch taken from the queue
-    /// after the call had ended (early: an error answer, a broken connection), for the next
-    /// call.
+    /// `collect` call, and books them all by its answer. A batch made after the call has ended
+    /// (early: an error answer, a broken connection) counts as failed with it.
     async fn stream<T: Transport>(
         &mut self,
         batch: Vec<Queued>,
         shared: &Shared<T>,
         health: &mut Health,
-    ) -> Option<Vec<Queued>> {
+    ) {
         let outgoing = self.outgoing_of(batch, shared);
         if outgoing.is_empty() {
-            return None;
+            return;
         }
         let mut count = outgoing.len();
         // At most one batch waits for the connection: a backend that stops reading leaves the
@@ -139,7 +130,6 @@ impl Segments {
         let close_at = tokio::time::Instant::now() + STREAM_WINDOW;
         let mut stop = shared.stop_signal();
         let mut answer = None;
-        let mut carried = None;
         'feed: loop {
             let first = tokio::select! {
                 result = &mut call => {
@@ -154,14 +144,9 @@ impl Segments {
             let Some(first) = first else { break };
             let mut batch = self.batch(first);
             if batch.len() < BATCH {
-                tokio::select! {
-                    result = &mut call => {
-                        answer = Some(result);
-                        carried = Some(batch);
-                        break 'feed;
-                    }
-                    () = tokio::time::sleep(LINGER) => {}
-                }
+                // Should the call end meanwhile, the batch finds its body gone below and
+                // counts as failed, as a failed call's batch does.
+                tokio::time::sleep(LINGER).await;
                 self.fill(&mut batch);
             }
             let outgoing = self.outgoing_of(batch, shared);
@@ -205,7 +190,6 @@ impl Segments {
             None => watched(call, || shared.segments_slow(), shared.stop_signal()).await,
         };
         self.book(result, count, shared, health);
-        carried
     }
 
     /// `first` and what is queued behind it, up to [`BATCH`].

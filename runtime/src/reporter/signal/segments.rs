@@ -11,11 +11,11 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use skytrace_proto::v3::Commands;
+
 use crate::reporter::health::{Health, Signal};
 use crate::reporter::message;
 use crate::reporter::queue::{Counts, Receiver};
-use skytrace_proto::v3::Commands;
-
 use crate::reporter::status::SLOW_CALL;
 use crate::reporter::transport::{CallError, Transport, frame_segments};
 use crate::reporter::wire::{Outgoing, Queued};
@@ -78,18 +78,7 @@ impl Segments {
             } else {
                 tokio::select! {
                     first = self.queue.recv() => match first {
-                        Some(first) => {
-                            let mut batch = self.batch(first);
-                            // The linger is a plain sleep, not a wait on the queue: a waiting
-                            // receiver is woken by every segment sent, and that wake-up (a
-                            // futex call on the service's thread, a context switch on this
-                            // one) cost more than encoding and sending the segment.
-                            if batch.len() < BATCH {
-                                tokio::time::sleep(LINGER).await;
-                                self.fill(&mut batch);
-                            }
-                            batch
-                        }
+                        Some(first) => self.lingered(first).await,
                         // Every sender is gone and nothing is left.
                         None => break,
                     },
@@ -142,13 +131,9 @@ impl Segments {
             };
             // `None`: every sender is gone and nothing is left.
             let Some(first) = first else { break };
-            let mut batch = self.batch(first);
-            if batch.len() < BATCH {
-                // Should the call end meanwhile, the batch finds its body gone below and
-                // counts as failed, as a failed call's batch does.
-                tokio::time::sleep(LINGER).await;
-                self.fill(&mut batch);
-            }
+            // Should the call end meanwhile, the batch finds its body gone below and counts as
+            // failed, as a failed call's batch does.
+            let batch = self.lingered(first).await;
             let outgoing = self.outgoing_of(batch, shared);
             if outgoing.is_empty() {
                 continue;
@@ -190,6 +175,19 @@ impl Segments {
             None => watched(call, || shared.segments_slow(), shared.stop_signal()).await,
         };
         self.book(result, count, shared, health);
+    }
+
+    /// `first` and what is queued behind it, up to [`BATCH`], after a [`LINGER`] unless the
+    /// batch is full already. The linger is a plain sleep, not a wait on the queue: a waiting
+    /// receiver is woken by every segment sent, and that wake-up (a futex call on the service's
+    /// thread, a context switch on this one) cost more than encoding and sending the segment.
+    async fn lingered(&mut self, first: Queued) -> Vec<Queued> {
+        let mut batch = self.batch(first);
+        if batch.len() < BATCH {
+            tokio::time::sleep(LINGER).await;
+            self.fill(&mut batch);
+        }
+        batch
     }
 
     /// `first` and what is queued behind it, up to [`BATCH`].

@@ -42,28 +42,16 @@ pub(crate) fn frame(segments: &[Outgoing]) -> Bytes {
     body.freeze()
 }
 
-/// Sends `body` (see [`frame`]) on `channel` and reads the answer.
-pub(crate) async fn collect(
-    channel: Channel,
-    body: Bytes,
-    token: Option<&AsciiMetadataValue>,
-    timeout: Duration,
-) -> Result<Commands, Status> {
-    let body = tonic::body::Body::new(http_body_util::Full::new(body));
-    send(channel, request(body, token, timeout)?).await
+/// A body of one batch (see [`frame`]).
+pub(crate) fn whole_body(batch: Bytes) -> tonic::body::Body {
+    tonic::body::Body::new(http_body_util::Full::new(batch))
 }
 
-/// Sends what comes through `frames` (each a batch, see [`frame`]) as one call's body, until
-/// every sender is gone, and reads the answer. The body is read as HTTP/2's flow control lets
-/// it go: a backend that stops reading leaves the senders waiting, never a growing buffer.
-pub(crate) async fn collect_stream(
-    channel: Channel,
-    frames: tokio::sync::mpsc::Receiver<Bytes>,
-    token: Option<&AsciiMetadataValue>,
-    timeout: Duration,
-) -> Result<Commands, Status> {
-    let body = tonic::body::Body::new(Frames(frames));
-    send(channel, request(body, token, timeout)?).await
+/// A body of what comes through `frames` (each a batch, see [`frame`]), ended when every
+/// sender is gone. It is read as HTTP/2's flow control lets it go: a backend that stops
+/// reading leaves the senders waiting, never a growing buffer.
+pub(crate) fn streamed_body(frames: tokio::sync::mpsc::Receiver<Bytes>) -> tonic::body::Body {
+    tonic::body::Body::new(Frames(frames))
 }
 
 /// A request body of the batches that come through a channel.
@@ -81,6 +69,16 @@ impl http_body::Body for Frames {
             .poll_recv(cx)
             .map(|frames| frames.map(|bytes| Ok(http_body::Frame::data(bytes))))
     }
+}
+
+/// Sends `body` ([`whole_body`] or [`streamed_body`]) on `channel` and reads the answer.
+pub(crate) async fn collect(
+    channel: Channel,
+    body: tonic::body::Body,
+    token: Option<&AsciiMetadataValue>,
+    timeout: Duration,
+) -> Result<Commands, Status> {
+    send(channel, request(body, token, timeout)?).await
 }
 
 async fn send(

@@ -42,6 +42,7 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
 use super::connector::TcpConnector;
+use super::framed;
 use super::tls;
 use super::{CallError, Refusal, RefusalKind, Transport};
 use crate::config::TlsFiles;
@@ -282,6 +283,21 @@ impl GrpcTransport {
         }
     }
 
+    /// One segments' `collect` call with `body` (see `framed`).
+    async fn collect_segments_body(
+        &self,
+        body: tonic::body::Body,
+        timeout: Duration,
+    ) -> Result<Commands, CallError> {
+        let token = self.settings.token.as_ref();
+        self.call(timeout, true, |channel| async move {
+            framed::collect(channel, body, token, timeout)
+                .await
+                .map(tonic::Response::new)
+        })
+        .await
+    }
+
     /// A call on `generation`'s channel was answered (with its result or an error status of
     /// the backend's): the connection works.
     fn answered(&self, generation: u64) {
@@ -493,14 +509,8 @@ impl Transport for GrpcTransport {
         timeout: Duration,
     ) -> Result<Commands, CallError> {
         // Framed here, once: a retry after a failure is a later batch, not this one again.
-        let body = super::frame_segments(segments);
-        let token = self.settings.token.as_ref();
-        self.call(timeout, true, |channel| async move {
-            super::framed::collect(channel, body, token, timeout)
-                .await
-                .map(tonic::Response::new)
-        })
-        .await
+        let body = framed::whole_body(super::frame_segments(segments));
+        self.collect_segments_body(body, timeout).await
     }
 
     fn streams_segments(&self) -> bool {
@@ -512,13 +522,8 @@ impl Transport for GrpcTransport {
         frames: tokio::sync::mpsc::Receiver<bytes::Bytes>,
         timeout: Duration,
     ) -> Result<Commands, CallError> {
-        let token = self.settings.token.as_ref();
-        self.call(timeout, true, |channel| async move {
-            super::framed::collect_stream(channel, frames, token, timeout)
-                .await
-                .map(tonic::Response::new)
-        })
-        .await
+        self.collect_segments_body(framed::streamed_body(frames), timeout)
+            .await
     }
 
     async fn collect_logs(

@@ -276,6 +276,26 @@ impl Broker {
         out
     }
 
+    /// Makes `n` entry spans on `tracer` (`GET:/{route}/{i}`) and checks that their `n`
+    /// segments, of `service`, reach the segments' topic.
+    pub async fn deliver_segments(
+        &self,
+        tracer: &skytrace::Tracer,
+        route: &str,
+        n: usize,
+        service: &str,
+    ) {
+        for i in 0..n {
+            drop(tracer.entry_span(format!("GET:/{route}/{i}"), &()));
+        }
+        let records = self.wait_for("skywalking-segments", |r| r.len() >= n).await;
+        assert_eq!(records.len(), n, "{:?}", tracer.stats());
+        for (_, record) in &records {
+            let segment: skytrace_proto::v3::SegmentObject = value(record);
+            assert_eq!(segment.service, service);
+        }
+    }
+
     /// Waits until `check` holds for `topic`'s records; returns them (the last read either way).
     pub async fn wait_for(
         &self,

@@ -12,8 +12,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use skytrace::{Config, GrpcReporter, Tracer};
-use skytrace_proto::v3::SegmentObject;
-use skytrace_tests::kafka::{Broker, value};
+use skytrace_tests::kafka::Broker;
 use skytrace_tests::{WAIT, env, eventually};
 
 const TOPICS: [&str; 4] = [
@@ -193,17 +192,9 @@ async fn segments_reach_kafka_through_tls_with_a_client_certificate() {
         "the Kafka reporter never connected through TLS: {:?}",
         tracer.stats()
     );
-    for i in 0..10 {
-        drop(tracer.entry_span(format!("GET:/tls/{i}"), &()));
-    }
-    let records = broker
-        .wait_for("skywalking-segments", |r| r.len() >= 10)
+    broker
+        .deliver_segments(&tracer, "tls", 10, "kafka-tls-svc")
         .await;
-    assert_eq!(records.len(), 10, "{:?}", tracer.stats());
-    for (_, record) in &records {
-        let segment: SegmentObject = value(record);
-        assert_eq!(segment.service, "kafka-tls-svc");
-    }
     // The agent's connections went through the terminator, with its certificate.
     assert!(
         terminator.clients("skytrace-agent") >= 1,

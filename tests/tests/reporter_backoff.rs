@@ -66,6 +66,21 @@ async fn a_listener_that_accepts_and_closes_is_not_stormed() {
     tracer.reporter().shutdown(Duration::from_secs(1));
 }
 
+/// A connection that opens (TCP and the HTTP/2 preface) but fails its first call does not
+/// start the back-off over: only an answered call does. Over 6 s, attempts near 0, 0.5, 1.3,
+/// 2.6 and 4.6 s (each delay ±20 %) make at most 5 connections; a back-off started over on
+/// every connection retries every 0.4–0.6 s: 10 or more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_open_but_fail_their_calls_keep_backing_off() {
+    const LONGER: Duration = Duration::from_secs(6);
+    let (addr, connections) = accept_and_close("127.0.0.1:0").await;
+    let tracer = grpc_tracer(config_for(addr));
+    tokio::time::sleep(LONGER).await;
+    let seen = connections.load(Ordering::Relaxed);
+    assert!((3..=7).contains(&seen), "{seen} connections in {LONGER:?}");
+    tracer.reporter().shutdown(Duration::from_secs(1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_token_backs_off_to_the_maximum_at_once() {
     let collector = Collector::builder()

@@ -1,44 +1,71 @@
-//! A thread's emptied span list, reused by the next segment it starts.
+//! A thread's emptied span list, and its first span's tag list, reused by the next segment it
+//! starts.
 //!
 //! Every request's segment needs a list of span records (seven fit in glibc's per-thread cache
-//! of small blocks, see `ActiveSegment::start`). The gRPC reporter encodes a small segment on
-//! the thread that finished it (`reporter::wire`) and frees it there: that thread keeps the
-//! emptied list for its next segment instead of freeing it and allocating another, one
-//! `malloc` and one `free` less per request. Only lists of the usual capacity are kept, one per
-//! thread: at most [`CAPACITY`] records' worth (952 bytes) stays allocated per thread.
+//! of small blocks, see `ActiveSegment::start`), and its entry span a list of tags (an HTTP
+//! entry has three). The gRPC reporter encodes a small segment on the thread that finished it
+//! (`reporter::wire`) and frees it there: that thread keeps the two emptied lists for its next
+//! segment instead of freeing them and allocating others, two `malloc`s and two `free`s less
+//! per request. Only lists of the usual capacities are kept, one of each per thread: at most
+//! [`CAPACITY`] records' worth (952 bytes) and [`TAGS_CAPACITY`] tags' (384 bytes) stay
+//! allocated per thread.
 
 use std::cell::Cell;
 
-use crate::segment::SpanRecord;
+use crate::segment::{SpanRecord, Text};
 
 /// The capacity a segment's span list starts with, and the only one kept.
 pub(crate) const CAPACITY: usize = 7;
 
-thread_local! {
-    static SPARE: Cell<Vec<SpanRecord>> = const { Cell::new(Vec::new()) };
+/// The largest tag list kept (the first span's).
+pub(crate) const TAGS_CAPACITY: usize = 8;
+
+/// A segment's two lists, as it starts: both empty.
+#[derive(Default)]
+pub(crate) struct Lists {
+    /// Room for [`CAPACITY`] records.
+    pub(crate) spans: Vec<SpanRecord>,
+    /// For the first span's tags: no room until its first tag when none was kept.
+    pub(crate) first_tags: Vec<(Text, Text)>,
 }
 
-/// An empty list with room for [`CAPACITY`] records: this thread's spare one when it has one.
+thread_local! {
+    // One thread-local for both: one look-up on each side.
+    static SPARE: Cell<Lists> = const {
+        Cell::new(Lists {
+            spans: Vec::new(),
+            first_tags: Vec::new(),
+        })
+    };
+}
+
+/// Empty lists for a new segment: this thread's spare ones when it has them.
 #[inline]
-pub(crate) fn take() -> Vec<SpanRecord> {
+pub(crate) fn take() -> Lists {
     // `try_with`: a segment may start while the thread's thread-locals are being destroyed.
-    let spare = SPARE.try_with(Cell::take).unwrap_or_default();
-    if spare.capacity() == CAPACITY {
-        spare
-    } else {
-        Vec::with_capacity(CAPACITY)
+    let mut lists = SPARE.try_with(Cell::take).unwrap_or_default();
+    if lists.spans.capacity() != CAPACITY {
+        lists.spans = Vec::with_capacity(CAPACITY);
     }
+    lists
 }
 
 /// Empties `spans` (freeing what its records own) and keeps the list for this thread's next
-/// segment, if it is of the usual capacity; frees it otherwise.
+/// segment, if it is of the usual capacity; frees it otherwise. The first span's tag list is
+/// kept too, emptied, if it is not larger than [`TAGS_CAPACITY`].
 #[inline]
 pub(crate) fn recycle(mut spans: Vec<SpanRecord>) {
-    if spans.capacity() != CAPACITY {
-        return;
+    let mut first_tags = match spans.first_mut() {
+        Some(first) if first.tags.capacity() <= TAGS_CAPACITY => std::mem::take(&mut first.tags),
+        _ => Vec::new(),
+    };
+    first_tags.clear();
+    if spans.capacity() == CAPACITY {
+        spans.clear();
+    } else {
+        spans = Vec::new();
     }
-    spans.clear();
-    let _ = SPARE.try_with(|spare| spare.set(spans));
+    let _ = SPARE.try_with(|spare| spare.set(Lists { spans, first_tags }));
 }
 
 #[cfg(test)]
@@ -62,17 +89,60 @@ mod tests {
     #[test]
     fn a_recycled_list_comes_back_empty_and_the_same() {
         std::thread::spawn(|| {
-            let mut spans = take();
+            let mut spans = take().spans;
             assert_eq!((spans.len(), spans.capacity()), (0, CAPACITY));
             spans.push(record());
             let at = spans.as_ptr();
             recycle(spans);
-            let again = take();
+            let again = take().spans;
             assert!(again.is_empty());
             assert_eq!(again.as_ptr(), at, "the same allocation");
             // Taken: the next one is new.
-            let other = take();
+            let other = take().spans;
             assert_ne!(other.as_ptr(), at);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn the_first_spans_tag_list_comes_back_empty_and_the_same() {
+        std::thread::spawn(|| {
+            let Lists {
+                mut spans,
+                first_tags,
+            } = take();
+            let mut first = record();
+            first.tags = first_tags;
+            first
+                .tags
+                .push((Cow::Borrowed("url"), Cow::Owned("http://x/y".into())));
+            let at = first.tags.as_ptr();
+            spans.push(first);
+            recycle(spans);
+            let again = take().first_tags;
+            assert!(again.is_empty());
+            assert_eq!(again.as_ptr(), at, "the same allocation");
+            assert_eq!(
+                take().first_tags.capacity(),
+                0,
+                "taken: the next one is new"
+            );
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn large_tag_lists_are_not_kept() {
+        std::thread::spawn(|| {
+            let mut spans = take().spans;
+            let mut first = record();
+            first.tags.reserve_exact(TAGS_CAPACITY + 1);
+            first.tags.push((Cow::Borrowed("k"), Cow::Borrowed("v")));
+            spans.push(first);
+            recycle(spans);
+            assert_eq!(take().first_tags.capacity(), 0, "a large tag list was kept");
         })
         .join()
         .unwrap();
@@ -87,8 +157,12 @@ mod tests {
             // Looked at where it would be kept: comparing addresses would not do, as the
             // allocator may well hand the freed block's address to the next list.
             let kept = SPARE.with(Cell::take);
-            assert_eq!(kept.capacity(), 0, "a list of another capacity was kept");
-            assert_eq!(take().capacity(), CAPACITY);
+            assert_eq!(
+                kept.spans.capacity(),
+                0,
+                "a list of another capacity was kept"
+            );
+            assert_eq!(take().spans.capacity(), CAPACITY);
         })
         .join()
         .unwrap();

@@ -113,8 +113,11 @@ impl ActiveSegment {
         let now = Stamp::now();
         // Seven records (952 bytes) stay within glibc's per-thread cache of small blocks (up to
         // 1,032 bytes); eight did not, and took the arena's slower path on every request. The
-        // thread's last encoded segment's list when it has one (`spare_spans`).
-        let mut spans = crate::spare_spans::take();
+        // thread's last encoded segment's lists when it has them (`spare_spans`).
+        let crate::spare_spans::Lists {
+            mut spans,
+            first_tags,
+        } = crate::spare_spans::take();
         spans.push(SpanRecord::new(
             0,
             -1,
@@ -125,6 +128,7 @@ impl ActiveSegment {
         ));
         if let Some(record) = spans.first_mut() {
             record.skip_analysis = start.skip_analysis;
+            record.tags = first_tags;
             init(record);
         }
         agent.segments_created.fetch_add(1, Ordering::Relaxed);

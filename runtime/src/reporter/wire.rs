@@ -260,6 +260,41 @@ mod tests {
     }
 
     #[test]
+    fn segments_of_agents_taking_turns_on_a_thread_name_their_own_service() {
+        // The service and instance fields are kept written per thread: a segment of another
+        // agent must not find the last one's.
+        let keep = Arc::new(Keep::default());
+        let tracers: Vec<Tracer> = [("a", "a-1"), ("a", "a-2"), ("b", "a-1"), ("bb", "x")]
+            .into_iter()
+            .map(|(service, instance)| {
+                let config = Config::builder()
+                    .service_name(service)
+                    .instance_name(instance)
+                    .build()
+                    .unwrap();
+                Tracer::with_reporter(&config, keep.clone())
+            })
+            .collect();
+        for round in 0..3 {
+            for tracer in tracers.iter().cycle().skip(round).take(tracers.len()) {
+                drop(tracer.entry_span("GET:/x", &()));
+            }
+        }
+        let segments = std::mem::take(&mut *keep.0.lock().unwrap());
+        assert_eq!(segments.len(), 12);
+        let mut seen = std::collections::HashSet::new();
+        for segment in segments {
+            let message = SegmentMessage::new(segment);
+            let mut ours = Vec::new();
+            message.write(&mut ours);
+            let expected = message.segment.into_proto();
+            assert_eq!(ours, expected.encode_to_vec(), "byte for byte");
+            seen.insert((expected.service, expected.service_instance));
+        }
+        assert_eq!(seen.len(), 4);
+    }
+
+    #[test]
     fn queued_segments_are_the_same_bytes() {
         let keep = Arc::new(Keep::default());
         let config = Config::builder().service_name("svc").build().unwrap();

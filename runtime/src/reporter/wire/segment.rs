@@ -5,6 +5,8 @@
 //! byte kept for its length, which is filled in afterwards ([`put_nested`]). Working out every
 //! span's length first, as prost does, was a third of the encoding's work.
 
+use std::cell::RefCell;
+
 use super::scalar::{put_bool, put_bytes, put_int, put_nested, put_str};
 use crate::cap;
 use crate::segment::{LogRecord, Segment, SegmentRef, SpanRecord};
@@ -77,9 +79,51 @@ impl SegmentMessage {
                 put_span(span, refs_of(s, index), self.clock, buf)
             });
         }
-        put_str(4, s.service, buf);
-        put_str(5, s.instance, buf);
+        put_service_fields(s.service, s.instance, buf);
         put_bool(6, s.size_limited, buf);
+    }
+}
+
+thread_local! {
+    /// The last service and instance this thread wrote (their texts' addresses and lengths), as
+    /// their two fields' bytes: every segment of an agent has the same, so they are written once
+    /// per thread, not field by field for every segment.
+    static SERVICE_FIELDS: RefCell<ServiceFields> = const {
+        RefCell::new(ServiceFields {
+            of: [(0, 0); 2],
+            bytes: Vec::new(),
+        })
+    };
+}
+
+struct ServiceFields {
+    of: [(usize, usize); 2],
+    bytes: Vec<u8>,
+}
+
+/// Fields 4 and 5: the service and its instance.
+#[inline]
+fn put_service_fields(service: &'static str, instance: &'static str, buf: &mut Vec<u8>) {
+    let of = [
+        (service.as_ptr() as usize, service.len()),
+        (instance.as_ptr() as usize, instance.len()),
+    ];
+    let cached = SERVICE_FIELDS.try_with(|fields| {
+        let Ok(mut fields) = fields.try_borrow_mut() else {
+            return false;
+        };
+        if fields.of != of {
+            fields.bytes.clear();
+            put_str(4, service, &mut fields.bytes);
+            put_str(5, instance, &mut fields.bytes);
+            fields.of = of;
+        }
+        buf.extend_from_slice(&fields.bytes);
+        true
+    });
+    if cached != Ok(true) {
+        put_str(4, service, buf);
+        put_str(5, instance, buf);
     }
 }
 

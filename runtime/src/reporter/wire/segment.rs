@@ -129,7 +129,13 @@ fn put_service_fields(service: &'static str, instance: &'static str, buf: &mut V
 
 fn put_span(span: &SpanRecord, refs: &[SegmentRef], clock: Clock, buf: &mut Vec<u8>) {
     put_int(1, i64::from(span.id), buf);
-    put_int(2, i64::from(span.parent), buf);
+    if span.parent == -1 {
+        // Every segment's first span: its ten-byte varint as a constant, not made a byte at a
+        // time.
+        buf.extend_from_slice(&NO_PARENT);
+    } else {
+        put_int(2, i64::from(span.parent), buf);
+    }
     put_int(3, clock.millis(span.start), buf);
     put_int(4, clock.millis(span.end.unwrap_or(span.start)), buf);
     for r in refs {
@@ -149,6 +155,21 @@ fn put_span(span: &SpanRecord, refs: &[SegmentRef], clock: Clock, buf: &mut Vec<
     }
     put_bool(14, span.skip_analysis, buf);
 }
+
+/// Field 2 (`parentSpanId`) holding -1: its key, then -1 sign-extended to 64 bits as a varint.
+const NO_PARENT: [u8; 11] = [
+    2 << 3,
+    0xFF,
+    0xFF,
+    0xFF,
+    0xFF,
+    0xFF,
+    0xFF,
+    0xFF,
+    0xFF,
+    0xFF,
+    0x01,
+];
 
 fn put_ref(r: &SegmentRef, buf: &mut Vec<u8>) {
     put_int(1, i64::from(r.kind.to_proto() as i32), buf);

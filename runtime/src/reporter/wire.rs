@@ -295,6 +295,30 @@ mod tests {
     }
 
     #[test]
+    fn tags_and_log_fields_of_every_short_length_are_the_bytes_prost_writes() {
+        // Either side of the short pair's limit (a pair of 127 bytes or less is written whole),
+        // and with an empty key or value (proto3 leaves an empty text out).
+        let keep = Arc::new(Keep::default());
+        let config = Config::builder().service_name("svc").build().unwrap();
+        let tracer = Tracer::with_reporter(&config, keep.clone());
+        let entry = tracer.entry_span("GET:/x", &());
+        for len in (0..=6).chain(110..=130) {
+            let (key, value) = ("k".repeat(len.min(3)), "v".repeat(len.saturating_sub(3)));
+            entry.add_tag(key.clone(), value.clone());
+            entry.log([(key, value)]);
+        }
+        entry.add_tag("", "");
+        drop(entry);
+        let segments = std::mem::take(&mut *keep.0.lock().unwrap());
+        let message = SegmentMessage::new(segments.into_iter().next().unwrap());
+        let mut ours = Vec::new();
+        message.write(&mut ours);
+        let expected = message.segment.into_proto();
+        assert_eq!(expected.spans[0].tags.len(), 29);
+        assert_eq!(ours, expected.encode_to_vec(), "byte for byte");
+    }
+
+    #[test]
     fn queued_segments_are_the_same_bytes() {
         let keep = Arc::new(Keep::default());
         let config = Config::builder().service_name("svc").build().unwrap();

@@ -148,7 +148,7 @@ fn put_span(span: &SpanRecord, refs: &[SegmentRef], clock: Clock, buf: &mut Vec<
     put_int(10, i64::from(span.component), buf);
     put_bool(11, span.is_error, buf);
     for (k, v) in &span.tags {
-        put_nested(12, buf, |buf| put_pair(k, v, buf));
+        put_pair_field(12, k, v, buf);
     }
     for log in &span.logs {
         put_nested(13, buf, |buf| put_log(log, clock, buf));
@@ -182,6 +182,21 @@ fn put_ref(r: &SegmentRef, buf: &mut Vec<u8>) {
     put_str(8, cap::peer(&r.network_address), buf);
 }
 
+/// A `KeyStringValuePair` as field `tag` (a tag, a log's field).
+fn put_pair_field(tag: u32, key: &str, value: &str, buf: &mut Vec<u8>) {
+    // The usual pair, short, with both texts: its key, length and first field's header in one
+    // copy of four bytes, and no length to fill in afterwards.
+    if !key.is_empty() && !value.is_empty() && key.len() + value.len() < 0x80 - 4 {
+        let len = 4 + key.len() + value.len();
+        buf.extend_from_slice(&[(tag << 3 | 2) as u8, len as u8, 1 << 3 | 2, key.len() as u8]);
+        buf.extend_from_slice(key.as_bytes());
+        buf.extend_from_slice(&[2 << 3 | 2, value.len() as u8]);
+        buf.extend_from_slice(value.as_bytes());
+        return;
+    }
+    put_nested(tag, buf, |buf| put_pair(key, value, buf));
+}
+
 fn put_pair(key: &str, value: &str, buf: &mut Vec<u8>) {
     put_str(1, cap::value(key), buf);
     put_str(2, cap::value(value), buf);
@@ -190,6 +205,6 @@ fn put_pair(key: &str, value: &str, buf: &mut Vec<u8>) {
 fn put_log(log: &LogRecord, clock: Clock, buf: &mut Vec<u8>) {
     put_int(1, clock.millis(log.time), buf);
     for (k, v) in &log.fields {
-        put_nested(2, buf, |buf| put_pair(k, v, buf));
+        put_pair_field(2, k, v, buf);
     }
 }

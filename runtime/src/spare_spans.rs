@@ -1,15 +1,17 @@
-//! A thread's emptied span list, and its first span's tag list, reused by the next segment it
-//! starts.
+//! A thread's emptied span list, its first span's tag list and one of that span's texts, reused
+//! by the next segment it starts.
 //!
 //! Every request's segment needs a list of span records (seven fit in glibc's per-thread cache
 //! of small blocks, see `ActiveSegment::start`), and its entry span a list of tags (an HTTP
 //! entry has three). The gRPC reporter encodes a small segment on the thread that finished it
 //! (`reporter::wire`) and frees it there: that thread keeps the two emptied lists for its next
-//! segment instead of freeing them and allocating others, two `malloc`s and two `free`s less
-//! per request. Only lists of the usual capacities are kept, one of each per thread: at most
-//! [`CAPACITY`] records' worth (952 bytes) and [`TAGS_CAPACITY`] tags' (384 bytes) stay
-//! allocated per thread.
+//! segment instead of freeing them and allocating others, and the first tag value it owns (an
+//! HTTP entry's `url`) for the next such text: three `malloc`s and three `free`s less per
+//! request. Only lists and texts of the usual capacities are kept, one of each per thread: at
+//! most [`CAPACITY`] records' worth (952 bytes), [`TAGS_CAPACITY`] tags' (384 bytes) and
+//! [`TEXT_CAPACITY`] bytes stay allocated per thread.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 
 use crate::segment::{SpanRecord, Text};
@@ -19,6 +21,8 @@ pub(crate) const CAPACITY: usize = 7;
 
 /// The largest tag list kept (the first span's).
 pub(crate) const TAGS_CAPACITY: usize = 8;
+/// The largest text kept (a value of the first span's tags: an HTTP entry's `url`).
+pub(crate) const TEXT_CAPACITY: usize = 256;
 
 /// A segment's two lists, as it starts: both empty.
 #[derive(Default)]
@@ -37,6 +41,14 @@ thread_local! {
             first_tags: Vec::new(),
         })
     };
+    static SPARE_TEXT: Cell<String> = const { Cell::new(String::new()) };
+}
+
+/// An empty `String`: this thread's spare one when it has one (for a text every request makes
+/// and its segment frees, an HTTP entry's `url`).
+#[inline]
+pub(crate) fn take_text() -> String {
+    SPARE_TEXT.try_with(Cell::take).unwrap_or_default()
 }
 
 /// Empty lists for a new segment: this thread's spare ones when it has them.
@@ -55,6 +67,16 @@ pub(crate) fn take() -> Lists {
 /// kept too, emptied, if it is not larger than [`TAGS_CAPACITY`].
 #[inline]
 pub(crate) fn recycle(mut spans: Vec<SpanRecord>) {
+    if let Some(first) = spans.first_mut()
+        && let Some(text) = first.tags.iter_mut().find_map(|(_, value)| match value {
+            Cow::Owned(text) if (1..=TEXT_CAPACITY).contains(&text.capacity()) => Some(text),
+            _ => None,
+        })
+    {
+        let mut text = std::mem::take(text);
+        text.clear();
+        let _ = SPARE_TEXT.try_with(|spare| spare.set(text));
+    }
     let mut first_tags = match spans.first_mut() {
         Some(first) if first.tags.capacity() <= TAGS_CAPACITY => std::mem::take(&mut first.tags),
         _ => Vec::new(),
@@ -128,6 +150,39 @@ mod tests {
                 0,
                 "taken: the next one is new"
             );
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn the_first_owned_tag_value_comes_back_as_an_empty_text() {
+        std::thread::spawn(|| {
+            let mut spans = take().spans;
+            let mut first = record();
+            first
+                .tags
+                .push((Cow::Borrowed("http.method"), Cow::Borrowed("GET")));
+            first
+                .tags
+                .push((Cow::Borrowed("url"), Cow::Owned("http://x/y".into())));
+            let at = first.tags[1].1.as_ptr();
+            spans.push(first);
+            recycle(spans);
+            let text = take_text();
+            assert!(text.is_empty());
+            assert_eq!(text.as_ptr(), at, "the same allocation");
+            assert_eq!(take_text().capacity(), 0, "taken: the next one is new");
+            // A long text is freed, not kept.
+            let mut spans = take().spans;
+            let mut first = record();
+            first.tags.push((
+                Cow::Borrowed("k"),
+                Cow::Owned("v".repeat(TEXT_CAPACITY + 1)),
+            ));
+            spans.push(first);
+            recycle(spans);
+            assert_eq!(take_text().capacity(), 0, "a long text was kept");
         })
         .join()
         .unwrap();

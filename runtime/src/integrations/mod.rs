@@ -329,11 +329,16 @@ fn status_text(status: u16) -> Cow<'static, str> {
 /// header completes it; without one the tag is the path alone.
 #[allow(dead_code)] // which helpers are used depends on the features
 pub(crate) fn server_url(uri: &http::Uri, host: Option<&str>, path: &str) -> String {
+    // Written into the text the thread's last segment freed (its `url`): one allocation less
+    // per request.
+    let out = crate::spare_spans::take_text();
     match (uri.scheme_str(), uri.authority()) {
-        (Some(scheme), Some(authority)) => join([scheme, "://", authority.as_str(), path]),
+        (Some(scheme), Some(authority)) => {
+            join_into(out, [scheme, "://", authority.as_str(), path])
+        }
         _ => match host {
-            Some(host) if !host.is_empty() => join(["http://", host, path]),
-            _ => path.to_owned(),
+            Some(host) if !host.is_empty() => join_into(out, ["http://", host, path]),
+            _ => join_into(out, [path]),
         },
     }
 }
@@ -342,7 +347,13 @@ pub(crate) fn server_url(uri: &http::Uri, host: Option<&str>, path: &str) -> Str
 /// times the copying.
 #[allow(dead_code)] // which helpers are used depends on the features
 pub(crate) fn join<const N: usize>(parts: [&str; N]) -> String {
-    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    join_into(String::new(), parts)
+}
+
+/// [`join`] appended to `out`, which grows once at most.
+#[allow(dead_code)] // which helpers are used depends on the features
+fn join_into<const N: usize>(mut out: String, parts: [&str; N]) -> String {
+    out.reserve(parts.iter().map(|p| p.len()).sum());
     for part in parts {
         out.push_str(part);
     }

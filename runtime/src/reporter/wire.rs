@@ -77,10 +77,10 @@ pub(crate) struct TooLarge {
 /// `segment`'s bytes; the segment is freed here, its span list kept for this thread's next
 /// segment (`spare_spans`).
 fn encode(segment: Segment) -> Vec<u8> {
-    let message = SegmentMessage::new(segment);
+    let message = SegmentMessage::new(&segment);
     let mut bytes = super::spare_bytes::take(message.size_hint());
     message.write(&mut bytes);
-    crate::spare_spans::recycle(message.segment.spans);
+    crate::spare_spans::recycle(segment.spans);
     bytes
 }
 
@@ -114,13 +114,13 @@ impl Queued {
             Queued::Whole(segment) => {
                 // Written to be measured: a segment this large is rare, and is written on the
                 // reporter's thread.
-                let message = SegmentMessage::new(*segment);
+                let message = SegmentMessage::new(&segment);
                 let mut bytes = Vec::with_capacity(message.size_hint());
                 message.write(&mut bytes);
                 if bytes.len() > max {
                     return Err(TooLarge {
                         len: bytes.len(),
-                        trace_id: message.segment.trace_id().to_owned(),
+                        trace_id: segment.trace_id().to_owned(),
                     });
                 }
                 Ok(Outgoing(bytes))
@@ -234,10 +234,9 @@ mod tests {
         assert_eq!(segments.len(), 2);
         let mut long_spans = 0;
         for segment in segments {
-            let message = SegmentMessage::new(segment);
             let mut ours = Vec::new();
-            message.write(&mut ours);
-            let expected = message.segment.into_proto();
+            SegmentMessage::new(&segment).write(&mut ours);
+            let expected = segment.into_proto();
             assert_eq!(
                 v3::SegmentObject::decode(ours.as_slice()).unwrap(),
                 expected
@@ -284,10 +283,9 @@ mod tests {
         assert_eq!(segments.len(), 12);
         let mut seen = std::collections::HashSet::new();
         for segment in segments {
-            let message = SegmentMessage::new(segment);
             let mut ours = Vec::new();
-            message.write(&mut ours);
-            let expected = message.segment.into_proto();
+            SegmentMessage::new(&segment).write(&mut ours);
+            let expected = segment.into_proto();
             assert_eq!(ours, expected.encode_to_vec(), "byte for byte");
             seen.insert((expected.service, expected.service_instance));
         }
@@ -310,10 +308,10 @@ mod tests {
         entry.add_tag("", "");
         drop(entry);
         let segments = std::mem::take(&mut *keep.0.lock().unwrap());
-        let message = SegmentMessage::new(segments.into_iter().next().unwrap());
+        let segment = segments.into_iter().next().unwrap();
         let mut ours = Vec::new();
-        message.write(&mut ours);
-        let expected = message.segment.into_proto();
+        SegmentMessage::new(&segment).write(&mut ours);
+        let expected = segment.into_proto();
         assert_eq!(expected.spans[0].tags.len(), 29);
         assert_eq!(ours, expected.encode_to_vec(), "byte for byte");
     }
@@ -339,7 +337,7 @@ mod tests {
         assert_eq!(segments.len(), sizes.len());
         for segment in segments {
             let spans = segment.span_count();
-            let message = SegmentMessage::new(segment);
+            let message = SegmentMessage::new(&segment);
             let mut direct = Vec::new();
             message.write(&mut direct);
             // The buffer is sized once for a usual segment: no reallocation while writing.
@@ -349,7 +347,7 @@ mod tests {
                 "{} bytes, {hint} guessed",
                 direct.len()
             );
-            let queued = Queued::new(message.segment);
+            let queued = Queued::new(segment);
             assert_eq!(matches!(queued, Queued::Encoded(_)), spans <= INLINE_SPANS);
             let outgoing = queued.into_outgoing();
             assert_eq!(outgoing.encode_to_vec(), direct);

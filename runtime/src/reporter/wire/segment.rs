@@ -12,15 +12,15 @@ use crate::cap;
 use crate::segment::{LogRecord, Segment, SegmentRef, SpanRecord};
 use crate::time::Clock;
 
-/// A finished segment, ready to be written.
-pub(crate) struct SegmentMessage {
-    pub(super) segment: Segment,
+/// A finished segment, ready to be written (borrowed: a segment is 256 bytes, moved once less).
+pub(crate) struct SegmentMessage<'a> {
+    pub(super) segment: &'a Segment,
     /// Converts the spans' and logs' times.
     clock: Clock,
 }
 
-impl SegmentMessage {
-    pub(super) fn new(segment: Segment) -> SegmentMessage {
+impl SegmentMessage<'_> {
+    pub(super) fn new(segment: &Segment) -> SegmentMessage<'_> {
         // The first span usually ends last: its end is "now" enough to tell whether the clock's
         // correction is stale, without reading the clock again.
         let latest = segment.spans.first().map(|s| s.end.unwrap_or(s.start));
@@ -62,13 +62,13 @@ fn refs_of(segment: &Segment, index: usize) -> &[SegmentRef] {
     if index == 0 { &segment.refs } else { &[] }
 }
 
-impl std::fmt::Debug for SegmentMessage {
+impl std::fmt::Debug for SegmentMessage<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.segment.fmt(f)
     }
 }
 
-impl SegmentMessage {
+impl SegmentMessage<'_> {
     /// Writes the message's fields (what `prost::Message::encode_raw` would).
     pub(super) fn write(&self, buf: &mut Vec<u8>) {
         let s = &self.segment;

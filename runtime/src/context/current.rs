@@ -235,6 +235,7 @@ pub(crate) struct Saved {
 }
 
 /// Makes `handle` current for `owner` (a guard, or a poll); returns what was current before.
+#[inline]
 pub(crate) fn enter(handle: Handle, owner: Owner) -> Saved {
     let (handle, owner) = install(Some(handle), owner);
     Saved { handle, owner }
@@ -242,12 +243,14 @@ pub(crate) fn enter(handle: Handle, owner: Owner) -> Saved {
 
 /// Puts back what [`enter`] replaced; returns the handle that was current (for the caller to
 /// drop or keep: never dropped here).
+#[inline]
 pub(crate) fn restore(saved: Saved) -> Option<Handle> {
     install(saved.handle, saved.owner).0
 }
 
 /// Makes `handle` current (for `owner`), returning what was current before. The local spans
 /// recorded under the previous handle move to its segment first.
+#[inline]
 fn install(handle: Option<Handle>, owner: Owner) -> (Option<Handle>, Owner) {
     let active = handle.is_some();
     let previous = CONTEXT

@@ -1,8 +1,5 @@
 //! The `sw8-correlation` header: user baggage that travels with the trace.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-
 use super::sw8::decode_field;
 
 /// Key/value baggage carried across tasks and processes, within the protocol's limits
@@ -54,16 +51,17 @@ impl Correlation {
 
     /// The header value: `base64(key):base64(value)` pairs joined by `,`.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
+        let mut out = Vec::new();
         for (i, (k, v)) in self.entries.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                out.push(b',');
             }
-            STANDARD.encode_string(k, &mut out);
-            out.push(':');
-            STANDARD.encode_string(v, &mut out);
+            super::base64::encode_into(k.as_bytes(), &mut out);
+            out.push(b':');
+            super::base64::encode_into(v.as_bytes(), &mut out);
         }
-        out
+        // Base64, commas and colons only.
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// Sets `key`; a later write overrides. Returns `false` (and keeps nothing) when the key is
@@ -123,6 +121,9 @@ impl Correlation {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+
     use super::*;
 
     #[test]

@@ -3,9 +3,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-
 /// Longest `sw8` value accepted; the protocol keeps the whole header under 2 KB.
 pub const SW8_MAX_LEN: usize = 2048;
 
@@ -274,7 +271,7 @@ fn cut(text: &str, max: usize) -> &str {
 }
 
 fn encoded_len(text: &str) -> usize {
-    base64::encoded_len(text.len(), true).unwrap_or(0)
+    super::base64::encoded_len(text.len())
 }
 
 /// Decodes one base64 field (`super::base64`) into the buffer that becomes the `String`: one
@@ -286,11 +283,7 @@ pub(crate) fn decode_field(text: &str) -> Option<String> {
 
 fn push_field(out: &mut Vec<u8>, value: &str) {
     out.push(b'-');
-    let start = out.len();
-    out.resize(start + encoded_len(value), 0);
-    // The slice is exactly the encoded length, so this cannot fail; if it did, the field would
-    // be left as zero bytes and the header rejected by the callee, not a panic here.
-    let _ = STANDARD.encode_slice(value, &mut out[start..]);
+    super::base64::encode_into(value.as_bytes(), out);
 }
 
 #[cfg(test)]

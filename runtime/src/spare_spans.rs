@@ -47,6 +47,7 @@ thread_local! {
 /// An empty `String`: this thread's spare one when it has one (for a text every request makes
 /// and its segment frees, an HTTP entry's `url`).
 #[inline]
+#[allow(dead_code)] // used by the HTTP server integrations, which depend on features
 pub(crate) fn take_text() -> String {
     SPARE_TEXT.try_with(Cell::take).unwrap_or_default()
 }

@@ -109,6 +109,19 @@ mod tests {
         )
     }
 
+    /// A segment's span list whose first span has `tags` (in `tags_list`, the list they go in),
+    /// recycled on this thread; where that list's tags were.
+    fn recycle_first(mut tags_list: Vec<(Text, Text)>, tags: Vec<(Text, Text)>) -> *const u8 {
+        let mut spans = take().spans;
+        let mut first = record();
+        tags_list.extend(tags);
+        let at = tags_list.as_ptr().cast();
+        first.tags = tags_list;
+        spans.push(first);
+        recycle(spans);
+        at
+    }
+
     #[test]
     fn a_recycled_list_comes_back_empty_and_the_same() {
         std::thread::spawn(|| {
@@ -131,21 +144,13 @@ mod tests {
     #[test]
     fn the_first_spans_tag_list_comes_back_empty_and_the_same() {
         std::thread::spawn(|| {
-            let Lists {
-                mut spans,
-                first_tags,
-            } = take();
-            let mut first = record();
-            first.tags = first_tags;
-            first
-                .tags
-                .push((Cow::Borrowed("url"), Cow::Owned("http://x/y".into())));
-            let at = first.tags.as_ptr();
-            spans.push(first);
-            recycle(spans);
+            let at = recycle_first(
+                take().first_tags,
+                vec![(Cow::Borrowed("url"), Cow::Owned("http://x/y".into()))],
+            );
             let again = take().first_tags;
             assert!(again.is_empty());
-            assert_eq!(again.as_ptr(), at, "the same allocation");
+            assert_eq!(again.as_ptr().cast(), at, "the same allocation");
             assert_eq!(
                 take().first_tags.capacity(),
                 0,
@@ -159,30 +164,27 @@ mod tests {
     #[test]
     fn the_first_owned_tag_value_comes_back_as_an_empty_text() {
         std::thread::spawn(|| {
-            let mut spans = take().spans;
-            let mut first = record();
-            first
-                .tags
-                .push((Cow::Borrowed("http.method"), Cow::Borrowed("GET")));
-            first
-                .tags
-                .push((Cow::Borrowed("url"), Cow::Owned("http://x/y".into())));
-            let at = first.tags[1].1.as_ptr();
-            spans.push(first);
-            recycle(spans);
+            let url = String::from("http://x/y");
+            let at = url.as_ptr();
+            recycle_first(
+                Vec::new(),
+                vec![
+                    (Cow::Borrowed("http.method"), Cow::Borrowed("GET")),
+                    (Cow::Borrowed("url"), Cow::Owned(url)),
+                ],
+            );
             let text = take_text();
             assert!(text.is_empty());
             assert_eq!(text.as_ptr(), at, "the same allocation");
             assert_eq!(take_text().capacity(), 0, "taken: the next one is new");
             // A long text is freed, not kept.
-            let mut spans = take().spans;
-            let mut first = record();
-            first.tags.push((
-                Cow::Borrowed("k"),
-                Cow::Owned("v".repeat(TEXT_CAPACITY + 1)),
-            ));
-            spans.push(first);
-            recycle(spans);
+            recycle_first(
+                Vec::new(),
+                vec![(
+                    Cow::Borrowed("k"),
+                    Cow::Owned("v".repeat(TEXT_CAPACITY + 1)),
+                )],
+            );
             assert_eq!(take_text().capacity(), 0, "a long text was kept");
         })
         .join()
@@ -192,12 +194,10 @@ mod tests {
     #[test]
     fn large_tag_lists_are_not_kept() {
         std::thread::spawn(|| {
-            let mut spans = take().spans;
-            let mut first = record();
-            first.tags.reserve_exact(TAGS_CAPACITY + 1);
-            first.tags.push((Cow::Borrowed("k"), Cow::Borrowed("v")));
-            spans.push(first);
-            recycle(spans);
+            recycle_first(
+                Vec::with_capacity(TAGS_CAPACITY + 1),
+                vec![(Cow::Borrowed("k"), Cow::Borrowed("v"))],
+            );
             assert_eq!(take().first_tags.capacity(), 0, "a large tag list was kept");
         })
         .join()

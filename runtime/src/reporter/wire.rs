@@ -191,6 +191,13 @@ mod tests {
         }
     }
 
+    /// `segment` as our encoder writes it, and as `into_proto` makes it (for prost to encode).
+    fn ours_and_prost(segment: Segment) -> (Vec<u8>, v3::SegmentObject) {
+        let mut ours = Vec::new();
+        SegmentMessage::new(&segment).write(&mut ours);
+        (ours, segment.into_proto())
+    }
+
     #[test]
     fn encodes_exactly_what_segment_object_encodes() {
         let keep = Arc::new(Keep::default());
@@ -234,9 +241,7 @@ mod tests {
         assert_eq!(segments.len(), 2);
         let mut long_spans = 0;
         for segment in segments {
-            let mut ours = Vec::new();
-            SegmentMessage::new(&segment).write(&mut ours);
-            let expected = segment.into_proto();
+            let (ours, expected) = ours_and_prost(segment);
             assert_eq!(
                 v3::SegmentObject::decode(ours.as_slice()).unwrap(),
                 expected
@@ -283,9 +288,7 @@ mod tests {
         assert_eq!(segments.len(), 12);
         let mut seen = std::collections::HashSet::new();
         for segment in segments {
-            let mut ours = Vec::new();
-            SegmentMessage::new(&segment).write(&mut ours);
-            let expected = segment.into_proto();
+            let (ours, expected) = ours_and_prost(segment);
             assert_eq!(ours, expected.encode_to_vec(), "byte for byte");
             seen.insert((expected.service, expected.service_instance));
         }
@@ -309,9 +312,7 @@ mod tests {
         drop(entry);
         let segments = std::mem::take(&mut *keep.0.lock().unwrap());
         let segment = segments.into_iter().next().unwrap();
-        let mut ours = Vec::new();
-        SegmentMessage::new(&segment).write(&mut ours);
-        let expected = segment.into_proto();
+        let (ours, expected) = ours_and_prost(segment);
         assert_eq!(expected.spans[0].tags.len(), 29);
         assert_eq!(ours, expected.encode_to_vec(), "byte for byte");
     }

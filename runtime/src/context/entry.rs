@@ -20,6 +20,10 @@ use crate::segment::{RefKind, SegmentRef, SpanKind, SpanRecord, Text};
 pub(crate) struct EntryName<'a> {
     pub(crate) operation: Text,
     pub(crate) judged_as: Option<&'a str>,
+    /// An HTTP request's path, which `SW_AGENT_TRACE_IGNORE_PATH` judges: an ignored one gets
+    /// no span at all (no trace, nothing propagated). Judged with the sampling decision, in
+    /// the same read of the settings (and of the global tracer): one look per request, not two.
+    pub(crate) path: Option<&'a str>,
 }
 
 impl From<Text> for EntryName<'_> {
@@ -27,6 +31,7 @@ impl From<Text> for EntryName<'_> {
         EntryName {
             operation,
             judged_as: None,
+            path: None,
         }
     }
 }
@@ -49,6 +54,10 @@ pub(crate) fn entry<E: Extractor + ?Sized>(
     init: impl FnOnce(&mut SpanRecord),
 ) -> Option<Started> {
     match current::current_for_entry() {
+        // Inside a trace the rules judge the path on their own: the rare nested entry.
+        Current::Recording if name.path.is_some_and(|path| is_ignored_path(agent, path)) => {
+            return None;
+        }
         Current::Recording => match current::adopt_entry() {
             Adoption::Adopted => {
                 // Prepared here, where `init` may run whatever it likes; the thread's context
@@ -70,11 +79,19 @@ pub(crate) fn entry<E: Extractor + ?Sized>(
     let handle = match agent {
         Some(agent) => start(agent, name, carrier, init),
         None => crate::global::with(|agent| start(agent, name, carrier, init))?,
-    };
+    }?;
     Some(Started {
         handle,
         at: RecordAt::Segment,
     })
+}
+
+/// Whether `agent` (the global one when `None`) leaves requests for `path` untraced.
+fn is_ignored_path(agent: Option<&Arc<Agent>>, path: &str) -> bool {
+    match agent {
+        Some(agent) => agent.is_ignored_path(path),
+        None => crate::global::with(|agent| agent.is_ignored_path(path)).unwrap_or(false),
+    }
 }
 
 /// Said once: an ended segment was found current (a leaked guard) and released.
@@ -107,31 +124,37 @@ fn say_entries_escaped() {
 }
 
 /// A new segment for a request entering the service, or the unsampled context that still
-/// propagates it.
+/// propagates it; `None` for a request whose path the rules ignore.
 fn start<E: Extractor + ?Sized>(
     agent: &Arc<Agent>,
     name: EntryName<'_>,
     carrier: &E,
     init: impl FnOnce(&mut SpanRecord),
-) -> Handle {
+) -> Option<Handle> {
     let header = carrier.get(SW8).and_then(|v| Sw8Header::decode(v).ok());
     let available = agent.accepts_traces();
     let upstream_sampled = header.as_ref().is_some_and(|h| h.sampled);
     let operation = name.operation;
     let judged = name.judged_as.unwrap_or(&operation);
-    let (sampled, span_limit) = agent.settings.with(|s| {
+    let (ignored, sampled, span_limit) = agent.settings.with(|s| {
+        if name.path.is_some_and(|path| s.is_ignored_path(path)) {
+            return (true, false, 0);
+        }
         let sampled = available
             && !s.ignore_suffix.matches(judged)
             && (upstream_sampled || s.sampler.try_sample());
-        (sampled, s.span_limit)
+        (false, sampled, s.span_limit)
     });
+    if ignored {
+        return None;
+    }
     if !sampled {
         let context =
             UnsampledContext::new(Arc::clone(agent), header.map(|h| h.trace_id), operation);
-        return Handle::Unsampled {
+        return Some(Handle::Unsampled {
             context: Arc::new(context),
             peer: None,
-        };
+        });
     }
     // `sw8-correlation` and `sw8-x` belong to the caller's context: without a valid `sw8`
     // there is none (as in the official agents), and two header lookups are saved.
@@ -175,8 +198,8 @@ fn start<E: Extractor + ?Sized>(
         (SpanKind::Entry, operation),
         init,
     );
-    Handle::Recording {
+    Some(Handle::Recording {
         segment,
         span_id: 0,
-    }
+    })
 }

@@ -375,3 +375,41 @@ fn the_signal_view_points_at_the_current_segment_and_names_the_span() {
     assert_eq!(at_entry.segment_id_at, at_local.segment_id_at);
     assert_eq!(id_in_local, keep.take()[0].segment_id());
 }
+
+#[test]
+fn an_ignored_path_gets_no_span_inside_a_trace_or_outside() {
+    let (tracer, keep) = tracer();
+    tracer
+        .set_settings(TraceSettings {
+            ignore_paths: vec!["/health".into()],
+            // One trace sampled: an ignored path gets no span at all, where another path gets
+            // an unsampled one that still propagates.
+            sample_per_3_secs: 1,
+            ..tracer.settings()
+        })
+        .unwrap();
+    let request = |path| {
+        let name = super::EntryName {
+            path: Some(path),
+            ..super::EntryName::from(std::borrow::Cow::Borrowed("GET:/r"))
+        };
+        format!("{:?}", tracer.entry_span_with(name, &(), |_| {}))
+    };
+    let noop = "Span { state: \"noop\" }";
+    assert_eq!(request("/health"), noop);
+    let name = super::EntryName::from(std::borrow::Cow::Borrowed("GET:/r"));
+    let traced = tracer.entry_span_with(name, &(), |_| {});
+    assert!(traced.is_recording());
+    assert_eq!(request("/users"), "Span { state: \"unsampled\" }");
+    assert_eq!(request("/health"), noop);
+    {
+        // Nested entries join the trace as local spans; an ignored one does not.
+        let _in = traced.enter();
+        assert_eq!(request("/health"), noop);
+        assert_eq!(request("/users"), "Span { state: \"recording\" }");
+    }
+    drop(traced);
+    let segments = keep.take();
+    assert_eq!(segments.len(), 1);
+    assert_eq!(names(&segments[0]), ["GET:/r", "GET:/r"]);
+}

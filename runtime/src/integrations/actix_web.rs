@@ -224,9 +224,7 @@ where
 impl<S> SkytraceActixService<S> {
     fn start(&self, request: &ServiceRequest) -> Span {
         let path = request.path();
-        if self.tracer.is_ignored_path(path) {
-            return Span::noop();
-        }
+        // The ignore rules judge `path` with the sampling decision (`http_entry`).
         let route = request.match_pattern();
         if route.is_none() && self.unmatched == Unmatched::Untraced {
             return Span::noop();
@@ -240,7 +238,7 @@ impl<S> SkytraceActixService<S> {
                 let info = request.connection_info();
                 format!("{}://{}{}", info.scheme(), info.host(), path)
             },
-            request.peer_addr().map(|addr| addr.to_string()),
+            || request.peer_addr().map(|addr| addr.to_string()),
         )
     }
 }

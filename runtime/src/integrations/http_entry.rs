@@ -15,7 +15,9 @@ use crate::span::Span;
 
 /// The entry span of `request`, whose whole URI is `uri`: no span for an ignored path, or
 /// (with [`Unmatched::Untraced`]) for one `route` finds no route for; `peer` is the client's
-/// address when known. `route` and `peer` run only for a request that is traced.
+/// address when known. `peer` runs only for a request that is traced; `route` runs before the
+/// ignore rules judge the path, which they do with the sampling decision (one look at the
+/// tracer and its settings per request, not two).
 pub(crate) fn start<B, R: AsRef<str>>(
     tracer: &TracerSlot,
     unmatched: Unmatched,
@@ -25,9 +27,6 @@ pub(crate) fn start<B, R: AsRef<str>>(
     peer: impl FnOnce() -> Option<String>,
 ) -> Span {
     let path = uri.path();
-    if tracer.is_ignored_path(path) {
-        return Span::noop();
-    }
     let route = route();
     if route.is_none() && unmatched == Unmatched::Untraced {
         return Span::noop();
@@ -42,7 +41,7 @@ pub(crate) fn start<B, R: AsRef<str>>(
         path,
         request.headers(),
         || server_url(uri, host, path),
-        peer(),
+        peer,
     )
 }
 

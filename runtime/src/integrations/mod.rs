@@ -232,7 +232,8 @@ impl TracerSlot {
 
     /// The entry span of an HTTP request: `{METHOD}:{route}` (the method alone when `route` is
     /// `None`: no route matched `path`), layer Http, component http (49), tags `http.method` and
-    /// `url`, peer = the client's address when known.
+    /// `url`, peer = the client's address when known. `url` and `peer` run only for a span that
+    /// records. None for a `path` the ignore rules (`SW_AGENT_TRACE_IGNORE_PATH`) match.
     pub(crate) fn http_entry(
         &self,
         method: &str,
@@ -240,19 +241,23 @@ impl TracerSlot {
         path: &str,
         carrier: &(impl Extractor + ?Sized),
         url: impl FnOnce() -> String,
-        peer: Option<String>,
+        peer: impl FnOnce() -> Option<String>,
     ) -> Span {
         // An unmatched request is named by its method alone; the ignore rules
         // (`SW_AGENT_IGNORE_SUFFIX`) still judge its path, as the official agents' would.
         let unmatched_path;
         let name = match route {
             // Kept for the process: a server's routes are few and fixed.
-            Some(route) => EntryName::from(crate::intern::endpoint(method, route)),
+            Some(route) => EntryName {
+                path: Some(path),
+                ..EntryName::from(crate::intern::endpoint(method, route))
+            },
             None => {
                 unmatched_path = join([method, ":", path]);
                 EntryName {
                     operation: method_text(method),
                     judged_as: Some(&unmatched_path),
+                    path: Some(path),
                 }
             }
         };
@@ -265,7 +270,7 @@ impl TracerSlot {
             s.tags
                 .push((Cow::Borrowed("http.method"), method_text(method)));
             s.tags.push((Cow::Borrowed("url"), Cow::Owned(url())));
-            if let Some(peer) = peer {
+            if let Some(peer) = peer() {
                 s.peer = Cow::Owned(peer);
             }
         })

@@ -36,6 +36,7 @@ pin_project! {
 }
 
 impl<F> Traced<F> {
+    #[inline]
     pub(crate) fn new(inner: F, span: Span) -> Self {
         Traced {
             inner,

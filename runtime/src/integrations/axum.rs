@@ -207,6 +207,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let span = self.start(&request);
         http_entry::call(&mut self.inner, request, span)

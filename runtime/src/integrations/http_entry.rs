@@ -46,6 +46,7 @@ pub(crate) fn start<B, R: AsRef<str>>(
 }
 
 /// Calls `inner` with `request` inside `span`, and returns the future that ends it.
+#[inline]
 pub(crate) fn call<S, B>(
     inner: &mut S,
     request: http::Request<B>,

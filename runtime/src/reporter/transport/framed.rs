@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use prost::Message;
 use skytrace_proto::v3::Commands;
@@ -30,16 +30,18 @@ const PATH: &str = "/skywalking.v3.TraceSegmentReportService/collect";
 /// `u32`) and its bytes.
 pub(crate) fn frame(segments: &[Outgoing]) -> Bytes {
     let len = segments.iter().map(|s| s.bytes().len() + 5).sum();
-    let mut body = BytesMut::with_capacity(len);
+    let mut body = Vec::with_capacity(len);
     for segment in segments {
         let bytes = segment.bytes();
-        body.put_u8(0);
         // A segment is at most the message limit (`SW_AGENT_MAX_MESSAGE_SIZE`, far below 4 GiB):
         // `Segments::outgoing` left larger ones out.
-        body.put_u32(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
-        body.put_slice(bytes);
+        let [a, b, c, d] = u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes();
+        // The flag and the length in one fixed-size copy; the room is there already, so
+        // neither copy grows the buffer.
+        body.extend_from_slice(&[0, a, b, c, d]);
+        body.extend_from_slice(bytes);
     }
-    body.freeze()
+    Bytes::from(body)
 }
 
 /// A body of one batch (see [`frame`]).

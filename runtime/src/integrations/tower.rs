@@ -157,7 +157,9 @@ impl HttpServerLayer {
     }
 
     /// The hook naming a request's route (`/users/{id}`): spans are named `{METHOD}:{route}`,
-    /// and a request it returns `None` for is one no route matched.
+    /// and a request it returns `None` for is one no route matched. It runs for every request,
+    /// before the ignore rules (`SW_AGENT_TRACE_IGNORE_PATH`) judge the path (they do so with the
+    /// sampling decision, in one look at the settings): keep it cheap.
     ///
     /// ```
     /// use skytrace::integrations::tower::HttpServerLayer;

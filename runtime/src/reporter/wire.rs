@@ -318,6 +318,35 @@ mod tests {
     }
 
     #[test]
+    fn tags_of_static_texts_written_again_are_the_bytes_prost_writes() {
+        // Kept per thread by their texts' addresses: the same key with another value, more
+        // distinct tags than are kept (each replaced in turn), one too long to keep, and the
+        // same texts owned.
+        let keep = Arc::new(Keep::default());
+        let config = Config::builder().service_name("svc").build().unwrap();
+        let tracer = Tracer::with_reporter(&config, keep.clone());
+        const KEYS: [&str; 11] = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"];
+        const LONG: &str = "a value too long to keep: more than sixty-four bytes with its key";
+        for round in 0..3 {
+            let entry = tracer.entry_span("GET:/x", &());
+            entry.add_tag("http.method", "GET");
+            entry.add_tag("http.method", "POST");
+            for key in &KEYS[..3 + 4 * round] {
+                entry.add_tag(*key, "v");
+            }
+            entry.add_tag("long", LONG);
+            entry.add_tag(String::from("http.method"), String::from("PUT"));
+            drop(entry);
+        }
+        let segments = std::mem::take(&mut *keep.0.lock().unwrap());
+        assert_eq!(segments.len(), 3);
+        for segment in segments {
+            let (ours, expected) = ours_and_prost(segment);
+            assert_eq!(ours, expected.encode_to_vec(), "byte for byte");
+        }
+    }
+
+    #[test]
     fn queued_segments_are_the_same_bytes() {
         let keep = Arc::new(Keep::default());
         let config = Config::builder().service_name("svc").build().unwrap();

@@ -5,6 +5,7 @@
 //! byte kept for its length, which is filled in afterwards ([`put_nested`]). Working out every
 //! span's length first, as prost does, was a third of the encoding's work.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use super::scalar::{put_bool, put_bytes, put_int, put_nested, put_str};
@@ -127,6 +128,73 @@ fn put_service_fields(service: &'static str, instance: &'static str, buf: &mut V
     }
 }
 
+/// How many tags of `&'static str`s a thread keeps written ([`put_static_tag`]).
+const STATIC_TAGS: usize = 8;
+/// The longest such tag kept, as written (key, value and their headers).
+const STATIC_TAG_BYTES: usize = 64;
+
+thread_local! {
+    /// The last tags of `&'static str`s this thread wrote (key's and value's addresses and
+    /// lengths, and the field's bytes), replaced in turn: `http.method: GET` and
+    /// `http.status_code: 200` on every HTTP entry, a component's fixed tags on its spans.
+    static STATIC_TAG_FIELDS: RefCell<StaticTags> = const {
+        RefCell::new(StaticTags {
+            of: [(0, 0, 0, 0); STATIC_TAGS],
+            len: [0; STATIC_TAGS],
+            bytes: [[0; STATIC_TAG_BYTES]; STATIC_TAGS],
+            next: 0,
+        })
+    };
+}
+
+struct StaticTags {
+    /// No `&str` starts at address 0: an unused slot matches no tag.
+    of: [(usize, usize, usize, usize); STATIC_TAGS],
+    len: [u8; STATIC_TAGS],
+    bytes: [[u8; STATIC_TAG_BYTES]; STATIC_TAGS],
+    /// The slot the next new tag takes.
+    next: u8,
+}
+
+/// Field 12 holding a tag whose key and value are `&'static str`s: its bytes copied from the
+/// thread's last ones when this tag was among them, written (and kept) otherwise. A `'static`
+/// text never changes and its address is never reused, so its address and length are the
+/// text. One copy instead of four (the headers, the key, the value's header and the value).
+#[inline]
+fn put_static_tag(key: &'static str, value: &'static str, buf: &mut Vec<u8>) {
+    let of = (
+        key.as_ptr() as usize,
+        key.len(),
+        value.as_ptr() as usize,
+        value.len(),
+    );
+    let written = STATIC_TAG_FIELDS.try_with(|tags| {
+        let Ok(mut tags) = tags.try_borrow_mut() else {
+            return false;
+        };
+        if let Some(i) = tags.of.iter().position(|o| *o == of) {
+            buf.extend_from_slice(&tags.bytes[i][..usize::from(tags.len[i])]);
+            return true;
+        }
+        let start = buf.len();
+        put_pair_field(12, key, value, buf);
+        let field = &buf[start..];
+        if field.len() <= STATIC_TAG_BYTES {
+            let slot = usize::from(tags.next) % STATIC_TAGS;
+            tags.next = ((slot + 1) % STATIC_TAGS) as u8;
+            tags.of[slot] = of;
+            // At most STATIC_TAG_BYTES (64): fits.
+            tags.len[slot] = field.len() as u8;
+            tags.bytes[slot][..field.len()].copy_from_slice(field);
+        }
+        true
+    });
+    if written != Ok(true) {
+        // The thread's tags are being destroyed (or, never, borrowed): written plainly.
+        put_pair_field(12, key, value, buf);
+    }
+}
+
 fn put_span(span: &SpanRecord, refs: &[SegmentRef], clock: Clock, buf: &mut Vec<u8>) {
     put_int(1, i64::from(span.id), buf);
     if span.parent == -1 {
@@ -148,7 +216,10 @@ fn put_span(span: &SpanRecord, refs: &[SegmentRef], clock: Clock, buf: &mut Vec<
     put_int(10, i64::from(span.component), buf);
     put_bool(11, span.is_error, buf);
     for (k, v) in &span.tags {
-        put_pair_field(12, k, v, buf);
+        match (k, v) {
+            (Cow::Borrowed(k), Cow::Borrowed(v)) => put_static_tag(k, v, buf),
+            _ => put_pair_field(12, k, v, buf),
+        }
     }
     for log in &span.logs {
         put_nested(13, buf, |buf| put_log(log, clock, buf));

@@ -28,6 +28,30 @@ pub(super) fn put_int(tag: u32, value: i64, buf: &mut Vec<u8>) {
     }
 }
 
+/// A time field of `tag` (below 16: a one-byte key) holding milliseconds since the epoch.
+/// Every time from 2011 to 2109 (2^35 to 2^42 ms) is a six-byte varint: written with its key in
+/// one fixed-size copy, not a byte at a time; any other as [`put_int`] writes it.
+#[inline]
+pub(super) fn put_millis(tag: u32, millis: i64, buf: &mut Vec<u8>) {
+    const SIX_BYTES: std::ops::Range<i64> = 1 << 35..1 << 42;
+    if tag < 16 && SIX_BYTES.contains(&millis) {
+        let v = millis as u64;
+        let low = |shift: u32| ((v >> shift) as u8 & 0x7F) | 0x80;
+        buf.extend_from_slice(&[
+            (tag << 3) as u8,
+            low(0),
+            low(7),
+            low(14),
+            low(21),
+            low(28),
+            // Below 2^7, and not zero: the varint's last, minimal byte.
+            (v >> 35) as u8,
+        ]);
+        return;
+    }
+    put_int(tag, millis, buf);
+}
+
 pub(super) fn put_bool(tag: u32, value: bool, buf: &mut Vec<u8>) {
     if value {
         put_key(tag, WireType::Varint, buf);
@@ -80,6 +104,24 @@ pub(super) fn put_nested(tag: u32, buf: &mut Vec<u8>, write: impl FnOnce(&mut Ve
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn times_are_the_varints_prost_writes() {
+        let edges = [(1i64 << 35), (1 << 42)];
+        let near = edges.iter().flat_map(|e| [e - 1, *e, e + 1]);
+        let times = [0, 1, -1, 127, 128, 1_765_000_000_000, i64::MAX, i64::MIN];
+        for millis in near.chain(times) {
+            for tag in [1, 3, 4, 15, 16] {
+                let mut ours = Vec::new();
+                super::put_millis(tag, millis, &mut ours);
+                let mut theirs = Vec::new();
+                if millis != 0 {
+                    prost::encoding::int64::encode(tag, &millis, &mut theirs);
+                }
+                assert_eq!(ours, theirs, "{tag}: {millis}");
+            }
+        }
+    }
+
     #[test]
     fn nested_messages_are_length_delimited_fields() {
         for len in [0, 1, 127, 128, 300, 16_383, 16_384, 70_000] {

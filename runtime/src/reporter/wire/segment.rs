@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use super::scalar::{put_bool, put_bytes, put_int, put_nested, put_str};
+use super::scalar::{put_bool, put_bytes, put_int, put_millis, put_nested, put_str};
 use crate::cap;
 use crate::segment::{LogRecord, Segment, SegmentRef, SpanRecord};
 use crate::time::Clock;
@@ -204,8 +204,8 @@ fn put_span(span: &SpanRecord, refs: &[SegmentRef], clock: Clock, buf: &mut Vec<
     } else {
         put_int(2, i64::from(span.parent), buf);
     }
-    put_int(3, clock.millis(span.start), buf);
-    put_int(4, clock.millis(span.end.unwrap_or(span.start)), buf);
+    put_millis(3, clock.millis(span.start), buf);
+    put_millis(4, clock.millis(span.end.unwrap_or(span.start)), buf);
     for r in refs {
         put_nested(5, buf, |buf| put_ref(r, buf));
     }
@@ -274,7 +274,7 @@ fn put_pair(key: &str, value: &str, buf: &mut Vec<u8>) {
 }
 
 fn put_log(log: &LogRecord, clock: Clock, buf: &mut Vec<u8>) {
-    put_int(1, clock.millis(log.time), buf);
+    put_millis(1, clock.millis(log.time), buf);
     for (k, v) in &log.fields {
         put_pair_field(2, k, v, buf);
     }

@@ -22,9 +22,11 @@ const MAX_CAPACITY: usize = 2048;
 
 static SPARE: Spares = Spares(Mutex::new(Vec::new()));
 
-/// An empty buffer with room for `len` bytes: a spare one when `len` is small and one waits.
+/// An empty buffer: a spare one when one waits, with the room it has (it held a segment of
+/// this process, most are alike; writing grows it when it must), else a new one with room for
+/// `len()` bytes (a guess worked out only then).
 #[inline]
-pub(crate) fn take(len: usize) -> Vec<u8> {
+pub(crate) fn take(len: impl FnOnce() -> usize) -> Vec<u8> {
     SPARE.take(len)
 }
 
@@ -38,16 +40,13 @@ struct Spares(Mutex<Vec<Vec<u8>>>);
 
 impl Spares {
     #[inline]
-    fn take(&self, len: usize) -> Vec<u8> {
-        if len <= MAX_CAPACITY
-            && let Ok(mut spare) = self.0.try_lock()
-            && let Some(mut bytes) = spare.pop()
+    fn take(&self, len: impl FnOnce() -> usize) -> Vec<u8> {
+        if let Ok(mut spare) = self.0.try_lock()
+            && let Some(bytes) = spare.pop()
         {
-            drop(spare);
-            bytes.reserve(len);
             return bytes;
         }
-        Vec::with_capacity(len)
+        Vec::with_capacity(len())
     }
 
     fn give_back(&self, buffers: impl IntoIterator<Item = Vec<u8>>) {
@@ -83,23 +82,27 @@ mod tests {
         let at = small.as_ptr();
         spares.give_back([small, Vec::with_capacity(MAX_CAPACITY + 1), Vec::new()]);
         assert_eq!(waiting(&spares), 1, "only the small one is kept");
-        let again = spares.take(50);
+        // A spare as it is, whatever the guess (not even made): writing grows it if it must.
+        let again = spares.take(|| unreachable!("a spare waits"));
         assert_eq!(
-            (again.as_ptr(), again.len()),
-            (at, 0),
+            (again.as_ptr(), again.len(), again.capacity()),
+            (at, 0, 100),
             "the same allocation, empty"
         );
         assert_eq!(waiting(&spares), 0);
-        // Larger than kept: a new one, the spare left waiting.
+        // None waiting: a new one, sized by the guess.
+        assert_eq!(
+            spares.take(|| MAX_CAPACITY + 1).capacity(),
+            MAX_CAPACITY + 1
+        );
         spares.give_back([again]);
-        assert!(spares.take(MAX_CAPACITY + 1).capacity() > MAX_CAPACITY);
         assert_eq!(waiting(&spares), 1);
         // Never more than SPARES, whatever comes back.
         spares.give_back((0..SPARES * 2).map(|_| vec![7u8; 10]));
         assert_eq!(waiting(&spares), SPARES);
         // A busy lock: a new buffer, no wait.
         let held = spares.0.lock().unwrap();
-        assert_eq!(spares.take(10).capacity(), 10);
+        assert_eq!(spares.take(|| 10).capacity(), 10);
         drop(held);
     }
 }

@@ -78,7 +78,13 @@ pub(crate) struct TooLarge {
 /// segment (`spare_spans`).
 fn encode(segment: Segment) -> Vec<u8> {
     let message = SegmentMessage::new(&segment);
-    let mut bytes = super::spare_bytes::take(message.size_hint());
+    // The guess is worked out only for a new buffer or a segment of several spans: a spare
+    // buffer has the room of a one-span segment like this one (a service's are much alike)
+    // and grows if not; a larger segment's room is made once, not grown by doubling.
+    let mut bytes = super::spare_bytes::take(|| message.size_hint());
+    if segment.spans.len() > 1 {
+        bytes.reserve(message.size_hint());
+    }
     message.write(&mut bytes);
     crate::spare_spans::recycle(segment.spans);
     bytes

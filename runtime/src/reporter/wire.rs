@@ -197,6 +197,13 @@ mod tests {
         }
     }
 
+    /// A tracer of service `svc` whose segments are kept.
+    fn tracer_keeping() -> (Tracer, Arc<Keep>) {
+        let keep = Arc::new(Keep::default());
+        let config = Config::builder().service_name("svc").build().unwrap();
+        (Tracer::with_reporter(&config, keep.clone()), keep)
+    }
+
     /// `segment` as our encoder writes it, and as `into_proto` makes it (for prost to encode).
     fn ours_and_prost(segment: Segment) -> (Vec<u8>, v3::SegmentObject) {
         let mut ours = Vec::new();
@@ -305,9 +312,7 @@ mod tests {
     fn tags_and_log_fields_of_every_short_length_are_the_bytes_prost_writes() {
         // Either side of the short pair's limit (a pair of 127 bytes or less is written whole),
         // and with an empty key or value (proto3 leaves an empty text out).
-        let keep = Arc::new(Keep::default());
-        let config = Config::builder().service_name("svc").build().unwrap();
-        let tracer = Tracer::with_reporter(&config, keep.clone());
+        let (tracer, keep) = tracer_keeping();
         let entry = tracer.entry_span("GET:/x", &());
         for len in (0..=6).chain(110..=130) {
             let (key, value) = ("k".repeat(len.min(3)), "v".repeat(len.saturating_sub(3)));
@@ -328,9 +333,7 @@ mod tests {
         // Kept per thread by their texts' addresses: the same key with another value, more
         // distinct tags than are kept (each replaced in turn), one too long to keep, and the
         // same texts owned.
-        let keep = Arc::new(Keep::default());
-        let config = Config::builder().service_name("svc").build().unwrap();
-        let tracer = Tracer::with_reporter(&config, keep.clone());
+        let (tracer, keep) = tracer_keeping();
         const KEYS: [&str; 11] = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"];
         const LONG: &str = "a value too long to keep: more than sixty-four bytes with its key";
         for round in 0..3 {
@@ -354,9 +357,7 @@ mod tests {
 
     #[test]
     fn queued_segments_are_the_same_bytes() {
-        let keep = Arc::new(Keep::default());
-        let config = Config::builder().service_name("svc").build().unwrap();
-        let tracer = Tracer::with_reporter(&config, keep.clone());
+        let (tracer, keep) = tracer_keeping();
         // Sizes up and down, and either side of the inline limit.
         let sizes = [1, 40, 3, INLINE_SPANS, INLINE_SPANS + 1, 1];
         for spans in sizes {

@@ -540,6 +540,34 @@ async fn batches_made_within_a_second_share_one_collect_call() {
     assert!(calls < 3, "{calls} calls for 3 batches");
 }
 
+/// Under steady traffic (batches of several segments, taken one linger after another without
+/// waiting on the queue) the streamed call still ends after its second and is booked: what it
+/// carried counts as sent while the traffic goes on, none of it as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_call_ends_and_is_booked_while_traffic_goes_on() {
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    assert!(eventually(WAIT, || collector.received().segment_calls >= 1).await);
+    let started = std::time::Instant::now();
+    let mut n = 0u64;
+    // A few segments every few milliseconds until some are booked as sent (or `WAIT`).
+    while tracer.stats().sent == 0 && started.elapsed() < WAIT {
+        for _ in 0..4 {
+            drop(tracer.entry_span(format!("GET:/{n}"), &()));
+            n += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let stats = tracer.stats();
+    assert!(
+        stats.sent > 0,
+        "nothing booked during {n} segments: {stats:?}"
+    );
+    // Not by the call's own deadline: one kept open past it fails with what it carried.
+    assert_eq!((stats.failed, stats.dropped), (0, 0), "{stats:?}");
+    tracer.reporter().shutdown(Duration::from_secs(5));
+}
+
 /// A segment receiver that refuses every call: each segment counts once, as failed or dropped
 /// (none sent), however the batches fell into calls — those a call carried, those made after
 /// it ended, those left at shutdown.

@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use skytrace_proto::v3::Commands;
+use tokio::sync::mpsc::error::TrySendError;
 
 use crate::reporter::health::{Health, Signal};
 use crate::reporter::message;
@@ -119,29 +120,75 @@ impl Segments {
             .collect_segments_streamed(body, STREAM_WINDOW + shared.call_timeout());
         tokio::pin!(call);
         let close_at = tokio::time::Instant::now() + STREAM_WINDOW;
+        // One timer for the window, not one a batch.
+        let close = tokio::time::sleep_until(close_at);
+        tokio::pin!(close);
         let mut stop = shared.stop_signal();
         let mut answer = None;
+        // While traffic is steady (the last batch held more than one segment) the next batch is
+        // taken a linger after this one, without waiting on the queue: a waiting receiver is
+        // woken by the first segment, and that wake-up (this thread parked and unparked, a
+        // futex call on the service's thread) cost as much again as the linger's own. A batch
+        // of one goes back to waiting: a quiet service is not woken for nothing.
+        let mut ticking = count > 1;
         'feed: loop {
-            let first = tokio::select! {
-                result = &mut call => {
-                    answer = Some(result);
+            let batch = if ticking {
+                // The call is watched through the linger, as it is while waiting on the queue
+                // (its first poll is what starts it); the stop and the window's end are looked
+                // at after it, without a timer or a future of their own.
+                tokio::select! {
+                    biased;
+                    result = &mut call => {
+                        answer = Some(result);
+                        break 'feed;
+                    }
+                    () = tokio::time::sleep(LINGER) => {}
+                }
+                if tokio::time::Instant::now() >= close_at || stop.has_changed().unwrap_or(true) {
                     break 'feed;
                 }
-                first = self.queue.recv() => first,
-                () = tokio::time::sleep_until(close_at) => break 'feed,
-                _ = stop.changed() => break 'feed,
+                let mut batch = Vec::new();
+                self.fill(&mut batch);
+                if batch.is_empty() {
+                    ticking = false;
+                    continue;
+                }
+                batch
+            } else {
+                let first = tokio::select! {
+                    result = &mut call => {
+                        answer = Some(result);
+                        break 'feed;
+                    }
+                    first = self.queue.recv() => first,
+                    () = &mut close => break 'feed,
+                    _ = stop.changed() => break 'feed,
+                };
+                // `None`: every sender is gone and nothing is left.
+                let Some(first) = first else { break };
+                self.lingered(first).await
             };
-            // `None`: every sender is gone and nothing is left.
-            let Some(first) = first else { break };
-            // Should the call end meanwhile, the batch finds its body gone below and counts as
-            // failed, as a failed call's batch does.
-            let batch = self.lingered(first).await;
+            ticking = batch.len() > 1;
             let outgoing = self.outgoing_of(batch, shared);
             if outgoing.is_empty() {
                 continue;
             }
             let n = outgoing.len();
-            let send = frames.send(frame_segments(outgoing));
+            // Should the call have ended meanwhile (an error answer, a broken connection), the
+            // body is gone: the batch counts as failed and the answer is awaited below.
+            let body = match frames.try_send(frame_segments(outgoing)) {
+                Ok(()) => {
+                    count += n;
+                    continue;
+                }
+                Err(TrySendError::Closed(_)) => {
+                    Counts::add(&self.counts().failed, n);
+                    break 'feed;
+                }
+                // The connection has not taken the last batch yet.
+                Err(TrySendError::Full(body)) => body,
+            };
+            let send = frames.send(body);
             tokio::pin!(send);
             // Waits while the connection takes no more (HTTP/2's flow control): a backend that
             // stops reading is as slow as one that does not answer.
@@ -151,11 +198,11 @@ impl Segments {
             loop {
                 tokio::select! {
                     sent = &mut send => {
-                        match sent {
-                            Ok(()) => count += n,
-                            // The call has ended (its answer comes next): these were not sent.
-                            Err(_) => Counts::add(&self.counts().failed, n),
+                        if sent.is_err() {
+                            Counts::add(&self.counts().failed, n);
+                            break 'feed;
                         }
+                        count += n;
                         break;
                     }
                     result = &mut call => {

@@ -1,17 +1,18 @@
-//! A bounded queue for one signal (segments now; logs and meters next), with its counters.
+//! The segments' bounded queue, with its counters.
 //!
-//! The service's threads offer items without ever waiting: when the queue is full the item is
-//! not even made ([`Sender::offer_with`] takes a closure), only counted as dropped. The worker
-//! takes them out in batches.
+//! The service's threads offer items without ever waiting on the worker: a place is taken first
+//! (one atomic add; when the queue is full the item is not even made, [`Sender::offer_with`]
+//! takes a closure, only counted as dropped), then the item is made and pushed under a lock held
+//! for the push alone. The worker takes what is queued in one swap of the list under that lock,
+//! however many items it holds, and is woken only while it waits for a first one. (tokio's
+//! bounded channel, used before, cost about a hundred instructions an item on each side: a
+//! semaphore, a block list, a wake-up check on every send.)
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use tokio::sync::mpsc;
-
-/// The most a queue holds, whatever was configured: tokio's channel panics above
-/// `usize::MAX >> 3` permits, and nothing real comes near this.
-const MAX_CAPACITY: usize = usize::MAX >> 4;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
 
 /// What happened to a signal's items.
 #[derive(Debug, Default)]
@@ -32,94 +33,221 @@ impl Counts {
 
 /// A queue of `capacity` items (at least one).
 pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
-    let (tx, rx) = mpsc::channel(capacity.clamp(1, MAX_CAPACITY));
-    let counts = Arc::new(Counts::default());
+    let shared = Arc::new(Shared {
+        capacity: capacity.max(1),
+        taken: AtomicUsize::new(0),
+        state: Mutex::new(State {
+            items: VecDeque::new(),
+            waiting: None,
+            closed: false,
+            sender_gone: false,
+        }),
+        counts: Counts::default(),
+    });
     (
         Sender {
-            tx,
-            counts: Arc::clone(&counts),
+            shared: Arc::clone(&shared),
         },
-        Receiver { rx, counts },
+        Receiver {
+            shared,
+            spare: VecDeque::new(),
+        },
     )
+}
+
+struct Shared<T> {
+    capacity: usize,
+    /// Places taken: items queued, and items being made to be queued.
+    taken: AtomicUsize,
+    state: Mutex<State<T>>,
+    counts: Counts,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    /// The worker's task, while it waits for a first item.
+    waiting: Option<Waker>,
+    /// The worker is gone: offers are dropped and counted.
+    closed: bool,
+    /// The service's end is gone: the worker takes what is left, then hears `None`.
+    sender_gone: bool,
+}
+
+impl<T> Shared<T> {
+    /// Nothing that could panic or run outside code is done under this lock, so it is never
+    /// poisoned in practice; a poisoned one is used as it is.
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Gives back `n` places: their items were taken out or dropped.
+    fn release(&self, n: usize) {
+        self.taken.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// A place taken for an item being made: given back if the item never gets queued, even when
+/// making it panics.
+struct Place<'a, T>(&'a Shared<T>);
+
+impl<T> Drop for Place<'_, T> {
+    fn drop(&mut self) {
+        self.0.release(1);
+    }
 }
 
 /// The service's end.
 pub(crate) struct Sender<T> {
-    tx: mpsc::Sender<T>,
-    counts: Arc<Counts>,
+    shared: Arc<Shared<T>>,
 }
 
 impl<T> Sender<T> {
-    /// Queues `make()` if there is room (made only then), else counts a drop.
+    /// Queues `make()` if there is room (made only then, outside the lock), else counts a drop.
     #[inline]
     pub(crate) fn offer_with(&self, make: impl FnOnce() -> T) {
-        match self.tx.try_reserve() {
-            Ok(permit) => permit.send(make()),
-            Err(_) => {
-                self.counts.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        let shared = &*self.shared;
+        if shared.taken.fetch_add(1, Ordering::Relaxed) >= shared.capacity {
+            shared.release(1);
+            Counts::add(&shared.counts.dropped, 1);
+            return;
+        }
+        let place = Place(shared);
+        let item = make();
+        let mut state = shared.lock();
+        if state.closed {
+            drop(state);
+            Counts::add(&shared.counts.dropped, 1);
+            // `place` and `item` go here, outside the lock.
+            return;
+        }
+        state.items.push_back(item);
+        let waiting = state.waiting.take();
+        drop(state);
+        // The item holds the place now; the worker gives it back when it takes the item.
+        std::mem::forget(place);
+        if let Some(worker) = waiting {
+            worker.wake();
         }
     }
 
-    /// Items waiting now.
+    /// Items waiting now (and being made).
     pub(crate) fn len(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.shared.taken.load(Ordering::Relaxed)
     }
 
     pub(crate) fn counts(&self) -> &Counts {
-        &self.counts
+        &self.shared.counts
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.sender_gone = true;
+        let waiting = state.waiting.take();
+        drop(state);
+        if let Some(worker) = waiting {
+            worker.wake();
+        }
     }
 }
 
 /// The worker's end.
 pub(crate) struct Receiver<T> {
-    rx: mpsc::Receiver<T>,
-    counts: Arc<Counts>,
+    shared: Arc<Shared<T>>,
+    /// An empty list swapped for the queue's when everything queued is taken: the two
+    /// allocations take turns, none is made per batch.
+    spare: VecDeque<T>,
 }
 
 impl<T> Receiver<T> {
-    /// The next item; `None` once every sender is gone and the queue is empty.
+    /// The next item; `None` once the sender is gone and the queue is empty.
     pub(crate) async fn recv(&mut self) -> Option<T> {
-        self.rx.recv().await
+        poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            if let Some(item) = state.items.pop_front() {
+                let stale = state.waiting.take();
+                drop(state);
+                drop(stale);
+                self.shared.release(1);
+                return Poll::Ready(Some(item));
+            }
+            if state.sender_gone {
+                return Poll::Ready(None);
+            }
+            let replaced = match &state.waiting {
+                Some(waker) if waker.will_wake(cx.waker()) => None,
+                _ => state.waiting.replace(cx.waker().clone()),
+            };
+            drop(state);
+            drop(replaced);
+            Poll::Pending
+        })
+        .await
     }
 
     pub(crate) fn try_recv(&mut self) -> Option<T> {
-        self.rx.try_recv().ok()
+        let item = self.shared.lock().items.pop_front()?;
+        self.shared.release(1);
+        Some(item)
     }
 
     /// Moves items into `batch` until it holds `max`, without waiting.
     pub(crate) fn drain_into(&mut self, batch: &mut Vec<T>, max: usize) {
         let room = max.saturating_sub(batch.len());
-        if room == 0 || self.rx.is_empty() {
+        if room == 0 {
             return;
         }
-        // Taken in one call, their room given back to the senders at once: one `try_recv` per
-        // item took and gave back one at a time (~250 instructions an item on the reporter's
-        // thread). With items waiting, nothing is registered to be woken, so the waker that
-        // does nothing is never kept; when the task's budget is spent the batch goes with what
-        // it holds.
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        let _ = self.rx.poll_recv_many(&mut cx, batch, room);
+        let mut state = self.shared.lock();
+        let n = state.items.len().min(room);
+        if n == 0 {
+            return;
+        }
+        // A worker taking items is not waiting: a waker left from a wait given up (another
+        // branch of a `select!` won) would wake it for nothing.
+        let stale = state.waiting.take();
+        if n == state.items.len() {
+            // All of it: the lists swapped, the items moved out after the lock.
+            std::mem::swap(&mut state.items, &mut self.spare);
+            drop(state);
+            batch.extend(self.spare.drain(..));
+        } else {
+            // More than a batch waits (the backend was slow): taken under the lock.
+            batch.extend(state.items.drain(..n));
+            drop(state);
+        }
+        drop(stale);
+        self.shared.release(n);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        self.shared.lock().items.is_empty()
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.rx.len()
+        self.shared.lock().items.len()
     }
 
     pub(crate) fn counts(&self) -> &Counts {
-        &self.counts
+        &self.shared.counts
     }
 
     /// Closes the queue: later offers are dropped and counted, and so is what is still in it.
     pub(crate) fn close_and_count(&mut self) {
-        self.rx.close();
-        while self.rx.try_recv().is_ok() {
-            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        let mut state = self.shared.lock();
+        state.closed = true;
+        let left = std::mem::take(&mut state.items);
+        let stale = state.waiting.take();
+        drop(state);
+        drop(stale);
+        Counts::add(&self.shared.counts.dropped, left.len());
+        self.shared.release(left.len());
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.close_and_count();
     }
 }
 
@@ -175,5 +303,79 @@ mod tests {
             tx.offer_with(|| ());
             assert_eq!(tx.len(), 1);
         }
+    }
+
+    #[test]
+    fn a_place_is_given_back_when_making_the_item_panics() {
+        let (tx, mut rx) = bounded::<u32>(1);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tx.offer_with(|| panic!("encoding failed"));
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(tx.len(), 0);
+        tx.offer_with(|| 1);
+        assert_eq!(rx.try_recv(), Some(1));
+        assert_eq!(tx.counts().dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_waiting_worker_is_woken_by_an_offer_and_hears_the_sender_go() {
+        let (tx, mut rx) = bounded::<u32>(8);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // The worker on a thread of its own, so that one never woken fails the test (after a
+        // minute) rather than hanging it.
+        let (done, heard) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            runtime.block_on(async {
+                for _ in 0..3 {
+                    let _ = done.send(rx.recv().await);
+                }
+                // Every item taken: `None` once the sender is gone.
+                let _ = done.send(rx.recv().await);
+            });
+        });
+        let minute = std::time::Duration::from_secs(60);
+        for i in 0..3 {
+            // Offered once the worker may be waiting, or before: either way it is heard, while
+            // the sender lives.
+            std::thread::yield_now();
+            tx.offer_with(|| i);
+            let got = heard
+                .recv_timeout(minute)
+                .expect("the worker was never woken");
+            assert_eq!(got, Some(i));
+        }
+        drop(tx);
+        let got = heard
+            .recv_timeout(minute)
+            .expect("the sender's going went unheard");
+        assert_eq!(got, None);
+    }
+
+    #[test]
+    fn a_batch_takes_the_whole_list_and_the_next_offers_go_on_filling() {
+        let (tx, mut rx) = bounded::<u32>(100);
+        for round in 0..3 {
+            for i in 0..10 {
+                tx.offer_with(|| round * 10 + i);
+            }
+            let mut batch = Vec::new();
+            rx.drain_into(&mut batch, 50);
+            assert_eq!(batch, (round * 10..round * 10 + 10).collect::<Vec<_>>());
+            assert_eq!(tx.len(), 0);
+        }
+    }
+
+    #[test]
+    fn a_dropped_worker_counts_what_was_left_and_what_comes_after() {
+        let (tx, rx) = bounded::<u32>(4);
+        tx.offer_with(|| 1);
+        tx.offer_with(|| 2);
+        drop(rx);
+        tx.offer_with(|| 3);
+        assert_eq!(tx.counts().dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(tx.len(), 0);
     }
 }

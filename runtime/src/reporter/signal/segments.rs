@@ -249,9 +249,6 @@ impl Segments {
 
     /// Adds what is queued to `batch`, up to [`BATCH`], without waiting.
     pub(crate) fn fill(&mut self, batch: &mut Vec<Queued>) {
-        // Room made once for what waits (the queue's drain grew the list a push at a time: a
-        // few reallocations a call, copying what was already taken).
-        batch.reserve(self.queue.len().min(BATCH.saturating_sub(batch.len())));
         self.queue.drain_into(batch, BATCH);
     }
 

@@ -4,11 +4,11 @@
 //! (one atomic add; when the queue is full the item is not even made, [`Sender::offer_with`]
 //! takes a closure, only counted as dropped), then the item is made and pushed under a lock held
 //! for the push alone. The worker takes what is queued in one swap of the list under that lock,
-//! however many items it holds, and is woken only while it waits for a first one. (tokio's
+//! however many items it holds (moved out after it as one copy), and is woken only while it
+//! waits for a first one. (tokio's
 //! bounded channel, used before, cost about a hundred instructions an item on each side: a
 //! semaphore, a block list, a wake-up check on every send.)
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -37,7 +37,7 @@ pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         capacity: capacity.max(1),
         taken: AtomicUsize::new(0),
         state: Mutex::new(State {
-            items: VecDeque::new(),
+            items: Vec::new(),
             waiting: None,
             closed: false,
             sender_gone: false,
@@ -50,7 +50,7 @@ pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         },
         Receiver {
             shared,
-            spare: VecDeque::new(),
+            spare: Vec::new(),
         },
     )
 }
@@ -64,7 +64,7 @@ struct Shared<T> {
 }
 
 struct State<T> {
-    items: VecDeque<T>,
+    items: Vec<T>,
     /// The worker's task, while it waits for a first item.
     waiting: Option<Waker>,
     /// The worker is gone: offers are dropped and counted.
@@ -120,7 +120,7 @@ impl<T> Sender<T> {
             // `place` and `item` go here, outside the lock.
             return;
         }
-        state.items.push_back(item);
+        state.items.push(item);
         let waiting = state.waiting.take();
         drop(state);
         // The item holds the place now; the worker gives it back when it takes the item.
@@ -157,23 +157,23 @@ pub(crate) struct Receiver<T> {
     shared: Arc<Shared<T>>,
     /// An empty list swapped for the queue's when everything queued is taken: the two
     /// allocations take turns, none is made per batch.
-    spare: VecDeque<T>,
+    spare: Vec<T>,
 }
 
 impl<T> Receiver<T> {
-    /// The next item; `None` once the sender is gone and the queue is empty.
-    pub(crate) async fn recv(&mut self) -> Option<T> {
+    /// Waits until an item is queued (`true`), or the sender is gone with nothing left
+    /// (`false`). Takes nothing: [`Receiver::drain_into`] does.
+    pub(crate) async fn wait(&mut self) -> bool {
         poll_fn(|cx| {
             let mut state = self.shared.lock();
-            if let Some(item) = state.items.pop_front() {
+            if !state.items.is_empty() {
                 let stale = state.waiting.take();
                 drop(state);
                 drop(stale);
-                self.shared.release(1);
-                return Poll::Ready(Some(item));
+                return Poll::Ready(true);
             }
             if state.sender_gone {
-                return Poll::Ready(None);
+                return Poll::Ready(false);
             }
             let replaced = match &state.waiting {
                 Some(waker) if waker.will_wake(cx.waker()) => None,
@@ -184,12 +184,6 @@ impl<T> Receiver<T> {
             Poll::Pending
         })
         .await
-    }
-
-    pub(crate) fn try_recv(&mut self) -> Option<T> {
-        let item = self.shared.lock().items.pop_front()?;
-        self.shared.release(1);
-        Some(item)
     }
 
     /// Moves items into `batch` until it holds `max`, without waiting.
@@ -207,10 +201,10 @@ impl<T> Receiver<T> {
         // branch of a `select!` won) would wake it for nothing.
         let stale = state.waiting.take();
         if n == state.items.len() {
-            // All of it: the lists swapped, the items moved out after the lock.
+            // All of it: the lists swapped, the items copied out after the lock.
             std::mem::swap(&mut state.items, &mut self.spare);
             drop(state);
-            batch.extend(self.spare.drain(..));
+            batch.append(&mut self.spare);
         } else {
             // More than a batch waits (the backend was slow): taken under the lock.
             batch.extend(state.items.drain(..n));
@@ -314,7 +308,9 @@ mod tests {
         assert!(panicked.is_err());
         assert_eq!(tx.len(), 0);
         tx.offer_with(|| 1);
-        assert_eq!(rx.try_recv(), Some(1));
+        let mut batch = Vec::new();
+        rx.drain_into(&mut batch, 10);
+        assert_eq!(batch, [1]);
         assert_eq!(tx.counts().dropped.load(Ordering::Relaxed), 0);
     }
 
@@ -330,10 +326,14 @@ mod tests {
         std::thread::spawn(move || {
             runtime.block_on(async {
                 for _ in 0..3 {
-                    let _ = done.send(rx.recv().await);
+                    let mut batch = Vec::new();
+                    if rx.wait().await {
+                        rx.drain_into(&mut batch, 10);
+                    }
+                    let _ = done.send(batch.pop());
                 }
-                // Every item taken: `None` once the sender is gone.
-                let _ = done.send(rx.recv().await);
+                // Every item taken: `false` once the sender is gone.
+                let _ = done.send(rx.wait().await.then_some(9));
             });
         });
         let minute = std::time::Duration::from_secs(60);

@@ -74,16 +74,19 @@ impl Segments {
             }
             let batch = if stopping {
                 // Shutting down: only what is queued counts, without lingering.
-                match self.queue.try_recv() {
-                    Some(first) => self.batch(first),
-                    None => break,
+                let mut batch = Vec::new();
+                self.fill(&mut batch);
+                if batch.is_empty() {
+                    break;
                 }
+                batch
             } else {
                 tokio::select! {
-                    first = self.queue.recv() => match first {
-                        Some(first) => self.lingered(first).await,
+                    waiting = self.queue.wait() => if waiting {
+                        self.lingered().await
+                    } else {
                         // Every sender is gone and nothing is left.
-                        None => break,
+                        break;
                     },
                     () = probe_due(&shared) => Vec::new(),
                     _ = stop.changed() => continue,
@@ -155,18 +158,20 @@ impl Segments {
                 }
                 batch
             } else {
-                let first = tokio::select! {
+                let waiting = tokio::select! {
                     result = &mut call => {
                         answer = Some(result);
                         break 'feed;
                     }
-                    first = self.queue.recv() => first,
+                    waiting = self.queue.wait() => waiting,
                     () = &mut close => break 'feed,
                     _ = stop.changed() => break 'feed,
                 };
-                // `None`: every sender is gone and nothing is left.
-                let Some(first) = first else { break };
-                self.lingered(first).await
+                // `false`: every sender is gone and nothing is left.
+                if !waiting {
+                    break;
+                }
+                self.lingered().await
             };
             ticking = batch.len() > 1;
             let outgoing = self.outgoing_of(batch, shared);
@@ -226,23 +231,15 @@ impl Segments {
         self.book(result, count, shared, health);
     }
 
-    /// `first` and what is queued behind it, up to [`BATCH`], after a [`LINGER`] unless the
-    /// batch is full already. The linger is a plain sleep, not a wait on the queue: a waiting
-    /// receiver is woken by every segment sent, and that wake-up (a futex call on the service's
-    /// thread, a context switch on this one) cost more than encoding and sending the segment.
-    async fn lingered(&mut self, first: Queued) -> Vec<Queued> {
-        let mut batch = self.batch(first);
-        if batch.len() < BATCH {
+    /// What is queued, up to [`BATCH`], after a [`LINGER`] unless the batch is full already.
+    /// The linger is a plain sleep, not a wait on the queue: a waiting receiver is woken by
+    /// every segment sent, and that wake-up (a futex call on the service's thread, a context
+    /// switch on this one) cost more than encoding and sending the segment.
+    async fn lingered(&mut self) -> Vec<Queued> {
+        if self.queue.len() < BATCH {
             tokio::time::sleep(LINGER).await;
-            self.fill(&mut batch);
         }
-        batch
-    }
-
-    /// `first` and what is queued behind it, up to [`BATCH`].
-    fn batch(&mut self, first: Queued) -> Vec<Queued> {
-        let mut batch = Vec::with_capacity(BATCH.min(self.queue.len() + 1));
-        batch.push(first);
+        let mut batch = Vec::new();
         self.fill(&mut batch);
         batch
     }

@@ -263,7 +263,9 @@ impl GrpcReporter {
 impl Reporter for GrpcReporter {
     fn report(&self, segment: Segment) {
         // A place in the queue first: a segment that would be dropped is not encoded.
-        self.segments.offer_with(move || Queued::new(segment));
+        if let Some(place) = self.segments.place() {
+            place.put(Queued::new(segment));
+        }
     }
 
     fn is_available(&self) -> bool {

@@ -1,8 +1,8 @@
 //! The segments' bounded queue, with its counters.
 //!
 //! The service's threads offer items without ever waiting on the worker: a place is taken first
-//! (one atomic add; when the queue is full the item is not even made, [`Sender::offer_with`]
-//! takes a closure, only counted as dropped), then the item is made and pushed under a lock held
+//! (one atomic add; when the queue is full the item is not even made, only counted as dropped:
+//! [`Sender::place`]), then the item is made and pushed under a lock held
 //! for the push alone. The worker takes what is queued in one swap of the list under that lock,
 //! however many items it holds (moved out after it as one copy), and is woken only while it
 //! waits for a first one. (tokio's
@@ -88,7 +88,30 @@ impl<T> Shared<T> {
 
 /// A place taken for an item being made: given back if the item never gets queued, even when
 /// making it panics.
-struct Place<'a, T>(&'a Shared<T>);
+pub(crate) struct Place<'a, T>(&'a Shared<T>);
+
+impl<T> Place<'_, T> {
+    /// Queues `item` in this place (or drops and counts it when the worker is gone).
+    #[inline]
+    pub(crate) fn put(self, item: T) {
+        let shared = self.0;
+        let mut state = shared.lock();
+        if state.closed {
+            drop(state);
+            Counts::add(&shared.counts.dropped, 1);
+            // `self` (giving the place back) and `item` go here, outside the lock.
+            return;
+        }
+        state.items.push(item);
+        let waiting = state.waiting.take();
+        drop(state);
+        // The item holds the place now; the worker gives it back when it takes the item.
+        std::mem::forget(self);
+        if let Some(worker) = waiting {
+            worker.wake();
+        }
+    }
+}
 
 impl<T> Drop for Place<'_, T> {
     fn drop(&mut self) {
@@ -103,31 +126,26 @@ pub(crate) struct Sender<T> {
 
 impl<T> Sender<T> {
     /// Queues `make()` if there is room (made only then, outside the lock), else counts a drop.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn offer_with(&self, make: impl FnOnce() -> T) {
+        if let Some(place) = self.place() {
+            place.put(make());
+        }
+    }
+
+    /// A place for an item, if there is room (else a drop is counted): the item is made after,
+    /// outside any lock, and put there ([`Place::put`]); a place dropped unfilled is given
+    /// back. (Not a closure that makes the item: it would take in the value the item is made
+    /// from, a copy more.)
+    #[inline]
+    pub(crate) fn place(&self) -> Option<Place<'_, T>> {
         let shared = &*self.shared;
         if shared.taken.fetch_add(1, Ordering::Relaxed) >= shared.capacity {
             shared.release(1);
             Counts::add(&shared.counts.dropped, 1);
-            return;
+            return None;
         }
-        let place = Place(shared);
-        let item = make();
-        let mut state = shared.lock();
-        if state.closed {
-            drop(state);
-            Counts::add(&shared.counts.dropped, 1);
-            // `place` and `item` go here, outside the lock.
-            return;
-        }
-        state.items.push(item);
-        let waiting = state.waiting.take();
-        drop(state);
-        // The item holds the place now; the worker gives it back when it takes the item.
-        std::mem::forget(place);
-        if let Some(worker) = waiting {
-            worker.wake();
-        }
+        Some(Place(shared))
     }
 
     /// Items waiting now (and being made).

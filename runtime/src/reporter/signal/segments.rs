@@ -134,9 +134,9 @@ impl Segments {
         let mut ticking = count > 1;
         'feed: loop {
             let batch = if ticking {
-                // The call is watched through the linger, as it is while waiting on the queue
-                // (its first poll is what starts it); the stop and the window's end are looked
-                // at after it, without a timer or a future of their own.
+                // The call's answer is watched through the linger (its task's handle, cheap to
+                // look at), as it is while waiting on the queue; the stop and the window's end
+                // are looked at after it, without a timer or a future of their own.
                 tokio::select! {
                     biased;
                     result = &mut call => {

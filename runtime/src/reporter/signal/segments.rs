@@ -74,8 +74,7 @@ impl Segments {
             }
             let batch = if stopping {
                 // Shutting down: only what is queued counts, without lingering.
-                let mut batch = Vec::new();
-                self.fill(&mut batch);
+                let batch = self.queued();
                 if batch.is_empty() {
                     break;
                 }
@@ -148,8 +147,7 @@ impl Segments {
                 if tokio::time::Instant::now() >= close_at || stop.has_changed().unwrap_or(true) {
                     break 'feed;
                 }
-                let mut batch = Vec::new();
-                self.fill(&mut batch);
+                let batch = self.queued();
                 if batch.is_empty() {
                     ticking = false;
                     continue;
@@ -237,14 +235,14 @@ impl Segments {
         if self.queue.len() < BATCH {
             tokio::time::sleep(LINGER).await;
         }
-        let mut batch = Vec::new();
-        self.fill(&mut batch);
-        batch
+        self.queued()
     }
 
-    /// Adds what is queued to `batch`, up to [`BATCH`], without waiting.
-    pub(crate) fn fill(&mut self, batch: &mut Vec<Queued>) {
-        self.queue.drain_into(batch, BATCH);
+    /// What is queued, up to [`BATCH`], without waiting.
+    fn queued(&mut self) -> Vec<Queued> {
+        let mut batch = Vec::new();
+        self.queue.drain_into(&mut batch, BATCH);
+        batch
     }
 
     /// Sends `batch` in one call (an empty one is a probe) and books the outcome.

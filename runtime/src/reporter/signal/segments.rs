@@ -435,6 +435,10 @@ mod tests {
             "a whole batch waited for others"
         );
         assert_eq!(segments.lingered().await.len(), 1);
-        assert_eq!(start.elapsed(), LINGER, "less than a batch waits a linger for others");
+        assert_eq!(
+            start.elapsed(),
+            LINGER,
+            "less than a batch waits a linger for others"
+        );
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::metadata::MetadataValue;
 
+use super::batch::Batch;
 use super::commands::CommandHandler;
 use super::queue::{self, Sender};
 use super::signal::configuration::Configuration;
@@ -25,7 +26,6 @@ use super::signal::meters::{MeterSettings, Meters};
 use super::signal::segments::Segments;
 use super::status::Status;
 use super::transport::grpc::{GrpcSettings, GrpcTransport};
-use super::wire::Queued;
 use super::worker::{Worker, deadline_in};
 use super::{Reporter, ReporterStats};
 use crate::config::Config;
@@ -79,7 +79,10 @@ struct Control {
 /// println!("sent {} dropped {}", stats.sent, stats.dropped);
 /// ```
 pub struct GrpcReporter {
-    segments: Sender<Queued>,
+    segments: Sender<Batch>,
+    /// The transport's limit for one message: a segment encoded here over it is queued as a
+    /// note of its size, for the reporter's thread to count and say.
+    max_segment_bytes: usize,
     status: Arc<Status>,
     commands: CommandHandler,
     /// Meter reports never sent (buffer full while the backend was down, or left at shutdown).
@@ -229,6 +232,7 @@ impl GrpcReporter {
             })?;
         Ok(GrpcReporter {
             segments,
+            max_segment_bytes: max_message_bytes,
             status,
             commands: options.commands,
             meter_reports_dropped,
@@ -264,7 +268,7 @@ impl Reporter for GrpcReporter {
     fn report(&self, segment: Segment) {
         // A place in the queue first: a segment that would be dropped is not encoded.
         if let Some(place) = self.segments.place() {
-            place.put(Queued::new(segment));
+            super::wire::queue(segment, place, self.max_segment_bytes);
         }
     }
 

@@ -17,6 +17,8 @@
 #[cfg(feature = "grpc")]
 mod backoff;
 #[cfg(feature = "grpc")]
+mod batch;
+#[cfg(feature = "grpc")]
 mod commands;
 mod console;
 #[cfg(feature = "grpc")]
@@ -31,8 +33,6 @@ mod queue;
 mod quiet;
 #[cfg(feature = "grpc")]
 mod signal;
-#[cfg_attr(not(feature = "grpc"), allow(dead_code))]
-mod spare_bytes;
 #[cfg(feature = "grpc")]
 mod status;
 #[cfg(feature = "grpc")]

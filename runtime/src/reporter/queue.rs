@@ -2,12 +2,16 @@
 //!
 //! The service's threads offer items without ever waiting on the worker: a place is taken first
 //! (one atomic add; when the queue is full the item is not even made, only counted as dropped:
-//! [`Sender::place`]), then the item is made and pushed under a lock held
-//! for the push alone. The worker takes what is queued in one swap of the list under that lock,
-//! however many items it holds (moved out after it as one copy), and is woken only while it
-//! waits for a first one. (tokio's
+//! [`Sender::place`]), then the item is made and added to the list under a lock held for that
+//! alone ([`Place::put_with`]). The worker takes the whole list in one swap under that lock,
+//! however many items it holds, and gives their places back as it is done with them (what it
+//! holds counts against the bound); it is woken only while it waits for a first one. (tokio's
 //! bounded channel, used before, cost about a hundred instructions an item on each side: a
 //! semaphore, a block list, a wake-up check on every send.)
+//!
+//! The list is the queue's parameter ([`List`]): the segments' keeps their messages framed one
+//! after another in one buffer (`wire::Batch`), so that what the worker takes is a request body
+//! already; the tests' is a `Vec`.
 
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -31,13 +35,25 @@ impl Counts {
     }
 }
 
-/// A queue of `capacity` items (at least one).
-pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+/// What a queue holds its items in.
+pub(crate) trait List: Default {
+    /// Items held.
+    fn len(&self) -> usize;
+}
+
+impl<T> List for Vec<T> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+}
+
+/// A queue of `capacity` items (at least one), held in an `L`.
+pub(crate) fn bounded<L: List>(capacity: usize) -> (Sender<L>, Receiver<L>) {
     let shared = Arc::new(Shared {
         capacity: capacity.max(1),
         taken: AtomicUsize::new(0),
         state: Mutex::new(State {
-            items: Vec::new(),
+            items: L::default(),
             waiting: None,
             closed: false,
             sender_gone: false,
@@ -48,23 +64,20 @@ pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         Sender {
             shared: Arc::clone(&shared),
         },
-        Receiver {
-            shared,
-            spare: Vec::new(),
-        },
+        Receiver { shared },
     )
 }
 
-struct Shared<T> {
+struct Shared<L> {
     capacity: usize,
     /// Places taken: items queued, and items being made to be queued.
     taken: AtomicUsize,
-    state: Mutex<State<T>>,
+    state: Mutex<State<L>>,
     counts: Counts,
 }
 
-struct State<T> {
-    items: Vec<T>,
+struct State<L> {
+    items: L,
     /// The worker's task, while it waits for a first item.
     waiting: Option<Waker>,
     /// The worker is gone: offers are dropped and counted.
@@ -73,10 +86,10 @@ struct State<T> {
     sender_gone: bool,
 }
 
-impl<T> Shared<T> {
+impl<L> Shared<L> {
     /// Nothing that could panic or run outside code is done under this lock, so it is never
     /// poisoned in practice; a poisoned one is used as it is.
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
+    fn lock(&self) -> MutexGuard<'_, State<L>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -88,21 +101,23 @@ impl<T> Shared<T> {
 
 /// A place taken for an item being made: given back if the item never gets queued, even when
 /// making it panics.
-pub(crate) struct Place<'a, T>(&'a Shared<T>);
+pub(crate) struct Place<'a, L>(&'a Shared<L>);
 
-impl<T> Place<'_, T> {
-    /// Queues `item` in this place (or drops and counts it when the worker is gone).
+impl<L> Place<'_, L> {
+    /// Queues an item in this place: `add` adds it to the list, under the lock (it must add
+    /// exactly one, and do nothing else: the item is made before). When the worker is gone it
+    /// is not called; the item is counted as dropped.
     #[inline]
-    pub(crate) fn put(self, item: T) {
+    pub(crate) fn put_with(self, add: impl FnOnce(&mut L)) {
         let shared = self.0;
         let mut state = shared.lock();
         if state.closed {
             drop(state);
             Counts::add(&shared.counts.dropped, 1);
-            // `self` (giving the place back) and `item` go here, outside the lock.
+            // `self` gives the place back here, outside the lock.
             return;
         }
-        state.items.push(item);
+        add(&mut state.items);
         let waiting = state.waiting.take();
         drop(state);
         // The item holds the place now; the worker gives it back when it takes the item.
@@ -113,32 +128,35 @@ impl<T> Place<'_, T> {
     }
 }
 
-impl<T> Drop for Place<'_, T> {
+impl<L> Drop for Place<'_, L> {
     fn drop(&mut self) {
         self.0.release(1);
     }
 }
 
 /// The service's end.
-pub(crate) struct Sender<T> {
-    shared: Arc<Shared<T>>,
+pub(crate) struct Sender<L> {
+    shared: Arc<Shared<L>>,
 }
 
-impl<T> Sender<T> {
+impl<T> Sender<Vec<T>> {
     /// Queues `make()` if there is room (made only then, outside the lock), else counts a drop.
     #[cfg(test)]
     pub(crate) fn offer_with(&self, make: impl FnOnce() -> T) {
         if let Some(place) = self.place() {
-            place.put(make());
+            let item = make();
+            place.put_with(|items| items.push(item));
         }
     }
+}
 
+impl<L> Sender<L> {
     /// A place for an item, if there is room (else a drop is counted): the item is made after,
-    /// outside any lock, and put there ([`Place::put`]); a place dropped unfilled is given
+    /// outside any lock, and put there ([`Place::put_with`]); a place dropped unfilled is given
     /// back. (Not a closure that makes the item: it would take in the value the item is made
     /// from, a copy more.)
     #[inline]
-    pub(crate) fn place(&self) -> Option<Place<'_, T>> {
+    pub(crate) fn place(&self) -> Option<Place<'_, L>> {
         let shared = &*self.shared;
         if shared.taken.fetch_add(1, Ordering::Relaxed) >= shared.capacity {
             shared.release(1);
@@ -158,7 +176,7 @@ impl<T> Sender<T> {
     }
 }
 
-impl<T> Drop for Sender<T> {
+impl<L> Drop for Sender<L> {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
         state.sender_gone = true;
@@ -171,20 +189,17 @@ impl<T> Drop for Sender<T> {
 }
 
 /// The worker's end.
-pub(crate) struct Receiver<T> {
-    shared: Arc<Shared<T>>,
-    /// An empty list swapped for the queue's when everything queued is taken: the two
-    /// allocations take turns, none is made per batch.
-    spare: Vec<T>,
+pub(crate) struct Receiver<L: List> {
+    shared: Arc<Shared<L>>,
 }
 
-impl<T> Receiver<T> {
+impl<L: List> Receiver<L> {
     /// Waits until an item is queued (`true`), or the sender is gone with nothing left
-    /// (`false`). Takes nothing: [`Receiver::drain_into`] does.
+    /// (`false`). Takes nothing: [`Receiver::take`] does.
     pub(crate) async fn wait(&mut self) -> bool {
         poll_fn(|cx| {
             let mut state = self.shared.lock();
-            if !state.items.is_empty() {
+            if state.items.len() > 0 {
                 let stale = state.waiting.take();
                 drop(state);
                 drop(stale);
@@ -204,36 +219,33 @@ impl<T> Receiver<T> {
         .await
     }
 
-    /// Moves items into `batch` until it holds `max`, without waiting.
-    pub(crate) fn drain_into(&mut self, batch: &mut Vec<T>, max: usize) {
-        let room = max.saturating_sub(batch.len());
-        if room == 0 {
-            return;
-        }
+    /// Every item queued, without waiting: the queue's list swapped for `fresh` (an empty
+    /// list, made before the lock: its room is what the next items are added to). Their places
+    /// stay taken until [`Receiver::done`] gives them back: what the worker holds counts
+    /// against the bound.
+    pub(crate) fn take_all(&mut self, fresh: L) -> L {
         let mut state = self.shared.lock();
-        let n = state.items.len().min(room);
-        if n == 0 {
-            return;
+        if state.items.len() == 0 {
+            drop(state);
+            return fresh;
         }
         // A worker taking items is not waiting: a waker left from a wait given up (another
         // branch of a `select!` won) would wake it for nothing.
         let stale = state.waiting.take();
-        if n == state.items.len() {
-            // All of it: the lists swapped, the items copied out after the lock.
-            std::mem::swap(&mut state.items, &mut self.spare);
-            drop(state);
-            batch.append(&mut self.spare);
-        } else {
-            // More than a batch waits (the backend was slow): taken under the lock.
-            batch.extend(state.items.drain(..n));
-            drop(state);
-        }
+        let taken = std::mem::replace(&mut state.items, fresh);
+        drop(state);
         drop(stale);
+        taken
+    }
+
+    /// Gives back the places of `n` items taken ([`Receiver::take_all`]) and done with: sent,
+    /// or counted as dropped or failed.
+    pub(crate) fn done(&self, n: usize) {
         self.shared.release(n);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.shared.lock().items.is_empty()
+        self.shared.lock().items.len() == 0
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -257,7 +269,7 @@ impl<T> Receiver<T> {
     }
 }
 
-impl<T> Drop for Receiver<T> {
+impl<L: List> Drop for Receiver<L> {
     fn drop(&mut self) {
         self.close_and_count();
     }
@@ -269,7 +281,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts_without_making_the_item() {
-        let (tx, mut rx) = bounded::<u32>(2);
+        let (tx, mut rx) = bounded::<Vec<u32>>(2);
         let mut made = 0;
         for i in 0..5 {
             tx.offer_with(|| {
@@ -279,39 +291,42 @@ mod tests {
         }
         assert_eq!((made, tx.len()), (2, 2));
         assert_eq!(tx.counts().dropped.load(Ordering::Relaxed), 3);
-        let mut batch = Vec::new();
-        rx.drain_into(&mut batch, 10);
-        assert_eq!(batch, [0, 1]);
+        assert_eq!(rx.take_all(Vec::new()), [0, 1]);
+        // Places held by the worker count against the bound until it is done with them.
+        tx.offer_with(|| 6);
+        rx.done(2);
         tx.offer_with(|| 7);
         rx.close_and_count();
         tx.offer_with(|| 8);
-        assert_eq!(rx.counts().dropped.load(Ordering::Relaxed), 5);
+        assert_eq!(rx.counts().dropped.load(Ordering::Relaxed), 6);
     }
 
     #[test]
-    fn a_drain_takes_at_most_max_and_gives_the_room_back() {
-        let (tx, mut rx) = bounded::<u32>(4);
-        for i in 0..4 {
+    fn a_take_swaps_in_the_fresh_list_and_the_places_come_back_when_done() {
+        let (tx, mut rx) = bounded::<Vec<u32>>(4);
+        for i in 0..2 {
             tx.offer_with(|| i);
         }
-        let mut batch = vec![9];
-        rx.drain_into(&mut batch, 3);
-        assert_eq!((&batch[..], tx.len()), (&[9, 0, 1][..], 2));
-        // Full already: nothing taken.
-        rx.drain_into(&mut batch, 3);
+        // The fresh list takes the queue's place, with its room.
+        let fresh = Vec::with_capacity(64);
+        let at = fresh.as_ptr();
+        assert_eq!((rx.take_all(fresh), tx.len()), (vec![0, 1], 2));
+        tx.offer_with(|| 2);
+        rx.done(1);
         assert_eq!(tx.len(), 2);
-        rx.drain_into(&mut batch, 10);
-        assert_eq!((&batch[..], tx.len()), (&[9, 0, 1, 2, 3][..], 0));
-        // Empty: returns at once.
-        rx.drain_into(&mut batch, 10);
-        tx.offer_with(|| 4);
+        let next = rx.take_all(Vec::new());
+        assert_eq!((&next[..], next.as_ptr()), (&[2][..], at));
+        rx.done(2);
+        assert_eq!(tx.len(), 0);
+        // Empty: returns at once, the fresh list as it was.
+        assert_eq!(rx.take_all(vec![7]), [7]);
         assert_eq!(tx.counts().dropped.load(Ordering::Relaxed), 0);
     }
 
     #[test]
     fn any_capacity_is_accepted() {
         for capacity in [0, 1, usize::MAX] {
-            let (tx, _rx) = bounded::<()>(capacity);
+            let (tx, _rx) = bounded::<Vec<()>>(capacity);
             tx.offer_with(|| ());
             assert_eq!(tx.len(), 1);
         }
@@ -319,22 +334,20 @@ mod tests {
 
     #[test]
     fn a_place_is_given_back_when_making_the_item_panics() {
-        let (tx, mut rx) = bounded::<u32>(1);
+        let (tx, mut rx) = bounded::<Vec<u32>>(1);
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             tx.offer_with(|| panic!("encoding failed"));
         }));
         assert!(panicked.is_err());
         assert_eq!(tx.len(), 0);
         tx.offer_with(|| 1);
-        let mut batch = Vec::new();
-        rx.drain_into(&mut batch, 10);
-        assert_eq!(batch, [1]);
+        assert_eq!(rx.take_all(Vec::new()), [1]);
         assert_eq!(tx.counts().dropped.load(Ordering::Relaxed), 0);
     }
 
     #[test]
     fn a_waiting_worker_is_woken_by_an_offer_and_hears_the_sender_go() {
-        let (tx, mut rx) = bounded::<u32>(8);
+        let (tx, mut rx) = bounded::<Vec<u32>>(8);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -346,7 +359,8 @@ mod tests {
                 for _ in 0..3 {
                     let mut batch = Vec::new();
                     if rx.wait().await {
-                        rx.drain_into(&mut batch, 10);
+                        batch = rx.take_all(Vec::new());
+                        rx.done(batch.len());
                     }
                     let _ = done.send(batch.pop());
                 }
@@ -374,13 +388,13 @@ mod tests {
 
     #[test]
     fn a_batch_takes_the_whole_list_and_the_next_offers_go_on_filling() {
-        let (tx, mut rx) = bounded::<u32>(100);
+        let (tx, mut rx) = bounded::<Vec<u32>>(100);
         for round in 0..3 {
             for i in 0..10 {
                 tx.offer_with(|| round * 10 + i);
             }
-            let mut batch = Vec::new();
-            rx.drain_into(&mut batch, 50);
+            let batch = rx.take_all(Vec::new());
+            rx.done(batch.len());
             assert_eq!(batch, (round * 10..round * 10 + 10).collect::<Vec<_>>());
             assert_eq!(tx.len(), 0);
         }
@@ -388,7 +402,7 @@ mod tests {
 
     #[test]
     fn a_dropped_worker_counts_what_was_left_and_what_comes_after() {
-        let (tx, rx) = bounded::<u32>(4);
+        let (tx, rx) = bounded::<Vec<u32>>(4);
         tx.offer_with(|| 1);
         tx.offer_with(|| 2);
         drop(rx);

@@ -5,14 +5,14 @@
 //! the work per segment. [`SegmentMessage`] encodes the same bytes from the segment as it is.
 //! Proto3 rules apply: fields holding their default value are left out.
 //!
-//! The gRPC reporter encodes a small segment on the thread that finished it and queues the bytes
-//! ([`Queued`]): the segment's memory is then freed on the thread that allocated it. Freed on
-//! the reporter's thread, every block went through glibc's slow path for memory of another
-//! thread's arena (a third of that thread's time per segment), and the service's thread, whose
-//! per-thread cache never got them back, allocated the next request's from the arena again.
-//! A segment of more than [`INLINE_SPANS`] spans is queued whole and encoded on the reporter's
-//! thread, so that what a request pays for encoding stays small (about 1,000 instructions a
-//! span).
+//! The gRPC reporter encodes a small segment on the thread that finished it, into a buffer that
+//! thread keeps, and queues it framed ([`queue`], `super::batch`): the segment's memory is then
+//! freed on the thread that allocated it. Freed on the reporter's thread, every block went
+//! through glibc's slow path for memory of another thread's arena (a third of that thread's
+//! time per segment), and the service's thread, whose per-thread cache never got them back,
+//! allocated the next request's from the arena again. A segment of more than [`INLINE_SPANS`]
+//! spans is queued whole and encoded on the reporter's thread, so that what a request pays for
+//! encoding stays small (about 1,000 instructions a span).
 //!
 //! Strings are cut to the limits of [`cap`] as they are written. Times are converted with one
 //! [`Clock`] per segment. Nothing here needs the `grpc` feature: a transport that sends
@@ -21,9 +21,8 @@
 mod scalar;
 mod segment;
 
-use prost::Message;
-use prost::bytes::{Buf, BufMut};
-use prost::encoding::{DecodeContext, WireType, skip_field};
+#[cfg(feature = "grpc")]
+use std::cell::RefCell;
 
 use self::segment::SegmentMessage;
 use crate::segment::Segment;
@@ -33,106 +32,95 @@ use crate::segment::Segment;
 /// spans' worth of work. Most segments are smaller; the rare larger one is encoded later.
 pub(crate) const INLINE_SPANS: usize = 32;
 
-/// What the gRPC reporter queues.
-pub(crate) enum Queued {
-    /// A segment of up to [`INLINE_SPANS`] spans, encoded.
-    Encoded(Vec<u8>),
-    /// A larger one, to encode on the reporter's thread (boxed: a queue slot is the size of
-    /// its largest variant).
-    Whole(Box<Segment>),
+#[cfg(feature = "grpc")]
+/// Most bytes a thread's encoding buffer keeps between segments: a larger one (a segment of
+/// long tags) is freed after use.
+const MAX_KEPT_BUFFER: usize = 16 * 1024;
+
+#[cfg(feature = "grpc")]
+thread_local! {
+    /// The thread's encoding buffer: a segment is written here, then copied into the queue.
+    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// What a `collect` stream sends: a segment's protobuf bytes.
-pub(crate) struct Outgoing(Vec<u8>);
-
-impl Outgoing {
-    /// Bytes encoded elsewhere, as they would be sent.
-    #[cfg(test)]
-    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Outgoing {
-        Outgoing(bytes)
+/// Queues `segment` in `place` (on the thread that finished it): encoded and framed when it has
+/// at most [`INLINE_SPANS`] spans, the segment freed and its span list kept for this thread's
+/// next (`spare_spans`); whole when larger; as a note of its size when its message is over
+/// `max` bytes.
+#[cfg(feature = "grpc")]
+pub(crate) fn queue(
+    segment: Segment,
+    place: super::queue::Place<'_, super::batch::Batch>,
+    max: usize,
+) {
+    if segment.spans.len() > INLINE_SPANS {
+        let segment = Box::new(segment);
+        place.put_with(|batch| batch.push_whole(segment));
+        return;
     }
-
-    /// The encoded `SegmentObject`.
-    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// The encoded `SegmentObject`, taken.
-    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
-    pub(crate) fn into_bytes(self) -> Vec<u8> {
-        self.0
-    }
-}
-
-/// A segment whose message is over the transport's limit, even with its strings cut: dropped
-/// alone rather than failing the batch it would travel in.
-#[derive(Debug)]
-pub(crate) struct TooLarge {
-    /// The message's length, in bytes.
-    pub(crate) len: usize,
-    pub(crate) trace_id: String,
-}
-
-/// `segment`'s bytes; the segment is freed here, its span list kept for this thread's next
-/// segment (`spare_spans`).
-fn encode(segment: Segment) -> Vec<u8> {
-    let message = SegmentMessage::new(&segment);
-    // The guess is worked out only for a new buffer or a segment of several spans: a spare
-    // buffer has the room of a one-span segment like this one (a service's are much alike)
-    // and grows if not; a larger segment's room is made once, not grown by doubling.
-    let mut bytes = super::spare_bytes::take(|| message.size_hint());
-    if segment.spans.len() > 1 {
-        bytes.reserve(message.size_hint());
-    }
-    message.write(&mut bytes);
+    // The segment is lent to the buffer's closure, not moved in (a copy of its 256 bytes).
+    with_buffer(|frame| {
+        let len = write_frame(&segment, frame);
+        if len > max {
+            let too_large = super::batch::TooLarge {
+                len,
+                trace_id: trace_id_of(&frame[super::batch::HEADER..]),
+            };
+            place.put_with(|batch| batch.push_too_large(too_large));
+        } else {
+            place.put_with(|batch| batch.push_frame(frame));
+        }
+    });
     crate::spare_spans::recycle(segment.spans);
-    bytes
 }
 
-impl Queued {
-    /// Encodes `segment` and frees it here, when it is small.
-    pub(crate) fn new(segment: Segment) -> Queued {
-        if segment.spans.len() > INLINE_SPANS {
-            return Queued::Whole(Box::new(segment));
-        }
-        Queued::Encoded(encode(segment))
-    }
-
-    /// Ready to send (on the reporter's thread).
-    #[cfg(test)]
-    pub(crate) fn into_outgoing(self) -> Outgoing {
-        match self {
-            Queued::Encoded(bytes) => Outgoing(bytes),
-            Queued::Whole(segment) => Outgoing(encode(*segment)),
-        }
-    }
-
-    /// Ready to send, unless its message is longer than `max` bytes (a segment still queued
-    /// whole is not written out at all then).
-    pub(crate) fn into_outgoing_within(self, max: usize) -> Result<Outgoing, TooLarge> {
-        match self {
-            Queued::Encoded(bytes) if bytes.len() > max => Err(TooLarge {
-                len: bytes.len(),
-                trace_id: trace_id_of(&bytes),
-            }),
-            Queued::Encoded(bytes) => Ok(Outgoing(bytes)),
-            Queued::Whole(segment) => {
-                // Written to be measured: a segment this large is rare, and is written on the
-                // reporter's thread.
-                let message = SegmentMessage::new(&segment);
-                let mut bytes = Vec::with_capacity(message.size_hint());
-                message.write(&mut bytes);
-                if bytes.len() > max {
-                    return Err(TooLarge {
-                        len: bytes.len(),
-                        trace_id: segment.trace_id().to_owned(),
-                    });
-                }
-                Ok(Outgoing(bytes))
+#[cfg(feature = "grpc")]
+/// Runs `f` with this thread's encoding buffer, emptied (a new one when the thread's is in use
+/// or gone).
+fn with_buffer(f: impl FnOnce(&mut Vec<u8>)) {
+    let mut f = Some(f);
+    let _ = BUFFER.try_with(|buffer| {
+        if let Ok(mut buffer) = buffer.try_borrow_mut()
+            && let Some(f) = f.take()
+        {
+            buffer.clear();
+            f(&mut buffer);
+            if buffer.capacity() > MAX_KEPT_BUFFER {
+                *buffer = Vec::new();
             }
         }
+    });
+    if let Some(f) = f {
+        f(&mut Vec::new());
     }
+}
+
+#[cfg(feature = "grpc")]
+/// Writes `segment` into `frame` (empty) as a gRPC frame: the header, then its message; returns
+/// the message's length.
+fn write_frame(segment: &Segment, frame: &mut Vec<u8>) -> usize {
+    const HEADER: usize = crate::reporter::batch::HEADER;
+    let message = SegmentMessage::new(segment);
+    // The guess is worked out only for a new buffer or a segment of several spans: the kept
+    // buffer has the room of a one-span segment like this one (a service's are much alike)
+    // and grows if not; a larger segment's room is made once, not grown by doubling.
+    if frame.capacity() == 0 || segment.spans.len() > 1 {
+        frame.reserve(HEADER + message.size_hint());
+    }
+    // Written in place (a fixed-size write, not a copy of a slice).
+    frame.extend([0; HEADER]);
+    message.write(frame);
+    let len = frame.len() - HEADER;
+    frame[..HEADER].copy_from_slice(&crate::reporter::batch::header(len));
+    len
+}
+
+/// A segment queued whole, encoded (on the reporter's thread).
+pub(crate) fn encode_whole(segment: &Segment) -> Vec<u8> {
+    let message = SegmentMessage::new(segment);
+    let mut bytes = Vec::with_capacity(message.size_hint());
+    message.write(&mut bytes);
+    bytes
 }
 
 /// The trace id of an encoded segment (its first field), for a message about it.
@@ -148,35 +136,6 @@ fn trace_id_of(bytes: &[u8]) -> String {
     read(bytes).unwrap_or_default()
 }
 
-impl std::fmt::Debug for Outgoing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Outgoing({} bytes)", self.0.len())
-    }
-}
-
-impl Message for Outgoing {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
-        buf.put_slice(&self.0);
-    }
-
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        // Only ever sent, never received.
-        skip_field(wire_type, tag, buf, ctx)
-    }
-
-    fn encoded_len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn clear(&mut self) {}
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -185,7 +144,8 @@ mod tests {
     use prost::Message as _;
     use skytrace_proto::v3;
 
-    use super::{INLINE_SPANS, Queued, SegmentMessage};
+    use super::{INLINE_SPANS, SegmentMessage, encode_whole, queue};
+    use crate::reporter::batch::Batch;
     use crate::{Config, Reporter, Segment, Span, SpanLayer, Tracer};
 
     #[derive(Default)]
@@ -384,11 +344,16 @@ mod tests {
                 "{} bytes, {hint} guessed",
                 direct.len()
             );
-            let queued = Queued::new(segment);
-            assert_eq!(matches!(queued, Queued::Encoded(_)), spans <= INLINE_SPANS);
-            let outgoing = queued.into_outgoing();
-            assert_eq!(outgoing.encode_to_vec(), direct);
-            assert_eq!(outgoing.encoded_len(), direct.len());
+            // Queued as the service's thread queues it: framed, or whole (encoded later).
+            let (tx, mut rx) = crate::reporter::queue::bounded::<Batch>(1);
+            queue(segment, tx.place().unwrap(), usize::MAX);
+            let mut batch = rx.take_all(Batch::default());
+            let whole = batch.take_whole();
+            assert_eq!(whole.is_empty(), spans <= INLINE_SPANS);
+            for segment in whole {
+                batch.push_message(&encode_whole(&segment));
+            }
+            assert_eq!(batch.messages().collect::<Vec<_>>(), [&direct[..]]);
             let decoded = v3::SegmentObject::decode(direct.as_slice()).unwrap();
             assert_eq!(decoded.spans.len(), spans);
         }

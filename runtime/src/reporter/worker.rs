@@ -185,13 +185,13 @@ impl<T: Transport + 'static> Worker<T> {
 impl<T: Transport> Shared<T> {
     /// Shows a running trace-profiling task the segments on their way to OAP (it keeps those
     /// of its endpoint that ran past its threshold). Nothing while no task runs.
-    pub(crate) fn observe_segments(&self, segments: &[super::wire::Outgoing]) {
+    pub(crate) fn observe_segments(&self, segments: &super::batch::Batch) {
         #[cfg(feature = "profiling")]
         if let Some(tasks) = self.profiling.borrow_mut().as_mut()
             && tasks.is_running()
         {
-            for segment in segments {
-                tasks.observe_segment(segment.bytes());
+            for segment in segments.messages() {
+                tasks.observe_segment(segment);
             }
         }
         #[cfg(not(feature = "profiling"))]

@@ -14,40 +14,54 @@ use std::time::Duration;
 use skytrace_proto::v3::Commands;
 use tokio::sync::mpsc::error::TrySendError;
 
+use crate::reporter::batch::Batch;
 use crate::reporter::health::{Health, Signal};
 use crate::reporter::message;
-use crate::reporter::queue::{Counts, Receiver};
+use crate::reporter::queue::{Counts, List, Receiver};
 use crate::reporter::status::SLOW_CALL;
-use crate::reporter::transport::{CallError, Transport, frame_segments};
-use crate::reporter::wire::{Outgoing, Queued};
+use crate::reporter::transport::{CallError, Transport};
+use crate::reporter::wire;
 use crate::reporter::worker::{Shared, watched};
 
 /// Most segments sent in one call.
 pub(crate) const BATCH: usize = 500;
-/// Longest a segment waits for others to share its batch. Each batch costs the reporter's
-/// thread a wake-up, a timer and a write (≈ 15 k instructions): under steady traffic, waiting
-/// makes one batch carry many. 20 ms, the Java agent's consume cycle: a service of a thousand
-/// requests a second pays that cost once per twenty segments, not ten.
-pub(crate) const LINGER: Duration = Duration::from_millis(20);
+/// Longest a segment waits for others to share its batch (none waits once a whole batch is
+/// queued). Each batch costs the reporter's thread a wake-up, a timer and a write (≈ 16 k
+/// instructions): under steady traffic, waiting makes one batch carry many. 50 ms: a service
+/// of a thousand requests a second pays that cost once per fifty segments (at the Java agent's
+/// 20 ms consume cycle, once per twenty: ≈ 500 instructions a request more); the segments
+/// reach OAP 30 ms later, which its minute-long metrics and its trace storage's flush (seconds)
+/// do not show. The queue holds the same at most: its bound is in items, not time.
+pub(crate) const LINGER: Duration = Duration::from_millis(50);
 /// How long one streamed `collect` call stays open, carrying the batches made meanwhile. A call
 /// costs an HTTP/2 stream, its headers and an answer (≈ 70 k instructions on the reporter's
 /// thread, once per linger under steady traffic); a batch inside an open call costs its DATA
 /// frames. The call is booked when it ends: what it carried counts as sent (or failed) then,
 /// and new traces pause or resume then, at most this much later than a call per batch would.
 pub(crate) const STREAM_WINDOW: Duration = Duration::from_secs(1);
+/// The room the queue's next list is made with, in bytes of frames: the last batch's and a
+/// quarter more, within these (above, the service's threads grow it as they add).
+const ROOM: std::ops::RangeInclusive<usize> = 4 * 1024..=256 * 1024;
 
 pub(crate) struct Segments {
-    pub(crate) queue: Receiver<Queued>,
+    pub(crate) queue: Receiver<Batch>,
     /// Whether a segment dropped for its size was said already (the first one is; the rest are
     /// only counted).
     too_large_said: bool,
+    /// The room of the queue's next list (see [`ROOM`]).
+    room: usize,
+    /// Segments taken from the queue beyond a batch (a backlog), sent in the next batches;
+    /// their places in the queue are still taken.
+    carry: Batch,
 }
 
 impl Segments {
-    pub(crate) fn new(queue: Receiver<Queued>) -> Segments {
+    pub(crate) fn new(queue: Receiver<Batch>) -> Segments {
         Segments {
             queue,
             too_large_said: false,
+            room: *ROOM.start(),
+            carry: Batch::default(),
         }
     }
 
@@ -59,14 +73,14 @@ impl Segments {
         // The first call is a probe of the segment receiver: a backend that does not answer it
         // within `SLOW_CALL` pauses new traces at once, whether or not any were made yet.
         if shared.ready(&health).await {
-            self.send(Vec::new(), &shared, &mut health).await;
+            self.send(Batch::default(), &shared, &mut health).await;
         }
         loop {
             if shared.past_deadline() {
                 break;
             }
             let stopping = shared.deadline().is_some();
-            if stopping && self.queue.is_empty() {
+            if stopping && self.carry.is_empty() && self.queue.is_empty() {
                 break;
             }
             if !shared.ready(&health).await {
@@ -87,7 +101,7 @@ impl Segments {
                         // Every sender is gone and nothing is left.
                         break;
                     },
-                    () = probe_due(&shared) => Vec::new(),
+                    () = probe_due(&shared) => Batch::default(),
                     _ = stop.changed() => continue,
                 }
             };
@@ -104,19 +118,19 @@ impl Segments {
     /// (early: an error answer, a broken connection) counts as failed with it.
     async fn stream<T: Transport + 'static>(
         &mut self,
-        batch: Vec<Queued>,
+        batch: Batch,
         shared: &Rc<Shared<T>>,
         health: &mut Health,
     ) {
         let outgoing = self.outgoing_of(batch, shared);
-        if outgoing.is_empty() {
+        if outgoing.frames() == 0 {
             return;
         }
-        let mut count = outgoing.len();
+        let mut count = outgoing.frames();
         // At most one batch waits for the connection: a backend that stops reading leaves the
         // next ones in the queue (bounded), never in a growing buffer.
         let (frames, body) = tokio::sync::mpsc::channel(1);
-        let _ = frames.try_send(frame_segments(outgoing));
+        let _ = frames.try_send(outgoing.into_body());
         let call = CallTask::spawn(Rc::clone(shared), body);
         tokio::pin!(call);
         let close_at = tokio::time::Instant::now() + STREAM_WINDOW;
@@ -171,13 +185,13 @@ impl Segments {
             };
             ticking = batch.len() > 1;
             let outgoing = self.outgoing_of(batch, shared);
-            if outgoing.is_empty() {
+            if outgoing.frames() == 0 {
                 continue;
             }
-            let n = outgoing.len();
+            let n = outgoing.frames();
             // Should the call have ended meanwhile (an error answer, a broken connection), the
             // body is gone: the batch counts as failed and the answer is awaited below.
-            let body = match frames.try_send(frame_segments(outgoing)) {
+            let body = match frames.try_send(outgoing.into_body()) {
                 Ok(()) => {
                     count += n;
                     continue;
@@ -231,38 +245,47 @@ impl Segments {
     /// The linger is a plain sleep, not a wait on the queue: a waiting receiver is woken by
     /// every segment sent, and that wake-up (a futex call on the service's thread, a context
     /// switch on this one) cost more than encoding and sending the segment.
-    async fn lingered(&mut self) -> Vec<Queued> {
+    async fn lingered(&mut self) -> Batch {
         self.linger().await;
         self.queued()
     }
 
     /// A [`LINGER`], unless a whole batch is queued already: a service that makes more than a
     /// batch a linger is delivered as fast as the connection takes it, not a batch a linger
-    /// (at [`BATCH`] segments every 20 ms, 25,000 a second: a busier service's queue would
+    /// (at [`BATCH`] segments every 50 ms, 10,000 a second: a busier service's queue would
     /// fill and drop).
     async fn linger(&self) {
-        if self.queue.len() < BATCH {
+        if self.carry.len() + self.queue.len() < BATCH {
             tokio::time::sleep(LINGER).await;
         }
     }
 
-    /// What is queued, up to [`BATCH`], without waiting.
-    fn queued(&mut self) -> Vec<Queued> {
-        let mut batch = Vec::new();
-        self.queue.drain_into(&mut batch, BATCH);
+    /// What is queued, up to [`BATCH`], without waiting. Everything queued is taken at once
+    /// (the lock held for a swap, however much waits); what is past a batch is carried to the
+    /// next. The queue's next list is made here, on this thread, with the room the last one
+    /// took.
+    fn queued(&mut self) -> Batch {
+        if self.carry.is_empty() {
+            self.carry = self.queue.take_all(Batch::with_capacity(self.room));
+            if self.carry.framed_len() > 0 {
+                let room = self.carry.framed_len() + self.carry.framed_len() / 4;
+                self.room = room.clamp(*ROOM.start(), *ROOM.end());
+            }
+        }
+        let batch = if self.carry.len() > BATCH {
+            self.carry.split_front(BATCH)
+        } else {
+            std::mem::take(&mut self.carry)
+        };
+        self.queue.done(batch.len());
         batch
     }
 
     /// Sends `batch` in one call (an empty one is a probe) and books the outcome.
-    async fn send<T: Transport>(
-        &mut self,
-        batch: Vec<Queued>,
-        shared: &Shared<T>,
-        health: &mut Health,
-    ) {
+    async fn send<T: Transport>(&mut self, batch: Batch, shared: &Shared<T>, health: &mut Health) {
         let probe = batch.is_empty();
         let outgoing = self.outgoing_of(batch, shared);
-        let count = outgoing.len();
+        let count = outgoing.frames();
         if count == 0 && !probe {
             return;
         }
@@ -299,11 +322,7 @@ impl Segments {
     }
 
     /// [`Self::outgoing`] with the transport's limit, shown to a running profiling task.
-    fn outgoing_of<T: Transport>(
-        &mut self,
-        batch: Vec<Queued>,
-        shared: &Shared<T>,
-    ) -> Vec<Outgoing> {
+    fn outgoing_of<T: Transport>(&mut self, batch: Batch, shared: &Shared<T>) -> Batch {
         let outgoing = self.outgoing(
             batch,
             shared.transport.max_message_bytes(),
@@ -313,34 +332,36 @@ impl Segments {
         outgoing
     }
 
-    /// `batch` ready to send: each segment encoded, those over `max_bytes` left out and counted
-    /// as dropped, so one huge segment never fails the call that carries the others. `variable`
+    /// `batch` ready to send: its segments queued whole encoded and framed, those over
+    /// `max_bytes` left out and counted as dropped (with those the service's threads found too
+    /// large), so one huge segment never fails the call that carries the others. `variable`
     /// sets the limit: it is named in the line.
-    pub(crate) fn outgoing(
-        &mut self,
-        batch: Vec<Queued>,
-        max_bytes: usize,
-        variable: &str,
-    ) -> Vec<Outgoing> {
-        let mut out = Vec::with_capacity(batch.len());
-        for queued in batch {
-            match queued.into_outgoing_within(max_bytes) {
-                Ok(outgoing) => out.push(outgoing),
-                Err(too_large) => {
-                    Counts::add(&self.queue.counts().dropped, 1);
-                    if !self.too_large_said {
-                        self.too_large_said = true;
-                        crate::say::say(&message::too_large_line(
-                            &too_large.trace_id,
-                            too_large.len,
-                            max_bytes,
-                            variable,
-                        ));
-                    }
-                }
+    pub(crate) fn outgoing(&mut self, mut batch: Batch, max_bytes: usize, variable: &str) -> Batch {
+        for segment in batch.take_whole() {
+            // Written to be measured: a segment this large is rare, and is written here.
+            let bytes = wire::encode_whole(&segment);
+            if bytes.len() > max_bytes {
+                batch.push_too_large(crate::reporter::batch::TooLarge {
+                    len: bytes.len(),
+                    trace_id: segment.trace_id().to_owned(),
+                });
+            } else {
+                batch.push_message(&bytes);
             }
         }
-        out
+        for too_large in batch.take_too_large() {
+            Counts::add(&self.queue.counts().dropped, 1);
+            if !self.too_large_said {
+                self.too_large_said = true;
+                crate::say::say(&message::too_large_line(
+                    &too_large.trace_id,
+                    too_large.len,
+                    max_bytes,
+                    variable,
+                ));
+            }
+        }
+        batch
     }
 
     pub(crate) fn counts(&self) -> &Counts {
@@ -353,6 +374,9 @@ impl Drop for Segments {
     /// offers are dropped and counted too.
     fn drop(&mut self) {
         self.queue.close_and_count();
+        let carried = self.carry.len();
+        Counts::add(&self.counts().dropped, carried);
+        self.queue.done(carried);
     }
 }
 
@@ -424,21 +448,41 @@ mod tests {
         let (tx, rx) = queue::bounded(BATCH * 3);
         let mut segments = Segments::new(rx);
         for _ in 0..BATCH * 2 + 1 {
-            tx.offer_with(|| Queued::Encoded(Vec::new()));
+            if let Some(place) = tx.place() {
+                place.put_with(|batch| batch.push_message(&[]));
+            }
         }
         let start = tokio::time::Instant::now();
-        assert_eq!(segments.lingered().await.len(), BATCH);
-        assert_eq!(segments.lingered().await.len(), BATCH);
+        assert_eq!(segments.lingered().await.frames(), BATCH);
+        // All of it was taken at once; what is carried still holds its places.
+        assert_eq!((segments.queue.len(), tx.len()), (0, BATCH + 1));
+        assert_eq!(segments.lingered().await.frames(), BATCH);
         assert_eq!(
             start.elapsed(),
             Duration::ZERO,
             "a whole batch waited for others"
         );
-        assert_eq!(segments.lingered().await.len(), 1);
+        assert_eq!(segments.lingered().await.frames(), 1);
         assert_eq!(
             start.elapsed(),
             LINGER,
             "less than a batch waits a linger for others"
         );
+    }
+
+    #[test]
+    fn segments_carried_past_a_batch_are_counted_when_the_worker_goes() {
+        let (tx, rx) = queue::bounded(BATCH * 2);
+        let mut segments = Segments::new(rx);
+        for _ in 0..BATCH + 3 {
+            if let Some(place) = tx.place() {
+                place.put_with(|batch| batch.push_message(&[1]));
+            }
+        }
+        assert_eq!(segments.queued().frames(), BATCH);
+        drop(segments);
+        let counts = tx.counts();
+        assert_eq!(counts.dropped.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert_eq!(tx.len(), 0, "every place given back");
     }
 }

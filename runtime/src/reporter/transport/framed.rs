@@ -3,10 +3,10 @@
 //! The call is a client stream of `SegmentObject`s. Sent through tonic's codec, every segment is
 //! a stream item: encoded into its own frame, polled out of the body and written as its own
 //! HTTP/2 DATA frame, a few hundred instructions each on the reporter's thread. The segments
-//! arrive here encoded already ([`Outgoing`]), so the batch is written as gRPC's
-//! length-prefixed messages into one buffer and sent as one body: the same bytes on the wire
-//! (gRPC framing does not depend on HTTP/2's), one copy of each segment, and as few DATA frames
-//! as the connection's frame size allows.
+//! arrive here framed already as gRPC's length-prefixed messages, one after another in one
+//! buffer (`reporter::batch::Batch`), which is sent as one body: the same bytes on the wire
+//! (gRPC framing does not depend on HTTP/2's), and as few DATA frames as the connection's frame
+//! size allows.
 //!
 //! The reply is read as tonic reads it: a `grpc-status` in the headers (a trailers-only
 //! answer) or the trailers, the HTTP status when neither has one, and one `Commands` message.
@@ -22,34 +22,14 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tower_service::Service;
 
-use crate::reporter::wire::Outgoing;
-
 const PATH: &str = "/skywalking.v3.TraceSegmentReportService/collect";
 
-/// The batch as one gRPC body: for each segment, an uncompressed flag, its length (big-endian
-/// `u32`) and its bytes.
-pub(crate) fn frame(segments: &[Outgoing]) -> Bytes {
-    let len = segments.iter().map(|s| s.bytes().len() + 5).sum();
-    let mut body = Vec::with_capacity(len);
-    for segment in segments {
-        let bytes = segment.bytes();
-        // A segment is at most the message limit (`SW_AGENT_MAX_MESSAGE_SIZE`, far below 4 GiB):
-        // `Segments::outgoing` left larger ones out.
-        let [a, b, c, d] = u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes();
-        // The flag and the length in one fixed-size copy; the room is there already, so
-        // neither copy grows the buffer.
-        body.extend_from_slice(&[0, a, b, c, d]);
-        body.extend_from_slice(bytes);
-    }
-    Bytes::from(body)
-}
-
-/// A body of one batch (see [`frame`]).
+/// A body of one batch (framed: see `Batch`).
 pub(crate) fn whole_body(batch: Bytes) -> tonic::body::Body {
     tonic::body::Body::new(http_body_util::Full::new(batch))
 }
 
-/// A body of what comes through `frames` (each a batch, see [`frame`]), ended when every
+/// A body of what comes through `frames` (each a batch's frames, see `Batch`), ended when every
 /// sender is gone. It is read as HTTP/2's flow control lets it go: a backend that stops
 /// reading leaves the senders waiting, never a growing buffer.
 pub(crate) fn streamed_body(frames: tokio::sync::mpsc::Receiver<Bytes>) -> tonic::body::Body {
@@ -220,15 +200,6 @@ fn decode(body: &[u8]) -> Result<Commands, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_batch_is_framed_as_grpc_messages() {
-        let body = frame(&[
-            Outgoing::from_bytes(vec![1, 2, 3]),
-            Outgoing::from_bytes(vec![]),
-        ]);
-        assert_eq!(&body[..], &[0, 0, 0, 0, 3, 1, 2, 3, 0, 0, 0, 0, 0]);
-    }
 
     #[test]
     fn the_reply_is_read_or_refused_clearly() {

@@ -47,8 +47,8 @@ use super::tls;
 use super::{CallError, Refusal, RefusalKind, Transport};
 use crate::config::TlsFiles;
 use crate::reporter::backoff::Backoff;
+use crate::reporter::batch::Batch;
 use crate::reporter::message::{self, Failure, Peer, Trouble};
-use crate::reporter::wire::Outgoing;
 
 /// The least time between two attempts on different backends of one round.
 pub(crate) const PACE: Duration = Duration::from_millis(100);
@@ -505,11 +505,11 @@ impl Transport for GrpcTransport {
 
     async fn collect_segments(
         &self,
-        segments: Vec<Outgoing>,
+        segments: Batch,
         timeout: Duration,
     ) -> Result<Commands, CallError> {
         // Framed here, once: a retry after a failure is a later batch, not this one again.
-        let body = framed::whole_body(super::frame_segments(segments));
+        let body = framed::whole_body(segments.into_body());
         self.collect_segments_body(body, timeout).await
     }
 

@@ -42,8 +42,8 @@ use super::{CallError, Refusal, RefusalKind, Transport, Way};
 use crate::config::TlsFiles;
 use crate::config::kafka::{Compression, KafkaSettings, SaslMechanism};
 use crate::reporter::backoff::Backoff;
+use crate::reporter::batch::Batch;
 use crate::reporter::message::{self, Failure, Peer, Trouble};
-use crate::reporter::wire::Outgoing;
 
 /// What the transport is made with.
 pub(crate) struct KafkaTransportSettings {
@@ -542,12 +542,12 @@ impl Transport for KafkaTransport {
 
     async fn collect_segments(
         &self,
-        segments: Vec<Outgoing>,
+        segments: Batch,
         timeout: Duration,
     ) -> Result<Commands, CallError> {
         let records = segments
-            .into_iter()
-            .map(|s| (segment_id(s.bytes()).to_vec(), s.into_bytes()))
+            .messages()
+            .map(|s| (segment_id(s).to_vec(), s.to_vec()))
             .collect();
         self.produce(Topic::Segments, records, timeout).await
     }

@@ -38,16 +38,8 @@ use skytrace_proto::v3::{
 };
 use skytrace_proto::v10::{PprofData, PprofProfilingStatus, PprofTaskCommandQuery};
 
+use super::batch::Batch;
 use super::message::{Failure, Peer};
-use super::wire::Outgoing;
-
-/// `segments` framed as gRPC messages for a streamed `collect`, their buffers handed back to the
-/// threads that encode.
-pub(crate) fn frame_segments(segments: Vec<Outgoing>) -> bytes::Bytes {
-    let body = framed::frame(&segments);
-    super::spare_bytes::give_back(segments.into_iter().map(Outgoing::into_bytes));
-    body
-}
 
 /// Why a call delivered nothing.
 #[derive(Clone, Debug)]
@@ -121,11 +113,11 @@ pub(crate) trait Transport {
         "SW_AGENT_MAX_MESSAGE_SIZE"
     }
 
-    /// Sends encoded segments (`SegmentObject`s) in one call; none at all is a probe of the
-    /// segment receiver. No answer within `timeout` is a failure of the connection.
+    /// Sends a batch's framed segments (`SegmentObject`s) in one call; none at all is a probe
+    /// of the segment receiver. No answer within `timeout` is a failure of the connection.
     fn collect_segments(
         &self,
-        segments: Vec<Outgoing>,
+        segments: Batch,
         timeout: Duration,
     ) -> impl Future<Output = Result<Commands, CallError>>;
 
@@ -136,7 +128,7 @@ pub(crate) trait Transport {
     }
 
     /// One `collect` call whose body is what comes through `frames` (each a batch framed as
-    /// gRPC messages, see [`frame_segments`]), ended when every sender is gone; its answer.
+    /// gRPC messages, see [`Batch`]), ended when every sender is gone; its answer.
     /// Only called when [`Transport::streams_segments`] says so.
     fn collect_segments_streamed(
         &self,

@@ -44,7 +44,7 @@ pub(crate) struct Batch {
     framed: Vec<u8>,
     /// Frames in `framed`.
     frames: usize,
-    whole: Vec<Box<Segment>>,
+    whole: Vec<Segment>,
     too_large: Vec<TooLarge>,
 }
 
@@ -73,7 +73,7 @@ impl Batch {
     }
 
     /// Adds a segment to encode on the reporter's thread.
-    pub(crate) fn push_whole(&mut self, segment: Box<Segment>) {
+    pub(crate) fn push_whole(&mut self, segment: Segment) {
         self.whole.push(segment);
     }
 
@@ -83,7 +83,7 @@ impl Batch {
     }
 
     /// The segments queued whole, taken out.
-    pub(crate) fn take_whole(&mut self) -> Vec<Box<Segment>> {
+    pub(crate) fn take_whole(&mut self) -> Vec<Segment> {
         std::mem::take(&mut self.whole)
     }
 
@@ -108,6 +108,7 @@ impl Batch {
     }
 
     /// Each framed segment's message (its `SegmentObject`), in order.
+    #[cfg_attr(not(any(feature = "kafka", feature = "profiling")), allow(dead_code))]
     pub(crate) fn messages(&self) -> Messages<'_> {
         Messages(&self.framed)
     }
@@ -166,6 +167,7 @@ fn frame_at(bytes: &[u8]) -> Option<(&[u8], usize)> {
 }
 
 /// The messages of a [`Batch`]'s frames.
+#[cfg_attr(not(any(feature = "kafka", feature = "profiling")), allow(dead_code))]
 pub(crate) struct Messages<'a>(&'a [u8]);
 
 impl<'a> Iterator for Messages<'a> {

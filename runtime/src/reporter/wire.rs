@@ -54,7 +54,6 @@ pub(crate) fn queue(
     max: usize,
 ) {
     if segment.spans.len() > INLINE_SPANS {
-        let segment = Box::new(segment);
         place.put_with(|batch| batch.push_whole(segment));
         return;
     }
@@ -144,8 +143,7 @@ mod tests {
     use prost::Message as _;
     use skytrace_proto::v3;
 
-    use super::{INLINE_SPANS, SegmentMessage, encode_whole, queue};
-    use crate::reporter::batch::Batch;
+    use super::SegmentMessage;
     use crate::{Config, Reporter, Segment, Span, SpanLayer, Tracer};
 
     #[derive(Default)]
@@ -316,7 +314,11 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "grpc")]
     fn queued_segments_are_the_same_bytes() {
+        use super::{INLINE_SPANS, encode_whole, queue};
+        use crate::reporter::batch::Batch;
+
         let (tracer, keep) = tracer_keeping();
         // Sizes up and down, and either side of the inline limit.
         let sizes = [1, 40, 3, INLINE_SPANS, INLINE_SPANS + 1, 1];

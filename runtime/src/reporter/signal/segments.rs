@@ -95,7 +95,7 @@ impl Segments {
                 batch
             } else {
                 tokio::select! {
-                    waiting = self.queue.wait() => if waiting {
+                    waiting = self.wait() => if waiting {
                         self.lingered().await
                     } else {
                         // Every sender is gone and nothing is left.
@@ -173,7 +173,7 @@ impl Segments {
                         answer = Some(result);
                         break 'feed;
                     }
-                    waiting = self.queue.wait() => waiting,
+                    waiting = self.wait() => waiting,
                     () = &mut close => break 'feed,
                     _ = stop.changed() => break 'feed,
                 };
@@ -239,6 +239,15 @@ impl Segments {
             None => watched(call, || shared.segments_slow(), shared.stop_signal()).await,
         };
         self.book(result, count, shared, health);
+    }
+
+    /// Waits until a segment is there to send (`true`): carried from the last batch, or
+    /// queued; `false` once every sender is gone and nothing is left.
+    async fn wait(&mut self) -> bool {
+        if !self.carry.is_empty() {
+            return true;
+        }
+        self.queue.wait().await
     }
 
     /// What is queued, up to [`BATCH`], after a [`LINGER`] unless the batch is full already.
@@ -468,6 +477,22 @@ mod tests {
             LINGER,
             "less than a batch waits a linger for others"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn segments_carried_past_a_batch_are_there_to_wait_for() {
+        let (tx, rx) = queue::bounded(BATCH * 2);
+        let mut segments = Segments::new(rx);
+        for _ in 0..BATCH + 3 {
+            if let Some(place) = tx.place() {
+                place.put_with(|batch| batch.push_message(&[1]));
+            }
+        }
+        assert_eq!(segments.queued().frames(), BATCH);
+        // Nothing more is queued: the three carried are what a wait finds, at once.
+        let found = tokio::time::timeout(LINGER, segments.wait()).await;
+        assert_eq!(found, Ok(true), "the carried segments were not waited for");
+        assert_eq!(segments.lingered().await.frames(), 3);
     }
 
     #[test]

@@ -118,26 +118,6 @@ impl Batch {
         Bytes::from(self.framed)
     }
 
-    /// Where the `n`-th frame starts (the end, past the last).
-    fn offset_of_frame(&self, n: usize) -> usize {
-        let mut at = 0;
-        for _ in 0..n {
-            match frame_at(&self.framed[at..]) {
-                Some((_, next)) => at += next,
-                None => return self.framed.len(),
-            }
-        }
-        at
-    }
-}
-
-impl super::queue::List for Batch {
-    fn len(&self) -> usize {
-        self.frames + self.whole.len() + self.too_large.len()
-    }
-}
-
-impl Batch {
     /// The first `n` items (fewer than [`List::len`](super::queue::List::len)) taken out, the
     /// others left: frames first, then segments whole, then notes. The frames left are moved to
     /// the front of the buffer (a backlog taken by the reporter's thread in batches: at most the
@@ -156,6 +136,24 @@ impl Batch {
         let too_large = (n - frames - whole).min(self.too_large.len());
         front.too_large = self.too_large.drain(..too_large).collect();
         front
+    }
+
+    /// Where the `n`-th frame starts (the end, past the last).
+    fn offset_of_frame(&self, n: usize) -> usize {
+        let mut at = 0;
+        for _ in 0..n {
+            match frame_at(&self.framed[at..]) {
+                Some((_, next)) => at += next,
+                None => return self.framed.len(),
+            }
+        }
+        at
+    }
+}
+
+impl super::queue::List for Batch {
+    fn len(&self) -> usize {
+        self.frames + self.whole.len() + self.too_large.len()
     }
 }
 

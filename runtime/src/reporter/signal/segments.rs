@@ -449,18 +449,23 @@ async fn probe_due<T: Transport>(shared: &Shared<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reporter::queue;
+    use crate::reporter::queue::{self, Sender};
+
+    /// A segments' task over a queue of `capacity` holding `n` one-frame segments.
+    fn with_queued(capacity: usize, n: usize) -> (Sender<Batch>, Segments) {
+        let (tx, rx) = queue::bounded::<Batch>(capacity);
+        for _ in 0..n {
+            if let Some(place) = tx.place() {
+                place.put_with(|batch| batch.push_message(&[1]));
+            }
+        }
+        (tx, Segments::new(rx))
+    }
 
     /// On tokio's paused clock: the time a batch waited is the time slept, to the nanosecond.
     #[tokio::test(start_paused = true)]
     async fn a_whole_batch_is_taken_without_lingering_and_a_part_lingers() {
-        let (tx, rx) = queue::bounded(BATCH * 3);
-        let mut segments = Segments::new(rx);
-        for _ in 0..BATCH * 2 + 1 {
-            if let Some(place) = tx.place() {
-                place.put_with(|batch| batch.push_message(&[]));
-            }
-        }
+        let (tx, mut segments) = with_queued(BATCH * 3, BATCH * 2 + 1);
         let start = tokio::time::Instant::now();
         assert_eq!(segments.lingered().await.frames(), BATCH);
         // All of it was taken at once; what is carried still holds its places.
@@ -481,13 +486,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn segments_carried_past_a_batch_are_there_to_wait_for() {
-        let (tx, rx) = queue::bounded(BATCH * 2);
-        let mut segments = Segments::new(rx);
-        for _ in 0..BATCH + 3 {
-            if let Some(place) = tx.place() {
-                place.put_with(|batch| batch.push_message(&[1]));
-            }
-        }
+        // The sender kept: with it gone, a wait would end at once for that reason.
+        let (_sender, mut segments) = with_queued(BATCH * 2, BATCH + 3);
         assert_eq!(segments.queued().frames(), BATCH);
         // Nothing more is queued: the three carried are what a wait finds, at once.
         let found = tokio::time::timeout(LINGER, segments.wait()).await;
@@ -497,13 +497,7 @@ mod tests {
 
     #[test]
     fn segments_carried_past_a_batch_are_counted_when_the_worker_goes() {
-        let (tx, rx) = queue::bounded(BATCH * 2);
-        let mut segments = Segments::new(rx);
-        for _ in 0..BATCH + 3 {
-            if let Some(place) = tx.place() {
-                place.put_with(|batch| batch.push_message(&[1]));
-            }
-        }
+        let (tx, mut segments) = with_queued(BATCH * 2, BATCH + 3);
         assert_eq!(segments.queued().frames(), BATCH);
         drop(segments);
         let counts = tx.counts();

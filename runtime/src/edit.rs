@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::encoded_pairs::{EncodedTags, LogFields};
 use crate::segment::{LogRecord, SpanLayer, SpanRecord, Text};
 use crate::time::Stamp;
 
@@ -20,6 +21,9 @@ pub(crate) enum Edit {
     Peer(Text),
     Operation(Text),
     Tag(Text, Text),
+    /// Tags formatted and encoded already (see [`EncodedTags`]).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))] // for the `tracing` bridge
+    EncodedTags(EncodedTags),
     Log(LogRecord),
     Error(bool),
     /// Marks the span as failed and adds a log (an error's message, a panic).
@@ -38,6 +42,7 @@ impl Edit {
             Edit::Peer(peer) => record.peer = peer,
             Edit::Operation(name) => record.operation = name,
             Edit::Tag(key, value) => record.tags.push((key, value)),
+            Edit::EncodedTags(tags) => record.encoded_tags.append(tags),
             Edit::Log(log) => record.logs.push(log),
             Edit::Error(is_error) => record.is_error = is_error,
             Edit::Failed(log) => {
@@ -56,34 +61,28 @@ where
     K: Into<Cow<'static, str>>,
     V: Into<Cow<'static, str>>,
 {
-    let fields: Vec<(Text, Text)> = fields
-        .into_iter()
-        .map(|(k, v)| (k.into(), v.into()))
-        .collect();
+    let mut log = LogFields::default();
+    for (key, value) in fields {
+        log.push(&key.into(), &value.into());
+    }
     LogRecord {
         time: Stamp::now(),
-        fields,
+        fields: log,
     }
 }
 
 /// The log the official agents write for an error: `event=error`, `message=…`.
 pub(crate) fn error_log(time: Stamp, error: &dyn fmt::Display) -> LogRecord {
-    LogRecord {
-        time,
-        fields: vec![
-            (Cow::Borrowed("event"), Cow::Borrowed("error")),
-            (Cow::Borrowed("message"), Cow::Owned(error.to_string())),
-        ],
-    }
+    let mut fields = LogFields::default();
+    fields.push("event", "error");
+    fields.push_fmt("message", format_args!("{error}"));
+    LogRecord { time, fields }
 }
 
 /// The log of a span that ended by a panic.
 pub(crate) fn panic_log(time: Stamp) -> LogRecord {
-    LogRecord {
-        time,
-        fields: vec![
-            (Cow::Borrowed("event"), Cow::Borrowed("error")),
-            (Cow::Borrowed("error.kind"), Cow::Borrowed("panic")),
-        ],
-    }
+    let mut fields = LogFields::default();
+    fields.push("event", "error");
+    fields.push("error.kind", "panic");
+    LogRecord { time, fields }
 }

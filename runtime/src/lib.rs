@@ -48,6 +48,7 @@ mod context;
 #[cfg(feature = "grpc")]
 mod dynamic_config;
 mod edit;
+mod encoded_pairs;
 mod glob;
 mod global;
 mod host;
@@ -89,6 +90,7 @@ mod process_hook;
 #[allow(dead_code)] // run by the profiling signals of the reporter (being wired)
 mod profile;
 mod propagation;
+mod protobuf;
 mod reporter;
 mod sampler;
 mod say;

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use skytrace_proto::v3;
 
 use crate::cap;
+use crate::encoded_pairs::{EncodedTags, LogFields};
 use crate::id::{Id, TraceId};
 use crate::time::Stamp;
 
@@ -70,7 +71,8 @@ impl SpanKind {
 
 pub(crate) struct LogRecord {
     pub(crate) time: Stamp,
-    pub(crate) fields: Vec<(Text, Text)>,
+    /// Encoded as they are made (see [`LogFields`]).
+    pub(crate) fields: LogFields,
 }
 
 pub(crate) struct SpanRecord {
@@ -89,6 +91,9 @@ pub(crate) struct SpanRecord {
     pub(crate) operation: Text,
     pub(crate) peer: Text,
     pub(crate) tags: Vec<(Text, Text)>,
+    /// Tags whose values were formatted (the `tracing` bridge's fields), encoded as they were
+    /// made: on the wire after [`SpanRecord::tags`].
+    pub(crate) encoded_tags: EncodedTags,
     pub(crate) logs: Vec<LogRecord>,
 }
 
@@ -124,6 +129,7 @@ impl SpanRecord {
             operation,
             peer,
             tags: Vec::new(),
+            encoded_tags: EncodedTags::default(),
             logs: Vec::new(),
         }
     }
@@ -269,16 +275,27 @@ fn span_to_proto(span: SpanRecord, refs: Vec<SegmentRef>) -> v3::SpanObject {
         span_layer: span.layer.to_proto() as i32,
         component_id: span.component,
         is_error: span.is_error,
-        tags: kv(span.tags),
+        tags: kv(span.tags)
+            .into_iter()
+            .chain(span.encoded_tags.pairs().map(owned_pair))
+            .collect(),
         logs: span
             .logs
             .into_iter()
             .map(|log| v3::Log {
                 time: log.time.to_millis(),
-                data: kv(log.fields),
+                data: log.fields.pairs().map(owned_pair).collect(),
             })
             .collect(),
         skip_analysis: span.skip_analysis,
+    }
+}
+
+/// A pair read back from encoded pairs (cut when they were written).
+fn owned_pair((key, value): (&str, &str)) -> v3::KeyStringValuePair {
+    v3::KeyStringValuePair {
+        key: key.to_owned(),
+        value: value.to_owned(),
     }
 }
 

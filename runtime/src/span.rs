@@ -153,7 +153,7 @@ impl Span {
 
     /// Applies `edit` to the span's record (under one lock at most).
     #[inline]
-    fn edit(&self, edit: Edit) {
+    pub(crate) fn edit(&self, edit: Edit) {
         if let Some(Handle::Recording { segment, span_id }) = &self.handle {
             context::edit_span(segment, *span_id, self.at, edit);
         }

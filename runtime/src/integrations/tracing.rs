@@ -69,10 +69,12 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::context::current::{self, Current};
-use crate::edit::{Edit, fields_log};
+use crate::edit::Edit;
+use crate::encoded_pairs::{EncodedTags, LogFields};
 use crate::logs::{self, LogLevel, Origin};
-use crate::segment::SpanLayer;
+use crate::segment::{LogRecord, SpanLayer};
 use crate::span::{Entrance, Span};
+use crate::time::Stamp;
 use crate::tracer::Tracer;
 
 /// A `tracing_subscriber` layer that records `tracing` spans and events in SkyWalking; see the
@@ -357,8 +359,7 @@ impl SkyWalkingLayer {
             if current::current() != Current::Recording {
                 return;
             }
-            let (fields, failed) = event_log(event, level);
-            let log = fields_log(fields);
+            let (log, failed) = event_log(event, level);
             current::edit_current(if failed {
                 Edit::Failed(log)
             } else {
@@ -380,38 +381,33 @@ impl SkyWalkingLayer {
             return;
         }
         // Formatted without the registry's lock held (user code).
-        let (fields, failed) = event_log(event, level);
+        let (log, failed) = event_log(event, level);
         if let Some(bridged) = registry_span.extensions().get::<Bridged>() {
-            if failed {
-                bridged.span.set_error(true);
-            }
-            bridged.span.log(fields);
+            bridged.span.edit(if failed {
+                Edit::Failed(log)
+            } else {
+                Edit::Log(log)
+            });
         }
     }
 }
 
-type LogField = (Cow<'static, str>, Cow<'static, str>);
-
 /// The span log of `event`: `event` (the level), `message`, then the fields; and whether it
 /// marks the span failed (an `ERROR` event, or an `error` field).
-fn event_log(event: &Event<'_>, level: LogLevel) -> (Vec<LogField>, bool) {
+fn event_log(event: &Event<'_>, level: LogLevel) -> (LogRecord, bool) {
+    let mut fields = LogFields::default();
+    fields.push("event", event_name(level));
     let mut visitor = LogVisitor {
-        fields: Vec::with_capacity(event.metadata().fields().len() + 1),
+        second: fields.len(),
+        fields,
         error: false,
     };
-    visitor
-        .fields
-        .push((Cow::Borrowed("event"), Cow::Borrowed(event_name(level))));
     event.record(&mut visitor);
-    (visitor.fields, level == LogLevel::Error || visitor.error)
-}
-
-/// `value`'s `Debug` text. Sized for the usual short value at once rather than grown from
-/// nothing (`format!` reallocates as the text comes in pieces).
-fn debug_text(value: &dyn fmt::Debug) -> String {
-    let mut text = String::with_capacity(32);
-    let _ = write!(text, "{value:?}");
-    text
+    let log = LogRecord {
+        time: Stamp::now(),
+        fields: visitor.fields,
+    };
+    (log, level == LogLevel::Error || visitor.error)
 }
 
 fn event_name(level: LogLevel) -> &'static str {
@@ -534,7 +530,7 @@ impl Visit for Reserved {
 /// The fields of a recorded span, formatted: tags, and what `error` says.
 #[derive(Default)]
 struct SpanFields {
-    tags: Vec<(&'static str, String)>,
+    tags: EncodedTags,
     reserved: Reserved,
     /// `error = true` / `false`.
     error: Option<bool>,
@@ -547,12 +543,10 @@ struct SpanFields {
 impl SpanFields {
     fn apply(self, span: &Span) {
         self.reserved.apply(span);
-        // The tags, the usual fields, under one lock (formatted before, without it).
-        span.edit_all(
-            self.tags
-                .into_iter()
-                .map(|(key, value)| Edit::Tag(Cow::Borrowed(key), Cow::Owned(value))),
-        );
+        // The tags, the usual fields, in one edit (formatted before, without any lock).
+        if !self.tags.is_empty() {
+            span.edit(Edit::EncodedTags(self.tags));
+        }
         if let Some(is_error) = self.error {
             span.set_error(is_error);
         }
@@ -561,20 +555,22 @@ impl SpanFields {
         }
     }
 
-    /// A `sw.*` field already read: not even formatted.
-    fn skips(&self, field: &Field) -> bool {
-        self.reserved_read && field.name().starts_with("sw.")
-    }
-
-    fn value(&mut self, field: &Field, value: String) {
+    /// Records `field`: a tag, which `push` appends to the tags, or (`error`, the `sw.*`
+    /// fields) its `text`. A `sw.*` field read already is not even formatted.
+    fn field(
+        &mut self,
+        field: &Field,
+        push: impl FnOnce(&mut EncodedTags, &str),
+        text: impl FnOnce() -> String,
+    ) {
         match field.name() {
-            "error" => self.error_message = Some(value),
+            "error" => self.error_message = Some(text()),
             name if name.starts_with("sw.") => {
                 if !self.reserved_read {
-                    self.reserved.text(field, value.trim_matches('"'));
+                    self.reserved.text(field, text().trim_matches('"'));
                 }
             }
-            name => self.tags.push((name, value)),
+            name => push(&mut self.tags, name),
         }
     }
 }
@@ -583,103 +579,113 @@ impl Visit for SpanFields {
     fn record_bool(&mut self, field: &Field, value: bool) {
         if field.name() == "error" {
             self.error = Some(value);
-        } else {
-            self.value(field, value.to_string());
+            return;
         }
+        let text = if value { "true" } else { "false" };
+        self.field(field, |tags, key| tags.push(key, text), || text.to_owned());
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.skips(field) {
-            return;
-        }
-        self.value(field, value.to_string());
+        self.field(
+            field,
+            |tags, key| tags.push_i64(key, value),
+            || value.to_string(),
+        );
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.skips(field) {
-            return;
-        }
-        self.value(field, value.to_string());
+        self.field(
+            field,
+            |tags, key| tags.push_u64(key, value),
+            || value.to_string(),
+        );
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if self.skips(field) {
-            return;
-        }
-        self.value(field, value.to_string());
+        self.field(
+            field,
+            |tags, key| tags.push_fmt(key, format_args!("{value}")),
+            || value.to_string(),
+        );
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.skips(field) {
-            return;
-        }
-        self.value(field, value.to_owned());
+        self.field(
+            field,
+            |tags, key| tags.push(key, value),
+            || value.to_owned(),
+        );
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        if self.skips(field) {
-            return;
-        }
-        self.value(field, value.to_string());
+        self.field(
+            field,
+            |tags, key| tags.push_fmt(key, format_args!("{value}")),
+            || value.to_string(),
+        );
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.skips(field) {
-            return;
-        }
-        self.value(field, debug_text(value));
+        self.field(
+            field,
+            |tags, key| tags.push_fmt(key, format_args!("{value:?}")),
+            || format!("{value:?}"),
+        );
     }
 }
 
 /// The fields of an event, for a span log: `event` first, then `message`, then the others in
-/// the order they are recorded.
+/// the order they are recorded; each formatted where it is kept.
 struct LogVisitor {
-    fields: Vec<LogField>,
+    fields: LogFields,
+    /// Where `message` goes: after `event`.
+    second: usize,
     error: bool,
 }
 
 impl LogVisitor {
-    fn value(&mut self, field: &Field, value: String) {
-        match field.name() {
-            // Second whatever its place among the fields (after `event`, which is always there).
-            "message" => {
-                let at = self.fields.len().min(1);
-                self.fields
-                    .insert(at, (Cow::Borrowed("message"), Cow::Owned(value)));
-            }
-            name => {
-                if name == "error" {
-                    self.error = true;
-                }
-                self.fields.push((Cow::Borrowed(name), Cow::Owned(value)));
-            }
+    /// Records `field`, which `push` appends to the fields.
+    fn field(&mut self, field: &Field, push: impl FnOnce(&mut LogFields, &str)) {
+        let name = field.name();
+        let at = self.fields.len();
+        push(&mut self.fields, name);
+        match name {
+            // Second whatever its place among the fields.
+            "message" => self.fields.move_back(at, self.second),
+            "error" => self.error = true,
+            _ => {}
         }
     }
 }
 
 impl Visit for LogVisitor {
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.value(field, value.to_string());
+        self.field(field, |fields, key| fields.push_i64(key, value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.value(field, value.to_string());
+        self.field(field, |fields, key| fields.push_u64(key, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.value(field, value.to_string());
+        let text = if value { "true" } else { "false" };
+        self.field(field, |fields, key| fields.push(key, text));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.value(field, value.to_owned());
+        self.field(field, |fields, key| fields.push(key, value));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.value(field, value.to_string());
+        self.field(field, |fields, key| {
+            fields.push_fmt(key, format_args!("{value}"))
+        });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.value(field, debug_text(value));
+        self.field(field, |fields, key| {
+            fields.push_fmt(key, format_args!("{value:?}"))
+        });
     }
 }
 

@@ -63,7 +63,8 @@ impl Reporter for ConsoleReporter {
                 },
                 if span.is_error { " ERROR" } else { "" },
             ));
-            for (k, v) in &span.tags {
+            let encoded = span.encoded_tags.pairs();
+            for (k, v) in span.tags.iter().map(|(k, v)| (&**k, &**v)).chain(encoded) {
                 out.push_str(&format!(" {k}={v}"));
             }
             out.push('\n');

@@ -18,7 +18,6 @@
 //! [`Clock`] per segment. Nothing here needs the `grpc` feature: a transport that sends
 //! `SegmentObject` bytes (gRPC, Kafka) takes them from here.
 
-mod scalar;
 mod segment;
 
 #[cfg(feature = "grpc")]
@@ -192,6 +191,13 @@ mod tests {
             let _in = entry.enter();
             let local = Span::local("work");
             local.log([("event", "x"), ("k", "v")]);
+            // Tags formatted as the `tracing` bridge records fields: after the others.
+            let mut formatted = crate::encoded_pairs::EncodedTags::default();
+            formatted.push_fmt("uri", format_args!("{:?}", "/ü"));
+            formatted.push_i64("n", -3);
+            formatted.push_fmt("long", format_args!("{}", "€".repeat(3_000)));
+            local.add_tag("plain", "tag");
+            local.edit(crate::edit::Edit::EncodedTags(formatted));
             local.record_error(&"boom");
             local.set_skip_analysis();
             let _in = local.enter();

@@ -8,8 +8,10 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use super::scalar::{put_bool, put_bytes, put_int, put_millis, put_nested, put_str};
 use crate::cap;
+use crate::protobuf::{
+    put_bool, put_bytes, put_int, put_millis, put_nested, put_pair_field, put_str,
+};
 use crate::segment::{LogRecord, Segment, SegmentRef, SpanRecord};
 use crate::time::Clock;
 
@@ -46,7 +48,12 @@ impl SegmentMessage<'_> {
                         .iter()
                         .map(|(k, v)| 6 + k.len() + v.len())
                         .sum::<usize>()
-                    + span.logs.len() * 64
+                    + span.encoded_tags.len()
+                    + span
+                        .logs
+                        .iter()
+                        .map(|log| 10 + log.fields.len())
+                        .sum::<usize>()
             })
             .sum();
         16 + s.trace_id_bytes().len()
@@ -221,6 +228,7 @@ fn put_span(span: &SpanRecord, refs: &[SegmentRef], clock: Clock, buf: &mut Vec<
             _ => put_pair_field(12, k, v, buf),
         }
     }
+    buf.extend_from_slice(span.encoded_tags.as_bytes());
     for log in &span.logs {
         put_nested(13, buf, |buf| put_log(log, clock, buf));
     }
@@ -253,29 +261,7 @@ fn put_ref(r: &SegmentRef, buf: &mut Vec<u8>) {
     put_str(8, cap::peer(&r.network_address), buf);
 }
 
-/// A `KeyStringValuePair` as field `tag` (a tag, a log's field).
-fn put_pair_field(tag: u32, key: &str, value: &str, buf: &mut Vec<u8>) {
-    // The usual pair, short, with both texts: its key, length and first field's header in one
-    // copy of four bytes, and no length to fill in afterwards.
-    if !key.is_empty() && !value.is_empty() && key.len() + value.len() < 0x80 - 4 {
-        let len = 4 + key.len() + value.len();
-        buf.extend_from_slice(&[(tag << 3 | 2) as u8, len as u8, 1 << 3 | 2, key.len() as u8]);
-        buf.extend_from_slice(key.as_bytes());
-        buf.extend_from_slice(&[2 << 3 | 2, value.len() as u8]);
-        buf.extend_from_slice(value.as_bytes());
-        return;
-    }
-    put_nested(tag, buf, |buf| put_pair(key, value, buf));
-}
-
-fn put_pair(key: &str, value: &str, buf: &mut Vec<u8>) {
-    put_str(1, cap::value(key), buf);
-    put_str(2, cap::value(value), buf);
-}
-
 fn put_log(log: &LogRecord, clock: Clock, buf: &mut Vec<u8>) {
     put_millis(1, clock.millis(log.time), buf);
-    for (k, v) in &log.fields {
-        put_pair_field(2, k, v, buf);
-    }
+    buf.extend_from_slice(log.fields.as_bytes());
 }

@@ -6,14 +6,14 @@ use prost::encoding::{WireType, encoded_len_varint};
 
 /// A field's key: its tag and wire type, as a varint.
 #[inline]
-pub(super) fn put_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
+pub(crate) fn put_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
     put_varint(u64::from(tag << 3 | wire_type as u32), buf);
 }
 
 /// `value` as a varint. A byte at a time costs a store and a predicted capacity check (writing
 /// into tonic's `BytesMut`, a slice at once was cheaper: its `put_u8` checked more).
 #[inline]
-pub(super) fn put_varint(mut value: u64, buf: &mut Vec<u8>) {
+pub(crate) fn put_varint(mut value: u64, buf: &mut Vec<u8>) {
     while value >= 0x80 {
         buf.push((value as u8 & 0x7F) | 0x80);
         value >>= 7;
@@ -21,7 +21,7 @@ pub(super) fn put_varint(mut value: u64, buf: &mut Vec<u8>) {
     buf.push(value as u8);
 }
 
-pub(super) fn put_int(tag: u32, value: i64, buf: &mut Vec<u8>) {
+pub(crate) fn put_int(tag: u32, value: i64, buf: &mut Vec<u8>) {
     if value != 0 {
         put_key(tag, WireType::Varint, buf);
         put_varint(value as u64, buf);
@@ -33,7 +33,7 @@ pub(super) fn put_int(tag: u32, value: i64, buf: &mut Vec<u8>) {
 /// one fixed-size copy, not a byte at a time; any other as [`put_int`] writes it. Always
 /// inlined: a call saved and restored six registers around a dozen instructions.
 #[inline(always)]
-pub(super) fn put_millis(tag: u32, millis: i64, buf: &mut Vec<u8>) {
+pub(crate) fn put_millis(tag: u32, millis: i64, buf: &mut Vec<u8>) {
     const SIX_BYTES: std::ops::Range<i64> = 1 << 35..1 << 42;
     if tag < 16 && SIX_BYTES.contains(&millis) {
         let v = millis as u64;
@@ -53,26 +53,26 @@ pub(super) fn put_millis(tag: u32, millis: i64, buf: &mut Vec<u8>) {
     put_int(tag, millis, buf);
 }
 
-pub(super) fn put_bool(tag: u32, value: bool, buf: &mut Vec<u8>) {
+pub(crate) fn put_bool(tag: u32, value: bool, buf: &mut Vec<u8>) {
     if value {
         put_key(tag, WireType::Varint, buf);
         put_varint(1, buf);
     }
 }
 
-pub(super) fn put_str(tag: u32, value: &str, buf: &mut Vec<u8>) {
+pub(crate) fn put_str(tag: u32, value: &str, buf: &mut Vec<u8>) {
     put_bytes(tag, value.as_bytes(), buf);
 }
 
 #[inline]
-pub(super) fn put_bytes(tag: u32, value: &[u8], buf: &mut Vec<u8>) {
+pub(crate) fn put_bytes(tag: u32, value: &[u8], buf: &mut Vec<u8>) {
     if !value.is_empty() {
         put_message_header(tag, value.len(), buf);
         buf.extend_from_slice(value);
     }
 }
 
-pub(super) fn put_message_header(tag: u32, len: usize, buf: &mut Vec<u8>) {
+pub(crate) fn put_message_header(tag: u32, len: usize, buf: &mut Vec<u8>) {
     put_key(tag, WireType::LengthDelimited, buf);
     put_varint(len as u64, buf);
 }
@@ -82,7 +82,7 @@ pub(super) fn put_message_header(tag: u32, len: usize, buf: &mut Vec<u8>) {
 /// message of 128 bytes or more). One pass over what is written, instead of working out each
 /// nested message's length before writing it; the bytes are the same (a minimal varint).
 #[inline]
-pub(super) fn put_nested(tag: u32, buf: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+pub(crate) fn put_nested(tag: u32, buf: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
     put_key(tag, WireType::LengthDelimited, buf);
     let at = buf.len();
     buf.push(0);
@@ -101,6 +101,26 @@ pub(super) fn put_nested(tag: u32, buf: &mut Vec<u8>, write: impl FnOnce(&mut Ve
         value >>= 7;
     }
     buf[at + extra] &= 0x7F;
+}
+
+/// A `KeyStringValuePair` as field `tag` (a tag, a log's field).
+pub(crate) fn put_pair_field(tag: u32, key: &str, value: &str, buf: &mut Vec<u8>) {
+    // The usual pair, short, with both texts: its key, length and first field's header in one
+    // copy of four bytes, and no length to fill in afterwards.
+    if !key.is_empty() && !value.is_empty() && key.len() + value.len() < 0x80 - 4 {
+        let len = 4 + key.len() + value.len();
+        buf.extend_from_slice(&[(tag << 3 | 2) as u8, len as u8, 1 << 3 | 2, key.len() as u8]);
+        buf.extend_from_slice(key.as_bytes());
+        buf.extend_from_slice(&[2 << 3 | 2, value.len() as u8]);
+        buf.extend_from_slice(value.as_bytes());
+        return;
+    }
+    put_nested(tag, buf, |buf| put_pair(key, value, buf));
+}
+
+fn put_pair(key: &str, value: &str, buf: &mut Vec<u8>) {
+    put_str(1, crate::cap::value(key), buf);
+    put_str(2, crate::cap::value(value), buf);
 }
 
 #[cfg(test)]

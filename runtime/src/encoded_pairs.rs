@@ -1,0 +1,338 @@
+//! [`EncodedPairs`]: key/value pairs written as they travel when they are made: a span log's
+//! fields ([`LogFields`]), and the tags the `tracing` bridge formats ([`EncodedTags`]).
+//!
+//! Such values are mostly formatted (`tracing` fields, an error's message): kept as pairs of
+//! texts, each value was a `String` of its own, allocated on the service's thread and freed
+//! after encoding; a `tracing` event paid for three or four of them. Here they are formatted
+//! straight into one buffer, already in the protocol's form (one `KeyStringValuePair` field
+//! after the other: a `Log`'s `data`, a `SpanObject`'s `tags`), which the encoder copies as it
+//! is: one allocation for all of them, and nothing left to encode. Keys and values are cut to [`crate::cap::value`] as
+//! they are written, as the encoder cut them before; the bytes are those it wrote.
+
+use std::fmt::{self, Write as _};
+
+use crate::protobuf::put_pair_field;
+
+/// A span log's fields: `Log.data`, field 2 of `Log`.
+pub(crate) type LogFields = EncodedPairs<2>;
+/// A span's tags: `SpanObject.tags`, field 12 of `SpanObject`.
+pub(crate) type EncodedTags = EncodedPairs<12>;
+
+/// A pair's key's (field 1) and value's (field 2) key bytes.
+const KEY: u8 = 1 << 3 | 2;
+const VALUE: u8 = 2 << 3 | 2;
+/// A pair whose key and value together are shorter has every length in one byte (its own
+/// length is theirs plus four header bytes, below 128): as `put_pair_field`'s quick rule.
+const SHORT_PAIR: usize = 0x80 - 4;
+/// The room a buffer gets at its first pair: a few short pairs (an event's level, message and
+/// two fields; an HTTP request's method, URI and version).
+const ROOM: usize = 128;
+
+/// Pairs encoded as field `FIELD` of their message, one after the other; see the [module
+/// documentation](self).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct EncodedPairs<const FIELD: u32> {
+    bytes: Vec<u8>,
+}
+
+impl<const FIELD: u32> EncodedPairs<FIELD> {
+    /// Each pair's key byte: field `FIELD`, length-delimited.
+    const PAIR: u8 = (FIELD as u8) << 3 | 2;
+
+    /// Room for the usual pairs at the first one: grown a pair at a time, the buffer moved
+    /// three or four times.
+    #[inline]
+    fn room(&mut self) {
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve(ROOM);
+        }
+    }
+
+    /// Appends `key` = `value`.
+    pub(crate) fn push(&mut self, key: &str, value: &str) {
+        self.room();
+        put_pair_field(FIELD, key, value, &mut self.bytes);
+    }
+
+    /// Appends `key` = what `value` writes (a `Display` or `Debug`), formatted in place.
+    pub(crate) fn push_fmt(&mut self, key: &str, value: fmt::Arguments<'_>) {
+        self.room();
+        let buf = &mut self.bytes;
+        let start = buf.len();
+        // The usual pair: a short key and value, each length a byte. The headers are written
+        // with room for the lengths, the value formatted after them, the lengths filled in.
+        if !key.is_empty() && key.len() < SHORT_PAIR {
+            buf.extend_from_slice(&[Self::PAIR, 0, KEY, key.len() as u8]);
+            buf.extend_from_slice(key.as_bytes());
+            buf.extend_from_slice(&[VALUE, 0]);
+            let value_at = buf.len();
+            let _ = Sink(buf).write_fmt(value);
+            let value_len = buf.len() - value_at;
+            if value_len > 0 && key.len() + value_len < SHORT_PAIR {
+                buf[value_at - 1] = value_len as u8;
+                buf[start + 1] = (4 + key.len() + value_len) as u8;
+                return;
+            }
+            // Long (or empty): written again by the general rule, from a copy.
+            let text = buf.split_off(value_at);
+            buf.truncate(start);
+            self.push(key, std::str::from_utf8(&text).unwrap_or_default());
+            return;
+        }
+        let mut text = String::new();
+        let _ = text.write_fmt(value);
+        self.push(key, &text);
+    }
+
+    /// Appends `key` = `value` in decimal, as `Display` writes it.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))] // for the `tracing` bridge
+    pub(crate) fn push_i64(&mut self, key: &str, value: i64) {
+        self.push_decimal(key, value < 0, value.unsigned_abs());
+    }
+
+    /// Appends `key` = `value` in decimal, as `Display` writes it.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))] // for the `tracing` bridge
+    pub(crate) fn push_u64(&mut self, key: &str, value: u64) {
+        self.push_decimal(key, false, value);
+    }
+
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))] // for the `tracing` bridge
+    fn push_decimal(&mut self, key: &str, negative: bool, mut magnitude: u64) {
+        let mut digits = [0u8; 20 + 1];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (magnitude % 10) as u8;
+            magnitude /= 10;
+            if magnitude == 0 {
+                break;
+            }
+        }
+        if negative {
+            at -= 1;
+            digits[at] = b'-';
+        }
+        let value = &digits[at..];
+        self.room();
+        // Always the short pair but for a long key (digits are text already: not checked).
+        if !key.is_empty() && key.len() + value.len() < SHORT_PAIR {
+            let len = (4 + key.len() + value.len()) as u8;
+            self.bytes
+                .extend_from_slice(&[Self::PAIR, len, KEY, key.len() as u8]);
+            self.bytes.extend_from_slice(key.as_bytes());
+            self.bytes.extend_from_slice(&[VALUE, value.len() as u8]);
+            self.bytes.extend_from_slice(value);
+        } else {
+            self.push(key, std::str::from_utf8(value).unwrap_or_default());
+        }
+    }
+
+    /// Moves the pair pushed last, from byte `at` on (see [`LogFields::len`]), to byte `to`,
+    /// before the pairs pushed since: how a field that must come second gets there whenever it
+    /// is recorded.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))] // for the `tracing` bridge
+    pub(crate) fn move_back(&mut self, at: usize, to: usize) {
+        let moved = self.bytes.len().saturating_sub(at);
+        if let Some(tail) = self.bytes.get_mut(to..) {
+            tail.rotate_right(moved);
+        }
+    }
+
+    /// Appends `other`'s pairs (taken whole when there are none yet).
+    pub(crate) fn append(&mut self, mut other: Self) {
+        if self.bytes.is_empty() {
+            self.bytes = other.bytes;
+        } else {
+            self.bytes.append(&mut other.bytes);
+        }
+    }
+
+    /// Whether there are no pairs.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))] // for the `tracing` bridge
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// How many bytes the fields take.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The fields as `Log.data` is encoded.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The pairs, read back (for `Segment::into_proto` and tests; the encoder copies the bytes).
+    pub(crate) fn pairs(&self) -> Pairs<'_> {
+        Pairs { rest: &self.bytes }
+    }
+}
+
+/// `fmt::Write` into a byte buffer (what is written is UTF-8 text).
+struct Sink<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for Sink<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl<const FIELD: u32> fmt::Debug for EncodedPairs<FIELD> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.pairs()).finish()
+    }
+}
+
+/// The pairs of [`EncodedPairs`], in order.
+pub(crate) struct Pairs<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (_, pair) = field(&mut self.rest)?;
+        let mut pair = pair;
+        let (mut key, mut value) = ("", "");
+        while let Some((tag, text)) = field(&mut pair) {
+            let text = std::str::from_utf8(text).unwrap_or_default();
+            match tag {
+                1 => key = text,
+                _ => value = text,
+            }
+        }
+        Some((key, value))
+    }
+}
+
+/// The next length-delimited field of `bytes` (only those are written here): its tag and
+/// contents.
+fn field<'a>(bytes: &mut &'a [u8]) -> Option<(u32, &'a [u8])> {
+    let key = varint(bytes)?;
+    let len = usize::try_from(varint(bytes)?).ok()?;
+    let contents = bytes.get(..len)?;
+    *bytes = &bytes[len..];
+    Some(((key >> 3) as u32, contents))
+}
+
+fn varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        value |= u64::from(byte & 0x7F) << shift;
+        if byte < 0x80 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes the encoder wrote for these pairs before they were encoded at the log.
+    fn pairs_encoded(pairs: &[(&str, &str)]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for (key, value) in pairs {
+            put_pair_field(2, key, value, &mut buf);
+        }
+        buf
+    }
+
+    #[test]
+    fn formatted_values_are_the_bytes_of_their_texts() {
+        let long = "é".repeat(1500);
+        let texts = [
+            "",
+            "a",
+            "GET",
+            &"x".repeat(120),
+            &"y".repeat(127),
+            &"z".repeat(300),
+            &long,
+        ];
+        for key in ["", "k", "message", &"q".repeat(130)] {
+            for value in texts {
+                let mut fields = LogFields::default();
+                fields.push_fmt(key, format_args!("{value}"));
+                assert_eq!(
+                    fields.as_bytes(),
+                    pairs_encoded(&[(key, value)]),
+                    "{key}: {value}"
+                );
+                let mut pushed = LogFields::default();
+                pushed.push(key, value);
+                assert_eq!(pushed, fields);
+            }
+        }
+    }
+
+    #[test]
+    fn integers_are_written_as_display_writes_them() {
+        let long_key = "k".repeat(120);
+        for key in ["n", "", &long_key] {
+            for value in [0, 7, -7, 200, i64::MIN, i64::MAX] {
+                let mut fields = LogFields::default();
+                fields.push_i64(key, value);
+                assert_eq!(
+                    fields.as_bytes(),
+                    pairs_encoded(&[(key, &value.to_string())])
+                );
+            }
+            for value in [0, 9, 10, u64::MAX] {
+                let mut fields = LogFields::default();
+                fields.push_u64(key, value);
+                assert_eq!(
+                    fields.as_bytes(),
+                    pairs_encoded(&[(key, &value.to_string())])
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn long_values_are_cut_on_a_character_boundary() {
+        let mut fields = LogFields::default();
+        fields.push_fmt("k", format_args!("a{}", "€".repeat(1000)));
+        let (_, value) = fields.pairs().next().unwrap();
+        // 1 + 682 × 3 = 2,047 bytes: the next character would pass 2,048.
+        assert_eq!(value.len(), 2047);
+        assert!(value.starts_with("a€"));
+    }
+
+    #[test]
+    fn pairs_read_back_in_order_and_one_can_move_to_second() {
+        let mut fields = LogFields::default();
+        fields.push("event", "debug");
+        let second = fields.len();
+        fields.push_fmt("latency", format_args!("{} ms", 3));
+        fields.push("status", "200");
+        let at = fields.len();
+        fields.push_fmt("message", format_args!("{:?}", "done"));
+        fields.move_back(at, second);
+        let pairs: Vec<_> = fields.pairs().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("event", "debug"),
+                ("message", "\"done\""),
+                ("latency", "3 ms"),
+                ("status", "200")
+            ]
+        );
+        assert_eq!(
+            fields.as_bytes(),
+            pairs_encoded(&[
+                ("event", "debug"),
+                ("message", "\"done\""),
+                ("latency", "3 ms"),
+                ("status", "200")
+            ])
+        );
+    }
+}

@@ -11,6 +11,7 @@
 
 use std::fmt::{self, Write as _};
 
+use crate::decimal;
 use crate::protobuf::put_pair_field;
 
 /// A span log's fields: `Log.data`, field 2 of `Log`.
@@ -97,22 +98,9 @@ impl<const FIELD: u32> EncodedPairs<FIELD> {
     }
 
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))] // for the `tracing` bridge
-    fn push_decimal(&mut self, key: &str, negative: bool, mut magnitude: u64) {
-        let mut digits = [0u8; 20 + 1];
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (magnitude % 10) as u8;
-            magnitude /= 10;
-            if magnitude == 0 {
-                break;
-            }
-        }
-        if negative {
-            at -= 1;
-            digits[at] = b'-';
-        }
-        let value = &digits[at..];
+    fn push_decimal(&mut self, key: &str, negative: bool, magnitude: u64) {
+        let mut digits = [0; decimal::MAX_LEN];
+        let value = decimal::write(&mut digits, negative, magnitude);
         self.room();
         // Always the short pair but for a long key (digits are text already: not checked).
         if !key.is_empty() && key.len() + value.len() < SHORT_PAIR {

@@ -45,6 +45,8 @@ mod cap;
 pub mod component;
 mod config;
 mod context;
+#[cfg_attr(not(any(feature = "grpc", feature = "tracing")), allow(dead_code))]
+mod decimal;
 #[cfg(feature = "grpc")]
 mod dynamic_config;
 mod edit;

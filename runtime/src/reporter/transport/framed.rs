@@ -136,23 +136,15 @@ fn request(
 /// digit by digit: `format!` cost ≈ 500 instructions a call.
 fn grpc_timeout(timeout: Duration) -> String {
     let millis = timeout.as_millis();
-    let (mut value, unit) = if millis < 100_000_000 {
+    let (value, unit) = if millis < 100_000_000 {
         (millis as u64, 'm')
     } else {
         (timeout.as_secs().min(99_999_999), 'S')
     };
-    let mut digits = [0u8; 8];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
+    let mut digits = [0; crate::decimal::MAX_LEN];
     let mut text = String::with_capacity(9);
-    text.extend(digits[at..].iter().map(|&d| char::from(d)));
+    let digits = crate::decimal::write(&mut digits, false, value);
+    text.extend(digits.iter().map(|&d| char::from(d)));
     text.push(unit);
     text
 }

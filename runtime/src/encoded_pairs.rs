@@ -6,8 +6,9 @@
 //! after encoding; a `tracing` event paid for three or four of them. Here they are formatted
 //! straight into one buffer, already in the protocol's form (one `KeyStringValuePair` field
 //! after the other: a `Log`'s `data`, a `SpanObject`'s `tags`), which the encoder copies as it
-//! is: one allocation for all of them, and nothing left to encode. Keys and values are cut to [`crate::cap::value`] as
-//! they are written, as the encoder cut them before; the bytes are those it wrote.
+//! is: one allocation for all of them, and nothing left to encode. Keys and values are cut to
+//! [`crate::cap::value`] as they are written, as the encoder cut them before; the bytes are
+//! those it wrote.
 
 use std::fmt::{self, Write as _};
 
@@ -115,7 +116,7 @@ impl<const FIELD: u32> EncodedPairs<FIELD> {
         }
     }
 
-    /// Moves the pair pushed last, from byte `at` on (see [`LogFields::len`]), to byte `to`,
+    /// Moves the pair pushed last, from byte `at` on (see [`EncodedPairs::len`]), to byte `to`,
     /// before the pairs pushed since: how a field that must come second gets there whenever it
     /// is recorded.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))] // for the `tracing` bridge
@@ -141,12 +142,12 @@ impl<const FIELD: u32> EncodedPairs<FIELD> {
         self.bytes.is_empty()
     }
 
-    /// How many bytes the fields take.
+    /// How many bytes the pairs take.
     pub(crate) fn len(&self) -> usize {
         self.bytes.len()
     }
 
-    /// The fields as `Log.data` is encoded.
+    /// The pairs, encoded: what the encoder copies.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }

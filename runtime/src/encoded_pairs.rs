@@ -13,7 +13,7 @@
 use std::fmt::{self, Write as _};
 
 use crate::decimal;
-use crate::protobuf::put_pair_field;
+use crate::protobuf::{LengthDelimitedFields, length_delimited_fields, put_pair_field};
 
 /// A span log's fields: `Log.data`, field 2 of `Log`.
 pub(crate) type LogFields = EncodedPairs<2>;
@@ -154,7 +154,9 @@ impl<const FIELD: u32> EncodedPairs<FIELD> {
 
     /// The pairs, read back (for `Segment::into_proto` and tests; the encoder copies the bytes).
     pub(crate) fn pairs(&self) -> Pairs<'_> {
-        Pairs { rest: &self.bytes }
+        Pairs {
+            fields: length_delimited_fields(&self.bytes),
+        }
     }
 }
 
@@ -176,17 +178,16 @@ impl<const FIELD: u32> fmt::Debug for EncodedPairs<FIELD> {
 
 /// The pairs of [`EncodedPairs`], in order.
 pub(crate) struct Pairs<'a> {
-    rest: &'a [u8],
+    fields: LengthDelimitedFields<'a>,
 }
 
 impl<'a> Iterator for Pairs<'a> {
     type Item = (&'a str, &'a str);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (_, pair) = field(&mut self.rest)?;
-        let mut pair = pair;
+        let (_, pair) = self.fields.next()?;
         let (mut key, mut value) = ("", "");
-        while let Some((tag, text)) = field(&mut pair) {
+        for (tag, text) in length_delimited_fields(pair) {
             let text = std::str::from_utf8(text).unwrap_or_default();
             match tag {
                 1 => key = text,
@@ -195,29 +196,6 @@ impl<'a> Iterator for Pairs<'a> {
         }
         Some((key, value))
     }
-}
-
-/// The next length-delimited field of `bytes` (only those are written here): its tag and
-/// contents.
-fn field<'a>(bytes: &mut &'a [u8]) -> Option<(u32, &'a [u8])> {
-    let key = varint(bytes)?;
-    let len = usize::try_from(varint(bytes)?).ok()?;
-    let contents = bytes.get(..len)?;
-    *bytes = &bytes[len..];
-    Some(((key >> 3) as u32, contents))
-}
-
-fn varint(bytes: &mut &[u8]) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&byte, rest) = bytes.split_first()?;
-        *bytes = rest;
-        value |= u64::from(byte & 0x7F) << shift;
-        if byte < 0x80 {
-            return Some(value);
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
-//! Protobuf's scalar and length-delimited fields, written into a `Vec`.
+//! Protobuf's scalar and length-delimited fields, written into a `Vec`; length-delimited fields
+//! read back out of an encoded message.
 //! `int32`, `int64` and enums are varints of the value sign-extended to 64 bits; proto3 leaves a
 //! field holding its default value out.
 
-use prost::encoding::{WireType, encoded_len_varint};
+use prost::encoding::{WireType, decode_key, decode_varint, encoded_len_varint};
 
 /// A field's key: its tag and wire type, as a varint.
 #[inline]
@@ -123,6 +124,55 @@ fn put_pair(key: &str, value: &str, buf: &mut Vec<u8>) {
     put_str(2, crate::cap::value(value), buf);
 }
 
+/// The length-delimited fields of an encoded message, in order: each one's tag and contents.
+/// Fields of other wire types are skipped; the walk ends at the first malformed byte.
+pub(crate) fn length_delimited_fields(message: &[u8]) -> LengthDelimitedFields<'_> {
+    LengthDelimitedFields { rest: message }
+}
+
+/// See [`length_delimited_fields`].
+pub(crate) struct LengthDelimitedFields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for LengthDelimitedFields<'a> {
+    type Item = (u32, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let Ok((tag, wire_type)) = decode_key(&mut self.rest) else {
+                self.rest = &[];
+                return None;
+            };
+            let skip = match wire_type {
+                WireType::LengthDelimited => {
+                    let contents = decode_varint(&mut self.rest)
+                        .ok()
+                        .and_then(|len| usize::try_from(len).ok())
+                        .and_then(|len| Some((self.rest.get(..len)?, len)));
+                    let Some((contents, len)) = contents else {
+                        self.rest = &[];
+                        return None;
+                    };
+                    self.rest = &self.rest[len..];
+                    return Some((tag, contents));
+                }
+                WireType::Varint => decode_varint(&mut self.rest).map(|_| 0).ok(),
+                WireType::SixtyFourBit => Some(8),
+                WireType::ThirtyTwoBit => Some(4),
+                _ => None,
+            };
+            match skip.and_then(|n| self.rest.get(n..)) {
+                Some(after) => self.rest = after,
+                None => {
+                    self.rest = &[];
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -141,6 +191,22 @@ mod tests {
                 assert_eq!(ours, theirs, "{tag}: {millis}");
             }
         }
+    }
+
+    #[test]
+    fn length_delimited_fields_are_walked_past_the_others() {
+        let mut message = Vec::new();
+        super::put_int(1, -5, &mut message);
+        super::put_str(2, "id", &mut message);
+        prost::encoding::fixed64::encode(3, &7, &mut message);
+        prost::encoding::fixed32::encode(4, &7, &mut message);
+        super::put_nested(5, &mut message, |buf| super::put_str(1, "in", buf));
+        let fields: Vec<_> = super::length_delimited_fields(&message).collect();
+        assert_eq!(fields, [(2, &b"id"[..]), (5, &[10, 2, b'i', b'n'][..])]);
+        // Cut short: the fields whole before the cut, then nothing.
+        let cut: Vec<_> = super::length_delimited_fields(&message[..message.len() - 1]).collect();
+        assert_eq!(cut, [(2, &b"id"[..])]);
+        assert_eq!(super::length_delimited_fields(&[0xff]).count(), 0);
     }
 
     #[test]

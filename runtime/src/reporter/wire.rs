@@ -123,15 +123,12 @@ pub(crate) fn encode_whole(segment: &Segment) -> Vec<u8> {
 
 /// The trace id of an encoded segment (its first field), for a message about it.
 fn trace_id_of(bytes: &[u8]) -> String {
-    fn read(mut buf: &[u8]) -> Option<String> {
-        let (tag, _) = prost::encoding::decode_key(&mut buf).ok()?;
-        if tag != 1 {
-            return None;
-        }
-        let len = usize::try_from(prost::encoding::decode_varint(&mut buf).ok()?).ok()?;
-        std::str::from_utf8(buf.get(..len)?).ok().map(str::to_owned)
-    }
-    read(bytes).unwrap_or_default()
+    crate::protobuf::length_delimited_fields(bytes)
+        .next()
+        .filter(|(tag, _)| *tag == 1)
+        .and_then(|(_, id)| std::str::from_utf8(id).ok())
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -458,49 +458,9 @@ fn problem(e: &KafkaError) -> Problem {
 /// A segment's id (`SegmentObject.traceSegmentId`, field 2), read from its encoding: the key
 /// of its record.
 fn segment_id(bytes: &[u8]) -> &[u8] {
-    let mut rest = bytes;
-    while let Some((tag, after)) = varint(rest) {
-        rest = after;
-        let (field, wire) = (tag >> 3, tag & 7);
-        match wire {
-            0 => match varint(rest) {
-                Some((_, after)) => rest = after,
-                None => break,
-            },
-            1 | 5 => {
-                let n = if wire == 1 { 8 } else { 4 };
-                match rest.get(n..) {
-                    Some(after) => rest = after,
-                    None => break,
-                }
-            }
-            2 => {
-                let Some((len, after)) = varint(rest) else {
-                    break;
-                };
-                let Some(value) = usize::try_from(len).ok().and_then(|n| after.get(..n)) else {
-                    break;
-                };
-                if field == 2 {
-                    return value;
-                }
-                rest = &after[value.len()..];
-            }
-            _ => break,
-        }
-    }
-    &[]
-}
-
-fn varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let mut value = 0u64;
-    for (i, &b) in bytes.iter().enumerate().take(10) {
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((value, &bytes[i + 1..]));
-        }
-    }
-    None
+    crate::protobuf::length_delimited_fields(bytes)
+        .find(|(tag, _)| *tag == 2)
+        .map_or(&[], |(_, id)| id)
 }
 
 impl Transport for KafkaTransport {

@@ -10,7 +10,7 @@
 //! semaphore, a block list, a wake-up check on every send.)
 //!
 //! The list is the queue's parameter ([`List`]): the segments' keeps their messages framed one
-//! after another in one buffer (`wire::Batch`), so that what the worker takes is a request body
+//! after another in one buffer (`batch::Batch`), so that what the worker takes is a request body
 //! already; the tests' is a `Vec`.
 
 use std::future::poll_fn;
@@ -195,7 +195,7 @@ pub(crate) struct Receiver<L: List> {
 
 impl<L: List> Receiver<L> {
     /// Waits until an item is queued (`true`), or the sender is gone with nothing left
-    /// (`false`). Takes nothing: [`Receiver::take`] does.
+    /// (`false`). Takes nothing: [`Receiver::take_all`] does.
     pub(crate) async fn wait(&mut self) -> bool {
         poll_fn(|cx| {
             let mut state = self.shared.lock();

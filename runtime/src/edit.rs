@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::encoded_pairs::{EncodedTags, LogFields};
+use crate::encoded_pairs::{ConstPair, EncodedTags, LogFields};
 use crate::segment::{LogRecord, SpanLayer, SpanRecord, Text};
 use crate::time::Stamp;
 
@@ -71,10 +71,13 @@ where
     }
 }
 
+/// An error log's first pair.
+pub(crate) const EVENT_ERROR: ConstPair<2> = LogFields::const_pair("event", "error");
+
 /// The log the official agents write for an error: `event=error`, `message=…`.
 pub(crate) fn error_log(time: Stamp, error: &dyn fmt::Display) -> LogRecord {
     let mut fields = LogFields::default();
-    fields.push("event", "error");
+    fields.push_const(&EVENT_ERROR);
     fields.push_fmt("message", format_args!("{error}"));
     LogRecord { time, fields }
 }
@@ -82,7 +85,7 @@ pub(crate) fn error_log(time: Stamp, error: &dyn fmt::Display) -> LogRecord {
 /// The log of a span that ended by a panic.
 pub(crate) fn panic_log(time: Stamp) -> LogRecord {
     let mut fields = LogFields::default();
-    fields.push("event", "error");
+    fields.push_const(&EVENT_ERROR);
     fields.push("error.kind", "panic");
     LogRecord { time, fields }
 }

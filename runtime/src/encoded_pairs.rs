@@ -9,7 +9,13 @@
 //! is: one allocation for all of them, and nothing left to encode. Keys and values are cut to
 //! [`crate::cap::value`] as they are written, as the encoder cut them before; the bytes are
 //! those it wrote.
+//!
+//! A thread keeps a few emptied buffers of its finished segments (given back by
+//! `spare_spans::recycle`) for the next pairs it formats: a request's span logs and tags then
+//! cost no allocation at all. At most [`SPARES`] buffers of [`ROOM`] bytes stay allocated per
+//! thread; a buffer that grew past its room is freed.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 
 use crate::decimal;
@@ -29,6 +35,66 @@ const SHORT_PAIR: usize = 0x80 - 4;
 /// The room a buffer gets at its first pair: a few short pairs (an event's level, message and
 /// two fields; an HTTP request's method, URI and version).
 const ROOM: usize = 128;
+/// How many emptied buffers a thread keeps: a request's logs and its formatted tags (two events
+/// and the request span's fields, with tower-http's `TraceLayer`), and one more.
+const SPARES: usize = 4;
+
+thread_local! {
+    static SPARE: RefCell<Spares> = const {
+        RefCell::new(Spares {
+            len: 0,
+            buffers: [const { Vec::new() }; SPARES],
+        })
+    };
+}
+
+/// A thread's emptied buffers, each of [`ROOM`] bytes: `buffers[..len]`.
+struct Spares {
+    len: usize,
+    buffers: [Vec<u8>; SPARES],
+}
+
+/// An empty buffer of [`ROOM`] bytes: one of this thread's spares when it has one.
+#[inline]
+fn take_buffer() -> Vec<u8> {
+    // `try_with`: pairs may be made while the thread's thread-locals are being destroyed.
+    let spare = SPARE.try_with(|spares| {
+        let mut spares = spares.try_borrow_mut().ok()?;
+        let last = spares.len.checked_sub(1)?;
+        spares.len = last;
+        spares.buffers.get_mut(last).map(std::mem::take)
+    });
+    match spare {
+        Ok(Some(buffer)) => buffer,
+        _ => Vec::with_capacity(ROOM),
+    }
+}
+
+/// How many emptied buffers this thread keeps now.
+#[cfg(test)]
+pub(crate) fn spares_kept() -> usize {
+    SPARE.with(|spares| spares.borrow().len)
+}
+
+/// Keeps `buffer`, emptied, as one of this thread's spares if it is of the usual room and there
+/// is a free place; frees it otherwise.
+#[inline]
+fn give_back(mut buffer: Vec<u8>) {
+    if buffer.capacity() != ROOM {
+        return;
+    }
+    buffer.clear();
+    let _ = SPARE.try_with(|spares| {
+        let Ok(mut spares) = spares.try_borrow_mut() else {
+            return;
+        };
+        let len = spares.len;
+        if let Some(place) = spares.buffers.get_mut(len) {
+            *place = buffer;
+            spares.len = len + 1;
+        }
+    });
+}
 
 /// Pairs encoded as field `FIELD` of their message, one after the other; see the [module
 /// documentation](self).
@@ -41,19 +107,63 @@ impl<const FIELD: u32> EncodedPairs<FIELD> {
     /// Each pair's key byte: field `FIELD`, length-delimited.
     const PAIR: u8 = (FIELD as u8) << 3 | 2;
 
-    /// Room for the usual pairs at the first one: grown a pair at a time, the buffer moved
-    /// three or four times.
+    /// Room for the usual pairs at the first one (grown a pair at a time, the buffer moved
+    /// three or four times): a spare buffer of this thread's when it has one.
     #[inline]
     fn room(&mut self) {
         if self.bytes.capacity() == 0 {
-            self.bytes.reserve(ROOM);
+            self.bytes = take_buffer();
         }
+    }
+
+    /// Frees the pairs, keeping their buffer for this thread's next pairs (see the [module
+    /// documentation](self)): for a finished segment's spans, once they are encoded.
+    #[inline]
+    pub(crate) fn recycle(&mut self) {
+        give_back(std::mem::take(&mut self.bytes));
     }
 
     /// Appends `key` = `value`.
     pub(crate) fn push(&mut self, key: &str, value: &str) {
         self.room();
         put_pair_field(FIELD, key, value, &mut self.bytes);
+    }
+
+    /// Appends a pair encoded at compile time (see [`EncodedPairs::const_pair`]).
+    #[inline]
+    pub(crate) fn push_const(&mut self, pair: &ConstPair<FIELD>) {
+        self.room();
+        self.bytes.extend_from_slice(pair.as_bytes());
+    }
+
+    /// `key` = `value` encoded at compile time, for a pair pushed again and again (a log's
+    /// `event`): both non-empty, together at most [`CONST_PAIR_MAX`] bytes (checked as it is
+    /// compiled).
+    pub(crate) const fn const_pair(key: &str, value: &str) -> ConstPair<FIELD> {
+        let (key, value) = (key.as_bytes(), value.as_bytes());
+        assert!(!key.is_empty() && !value.is_empty() && key.len() + value.len() <= CONST_PAIR_MAX);
+        let mut bytes = [0; 4 + 2 + CONST_PAIR_MAX];
+        bytes[0] = Self::PAIR;
+        bytes[1] = (4 + key.len() + value.len()) as u8;
+        bytes[2] = KEY;
+        bytes[3] = key.len() as u8;
+        let mut i = 0;
+        while i < key.len() {
+            bytes[4 + i] = key[i];
+            i += 1;
+        }
+        let at = 4 + key.len();
+        bytes[at] = VALUE;
+        bytes[at + 1] = value.len() as u8;
+        let mut i = 0;
+        while i < value.len() {
+            bytes[at + 2 + i] = value[i];
+            i += 1;
+        }
+        ConstPair {
+            bytes,
+            len: (at + 2 + value.len()) as u8,
+        }
     }
 
     /// Appends `key` = what `value` writes (a `Display` or `Debug`), formatted in place.
@@ -130,7 +240,7 @@ impl<const FIELD: u32> EncodedPairs<FIELD> {
     /// Appends `other`'s pairs (taken whole when there are none yet).
     pub(crate) fn append(&mut self, mut other: Self) {
         if self.bytes.is_empty() {
-            self.bytes = other.bytes;
+            give_back(std::mem::replace(&mut self.bytes, other.bytes));
         } else {
             self.bytes.append(&mut other.bytes);
         }
@@ -157,6 +267,21 @@ impl<const FIELD: u32> EncodedPairs<FIELD> {
         Pairs {
             fields: length_delimited_fields(&self.bytes),
         }
+    }
+}
+
+/// The longest key and value of a [`ConstPair`] together (a short pair: every length a byte).
+const CONST_PAIR_MAX: usize = 26;
+
+/// A pair of [`EncodedPairs<FIELD>`] encoded at compile time ([`EncodedPairs::const_pair`]).
+pub(crate) struct ConstPair<const FIELD: u32> {
+    bytes: [u8; 4 + 2 + CONST_PAIR_MAX],
+    len: u8,
+}
+
+impl<const FIELD: u32> ConstPair<FIELD> {
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
     }
 }
 
@@ -301,5 +426,66 @@ mod tests {
                 ("status", "200")
             ])
         );
+    }
+
+    #[test]
+    fn pairs_encoded_at_compile_time_are_the_bytes_pushed() {
+        const TAG: ConstPair<12> = EncodedTags::const_pair("k", "v");
+        const LONGEST: ConstPair<2> = LogFields::const_pair("event", "twenty-one characters");
+        for (key, value) in [("event", "warn"), ("event", "error")] {
+            let mut pushed = LogFields::default();
+            pushed.push(key, value);
+            let mut fields = LogFields::default();
+            fields.push_const(&LogFields::const_pair(key, value));
+            assert_eq!(fields, pushed);
+        }
+        let mut tags = EncodedTags::default();
+        tags.push_const(&TAG);
+        assert_eq!(tags.pairs().collect::<Vec<_>>(), [("k", "v")]);
+        let mut pushed = EncodedTags::default();
+        pushed.push("k", "v");
+        assert_eq!(tags, pushed);
+        let mut fields = LogFields::default();
+        fields.push_const(&LONGEST);
+        assert_eq!(
+            fields.as_bytes(),
+            pairs_encoded(&[("event", "twenty-one characters")])
+        );
+    }
+
+    #[test]
+    fn a_thread_keeps_a_few_emptied_buffers_for_its_next_pairs() {
+        std::thread::spawn(|| {
+            let mut made: Vec<LogFields> = (0..SPARES + 1)
+                .map(|n| {
+                    let mut fields = LogFields::default();
+                    fields.push_u64("n", n as u64);
+                    fields
+                })
+                .collect();
+            let at: Vec<*const u8> = made.iter().map(|f| f.as_bytes().as_ptr()).collect();
+            for fields in &mut made {
+                fields.recycle();
+                assert!(fields.is_empty());
+            }
+            // The first `SPARES` came back, the last first; the one more was freed.
+            let mut again: Vec<*const u8> = (0..SPARES)
+                .map(|_| {
+                    let mut fields = LogFields::default();
+                    fields.push("k", "v");
+                    assert_eq!(fields.pairs().collect::<Vec<_>>(), [("k", "v")]);
+                    fields.as_bytes().as_ptr()
+                })
+                .collect();
+            again.reverse();
+            assert_eq!(again, at[..SPARES]);
+            // A buffer that grew past its room is not kept.
+            let mut long = LogFields::default();
+            long.push("k", &"v".repeat(ROOM));
+            long.recycle();
+            assert_eq!(spares_kept(), 0, "a grown buffer was kept");
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -1,5 +1,6 @@
-//! A thread's emptied span list, its first span's tag list and one of that span's texts, reused
-//! by the next segment it starts.
+//! A thread's emptied span list, its first span's tag and log lists and one of that span's
+//! texts, reused by the next segment it starts; and its spans' buffers of encoded pairs, kept
+//! for the next logs and tags it formats (`encoded_pairs`).
 //!
 //! Every request's segment needs a list of span records (seven fit in glibc's per-thread cache
 //! of small blocks, see `ActiveSegment::start`), and its entry span a list of tags (an HTTP
@@ -7,14 +8,17 @@
 //! (`reporter::wire`) and frees it there: that thread keeps the two emptied lists for its next
 //! segment instead of freeing them and allocating others, and the first tag value it owns (an
 //! HTTP entry's `url`) for the next such text: three `malloc`s and three `free`s less per
-//! request. Only lists and texts of the usual capacities are kept, one of each per thread: at
-//! most [`CAPACITY`] records' worth (952 bytes), [`TAGS_CAPACITY`] tags' (384 bytes) and
+//! request. A request traced with `tracing` (tower-http's `TraceLayer` through the bridge)
+//! logs two events on its first span and formats its fields: that span's log list is kept as
+//! well, and the three buffers of pairs go to `encoded_pairs`' spares. Only lists and texts of
+//! the usual capacities are kept, one of each per thread: at most [`CAPACITY`] records' worth
+//! (952 bytes), [`TAGS_CAPACITY`] tags' (384 bytes), [`LOGS_CAPACITY`] logs' (128 bytes) and
 //! [`TEXT_CAPACITY`] bytes stay allocated per thread.
 
 use std::borrow::Cow;
 use std::cell::Cell;
 
-use crate::segment::{SpanRecord, Text};
+use crate::segment::{LogRecord, SpanRecord, Text};
 
 /// The capacity a segment's span list starts with, and the only one kept.
 pub(crate) const CAPACITY: usize = 7;
@@ -23,6 +27,9 @@ pub(crate) const CAPACITY: usize = 7;
 pub(crate) const TAGS_CAPACITY: usize = 8;
 /// The largest text kept (a value of the first span's tags: an HTTP entry's `url`).
 pub(crate) const TEXT_CAPACITY: usize = 256;
+/// The largest log list kept (the first span's): a list's first room, which two events' logs
+/// take.
+pub(crate) const LOGS_CAPACITY: usize = 4;
 
 /// A segment's two lists, as it starts: both empty.
 #[derive(Default)]
@@ -31,6 +38,8 @@ pub(crate) struct Lists {
     pub(crate) spans: Vec<SpanRecord>,
     /// For the first span's tags: no room until its first tag when none was kept.
     pub(crate) first_tags: Vec<(Text, Text)>,
+    /// For the first span's logs: no room until its first log when none was kept.
+    pub(crate) first_logs: Vec<LogRecord>,
 }
 
 thread_local! {
@@ -39,6 +48,7 @@ thread_local! {
         Cell::new(Lists {
             spans: Vec::new(),
             first_tags: Vec::new(),
+            first_logs: Vec::new(),
         })
     };
     static SPARE_TEXT: Cell<String> = const { Cell::new(String::new()) };
@@ -64,10 +74,22 @@ pub(crate) fn take() -> Lists {
 }
 
 /// Empties `spans` (freeing what its records own) and keeps the list for this thread's next
-/// segment, if it is of the usual capacity; frees it otherwise. The first span's tag list is
-/// kept too, emptied, if it is not larger than [`TAGS_CAPACITY`].
+/// segment, if it is of the usual capacity; frees it otherwise. The first span's tag and log
+/// lists are kept too, emptied, if they are not larger than [`TAGS_CAPACITY`] and
+/// [`LOGS_CAPACITY`]; the spans' buffers of pairs go to `encoded_pairs`' spares.
 #[inline]
 pub(crate) fn recycle(mut spans: Vec<SpanRecord>) {
+    for span in &mut spans {
+        span.encoded_tags.recycle();
+        for log in &mut span.logs {
+            log.fields.recycle();
+        }
+    }
+    let mut first_logs = match spans.first_mut() {
+        Some(first) if first.logs.capacity() <= LOGS_CAPACITY => std::mem::take(&mut first.logs),
+        _ => Vec::new(),
+    };
+    first_logs.clear();
     if let Some(first) = spans.first_mut()
         && let Some(text) = first.tags.iter_mut().find_map(|(_, value)| match value {
             Cow::Owned(text) if (1..=TEXT_CAPACITY).contains(&text.capacity()) => Some(text),
@@ -88,7 +110,13 @@ pub(crate) fn recycle(mut spans: Vec<SpanRecord>) {
     } else {
         spans = Vec::new();
     }
-    let _ = SPARE.try_with(|spare| spare.set(Lists { spans, first_tags }));
+    let _ = SPARE.try_with(|spare| {
+        spare.set(Lists {
+            spans,
+            first_tags,
+            first_logs,
+        })
+    });
 }
 
 #[cfg(test)]
@@ -219,6 +247,42 @@ mod tests {
                 "a list of another capacity was kept"
             );
             assert_eq!(take().spans.capacity(), CAPACITY);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn the_first_spans_log_list_and_every_spans_pair_buffers_come_back() {
+        std::thread::spawn(|| {
+            let mut spans = take().spans;
+            let mut first = record();
+            let mut second = record();
+            first.logs.push(crate::edit::panic_log(Stamp::now()));
+            second.encoded_tags.push("k", "v");
+            let logs_at = first.logs.as_ptr();
+            let pairs_at = [
+                first.logs[0].fields.as_bytes().as_ptr(),
+                second.encoded_tags.as_bytes().as_ptr(),
+            ];
+            spans.push(first);
+            spans.push(second);
+            recycle(spans);
+            let again = take().first_logs;
+            assert!(again.is_empty());
+            assert_eq!(again.as_ptr(), logs_at, "the same allocation");
+            // Both buffers of pairs are the thread's spares (counted where they are kept: the
+            // allocator may well hand a freed block's address to the next buffer).
+            assert_eq!(crate::encoded_pairs::spares_kept(), 2);
+            let mut next = crate::encoded_pairs::EncodedTags::default();
+            next.push("a", "b");
+            let mut then = crate::encoded_pairs::LogFields::default();
+            then.push("c", "d");
+            let mut reused = [next.as_bytes().as_ptr(), then.as_bytes().as_ptr()];
+            reused.sort();
+            let mut pairs_at = pairs_at;
+            pairs_at.sort();
+            assert_eq!(reused, pairs_at);
         })
         .join()
         .unwrap();

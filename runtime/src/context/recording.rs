@@ -117,6 +117,7 @@ impl ActiveSegment {
         let crate::spare_spans::Lists {
             mut spans,
             first_tags,
+            first_logs,
         } = crate::spare_spans::take();
         spans.push(SpanRecord::new(
             0,
@@ -129,6 +130,7 @@ impl ActiveSegment {
         if let Some(record) = spans.first_mut() {
             record.skip_analysis = start.skip_analysis;
             record.tags = first_tags;
+            record.logs = first_logs;
             init(record);
         }
         agent.segments_created.fetch_add(1, Ordering::Relaxed);

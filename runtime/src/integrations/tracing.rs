@@ -70,7 +70,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::context::current::{self, Current};
 use crate::edit::Edit;
-use crate::encoded_pairs::{EncodedTags, LogFields};
+use crate::encoded_pairs::{ConstPair, EncodedTags, LogFields};
 use crate::logs::{self, LogLevel, Origin};
 use crate::segment::{LogRecord, SpanLayer};
 use crate::span::{Entrance, Span};
@@ -396,7 +396,7 @@ impl SkyWalkingLayer {
 /// marks the span failed (an `ERROR` event, or an `error` field).
 fn event_log(event: &Event<'_>, level: LogLevel) -> (LogRecord, bool) {
     let mut fields = LogFields::default();
-    fields.push("event", event_name(level));
+    fields.push_const(event_pair(level));
     let mut visitor = LogVisitor {
         second: fields.len(),
         fields,
@@ -410,13 +410,18 @@ fn event_log(event: &Event<'_>, level: LogLevel) -> (LogRecord, bool) {
     (log, level == LogLevel::Error || visitor.error)
 }
 
-fn event_name(level: LogLevel) -> &'static str {
+/// A span log's first pair: `event` = the level, encoded once.
+fn event_pair(level: LogLevel) -> &'static ConstPair<2> {
+    const TRACE: ConstPair<2> = LogFields::const_pair("event", "trace");
+    const DEBUG: ConstPair<2> = LogFields::const_pair("event", "debug");
+    const INFO: ConstPair<2> = LogFields::const_pair("event", "info");
+    const WARN: ConstPair<2> = LogFields::const_pair("event", "warn");
     match level {
-        LogLevel::Trace => "trace",
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warn => "warn",
-        LogLevel::Error => "error",
+        LogLevel::Trace => &TRACE,
+        LogLevel::Debug => &DEBUG,
+        LogLevel::Info => &INFO,
+        LogLevel::Warn => &WARN,
+        LogLevel::Error => &crate::edit::EVENT_ERROR,
     }
 }
 

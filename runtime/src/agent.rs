@@ -1,8 +1,8 @@
 //! [`Agent`]: what every segment of one configured tracer shares — the names it reports under,
 //! the live settings, and the reporter. [`crate::Tracer`] is its public handle.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::config::Config;
 use crate::reporter::Reporter;
@@ -40,6 +40,33 @@ impl Agent {
             segments_created: AtomicU64::new(0),
             segments_finished: AtomicU64::new(0),
         }
+    }
+
+    /// An agent that records and reports nothing, shared: what a finished segment kept for
+    /// reuse points at instead of its own agent (see `ActiveSegment::recycle`), which a spare
+    /// allocation must not keep alive.
+    pub(crate) fn idle() -> &'static Arc<Agent> {
+        static IDLE: OnceLock<Arc<Agent>> = OnceLock::new();
+        IDLE.get_or_init(|| {
+            Arc::new(Agent {
+                service: "",
+                instance: "",
+                settings: LiveSettings::new(TraceSettings {
+                    sample_per_3_secs: -1,
+                    ignore_suffix: Vec::new(),
+                    ignore_paths: Vec::new(),
+                    span_limit: 0,
+                    sql_parameters_max_length: 0,
+                }),
+                keep_tracing: false,
+                correlation_max_keys: 0,
+                correlation_max_value_size: 0,
+                reporter: Arc::new(crate::reporter::DiscardReporter::new()),
+                stopped: AtomicBool::new(true),
+                segments_created: AtomicU64::new(0),
+                segments_finished: AtomicU64::new(0),
+            })
+        })
     }
 
     /// Whether a new trace may be recorded now: not stopped, and a backend to send it to (or

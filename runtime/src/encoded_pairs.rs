@@ -49,7 +49,7 @@ thread_local! {
 }
 
 /// A thread's emptied buffers, each of [`ROOM`] bytes: `buffers[..len]`.
-struct Spares {
+pub(crate) struct Spares {
     len: usize,
     buffers: [Vec<u8>; SPARES],
 }
@@ -76,24 +76,32 @@ pub(crate) fn spares_kept() -> usize {
     SPARE.with(|spares| spares.borrow().len)
 }
 
-/// Keeps `buffer`, emptied, as one of this thread's spares if it is of the usual room and there
-/// is a free place; frees it otherwise.
+/// Calls `keep` with this thread's spares, to give them the buffers of a finished segment's
+/// pairs ([`Spares::keep`]): one look-up for all of them. Not called while the thread's
+/// thread-locals are being destroyed (the buffers are then freed with their pairs).
 #[inline]
-fn give_back(mut buffer: Vec<u8>) {
-    if buffer.capacity() != ROOM {
-        return;
-    }
-    buffer.clear();
+pub(crate) fn keep_spares(keep: impl FnOnce(&mut Spares)) {
     let _ = SPARE.try_with(|spares| {
-        let Ok(mut spares) = spares.try_borrow_mut() else {
-            return;
-        };
-        let len = spares.len;
-        if let Some(place) = spares.buffers.get_mut(len) {
-            *place = buffer;
-            spares.len = len + 1;
+        if let Ok(mut spares) = spares.try_borrow_mut() {
+            keep(&mut spares);
         }
     });
+}
+
+impl Spares {
+    /// Frees `pairs`, keeping their buffer, emptied, as a spare if it is of the usual room and
+    /// there is a free place.
+    #[inline]
+    pub(crate) fn keep<const FIELD: u32>(&mut self, pairs: &mut EncodedPairs<FIELD>) {
+        let len = self.len;
+        if pairs.bytes.capacity() == ROOM
+            && let Some(place) = self.buffers.get_mut(len)
+        {
+            *place = std::mem::take(&mut pairs.bytes);
+            place.clear();
+            self.len = len + 1;
+        }
+    }
 }
 
 /// Pairs encoded as field `FIELD` of their message, one after the other; see the [module
@@ -114,13 +122,6 @@ impl<const FIELD: u32> EncodedPairs<FIELD> {
         if self.bytes.capacity() == 0 {
             self.bytes = take_buffer();
         }
-    }
-
-    /// Frees the pairs, keeping their buffer for this thread's next pairs (see the [module
-    /// documentation](self)): for a finished segment's spans, once they are encoded.
-    #[inline]
-    pub(crate) fn recycle(&mut self) {
-        give_back(std::mem::take(&mut self.bytes));
     }
 
     /// Appends `key` = `value`.
@@ -239,15 +240,14 @@ impl<const FIELD: u32> EncodedPairs<FIELD> {
 
     /// Appends `other`'s pairs (taken whole when there are none yet).
     pub(crate) fn append(&mut self, mut other: Self) {
-        if self.bytes.is_empty() {
-            give_back(std::mem::replace(&mut self.bytes, other.bytes));
+        if self.bytes.capacity() == 0 {
+            self.bytes = other.bytes;
         } else {
             self.bytes.append(&mut other.bytes);
         }
     }
 
     /// Whether there are no pairs.
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))] // for the `tracing` bridge
     pub(crate) fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
@@ -464,10 +464,14 @@ mod tests {
                 })
                 .collect();
             let at: Vec<*const u8> = made.iter().map(|f| f.as_bytes().as_ptr()).collect();
-            for fields in &mut made {
-                fields.recycle();
-                assert!(fields.is_empty());
-            }
+            keep_spares(|spares| {
+                for fields in &mut made {
+                    spares.keep(fields);
+                }
+            });
+            assert!(made[..SPARES].iter().all(LogFields::is_empty));
+            assert_eq!(spares_kept(), SPARES);
+            drop(made);
             // The first `SPARES` came back, the last first; the one more was freed.
             let mut again: Vec<*const u8> = (0..SPARES)
                 .map(|_| {
@@ -482,7 +486,7 @@ mod tests {
             // A buffer that grew past its room is not kept.
             let mut long = LogFields::default();
             long.push("k", &"v".repeat(ROOM));
-            long.recycle();
+            keep_spares(|spares| spares.keep(&mut long));
             assert_eq!(spares_kept(), 0, "a grown buffer was kept");
         })
         .join()

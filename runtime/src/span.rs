@@ -151,6 +151,17 @@ impl Span {
         }
     }
 
+    /// Where the span's segment is (for tests of its reuse).
+    #[cfg(test)]
+    pub(crate) fn segment_address(&self) -> Option<usize> {
+        match &self.handle {
+            Some(Handle::Recording { segment, .. }) => {
+                Some(std::sync::Arc::as_ptr(segment) as usize)
+            }
+            _ => None,
+        }
+    }
+
     /// Applies `edit` to the span's record (under one lock at most).
     #[inline]
     pub(crate) fn edit(&self, edit: Edit) {
@@ -173,7 +184,7 @@ impl Span {
     pub(crate) fn end_with(mut self, edits: impl IntoIterator<Item = Edit>) {
         // Taken out, so that `drop` finds nothing more to end.
         if let Some(Handle::Recording { segment, span_id }) = self.handle.take() {
-            context::end_span(&segment, span_id, self.at, edits);
+            context::end_span(segment, span_id, self.at, edits);
         }
     }
 
@@ -353,8 +364,9 @@ impl Span {
 impl Drop for Span {
     #[inline]
     fn drop(&mut self) {
-        if let Some(Handle::Recording { segment, span_id }) = &self.handle {
-            context::end_span(segment, *span_id, self.at, []);
+        // Taken: ending the first span may keep its segment's allocation for the next one.
+        if let Some(Handle::Recording { segment, span_id }) = self.handle.take() {
+            context::end_span(segment, span_id, self.at, []);
         }
     }
 }

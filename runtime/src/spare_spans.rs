@@ -79,32 +79,40 @@ pub(crate) fn take() -> Lists {
 /// [`LOGS_CAPACITY`]; the spans' buffers of pairs go to `encoded_pairs`' spares.
 #[inline]
 pub(crate) fn recycle(mut spans: Vec<SpanRecord>) {
-    for span in &mut spans {
-        span.encoded_tags.recycle();
-        for log in &mut span.logs {
-            log.fields.recycle();
-        }
-    }
-    let mut first_logs = match spans.first_mut() {
-        Some(first) if first.logs.capacity() <= LOGS_CAPACITY => std::mem::take(&mut first.logs),
-        _ => Vec::new(),
-    };
-    first_logs.clear();
-    if let Some(first) = spans.first_mut()
-        && let Some(text) = first.tags.iter_mut().find_map(|(_, value)| match value {
+    let (mut first_tags, mut first_logs) = (Vec::new(), Vec::new());
+    if let Some(first) = spans.first_mut() {
+        if let Some(text) = first.tags.iter_mut().find_map(|(_, value)| match value {
             Cow::Owned(text) if (1..=TEXT_CAPACITY).contains(&text.capacity()) => Some(text),
             _ => None,
-        })
-    {
-        let mut text = std::mem::take(text);
-        text.clear();
-        let _ = SPARE_TEXT.try_with(|spare| spare.set(text));
+        }) {
+            let mut text = std::mem::take(text);
+            text.clear();
+            let _ = SPARE_TEXT.try_with(|spare| spare.set(text));
+        }
+        if first.tags.capacity() <= TAGS_CAPACITY {
+            first_tags = std::mem::take(&mut first.tags);
+            first_tags.clear();
+        }
+        if first.logs.capacity() <= LOGS_CAPACITY {
+            first_logs = std::mem::take(&mut first.logs);
+        }
     }
-    let mut first_tags = match spans.first_mut() {
-        Some(first) if first.tags.capacity() <= TAGS_CAPACITY => std::mem::take(&mut first.tags),
-        _ => Vec::new(),
-    };
-    first_tags.clear();
+    // Looked for first: most segments have none (the native layer's, without logs).
+    let has_pairs = |span: &SpanRecord| !span.encoded_tags.is_empty() || !span.logs.is_empty();
+    if !first_logs.is_empty() || spans.iter().any(has_pairs) {
+        crate::encoded_pairs::keep_spares(|spares| {
+            for log in &mut first_logs {
+                spares.keep(&mut log.fields);
+            }
+            for span in &mut spans {
+                spares.keep(&mut span.encoded_tags);
+                for log in &mut span.logs {
+                    spares.keep(&mut log.fields);
+                }
+            }
+        });
+        first_logs.clear();
+    }
     if spans.capacity() == CAPACITY {
         spans.clear();
     } else {

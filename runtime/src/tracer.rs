@@ -87,6 +87,12 @@ impl Tracer {
         ))
     }
 
+    /// The agent behind the tracer (for tests).
+    #[cfg(test)]
+    pub(crate) fn agent(&self) -> &Arc<Agent> {
+        &self.agent
+    }
+
     /// The reporter segments go to.
     pub fn reporter(&self) -> &dyn Reporter {
         &*self.agent.reporter

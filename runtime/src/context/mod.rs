@@ -84,22 +84,23 @@ where
 /// Applies `edits` to span `span_id` and ends it. Ending span 0 finishes the segment: this
 /// thread's local spans of it move in first, and the segment goes to the reporter.
 #[inline]
-pub(crate) fn end_span<I>(segment: &Arc<ActiveSegment>, span_id: i32, at: RecordAt, edits: I)
+pub(crate) fn end_span<I>(segment: Arc<ActiveSegment>, span_id: i32, at: RecordAt, edits: I)
 where
     I: IntoIterator<Item = Edit>,
 {
     if span_id == 0 {
-        current::flush_if_current(segment);
+        current::flush_if_current(&segment);
         segment.end_span(0, edits);
+        ActiveSegment::recycle(segment);
         return;
     }
     let now = Stamp::now();
     for edit in edits {
-        edit_span(segment, span_id, at, edit);
+        edit_span(&segment, span_id, at, edit);
     }
     // The usual case, without an `Edit`: a local span's record still on this thread.
     if let RecordAt::Buffered(index) = at
-        && current::close_buffered(segment, span_id, index, now)
+        && current::close_buffered(&segment, span_id, index, now)
     {
         return;
     }

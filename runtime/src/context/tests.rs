@@ -413,3 +413,51 @@ fn an_ignored_path_gets_no_span_inside_a_trace_or_outside() {
     assert_eq!(segments.len(), 1);
     assert_eq!(names(&segments[0]), ["GET:/r", "GET:/r"]);
 }
+
+#[test]
+fn a_finished_segment_is_kept_for_the_threads_next_one_without_its_agent() {
+    use crate::context::recording;
+    std::thread::spawn(|| {
+        let (tracer, keep) = tracer();
+        let first = tracer.entry_span("GET:/a", &());
+        let at = first.segment_address().unwrap();
+        {
+            let _in = first.enter();
+            drop(LocalSpan::enter("work"));
+        }
+        drop(first);
+        assert_eq!(shape(&keep.take()[0]).len(), 2);
+        assert_eq!(
+            recording::spare(),
+            Some((at, true)),
+            "kept, pointing at the idle agent"
+        );
+        // The spare does not keep the agent alive: the tracer is its only holder again.
+        assert_eq!(Arc::strong_count(tracer.agent()), 1);
+        let second = tracer.entry_span("GET:/b", &());
+        assert_eq!(second.segment_address(), Some(at), "the kept allocation");
+        assert_eq!(recording::spare(), None, "taken");
+        // A segment something else still holds is not kept: a handle outlives its first span.
+        let third_span = tracer.entry_span("GET:/c", &());
+        let outliving = {
+            let _in = third_span.enter();
+            Span::local("background")
+        };
+        drop(second);
+        assert!(recording::spare().is_some());
+        drop(third_span);
+        let kept = recording::spare().map(|(at, _)| at);
+        assert_ne!(kept, outliving.segment_address(), "a held segment was kept");
+        drop(outliving);
+        let segments = keep.take();
+        assert_eq!(
+            segments.iter().map(names).collect::<Vec<_>>(),
+            [
+                vec!["GET:/b".to_owned()],
+                vec!["GET:/c".to_owned(), "background".to_owned()]
+            ]
+        );
+    })
+    .join()
+    .unwrap();
+}

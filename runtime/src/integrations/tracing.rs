@@ -222,6 +222,10 @@ where
         // Taken off the stack first, exited after: exiting may drop a handle.
         let Ok(Some((entrance, above))) = ENTERED.try_with(|entered| {
             let mut entered = entered.borrow_mut();
+            // The usual case: the innermost span exits.
+            if entered.last().is_some_and(|(last, _)| last == id) {
+                return entered.pop().map(|(_, entrance)| (entrance, Vec::new()));
+            }
             let at = entered
                 .iter()
                 .rposition(|(entered_id, _)| entered_id == id)?;

@@ -2,7 +2,7 @@
 //! texts, reused by the next segment it starts; and its spans' buffers of encoded pairs, kept
 //! for the next logs and tags it formats (`encoded_pairs`).
 //!
-//! Every request's segment needs a list of span records (seven fit in glibc's per-thread cache
+//! Every request's segment needs a list of span records (six fit in glibc's per-thread cache
 //! of small blocks, see `ActiveSegment::start`), and its entry span a list of tags (an HTTP
 //! entry has three). The gRPC reporter encodes a small segment on the thread that finished it
 //! (`reporter::wire`) and frees it there: that thread keeps the two emptied lists for its next
@@ -12,7 +12,7 @@
 //! logs two events on its first span and formats its fields: that span's log list is kept as
 //! well, and the three buffers of pairs go to `encoded_pairs`' spares. Only lists and texts of
 //! the usual capacities are kept, one of each per thread: at most [`CAPACITY`] records' worth
-//! (952 bytes), [`TAGS_CAPACITY`] tags' (384 bytes), [`LOGS_CAPACITY`] logs' (128 bytes) and
+//! (960 bytes), [`TAGS_CAPACITY`] tags' (384 bytes), [`LOGS_CAPACITY`] logs' (128 bytes) and
 //! [`TEXT_CAPACITY`] bytes stay allocated per thread.
 
 use std::borrow::Cow;
@@ -21,7 +21,13 @@ use std::cell::Cell;
 use crate::segment::{LogRecord, SpanRecord, Text};
 
 /// The capacity a segment's span list starts with, and the only one kept.
-pub(crate) const CAPACITY: usize = 7;
+pub(crate) const CAPACITY: usize = 6;
+
+/// The largest block glibc's per-thread cache of small blocks holds: a list allocated fresh
+/// (the thread's first segment, or after one freed elsewhere) takes the arena's slower path in
+/// `malloc` and `free` past it.
+const SMALL_BLOCK: usize = 1032;
+const _: () = assert!(CAPACITY * std::mem::size_of::<SpanRecord>() <= SMALL_BLOCK);
 
 /// The largest tag list kept (the first span's).
 pub(crate) const TAGS_CAPACITY: usize = 8;
@@ -100,18 +106,7 @@ pub(crate) fn recycle(mut spans: Vec<SpanRecord>) {
     // Looked for first: most segments have none (the native layer's, without logs).
     let has_pairs = |span: &SpanRecord| !span.encoded_tags.is_empty() || !span.logs.is_empty();
     if !first_logs.is_empty() || spans.iter().any(has_pairs) {
-        crate::encoded_pairs::keep_spares(|spares| {
-            for log in &mut first_logs {
-                spares.keep(&mut log.fields);
-            }
-            for span in &mut spans {
-                spares.keep(&mut span.encoded_tags);
-                for log in &mut span.logs {
-                    spares.keep(&mut log.fields);
-                }
-            }
-        });
-        first_logs.clear();
+        keep_pairs(&mut spans, &mut first_logs);
     }
     if spans.capacity() == CAPACITY {
         spans.clear();
@@ -125,6 +120,24 @@ pub(crate) fn recycle(mut spans: Vec<SpanRecord>) {
             first_logs,
         })
     });
+}
+
+/// Gives the buffers of `spans`' pairs and of the first span's `logs` to `encoded_pairs`'
+/// spares, and empties `logs`. Out of line: the native layer's segments have none.
+#[inline(never)]
+fn keep_pairs(spans: &mut [SpanRecord], logs: &mut Vec<LogRecord>) {
+    crate::encoded_pairs::keep_spares(|spares| {
+        for log in logs.iter_mut() {
+            spares.keep(&mut log.fields);
+        }
+        for span in spans {
+            spares.keep(&mut span.encoded_tags);
+            for log in &mut span.logs {
+                spares.keep(&mut log.fields);
+            }
+        }
+    });
+    logs.clear();
 }
 
 #[cfg(test)]

@@ -121,7 +121,7 @@ impl ActiveSegment {
     }
 
     /// Starts a segment whose first span (id 0) is a `kind` span named `operation`, with `init`
-    /// applied to its record: written where it stays (a record is 136 bytes), before the
+    /// applied to its record: written where it stays (a record is 160 bytes), before the
     /// segment is shared, so `init` may run any code.
     pub(crate) fn start(
         agent: Arc<Agent>,
@@ -130,8 +130,8 @@ impl ActiveSegment {
         init: impl FnOnce(&mut SpanRecord),
     ) -> Arc<Self> {
         let now = Stamp::now();
-        // Seven records (952 bytes) stay within glibc's per-thread cache of small blocks (up to
-        // 1,032 bytes); eight did not, and took the arena's slower path on every request. The
+        // Six records (960 bytes) stay within glibc's per-thread cache of small blocks (up to
+        // 1,032 bytes); more did not, and took the arena's slower path on every request. The
         // thread's last encoded segment's lists when it has them (`spare_spans`).
         let crate::spare_spans::Lists {
             mut spans,

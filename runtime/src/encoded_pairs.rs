@@ -232,6 +232,10 @@ impl<const FIELD: u32> EncodedPairs<FIELD> {
     /// is recorded.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))] // for the `tracing` bridge
     pub(crate) fn move_back(&mut self, at: usize, to: usize) {
+        // Where it is already (the only field, or the first after `to`).
+        if at <= to {
+            return;
+        }
         let moved = self.bytes.len().saturating_sub(at);
         if let Some(tail) = self.bytes.get_mut(to..) {
             tail.rotate_right(moved);

@@ -140,6 +140,15 @@ fn query(id: u64) -> bool {
     skytrace::inject(&mut headers)
 }
 
+/// An exit span whose peer and layer are known only inside it: recorded later.
+#[tracing::instrument(fields(sw.kind = "exit", sw.peer = tracing::field::Empty,
+                             sw.layer = tracing::field::Empty))]
+fn late_peer() {
+    let span = tracing::Span::current();
+    span.record("sw.peer", "cache:6379");
+    span.record("sw.layer", "cache");
+}
+
 #[tracing::instrument(err)]
 fn fails() -> Result<(), String> {
     Err("no such user".to_owned())
@@ -157,6 +166,7 @@ async fn reserved_fields_make_exit_spans_and_errors_mark_spans() {
     {
         let _in = entry.enter();
         assert!(query(7), "the exit span is current: sw8 is injected");
+        late_peer();
         assert!(fails().is_err());
         flagged();
         tracing::info_span!("renamed", sw.name = "custom-name", count = 3).in_scope(|| {
@@ -177,6 +187,12 @@ async fn reserved_fields_make_exit_spans_and_errors_mark_spans() {
             .any(|t| t.key == "db.statement" && t.value == "SELECT 7")
     );
     assert!(exit.tags.iter().all(|t| !t.key.starts_with("sw.")));
+    let late = span(seg, "late_peer");
+    assert_eq!(
+        (late.span_type, late.peer.as_str(), late.span_layer),
+        (SpanType::Exit as i32, "cache:6379", SpanLayer::Cache as i32)
+    );
+    assert!(late.tags.iter().all(|t| !t.key.starts_with("sw.")));
 
     let failed = span(seg, "fails");
     assert!(failed.is_error);

@@ -540,7 +540,8 @@ impl Visit for Reserved {
 #[derive(Default)]
 struct SpanFields {
     tags: EncodedTags,
-    reserved: Reserved,
+    /// The `sw.*` fields recorded later (`Span::record`); none on the usual span.
+    reserved: Option<Reserved>,
     /// `error = true` / `false`.
     error: Option<bool>,
     /// `error` with any other value: its text.
@@ -551,7 +552,9 @@ struct SpanFields {
 
 impl SpanFields {
     fn apply(self, span: &Span) {
-        self.reserved.apply(span);
+        if let Some(reserved) = self.reserved {
+            reserved.apply(span);
+        }
         // The tags, the usual fields, in one edit (formatted before, without any lock).
         if !self.tags.is_empty() {
             span.edit(Edit::EncodedTags(self.tags));
@@ -576,7 +579,8 @@ impl SpanFields {
             "error" => self.error_message = Some(text()),
             name if name.starts_with("sw.") => {
                 if !self.reserved_read {
-                    self.reserved.text(field, text().trim_matches('"'));
+                    let reserved = self.reserved.get_or_insert_with(Reserved::default);
+                    reserved.text(field, text().trim_matches('"'));
                 }
             }
             name => push(&mut self.tags, name),

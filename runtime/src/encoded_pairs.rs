@@ -139,7 +139,7 @@ impl<const FIELD: u32> EncodedPairs<FIELD> {
 
     /// `key` = `value` encoded at compile time, for a pair pushed again and again (a log's
     /// `event`): both non-empty, together at most [`CONST_PAIR_MAX`] bytes (checked as it is
-    /// compiled).
+    /// compiled, made in a `const` as every one here is).
     pub(crate) const fn const_pair(key: &str, value: &str) -> ConstPair<FIELD> {
         let (key, value) = (key.as_bytes(), value.as_bytes());
         assert!(!key.is_empty() && !value.is_empty() && key.len() + value.len() <= CONST_PAIR_MAX);

@@ -252,6 +252,50 @@ async fn a_root_span_starts_a_trace_when_set() {
     assert_eq!(parent_name(seg, "step"), "nightly-job");
 }
 
+/// Spans and events with an explicit parent; and two subscribers, whose registries hand out the
+/// same span ids: each layer keeps its own spans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_parents_and_two_subscribers_with_the_same_ids() {
+    subscriber();
+    let collector = Collector::start().await.unwrap();
+    let tracer = grpc_tracer(config_for(collector.addr()));
+    let first = tracing::Dispatch::new(tracing_subscriber::registry().with(SkyWalkingLayer::new()));
+    let second =
+        tracing::Dispatch::new(tracing_subscriber::registry().with(SkyWalkingLayer::new()));
+    let entry = tracer.entry_span("GET:/two", &());
+    {
+        let _in = entry.enter();
+        let in_first =
+            tracing::dispatcher::with_default(&first, || tracing::info_span!("in_first"));
+        let in_second =
+            tracing::dispatcher::with_default(&second, || tracing::info_span!("in_second"));
+        assert_eq!(
+            in_first.id(),
+            in_second.id(),
+            "the two registries' first ids"
+        );
+        tracing::dispatcher::with_default(&second, || {
+            tracing::info_span!(parent: &in_second, "child_of_second").in_scope(|| {});
+            tracing::info!(parent: &in_second, answer = 42, "explicit");
+        });
+        tracing::dispatcher::with_default(&first, || {
+            in_first.in_scope(|| drop(Span::local("under_first")));
+        });
+    }
+    drop(entry);
+
+    let seg = &collector.wait_for_segments(1, WAIT).await[0];
+    assert_eq!(parent_name(seg, "in_first"), "GET:/two");
+    assert_eq!(parent_name(seg, "in_second"), "GET:/two");
+    assert_eq!(parent_name(seg, "child_of_second"), "in_second");
+    assert_eq!(parent_name(seg, "under_first"), "in_first");
+    assert_eq!(
+        log_fields(span(seg, "in_second"), 0),
+        [("event", "info"), ("message", "explicit"), ("answer", "42")]
+    );
+    assert!(span(seg, "in_first").logs.is_empty());
+}
+
 /// What `tracing` events under a trace become in OAP's log view: the records the bridge
 /// queues, drained and sent over `LogReportService/collect` to the collector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,10 +55,11 @@
 //! is installed. To keep some events or spans away from SkyWalking, filter the layer
 //! (`SkyWalkingLayer::new().with_filter(...)`).
 
+mod bridged;
+
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
@@ -68,6 +69,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
+use self::bridged::BridgedSpans;
 use crate::context::current::{self, Current};
 use crate::edit::Edit;
 use crate::encoded_pairs::{ConstPair, EncodedTags, LogFields};
@@ -87,10 +89,30 @@ use crate::tracer::Tracer;
 /// let layer = SkyWalkingLayer::new().start_traces(true);
 /// # let _ = layer;
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Debug)]
 pub struct SkyWalkingLayer {
     roots: Roots,
     report_logs: bool,
+    /// The SkyWalking span of each `tracing` span this layer records.
+    spans: BridgedSpans,
+}
+
+impl Default for SkyWalkingLayer {
+    fn default() -> SkyWalkingLayer {
+        SkyWalkingLayer::new()
+    }
+}
+
+/// The same settings; no spans (they are another subscriber's, whose ids this one's may
+/// repeat).
+impl Clone for SkyWalkingLayer {
+    fn clone(&self) -> SkyWalkingLayer {
+        SkyWalkingLayer {
+            roots: self.roots.clone(),
+            report_logs: self.report_logs,
+            spans: BridgedSpans::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -110,6 +132,7 @@ impl SkyWalkingLayer {
         SkyWalkingLayer {
             roots: Roots::Ignore,
             report_logs: true,
+            spans: BridgedSpans::new(),
         }
     }
 
@@ -144,15 +167,6 @@ impl SkyWalkingLayer {
     }
 }
 
-/// What a registry span holds of ours: its SkyWalking span.
-struct Bridged {
-    span: Span,
-}
-
-/// How many registry spans hold a [`Bridged`]: while none does, entering and closing `tracing`
-/// spans costs one atomic load.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
     /// The SkyWalking spans this thread entered for `tracing` spans, innermost last, with what
     /// each entrance changed (undone when the `tracing` span exits).
@@ -163,57 +177,37 @@ impl<S> Layer<S> for SkyWalkingLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _ctx: Context<'_, S>) {
         // An explicit parent with a SkyWalking span is made current while the child is made.
-        let parent = attrs.parent().and_then(|parent| {
-            let parent = ctx.span(parent)?;
-            let extensions = parent.extensions();
-            Some(extensions.get::<Bridged>()?.span.enter_detached())
-        });
+        let parent = attrs
+            .parent()
+            .and_then(|parent| self.spans.with(parent, Span::enter_detached));
         let span = self.new_span(attrs);
         if let Some(parent) = parent {
             parent.exit();
         }
-        let Some(span) = span else { return };
-        if let Some(registry_span) = ctx.span(id) {
-            LIVE.fetch_add(1, Ordering::Relaxed);
-            registry_span.extensions_mut().insert(Bridged { span });
+        if let Some(span) = span {
+            self.spans.insert(id, span);
         }
     }
 
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        if LIVE.load(Ordering::Relaxed) == 0 {
+    fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
+        if self.spans.is_empty() || self.spans.with(id, Span::is_recording) != Some(true) {
             return;
         }
-        let Some(registry_span) = ctx.span(id) else {
-            return;
-        };
-        let recording = registry_span
-            .extensions()
-            .get::<Bridged>()
-            .is_some_and(|b| b.span.is_recording());
-        if !recording {
-            return;
-        }
-        // Formatted without the registry's lock held: a `Debug` impl is user code, and may
-        // itself use `tracing`.
+        // Formatted without our lock held: a `Debug` impl is user code, and may itself use
+        // `tracing`.
         let mut fields = SpanFields::default();
         values.record(&mut fields);
-        if let Some(bridged) = registry_span.extensions().get::<Bridged>() {
-            fields.apply(&bridged.span);
-        }
+        self.spans.with(id, |span| fields.apply(span));
     }
 
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        if LIVE.load(Ordering::Relaxed) == 0 {
+    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
+        if self.spans.is_empty() {
             return;
         }
-        let Some(registry_span) = ctx.span(id) else {
+        let Some(entrance) = self.spans.with(id, Span::enter_detached) else {
             return;
-        };
-        let entrance = match registry_span.extensions().get::<Bridged>() {
-            Some(bridged) => bridged.span.enter_detached(),
-            None => return,
         };
         let _ = ENTERED.try_with(|entered| entered.borrow_mut().push((id.clone(), entrance)));
     }
@@ -252,26 +246,19 @@ where
         }
     }
 
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        if LIVE.load(Ordering::Relaxed) == 0 {
+    fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
+        if self.spans.is_empty() {
             return;
         }
-        let Some(registry_span) = ctx.span(&id) else {
-            return;
-        };
-        // Taken out under the registry's lock, ended after it: ending a segment's first span
-        // hands it to the reporter.
-        let bridged = registry_span.extensions_mut().remove::<Bridged>();
-        if let Some(bridged) = bridged {
-            LIVE.fetch_sub(1, Ordering::Relaxed);
-            drop(bridged);
-        }
+        // Taken out under our lock, ended after it: ending a segment's first span hands it to
+        // the reporter.
+        drop(self.spans.remove(&id));
     }
 
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let metadata = event.metadata();
         let level = log_level(metadata.level());
-        self.span_log(event, level, &ctx);
+        self.span_log(event, level);
         if self.report_logs {
             logs::report(
                 Origin {
@@ -353,10 +340,7 @@ impl SkyWalkingLayer {
     }
 
     /// Logs `event` on the span it belongs to, if that span records.
-    fn span_log<S>(&self, event: &Event<'_>, level: LogLevel, ctx: &Context<'_, S>)
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
+    fn span_log(&self, event: &Event<'_>, level: LogLevel) {
         if event.is_contextual() {
             // The thread's current SkyWalking span: a `#[trace]` span inside a `tracing` span
             // is the one the event happened in.
@@ -371,28 +355,22 @@ impl SkyWalkingLayer {
             });
             return;
         }
-        if LIVE.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let Some(registry_span) = ctx.event_span(event) else {
+        // Not contextual: an explicit parent, or none (a root event).
+        let Some(parent) = event.parent() else {
             return;
         };
-        let recording = registry_span
-            .extensions()
-            .get::<Bridged>()
-            .is_some_and(|b| b.span.is_recording());
-        if !recording {
+        if self.spans.is_empty() || self.spans.with(parent, Span::is_recording) != Some(true) {
             return;
         }
-        // Formatted without the registry's lock held (user code).
+        // Formatted without our lock held (user code).
         let (log, failed) = event_log(event, level);
-        if let Some(bridged) = registry_span.extensions().get::<Bridged>() {
-            bridged.span.edit(if failed {
+        self.spans.with(parent, |span| {
+            span.edit(if failed {
                 Edit::Failed(log)
             } else {
                 Edit::Log(log)
-            });
-        }
+            })
+        });
     }
 }
 

@@ -97,9 +97,15 @@ pub struct SkyWalkingLayer {
     spans: BridgedSpans,
 }
 
+/// As the derived `Default` was: roots start nothing, and events are not reported to the log
+/// view (unlike [`SkyWalkingLayer::new`]).
 impl Default for SkyWalkingLayer {
     fn default() -> SkyWalkingLayer {
-        SkyWalkingLayer::new()
+        SkyWalkingLayer {
+            roots: Roots::Ignore,
+            report_logs: false,
+            spans: BridgedSpans::new(),
+        }
     }
 }
 

@@ -146,6 +146,50 @@ async fn an_oap_answering_unavailable_is_not_stormed() {
     answering(tonic::Code::Unavailable).await;
 }
 
+/// While the segment receiver fails and new traces are still recorded (`keep_tracing`), a
+/// queued segment is the next call: no empty probe goes before it (each would fail too, and
+/// grow the back-off the segment waits out). Each segment is made just after the call before
+/// it failed, so it is queued before the back-off ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_segment_is_the_probe_while_the_receiver_fails() {
+    const SEGMENTS: &str = "skywalking.v3.TraceSegmentReportService";
+    let collector = Collector::builder()
+        .fail_service(SEGMENTS, tonic::Code::Internal)
+        .start()
+        .await
+        .unwrap();
+    let calls = || {
+        collector
+            .received()
+            .failed_by_service
+            .get(SEGMENTS)
+            .copied()
+            .unwrap_or(0)
+    };
+    let tracer = grpc_tracer(config_for(collector.addr()).keep_tracing(true));
+    // The reporter's first call, an empty probe, has failed.
+    assert!(eventually(WAIT, || calls() >= 1).await);
+    let mut before = calls();
+    // Five rounds: an empty probe going first by chance (one in two) slips through all of them
+    // one time in 32.
+    for n in 1..=5u64 {
+        drop(tracer.entry_span(format!("GET:/{n}"), &()));
+        assert!(
+            eventually(WAIT, || tracer.stats().failed >= n).await,
+            "segment {n}: {:?}",
+            tracer.stats()
+        );
+        let after = calls();
+        assert_eq!(
+            after - before,
+            1,
+            "calls for segment {n}: {after} - {before}"
+        );
+        before = after;
+    }
+    tracer.reporter().shutdown(Duration::from_millis(200));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_backends_cost_a_bounded_number_of_attempts() {
     // Every address of 127.0.0.0/8 reaches a listener bound to 0.0.0.0: 10,000 distinct

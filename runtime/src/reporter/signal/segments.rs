@@ -94,7 +94,12 @@ impl Segments {
                 }
                 batch
             } else {
+                // In this order: while new traces are paused but still recorded
+                // (`SW_AGENT_KEEP_TRACING`), a queued segment is the probe. Left to chance, an
+                // empty probe went first half the time, failed, and grew the back-off the
+                // segment then waited out.
                 tokio::select! {
+                    biased;
                     waiting = self.wait() => if waiting {
                         self.lingered().await
                     } else {

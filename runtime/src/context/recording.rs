@@ -155,10 +155,38 @@ impl ActiveSegment {
         agent.segments_created.fetch_add(1, Ordering::Relaxed);
         // A new trace is named after its first segment, as unique among traces as that id is
         // among segments (OAP keeps the two apart): one id to make per request, not two.
-        let segment = ActiveSegment {
+        let segment_id = new_id_at(now);
+        // In the allocation of this thread's last finished segment when it kept one, written
+        // field by field: building the segment whole and moving it there copied its 336 bytes
+        // and dropped every field of the old one (≈ 175 instructions a request).
+        if let Ok(Some(mut spare)) = SPARE.try_with(Cell::take)
+            && let Some(place) = Arc::get_mut(&mut spare)
+        {
+            place.agent = agent;
+            place.trace_id = start.trace_id;
+            place.segment_id = segment_id;
+            place.skip_analysis = start.skip_analysis;
+            place.span_limit = start.span_limit;
+            *place.next_span_id.get_mut() = 1;
+            *place.size_limited.get_mut() = false;
+            *place.nested_entries.get_mut() = 0;
+            let state = place
+                .state
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner);
+            // The segment's end took its spans, refs and pending changes, and nothing joins a
+            // finished segment: empty lists, nothing to free.
+            debug_assert!(state.pending.is_empty());
+            state.spans = spans;
+            state.refs = start.refs;
+            state.finished = false;
+            state.correlation = start.correlation;
+            return spare;
+        }
+        Arc::new(ActiveSegment {
             agent,
             trace_id: start.trace_id,
-            segment_id: new_id_at(now),
+            segment_id,
             skip_analysis: start.skip_analysis,
             span_limit: start.span_limit,
             next_span_id: AtomicU32::new(1),
@@ -171,18 +199,7 @@ impl ActiveSegment {
                 finished: false,
                 correlation: start.correlation,
             }),
-        };
-        // In the allocation of this thread's last finished segment when it kept one.
-        match SPARE.try_with(Cell::take) {
-            Ok(Some(mut spare)) => match Arc::get_mut(&mut spare) {
-                Some(place) => {
-                    *place = segment;
-                    spare
-                }
-                None => Arc::new(segment),
-            },
-            _ => Arc::new(segment),
-        }
+        })
     }
 
     /// Keeps `segment`'s allocation for this thread's next segment, if nothing else holds it

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::propagation::{Injector, SW8, Sw8Header};
+use crate::propagation::{Injector, SW8, SW8_X, Sw8Header};
 use crate::reporter::Reporter;
 use crate::segment::{Segment, SpanKind};
 use crate::{Config, LocalSpan, Span, TraceSettings, Tracer};
@@ -457,6 +457,92 @@ fn a_finished_segment_is_kept_for_the_threads_next_one_without_its_agent() {
                 vec!["GET:/c".to_owned(), "background".to_owned()]
             ]
         );
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_kept_segment_starts_afresh() {
+    std::thread::spawn(|| {
+        let (tracer, keep) = tracer();
+        let mut settings = tracer.settings();
+        settings.span_limit = 3;
+        tracer.set_settings(settings).unwrap();
+        // The first segment continues a caller's trace, carries a correlation, adopts a nested
+        // entry and reaches its span limit.
+        let mut carrier = http::HeaderMap::new();
+        carrier.insert(
+            SW8,
+            http::HeaderValue::from_static(
+                "1-MQ==-NQ==-3-bWVzaA==-aW5zdGFuY2U=-L2FwaS92MS9oZWFsdGg=-ZXhhbXBsZS5jb206ODA4MA==",
+            ),
+        );
+        // Skipping analysis: every span of the segment does.
+        carrier.insert(SW8_X, http::HeaderValue::from_static("1"));
+        let first = tracer.entry_span("GET:/a", &carrier);
+        let at = first.segment_address();
+        let mut sent = http::HeaderMap::new();
+        {
+            let _in = first.enter();
+            assert!(crate::snapshot::put_correlation("k", "v"));
+            assert!(Span::exit("call", "peer:1").inject(&mut sent));
+            // As many nested entries as a segment adopts (the limit leaves most unrecorded).
+            for _ in 0..super::recording::MAX_NESTED_ENTRIES {
+                drop(tracer.entry_span("nested", &()));
+            }
+            assert!(!Span::local("over the limit").is_recording());
+        }
+        drop(first);
+        let first = keep.take().remove(0);
+        assert!(first.size_limited && first.refs.len() == 1);
+        assert!(first.spans.iter().all(|s| s.skip_analysis));
+        assert!(sent.contains_key("sw8-correlation"));
+        // The next segments take one span more.
+        let mut settings = tracer.settings();
+        settings.span_limit = 4;
+        tracer.set_settings(settings).unwrap();
+
+        let second = tracer.entry_span("GET:/b", &());
+        assert_eq!(second.segment_address(), at, "the kept allocation");
+        let mut sent = http::HeaderMap::new();
+        {
+            let _in = second.enter();
+            assert!(Span::exit("call", "peer:1").inject(&mut sent));
+            assert!(tracer.entry_span("nested", &()).is_recording());
+            assert!(
+                Span::local("fourth").is_recording(),
+                "the first's span limit"
+            );
+        }
+        drop(second);
+        let second = keep.take().remove(0);
+        assert!(!second.size_limited, "size-limited as the first");
+        assert!(second.refs.is_empty(), "the first's ref");
+        assert_ne!(second.trace_id(), first.trace_id(), "the first's trace");
+        assert_ne!(second.segment_id(), first.segment_id());
+        assert_eq!(
+            shape(&second),
+            [
+                (0, -1, "GET:/b".to_owned()),
+                (1, 0, "call".to_owned()),
+                (2, 0, "nested".to_owned()),
+                (3, 0, "fourth".to_owned())
+            ]
+        );
+        assert!(
+            !second.spans.iter().any(|s| s.skip_analysis),
+            "the first's sw8-x"
+        );
+        assert!(
+            !sent.contains_key("sw8-correlation"),
+            "the first's correlation"
+        );
+
+        // The third continues a caller's trace again: its ref is its own.
+        drop(tracer.entry_span("GET:/c", &carrier));
+        let third = keep.take().remove(0);
+        assert_eq!(third.refs.len(), 1, "the caller's ref");
     })
     .join()
     .unwrap();

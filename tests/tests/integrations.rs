@@ -293,6 +293,60 @@ async fn axum_layer_inside_a_trace_records_a_local_child_with_the_http_attribute
     assert!(inner.end_time >= inner.start_time);
 }
 
+/// The application's own layer inside skytrace's (applied before it): axum's route future
+/// calls it when first polled, inside the entry span, and the handler after it. (The axum layer
+/// does not enter the span around axum's `Route::call`, which only makes that future.)
+#[tokio::test]
+async fn an_application_layer_inside_the_axum_layer_runs_inside_the_entry_span() {
+    use tower_service::Service as _;
+
+    let collector = Collector::start().await.unwrap();
+    let mut router = Router::new()
+        .route(
+            "/audited",
+            get(|| async {
+                drop(Span::local("handler"));
+                "ok"
+            }),
+        )
+        .layer(tower_layer::layer_fn(Audit))
+        .layer(SkytraceLayer::with_tracer(tracer(&collector, "audited")));
+    let request = http::Request::get("/audited")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = router.call(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let segment = wait_for_endpoint(&collector, "GET:/audited").await;
+    assert_eq!(parent_name(&segment, "audit"), "GET:/audited");
+    assert_eq!(parent_name(&segment, "handler"), "GET:/audited");
+}
+
+/// A layer's service that records a span in its `call`.
+#[derive(Clone)]
+struct Audit<S>(S);
+
+impl<S, B> tower_service::Service<http::Request<B>> for Audit<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        drop(Span::local("audit"));
+        self.0.call(request)
+    }
+}
+
 // ----------------------------------------------------------------------------------------------
 // actix-web
 

@@ -45,19 +45,23 @@ pub(crate) fn start<B, R: AsRef<str>>(
     )
 }
 
-/// Calls `inner` with `request` inside `span`, and returns the future that ends it.
+/// Calls `inner` with `request` inside `span` (only around its polls when `call_runs_code` is
+/// false: see the axum layer's `line::is_route`), and returns the future that ends it.
 #[inline]
 pub(crate) fn call<S, B>(
     inner: &mut S,
     request: http::Request<B>,
     span: Span,
+    call_runs_code: bool,
 ) -> ResponseFuture<S::Future>
 where
     S: Service<http::Request<B>>,
 {
-    let inner = {
+    let inner = if call_runs_code {
         // Work the inner service does before returning its future is inside the span too.
         let _entered = span.enter();
+        inner.call(request)
+    } else {
         inner.call(request)
     };
     ResponseFuture {

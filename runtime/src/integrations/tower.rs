@@ -274,7 +274,7 @@ where
             },
             || layer.peer.as_deref().map(str::to_owned),
         );
-        http_entry::call(&mut self.inner, request, span)
+        http_entry::call(&mut self.inner, request, span, true)
     }
 }
 

